@@ -1,0 +1,96 @@
+// The admin listener: liveness, readiness, and what the proxy knows of every service.
+
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Discovery } from './discovery/index.js'
+import type { HostPort } from './config.js'
+import type { Service } from './service.js'
+
+export interface AdminSources {
+  readonly discovery: Discovery
+  readonly services: readonly Service[]
+}
+
+/** The body of `GET /upstreams`. */
+export function upstreamsReport(src: AdminSources): object {
+  const status = src.discovery.status()
+  const services: Record<string, object> = {}
+  for (const s of src.services) {
+    const w = status.services[s.name]
+    services[s.name] = {
+      path: s.config.path,
+      strategy: s.config.strategy.name ?? s.config.strategy.module,
+      synced: w?.synced ?? false,
+      pathExists: w?.pathExists ?? false,
+      lastSyncAgoMs: w?.lastSyncAt == null ? null : Date.now() - w.lastSyncAt,
+      skipped: w?.skipped ?? [],
+      instances: s.balancer.hosts.map((h) => ({
+        key: h.key,
+        host: h.host,
+        port: h.port,
+        weight: h.weight,
+        state: h.endpoint.state,
+        healthy: h.eligible,
+        inFlight: h.inFlight,
+        requests: h.requests,
+        failures: h.failures,
+        latencyEwmaMs: Math.round(h.latencyEwmaMs * 100) / 100,
+        format: h.endpoint.meta.format,
+      })),
+    }
+  }
+  return { ready: src.discovery.ready, zookeeper: status.session, services }
+}
+
+function json(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, null, 2)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' })
+  res.end(text)
+}
+
+export class AdminServer {
+  readonly #server: http.Server
+
+  constructor(src: AdminSources) {
+    this.#server = http.createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0]
+      if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method not allowed' })
+      switch (path) {
+        case '/healthz':
+          return json(res, 200, { status: 'ok' })
+        case '/readyz': {
+          const ready = src.discovery.ready
+          const waiting = Object.entries(src.discovery.status().services)
+            .filter(([, s]) => !s.synced)
+            .map(([name]) => name)
+          return json(res, ready ? 200 : 503, { ready, waiting })
+        }
+        case '/upstreams':
+          return json(res, 200, upstreamsReport(src))
+        default:
+          return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/upstreams'] })
+      }
+    })
+  }
+
+  listen(at: HostPort): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject)
+      this.#server.listen(at.port, at.host, () => {
+        this.#server.off('error', reject)
+        resolve(this.#server.address() as AddressInfo)
+      })
+    })
+  }
+
+  address(): AddressInfo | null {
+    return this.#server.address() as AddressInfo | null
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.close(() => resolve())
+      this.#server.closeAllConnections()
+    })
+  }
+}

@@ -1,0 +1,175 @@
+// One service's instances with their live figures, and the act of picking one.
+//
+// The balancer decides what *may* be picked (up, weight > 0, not tried by this request) and hands
+// that to the strategy, which decides *which*. Load is counted around a request's whole life: a
+// lease is taken before the first byte goes out and released exactly once, on success or failure.
+
+import { RoundRobin } from '../strategies/round-robin.js'
+import type { Candidate, PickContext, Strategy } from '../strategies/strategy.js'
+import type { Endpoint } from './discovery/endpoint.js'
+import type { FailureKind } from './errors.js'
+import type { Logger } from './log.js'
+
+/** Weight of the newest sample in the latency EWMA. */
+const EWMA_ALPHA = 0.3
+
+export type Outcome =
+  | { readonly ok: true; readonly latencyMs: number }
+  | { readonly ok: false; readonly kind: FailureKind; readonly latencyMs: number }
+  /** The client went away: says nothing about the instance. */
+  | { readonly ok: null }
+
+/** An instance and its live figures. Strategies see it through the Candidate interface. */
+export class Host implements Candidate {
+  readonly key: string
+  endpoint: Endpoint
+  weight: number
+  inFlight = 0
+  latencyEwmaMs = 0
+  requests = 0
+  failures = 0
+  consecutiveFailures = 0
+
+  constructor(endpoint: Endpoint) {
+    this.key = endpoint.key
+    this.endpoint = endpoint
+    this.weight = endpoint.weight
+  }
+
+  get host(): string {
+    return this.endpoint.host
+  }
+
+  get port(): number {
+    return this.endpoint.port
+  }
+
+  /** May get new requests. */
+  get eligible(): boolean {
+    return this.endpoint.state === 'up' && this.weight > 0
+  }
+}
+
+export class Lease {
+  readonly host: Host
+  readonly #balancer: Balancer
+  #released = false
+
+  constructor(balancer: Balancer, host: Host) {
+    this.#balancer = balancer
+    this.host = host
+  }
+
+  release(outcome: Outcome): void {
+    if (this.#released) return
+    this.#released = true
+    this.#balancer.settle(this.host, outcome)
+  }
+}
+
+export interface BalancerOptions {
+  readonly service: string
+  readonly strategy: Strategy
+  readonly logger: Logger
+  readonly random: () => number
+}
+
+export class Balancer {
+  readonly service: string
+  readonly #strategy: Strategy
+  readonly #fallback: RoundRobin
+  readonly #log: Logger
+  readonly #hosts = new Map<string, Host>()
+  /** Every host, sorted by key. */
+  #all: readonly Host[] = []
+  /** The hosts that may get new requests, sorted by key; rebuilt on every membership or state change. */
+  #eligible: readonly Host[] = []
+  #warnedStrategy = false
+  /** Called with the hosts that left, so their connection pools can be closed. */
+  onRemoved: ((hosts: readonly Host[]) => void) | undefined
+
+  constructor(opts: BalancerOptions) {
+    this.service = opts.service
+    this.#strategy = opts.strategy
+    this.#fallback = new RoundRobin(opts.random)
+    this.#log = opts.logger.child({ service: opts.service })
+  }
+
+  /** Replaces the membership with a whole snapshot; figures of instances that stay are kept. */
+  update(endpoints: readonly Endpoint[]): void {
+    const next = new Map<string, Host>()
+    for (const e of endpoints) {
+      const existing = this.#hosts.get(e.key)
+      if (existing) {
+        existing.endpoint = e
+        existing.weight = e.weight
+        next.set(e.key, existing)
+      } else next.set(e.key, new Host(e))
+    }
+    const removed: Host[] = []
+    for (const [key, h] of this.#hosts) if (!next.has(key)) removed.push(h)
+    this.#hosts.clear()
+    for (const [k, h] of next) this.#hosts.set(k, h)
+    this.#all = [...next.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    this.#rebuild()
+    if (removed.length > 0) this.onRemoved?.(removed)
+  }
+
+  #rebuild(): void {
+    this.#eligible = this.#all.filter((h) => h.eligible)
+  }
+
+  get hosts(): readonly Host[] {
+    return this.#all
+  }
+
+  /** Whether another attempt could find an instance this request has not tried. */
+  hasUntried(tried: ReadonlySet<string>): boolean {
+    for (const h of this.#eligible) if (!tried.has(h.key)) return true
+    return false
+  }
+
+  /** Picks an instance not in `tried`, or returns null when there is none. */
+  acquire(tried: ReadonlySet<string> | null, ctx: PickContext): Lease | null {
+    let candidates = this.#eligible
+    if (tried !== null && tried.size > 0) candidates = candidates.filter((h) => !tried.has(h.key))
+    if (candidates.length === 0) return null
+    const host = candidates.length === 1 ? candidates[0]! : this.#pick(candidates, ctx)
+    host.inFlight++
+    host.requests++
+    return new Lease(this, host)
+  }
+
+  #pick(candidates: readonly Host[], ctx: PickContext): Host {
+    let picked: Candidate | undefined
+    try {
+      picked = this.#strategy.pick(candidates, ctx)
+    } catch (err) {
+      this.#warnStrategy(`pick threw: ${(err as Error)?.message ?? String(err)}`)
+      return this.#fallback.pick(candidates) as Host
+    }
+    if (candidates.includes(picked as Host)) return picked as Host
+    this.#warnStrategy('pick returned something that is not one of the candidates')
+    return this.#fallback.pick(candidates) as Host
+  }
+
+  #warnStrategy(problem: string): void {
+    if (this.#warnedStrategy) return
+    this.#warnedStrategy = true
+    this.#log.warn({ problem }, 'strategy failed, falling back to round-robin for such requests (warned once)')
+  }
+
+  /** Called by Lease.release only. */
+  settle(host: Host, outcome: Outcome): void {
+    host.inFlight--
+    if (outcome.ok === null) return
+    host.latencyEwmaMs =
+      host.latencyEwmaMs === 0 ? outcome.latencyMs : host.latencyEwmaMs + EWMA_ALPHA * (outcome.latencyMs - host.latencyEwmaMs)
+    if (outcome.ok) {
+      host.consecutiveFailures = 0
+    } else {
+      host.failures++
+      host.consecutiveFailures++
+    }
+  }
+}

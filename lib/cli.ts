@@ -1,0 +1,153 @@
+#!/usr/bin/env node
+// The command line: argv, signals and exit codes live here and nowhere else.
+//   0  stopped cleanly      1  failed at run time (e.g. port in use)      2  bad config or arguments
+
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { loadConfig } from './config.js'
+import { ConfigError } from './errors.js'
+import { createLogger } from './log.js'
+import { createProxy } from './proxy.js'
+import { register } from './registry.js'
+
+const USAGE = `Usage:
+  zoo-proxy --config <file>            run the proxy (same as: zoo-proxy run --config <file>)
+  zoo-proxy check --config <file>      validate a config file and exit (0 valid, 2 invalid)
+  zoo-proxy register --zookeeper <connect> --path <service path> --host <host> --port <port>
+                     [--weight <n>] [--drain-ms <ms>] [--session-timeout-ms <ms>]
+                                       keep an ephemeral instance znode while this runs
+  zoo-proxy --help | --version
+Exit status: 0 stopped cleanly, 1 run-time failure, 2 bad config or arguments.`
+
+class UsageError extends Error {}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+/** Resolves on the first SIGINT/SIGTERM; a second one exits at once. */
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    let seen = false
+    const on = (sig: NodeJS.Signals) => {
+      if (seen) process.exit(1)
+      seen = true
+      resolve(sig)
+    }
+    process.on('SIGINT', on)
+    process.on('SIGTERM', on)
+  })
+}
+
+async function runProxy(configFile: string | undefined, checkOnly: boolean): Promise<number> {
+  if (configFile === undefined) throw new UsageError('--config <file> is required')
+  const config = await loadConfig(configFile)
+  if (checkOnly) {
+    console.log(`${configFile}: ok (${config.services.length} service${config.services.length === 1 ? '' : 's'})`)
+    return 0
+  }
+  const logger = createLogger(config.log.level)
+  const proxy = await createProxy(config, { logger })
+  try {
+    await proxy.start()
+  } catch (err) {
+    logger.error({ err: String(err) }, 'cannot start')
+    await proxy.close()
+    return 1
+  }
+  const sig = await untilSignal()
+  logger.info({ signal: sig }, 'shutting down')
+  await proxy.close()
+  return 0
+}
+
+function intArg(name: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer ${min}..${max}, got "${value}"`)
+  return n
+}
+
+async function runRegister(v: Record<string, string | boolean | undefined>): Promise<number> {
+  const str = (k: string): string | undefined => (typeof v[k] === 'string' ? (v[k] as string) : undefined)
+  for (const k of ['zookeeper', 'path', 'host', 'port']) if (str(k) === undefined) throw new UsageError(`--${k} is required`)
+  const path = str('path')!
+  if (!path.startsWith('/') || path.endsWith('/')) throw new UsageError(`--path must be an absolute znode path like /services/example`)
+  const port = intArg('port', str('port'), 1, 65535)!
+  const weight = intArg('weight', str('weight'), 0)
+  const drainMs = intArg('drain-ms', str('drain-ms'), 0) ?? 0
+  const sessionTimeoutMs = intArg('session-timeout-ms', str('session-timeout-ms'), 100)
+  const logger = createLogger('info')
+  const reg = await register({
+    connect: str('zookeeper')!,
+    path,
+    host: str('host')!,
+    port,
+    weight,
+    sessionTimeoutMs,
+    logger,
+  })
+  const sig = await untilSignal()
+  logger.info({ signal: sig, drainMs }, 'draining before deregistering')
+  await reg.drain().catch(() => {})
+  if (drainMs > 0) await new Promise((r) => setTimeout(r, drainMs))
+  await reg.close()
+  return 0
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' },
+      zookeeper: { type: 'string' },
+      path: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      weight: { type: 'string' },
+      'drain-ms': { type: 'string' },
+      'session-timeout-ms': { type: 'string' },
+    },
+  })
+  if (values.help) {
+    console.log(USAGE)
+    return 0
+  }
+  if (values.version) {
+    console.log(version())
+    return 0
+  }
+  const command = positionals[0] ?? 'run'
+  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`)
+  switch (command) {
+    case 'run':
+      return runProxy(values.config, false)
+    case 'check':
+      return runProxy(values.config, true)
+    case 'register':
+      return runRegister(values)
+    default:
+      throw new UsageError(`unknown command "${command}"`)
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      for (const line of err.problems) console.error(line)
+      process.exit(2)
+    }
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`zoo-proxy: ${(err as Error).message}\n\n${USAGE}`)
+      process.exit(2)
+    }
+    console.error(`zoo-proxy: ${(err as Error)?.stack ?? String(err)}`)
+    process.exit(1)
+  },
+)

@@ -1,0 +1,250 @@
+// The config schema, its defaults, and loading from YAML or JSON.
+//
+// Validated once with zod (a well-kept validator: typed output, field paths in every issue, strict
+// objects for unknown keys), then frozen. Every problem is reported as one `field.path: message`
+// line, all of them at once, before anything binds a port.
+
+import { readFile } from 'node:fs/promises'
+import path from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import { z } from 'zod'
+import { ConfigError } from './errors.js'
+import { buildStrategy, isBuiltinStrategy } from '../strategies/index.js'
+import type { StrategySpec } from '../strategies/index.js'
+
+export interface HostPort {
+  readonly host: string
+  readonly port: number
+}
+
+/** `host:port`, `[v6]:port`, `:port` or a bare port; a missing host means loopback. */
+export function parseHostPort(value: string | number): HostPort | null {
+  const text = String(value).trim()
+  let host = '127.0.0.1'
+  let portText = text
+  const v6 = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(text)
+  if (v6) {
+    host = v6[1]!
+    portText = v6[2]!
+  } else if (text.includes(':')) {
+    const at = text.lastIndexOf(':')
+    if (at > 0) host = text.slice(0, at)
+    portText = text.slice(at + 1)
+    if (host.includes(':') || /\s/.test(host)) return null
+  }
+  if (!/^\d{1,5}$/.test(portText)) return null
+  const port = Number(portText)
+  return port <= 65535 ? { host, port } : null
+}
+
+const hostPort = z
+  .union([z.string(), z.number()])
+  .transform((v, ctx) => {
+    const parsed = parseHostPort(v)
+    if (parsed === null) {
+      ctx.addIssue({ code: 'custom', message: `must be host:port, got ${JSON.stringify(v)}` })
+      return z.NEVER
+    }
+    return parsed
+  })
+
+const ms = (def: number) => z.number().int().nonnegative().default(def)
+const positiveMs = (def: number) => z.number().int().positive().default(def)
+
+const znodePath = z
+  .string()
+  .refine((p) => /^\/[^\0]*$/.test(p) && (p === '/' || !p.endsWith('/')) && !p.includes('//'), {
+    message: 'must be an absolute ZooKeeper path like /services/example',
+  })
+
+/** `strategy: round-robin` or `{ name: ..., ...options }` or `{ module: ./file.js, ...options }`. */
+const strategyField = z.union([z.string(), z.looseObject({})]).default('round-robin')
+
+export const RETRY_CONDITIONS = ['connect-failure', 'reset', 'timeout', 'gateway-error'] as const
+export type RetryCondition = (typeof RETRY_CONDITIONS)[number]
+
+const retrySchema = z
+  .strictObject({
+    /** Attempts per request in all, the first one included. */
+    attempts: z.number().int().min(1).max(10).default(3),
+    /** Deadline for one attempt to get response headers; defaults to the service's `timeoutMs`. */
+    perTryTimeoutMs: z.number().int().positive().optional(),
+    /** Base of the jittered exponential backoff between attempts. */
+    backoffMs: ms(25),
+    /** Request bodies up to this size are held so they can be sent again. */
+    bufferBytes: z.number().int().nonnegative().default(64 * 1024),
+    /** Retry non-idempotent methods on reset/timeout/gateway-error too (nginx: off). */
+    nonIdempotent: z.boolean().default(false),
+    /** Which failures are retried (Envoy's names). */
+    on: z.array(z.enum(RETRY_CONDITIONS)).default([...RETRY_CONDITIONS]),
+  })
+  .prefault({})
+
+const matchSchema = z.strictObject({
+  host: z.string().min(1).optional(),
+  pathPrefix: z.string().startsWith('/', { message: 'must start with /' }).optional(),
+})
+
+const serviceSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { message: 'must be letters, digits, ".", "_" or "-"' }),
+  path: znodePath,
+  strategy: strategyField,
+  match: matchSchema.optional(),
+  /** Overall deadline for a response's headers, all attempts together. */
+  timeoutMs: positiveMs(30_000),
+  /** TCP connect deadline to one instance. */
+  connectTimeoutMs: positiveMs(5_000),
+  /** Longest silence between two chunks of a response body once it has started. */
+  bodyTimeoutMs: ms(60_000),
+  /** Upper bound of pooled connections to one instance. */
+  maxConnectionsPerInstance: z.number().int().positive().default(128),
+  /** How long an idle pooled upstream connection is kept. */
+  keepAliveTimeoutMs: positiveMs(4_000),
+  retry: retrySchema,
+})
+
+const configSchema = z.strictObject({
+  listen: hostPort.default({ host: '127.0.0.1', port: 8080 }),
+  admin: hostPort.optional(),
+  zookeeper: z
+    .strictObject({
+      connect: z.string().min(1).default('127.0.0.1:2181'),
+      sessionTimeoutMs: z.number().int().min(100).default(10_000),
+    })
+    .prefault({}),
+  services: z.array(serviceSchema).min(1, { message: 'must list at least one service' }),
+  /** On SIGTERM, how long in-flight requests may take to finish before they are cut. */
+  shutdownTimeoutMs: ms(10_000),
+  log: z
+    .strictObject({
+      level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    })
+    .prefault({}),
+})
+
+type RawConfig = z.output<typeof configSchema>
+type RawService = RawConfig['services'][number]
+
+export interface ServiceConfig extends Omit<RawService, 'strategy' | 'retry'> {
+  readonly strategy: StrategySpec
+  readonly retry: Readonly<RawService['retry']> & { readonly perTryTimeoutMs: number }
+}
+
+export interface Config extends Omit<RawConfig, 'services'> {
+  readonly services: readonly ServiceConfig[]
+}
+
+function fieldPath(segments: readonly PropertyKey[]): string {
+  let out = ''
+  for (const s of segments) out += typeof s === 'number' ? `[${s}]` : out === '' ? String(s) : `.${String(s)}`
+  return out === '' ? '(root)' : out
+}
+
+function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
+  const lines: string[] = []
+  for (const issue of issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) lines.push(`${fieldPath([...issue.path, key])}: unknown key`)
+    } else {
+      lines.push(`${fieldPath(issue.path)}: ${issue.message}`)
+    }
+  }
+  return lines
+}
+
+function normaliseStrategy(raw: string | Record<string, unknown>, baseDir: string, at: string, problems: string[]): StrategySpec {
+  if (typeof raw === 'string') {
+    if (!isBuiltinStrategy(raw)) problems.push(`${at}: unknown strategy "${raw}"`)
+    return { name: raw, options: {} }
+  }
+  const { name, module, ...options } = raw
+  if (module !== undefined) {
+    if (name !== undefined) problems.push(`${at}: give either name or module, not both`)
+    if (typeof module !== 'string' || module === '') {
+      problems.push(`${at}.module: must be a file path`)
+      return { name: 'round-robin', options }
+    }
+    return { module: path.resolve(baseDir, module), options }
+  }
+  if (typeof name !== 'string') {
+    problems.push(`${at}.name: must name a strategy (or give module)`)
+    return { name: 'round-robin', options }
+  }
+  if (!isBuiltinStrategy(name)) problems.push(`${at}.name: unknown strategy "${name}"`)
+  return { name, options }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const v of Object.values(value)) deepFreeze(v)
+  }
+  return value
+}
+
+/**
+ * Validates a parsed config object. `baseDir` resolves relative strategy modules. Throws
+ * ConfigError with every problem found; returns a frozen Config.
+ */
+export async function validateConfig(input: unknown, baseDir: string): Promise<Config> {
+  const parsed = configSchema.safeParse(input ?? {})
+  if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues))
+  const raw = parsed.data
+  const problems: string[] = []
+
+  const names = new Map<string, number>()
+  const routes = new Map<string, number>()
+  const services = raw.services.map((s, i): ServiceConfig => {
+    const at = `services[${i}]`
+    const seen = names.get(s.name)
+    if (seen !== undefined) problems.push(`${at}.name: duplicate service name "${s.name}" (also services[${seen}])`)
+    else names.set(s.name, i)
+    const routeKey = `${s.match?.host?.toLowerCase() ?? '*'} ${s.match?.pathPrefix ?? ''}`
+    const sameRoute = routes.get(routeKey)
+    if (sameRoute !== undefined) {
+      problems.push(
+        s.match === undefined
+          ? `${at}.match: only one service may be the default route (no match); services[${sameRoute}] already is`
+          : `${at}.match: same match as services[${sameRoute}]`,
+      )
+    } else routes.set(routeKey, i)
+    return {
+      ...s,
+      strategy: normaliseStrategy(s.strategy as string | Record<string, unknown>, baseDir, `${at}.strategy`, problems),
+      retry: { ...s.retry, perTryTimeoutMs: Math.min(s.retry.perTryTimeoutMs ?? s.timeoutMs, s.timeoutMs) },
+    }
+  })
+  if (problems.length > 0) throw new ConfigError(problems)
+
+  // Build each strategy once now, so a bad option or a broken user module fails here with exit 2
+  // rather than on the first request.
+  await Promise.all(
+    services.map(async (s, i) => {
+      try {
+        await buildStrategy(s.strategy, { random: Math.random })
+      } catch (err) {
+        const field = (err as { field?: unknown }).field
+        problems.push(`services[${i}].strategy${typeof field === 'string' ? `.${field}` : ''}: ${(err as Error).message}`)
+      }
+    }),
+  )
+  if (problems.length > 0) throw new ConfigError(problems.sort())
+  return deepFreeze({ ...raw, services })
+}
+
+/** Reads and validates a config file; `.json` is parsed as JSON, anything else as YAML. */
+export async function loadConfig(file: string): Promise<Config> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError([`(file): cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`])
+  }
+  let input: unknown
+  try {
+    input = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text)
+  } catch (err) {
+    throw new ConfigError([`(file): ${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`])
+  }
+  return validateConfig(input, path.dirname(path.resolve(file)))
+}

@@ -1,0 +1,114 @@
+// Decoding a service child znode into an endpoint. Four layouts are accepted, tried in this order:
+//   1. ours:       {"host":"10.0.0.5","port":8080,"weight":2,"state":"up"}
+//   2. Curator x-discovery ServiceInstance (also Spring Cloud Zookeeper):
+//                  {"name":..,"id":..,"address":..,"port":..,"sslPort":..,"payload":..,"enabled":..}
+//   3. Finagle/Aurora ServerSet member: {"serviceEndpoint":{"host":..,"port":..},"status":"ALIVE",..}
+//   4. plain text `host:port`, or empty data with the child's own name being `host:port`.
+// Anything else is rejected with a reason, never thrown.
+
+import type { Endpoint } from './endpoint.js'
+
+export type DecodeResult = { ok: true; endpoint: Endpoint } | { ok: false; reason: string }
+
+type Json = Record<string, unknown>
+
+function isObject(v: unknown): v is Json {
+  return v !== null && typeof v === 'object' && !Array.isArray(v)
+}
+
+function validPort(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= 65535
+}
+
+function validHost(v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && v.length <= 253 && !/[\s/]/.test(v)
+}
+
+/** A weight from znode data: a finite number >= 0, or a numeric string (Curator metadata is strings). */
+function readWeight(v: unknown): number | null | undefined {
+  if (v === undefined || v === null) return undefined
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v
+  return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : null
+}
+
+function ok(key: string, host: string, port: number, weight: number, state: Endpoint['state'], meta: Json): DecodeResult {
+  // IPv6 literals arrive with or without brackets; keep them bare, the transport adds brackets.
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host
+  return { ok: true, endpoint: Object.freeze({ key, host: bare, port, weight, state, meta: Object.freeze(meta) }) }
+}
+
+function decodeOurs(key: string, d: Json): DecodeResult {
+  if (!validHost(d.host)) return { ok: false, reason: 'host must be a non-empty string' }
+  if (!validPort(d.port)) return { ok: false, reason: 'port must be an integer 1-65535' }
+  const weight = readWeight(d.weight)
+  if (weight === null) return { ok: false, reason: 'weight must be a number >= 0' }
+  const state = d.state ?? 'up'
+  if (state !== 'up' && state !== 'draining') return { ok: false, reason: 'state must be "up" or "draining"' }
+  const meta: Json = { format: 'zoo-proxy' }
+  if (isObject(d.meta)) meta.meta = d.meta
+  return ok(key, d.host, d.port, weight ?? 1, state, meta)
+}
+
+function decodeCurator(key: string, d: Json): DecodeResult {
+  if (!validHost(d.address)) return { ok: false, reason: 'Curator address must be a non-empty string' }
+  if (!validPort(d.port)) return { ok: false, reason: 'Curator port must be an integer 1-65535 (sslPort alone is not served)' }
+  const payload = isObject(d.payload) ? d.payload : {}
+  const metadata = isObject(payload.metadata) ? payload.metadata : {}
+  const weight = readWeight(payload.weight ?? metadata.weight)
+  if (weight === null) return { ok: false, reason: 'Curator payload weight must be a number >= 0' }
+  // `enabled: false` (Curator) and Spring's OUT_OF_SERVICE both mean: no new requests.
+  const draining = d.enabled === false || metadata.instance_status === 'OUT_OF_SERVICE'
+  const meta: Json = { format: 'curator' }
+  if (typeof d.name === 'string') meta.name = d.name
+  if (typeof d.id === 'string') meta.id = d.id
+  return ok(key, d.address, d.port, weight ?? 1, draining ? 'draining' : 'up', meta)
+}
+
+function decodeServerSet(key: string, d: Json): DecodeResult {
+  const ep = d.serviceEndpoint
+  if (!isObject(ep) || !validHost(ep.host) || !validPort(ep.port)) {
+    return { ok: false, reason: 'ServerSet serviceEndpoint must have host and port' }
+  }
+  // Only ALIVE members are routed; STARTING, STOPPING, DEAD... keep their in-flight requests only.
+  const status = typeof d.status === 'string' ? d.status : 'ALIVE'
+  const meta: Json = { format: 'serverset', status }
+  if (typeof d.shard === 'number') meta.shard = d.shard
+  return ok(key, ep.host, ep.port, 1, status === 'ALIVE' ? 'up' : 'draining', meta)
+}
+
+/** `host:port`, `[v6]:port`. */
+function parsePlain(text: string): { host: string; port: number } | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]/]+)):(\d{1,5})$/.exec(text.trim())
+  if (!m) return null
+  const port = Number(m[3])
+  if (!validPort(port)) return null
+  return { host: (m[1] ?? m[2])!, port }
+}
+
+/** Decodes the data of the child `name` (its znode path is `key`). */
+export function decodeInstance(key: string, name: string, data: Buffer | null | undefined): DecodeResult {
+  const text = data === null || data === undefined ? '' : data.toString('utf8').trim()
+  if (text === '') {
+    const fromName = parsePlain(name)
+    return fromName
+      ? ok(key, fromName.host, fromName.port, 1, 'up', { format: 'name' })
+      : { ok: false, reason: 'empty data and the child name is not host:port' }
+  }
+  if (text.startsWith('{')) {
+    let d: unknown
+    try {
+      d = JSON.parse(text)
+    } catch {
+      return { ok: false, reason: 'data looks like JSON but does not parse' }
+    }
+    if (!isObject(d)) return { ok: false, reason: 'JSON data must be an object' }
+    if ('serviceEndpoint' in d) return decodeServerSet(key, d)
+    if ('address' in d) return decodeCurator(key, d)
+    if ('host' in d) return decodeOurs(key, d)
+    return { ok: false, reason: 'JSON matches no known layout (ours, Curator, ServerSet)' }
+  }
+  const plain = parsePlain(text)
+  return plain
+    ? ok(key, plain.host, plain.port, 1, 'up', { format: 'text' })
+    : { ok: false, reason: 'data is neither JSON nor host:port' }
+}

@@ -1,0 +1,220 @@
+// Watches one service path: its children are the instances, each child's data says where it is.
+//
+// Watches are one-shot and carry no data, so every event means "re-read and re-arm". One stable
+// watcher function per kind (the client tells watchers apart by identity; a fresh closure per call
+// would pile up listeners). Reads are coalesced: an event that arrives while a listing runs only
+// marks it to run once more. A failed read never empties anything: the last good list stays and
+// the read is retried with backoff, or at once when the session reconnects.
+
+import path from 'node:path/posix'
+import { decodeInstance } from './codecs.js'
+import { endpointsEqual } from './endpoint.js'
+import type { Endpoint } from './endpoint.js'
+import type { Watcher, ZkSession } from './zk-session.js'
+import type { Logger } from '../log.js'
+
+export interface ServiceWatcherOptions {
+  readonly name: string
+  readonly path: string
+  readonly session: ZkSession
+  readonly logger: Logger
+  /** Gets the whole list, sorted by key; called asynchronously, only on change, never after close. */
+  readonly onSnapshot: (endpoints: readonly Endpoint[]) => void
+  readonly random?: () => number
+}
+
+export interface ServiceWatcherStatus {
+  readonly synced: boolean
+  readonly pathExists: boolean
+  readonly lastSyncAt: number | null
+  readonly instances: number
+  readonly skipped: readonly { readonly name: string; readonly reason: string }[]
+}
+
+const RETRY_MIN_MS = 100
+const RETRY_MAX_MS = 5_000
+
+export class ServiceWatcher {
+  readonly #o: ServiceWatcherOptions
+  readonly #log: Logger
+  /** Child name -> decoded endpoint, or the reason it was skipped. */
+  readonly #children = new Map<string, Endpoint | { skipped: string }>()
+  /** The names of the latest listing; a read of a name not in it is stale and dropped. */
+  #listed = new Set<string>()
+  /** Names whose data must be read again at the next listing (a data watch fired or a read failed). */
+  readonly #dirty = new Set<string>()
+  /** child name -> the data text already warned about, so a bad znode warns once, not per read. */
+  readonly #warned = new Map<string, string>()
+  #listing = false
+  #relist = false
+  #fullReread = false
+  #synced = false
+  #pathExists = false
+  #lastSyncAt: number | null = null
+  #closed = false
+  #failed = false
+  #retryTimer: NodeJS.Timeout | undefined
+  #retryDelayMs = RETRY_MIN_MS
+  #emitScheduled = false
+  #last: readonly Endpoint[] | null = null
+
+  readonly #onChildren: Watcher = () => this.refresh()
+  readonly #onData: Watcher = (event) => {
+    this.#dirty.add(path.basename(event.getPath()))
+    this.refresh()
+  }
+
+  constructor(opts: ServiceWatcherOptions) {
+    this.#o = opts
+    this.#log = opts.logger.child({ service: opts.name, path: opts.path })
+  }
+
+  get synced(): boolean {
+    return this.#synced
+  }
+
+  status(): ServiceWatcherStatus {
+    const skipped: { name: string; reason: string }[] = []
+    let instances = 0
+    for (const [name, v] of this.#children) {
+      if ('skipped' in v) skipped.push({ name, reason: v.skipped })
+      else instances++
+    }
+    return { synced: this.#synced, pathExists: this.#pathExists, lastSyncAt: this.#lastSyncAt, instances, skipped }
+  }
+
+  /** A new session: every watch is gone with the old one, so read every child again. */
+  resync(): void {
+    this.#fullReread = true
+    this.refresh()
+  }
+
+  /** Reconnected to the same session: watches survived; only redo what failed. */
+  retryFailed(): void {
+    if (this.#failed) this.refresh()
+  }
+
+  /** Lists the children (again), reading the data of new and dirty ones. */
+  refresh(): void {
+    if (this.#closed) return
+    if (this.#listing) {
+      this.#relist = true
+      return
+    }
+    clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
+    void this.#list()
+  }
+
+  async #list(): Promise<void> {
+    this.#listing = true
+    const full = this.#fullReread
+    this.#fullReread = false
+    this.#relist = false
+    const dirty = [...this.#dirty]
+    this.#dirty.clear()
+    try {
+      const names = await this.#o.session.getChildren(this.#o.path, this.#onChildren)
+      if (this.#closed) return
+      if (names === null) {
+        // No such path yet: an empty service that starts working when the path appears.
+        this.#pathExists = false
+        this.#listed = new Set()
+        const appeared = await this.#o.session.exists(this.#o.path, this.#onChildren)
+        if (appeared) this.#relist = true
+        this.#children.clear()
+      } else {
+        this.#pathExists = true
+        this.#listed = new Set(names)
+        for (const name of this.#children.keys()) if (!this.#listed.has(name)) this.#children.delete(name)
+        const wanted = new Set(dirty)
+        const toRead = names.filter((n) => full || wanted.has(n) || !this.#children.has(n))
+        await Promise.all(toRead.map((n) => this.#read(n)))
+      }
+      if (this.#closed) return
+      if (!this.#synced) this.#log.info({ instances: this.#countUp() }, 'service first read done')
+      this.#synced = true
+      this.#failed = false
+      this.#lastSyncAt = Date.now()
+      this.#retryDelayMs = RETRY_MIN_MS
+      this.#scheduleEmit()
+    } catch (err) {
+      if (this.#closed) return
+      // Keep what we had; put back what this pass owed, and try again later.
+      if (full) this.#fullReread = true
+      for (const n of dirty) this.#dirty.add(n)
+      this.#failed = true
+      this.#log.warn({ err: String(err), retryInMs: this.#retryDelayMs }, 'reading service from zookeeper failed, keeping the last known instances')
+      this.#scheduleRetry()
+    } finally {
+      this.#listing = false
+      if (this.#relist && !this.#closed && !this.#failed) this.refresh()
+    }
+  }
+
+  async #read(name: string): Promise<void> {
+    const key = `${this.#o.path === '/' ? '' : this.#o.path}/${name}`
+    const data = await this.#o.session.getData(key, this.#onData)
+    if (this.#closed || !this.#listed.has(name)) return
+    if (data === null) {
+      // Vanished between listing and reading: simply gone (the children watch fires too).
+      this.#children.delete(name)
+      return
+    }
+    const decoded = decodeInstance(key, name, data)
+    if (decoded.ok) {
+      this.#children.set(name, decoded.endpoint)
+      this.#warned.delete(name)
+      return
+    }
+    this.#children.set(name, { skipped: decoded.reason })
+    const text = data.toString('utf8').slice(0, 200)
+    if (this.#warned.get(name) !== text) {
+      this.#warned.set(name, text)
+      this.#log.warn({ znode: key, reason: decoded.reason, data: text }, 'skipping malformed instance znode')
+    }
+  }
+
+  #scheduleRetry(): void {
+    if (this.#retryTimer !== undefined) return
+    // Jittered exponential backoff, so a fleet of proxies does not re-read in step.
+    const delay = Math.round(this.#retryDelayMs * (0.5 + (this.#o.random ?? Math.random)()))
+    this.#retryDelayMs = Math.min(RETRY_MAX_MS, this.#retryDelayMs * 2)
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined
+      this.refresh()
+    }, delay)
+    this.#retryTimer.unref()
+  }
+
+  #countUp(): number {
+    let n = 0
+    for (const v of this.#children.values()) if (!('skipped' in v)) n++
+    return n
+  }
+
+  #scheduleEmit(): void {
+    if (this.#emitScheduled) return
+    this.#emitScheduled = true
+    setImmediate(() => {
+      this.#emitScheduled = false
+      if (this.#closed) return
+      const next: Endpoint[] = []
+      for (const v of this.#children.values()) if (!('skipped' in v)) next.push(v)
+      next.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      const last = this.#last
+      if (last !== null && last.length === next.length && last.every((e, i) => endpointsEqual(e, next[i]!))) return
+      this.#last = Object.freeze(next)
+      this.#log.info(
+        { from: last?.length ?? 0, to: next.length, instances: next.map((e) => `${e.host}:${e.port}${e.state === 'up' ? '' : ` (${e.state})`}`) },
+        `service instances ${last?.length ?? 0} -> ${next.length}`,
+      )
+      this.#o.onSnapshot(this.#last)
+    })
+  }
+
+  close(): void {
+    this.#closed = true
+    clearTimeout(this.#retryTimer)
+  }
+}

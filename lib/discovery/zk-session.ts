@@ -1,0 +1,290 @@
+// One ZooKeeper session for the process, kept alive across everything ZooKeeper can do to it.
+//
+// node-zookeeper-client reconnects by itself after a dropped connection (same session, watches
+// re-sent), but it has three gaps this wrapper closes (see shared/ZOOKEEPER-NOTES.md):
+//  - after EXPIRED the client is dead for good: we close it and build a new one;
+//  - it never notices a frozen or partitioned server: a watchdog probes `exists('/')` and drops the
+//    connection when no answer comes within a third of the session timeout, so the client moves on;
+//  - calls made while disconnected wait forever: every call here has its own deadline.
+// Disconnected for longer than the session timeout means the server has expired us: we treat it
+// as expired at once rather than wait for a reconnect to be told so.
+
+import zookeeper from 'node-zookeeper-client'
+import type { Client, Event as ZkEvent } from 'node-zookeeper-client'
+import { ProxyError } from '../errors.js'
+import type { Logger } from '../log.js'
+
+const { State, Exception, CreateMode } = zookeeper
+
+export type SessionState = 'connecting' | 'connected' | 'disconnected' | 'expired' | 'closed'
+export type Watcher = (event: ZkEvent) => void
+
+export interface SessionListener {
+  /** A new session (the first, or one replacing an expired one): re-read all, re-arm all watches. */
+  onSession?(): void
+  /** Connected again to the same session: retry whatever failed meanwhile. */
+  onReconnect?(): void
+}
+
+export interface ZkSessionOptions {
+  /** `host:port[,host:port...][/chroot]`. */
+  readonly connect: string
+  readonly sessionTimeoutMs: number
+  /** Deadline of one ZooKeeper call. Default: a third of the session timeout, within [500, 5000] ms. */
+  readonly callTimeoutMs?: number
+  /** Watchdog probe period and deadline. Default: a third of the session timeout, at least 200 ms. */
+  readonly watchdogMs?: number
+  readonly logger: Logger
+}
+
+function errorCode(err: unknown): number | undefined {
+  const fn = (err as { getCode?: () => number } | null)?.getCode
+  return typeof fn === 'function' ? fn.call(err) : undefined
+}
+
+export function isNoNode(err: unknown): boolean {
+  return errorCode(err) === Exception.NO_NODE
+}
+
+export function isNodeExists(err: unknown): boolean {
+  return errorCode(err) === Exception.NODE_EXISTS
+}
+
+export class ZkSession {
+  readonly #opts: ZkSessionOptions
+  readonly #log: Logger
+  readonly #callTimeoutMs: number
+  readonly #watchdogMs: number
+  readonly #listeners = new Set<SessionListener>()
+  #client: Client | null = null
+  #state: SessionState = 'connecting'
+  #sessionId = ''
+  #stateSince = Date.now()
+  #lastContactAt = 0
+  #disconnectTimer: NodeJS.Timeout | undefined
+  #watchdogTimer: NodeJS.Timeout | undefined
+  #probeStartedAt = 0
+  #sessions = 0
+
+  constructor(opts: ZkSessionOptions) {
+    this.#opts = opts
+    this.#log = opts.logger.child({ component: 'zookeeper' })
+    const third = Math.floor(opts.sessionTimeoutMs / 3)
+    this.#callTimeoutMs = opts.callTimeoutMs ?? Math.min(5000, Math.max(500, third))
+    this.#watchdogMs = opts.watchdogMs ?? Math.max(200, third)
+  }
+
+  get state(): SessionState {
+    return this.#state
+  }
+
+  /** Session state for `/upstreams` and logs. */
+  info(): { state: SessionState; sessionId: string; stateSinceMs: number; lastContactAgoMs: number | null; sessions: number } {
+    const now = Date.now()
+    return {
+      state: this.#state,
+      sessionId: this.#sessionId,
+      stateSinceMs: now - this.#stateSince,
+      lastContactAgoMs: this.#lastContactAt === 0 ? null : now - this.#lastContactAt,
+      sessions: this.#sessions,
+    }
+  }
+
+  subscribe(listener: SessionListener): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  start(): void {
+    if (this.#client !== null || this.#state === 'closed') return
+    this.#newClient()
+    this.#watchdogTimer = setInterval(() => this.#probe(), this.#watchdogMs)
+    this.#watchdogTimer.unref()
+  }
+
+  #setState(next: SessionState): void {
+    if (next === this.#state) return
+    this.#log.info({ from: this.#state, to: next, sessionId: this.#sessionId }, `zookeeper session ${this.#state} -> ${next}`)
+    this.#state = next
+    this.#stateSince = Date.now()
+  }
+
+  #newClient(): void {
+    const client = zookeeper.createClient(this.#opts.connect, {
+      sessionTimeout: this.#opts.sessionTimeoutMs,
+      spinDelay: 200,
+      retries: 0,
+    })
+    this.#client = client
+    client.on('state', (s) => {
+      if (this.#client !== client) return
+      if (s === State.SYNC_CONNECTED || s === State.CONNECTED_READ_ONLY) this.#onConnected(client)
+      else if (s === State.DISCONNECTED) this.#onDisconnected()
+      else if (s === State.EXPIRED) this.#replaceClient('session expired')
+      else if (s === State.AUTH_FAILED) this.#log.error({}, 'zookeeper authentication failed')
+    })
+    client.connect()
+  }
+
+  #onConnected(client: Client): void {
+    clearTimeout(this.#disconnectTimer)
+    this.#lastContactAt = Date.now()
+    const id = client.getSessionId().toString('hex')
+    const fresh = id !== this.#sessionId
+    this.#sessionId = id
+    this.#setState('connected')
+    if (fresh) this.#sessions++
+    for (const l of [...this.#listeners]) {
+      try {
+        if (fresh) l.onSession?.()
+        else l.onReconnect?.()
+      } catch (err) {
+        this.#log.error({ err }, 'zookeeper session listener threw')
+      }
+    }
+  }
+
+  #onDisconnected(): void {
+    this.#setState('disconnected')
+    clearTimeout(this.#disconnectTimer)
+    // The server expires a session it has not heard from for the session timeout; once that much
+    // time has passed the session is gone whatever the client thinks.
+    this.#disconnectTimer = setTimeout(() => {
+      if (this.#state === 'disconnected') this.#replaceClient('disconnected longer than the session timeout')
+    }, this.#opts.sessionTimeoutMs)
+    this.#disconnectTimer.unref()
+  }
+
+  #replaceClient(reason: string): void {
+    if (this.#state === 'closed') return
+    this.#log.warn({ reason, sessionId: this.#sessionId }, 'zookeeper session lost, starting a new one')
+    clearTimeout(this.#disconnectTimer)
+    this.#setState('expired')
+    const old = this.#client
+    this.#client = null
+    old?.close()
+    this.#setState('connecting')
+    this.#newClient()
+  }
+
+  /** The frozen-server watchdog: a cheap round trip; no answer in time means drop the connection. */
+  #probe(): void {
+    const client = this.#client
+    if (client === null || this.#state !== 'connected') return
+    if (this.#probeStartedAt !== 0) {
+      if (Date.now() - this.#probeStartedAt >= this.#watchdogMs) {
+        this.#log.warn({ waitedMs: Date.now() - this.#probeStartedAt }, 'zookeeper server not answering, dropping the connection')
+        this.#probeStartedAt = 0
+        // The library has no public way to drop a connection; destroying its socket makes it
+        // reconnect, to the next server of the connection string when there is one.
+        const cm = (client as unknown as { connectionManager?: { socket?: { destroy(): void } } }).connectionManager
+        cm?.socket?.destroy()
+      }
+      return
+    }
+    const started = Date.now()
+    this.#probeStartedAt = started
+    client.exists('/', (err) => {
+      if (this.#probeStartedAt !== started) return
+      this.#probeStartedAt = 0
+      if (!err) this.#lastContactAt = Date.now()
+    })
+  }
+
+  /** Runs one client call with a deadline. */
+  #call<T>(what: string, path: string, run: (client: Client, done: (err: unknown, value?: T) => void) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const client = this.#client
+      if (client === null || this.#state === 'closed') {
+        reject(new ProxyError('ZP_ERR_CLOSED', `zookeeper session closed (${what} ${path})`))
+        return
+      }
+      let settled = false
+      const timer = setTimeout(() => {
+        settled = true
+        reject(new ProxyError('ZP_ERR_ZK_TIMEOUT', `zookeeper ${what} ${path} timed out after ${this.#callTimeoutMs} ms`))
+      }, this.#callTimeoutMs)
+      run(client, (err, value) => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        if (err) reject(err)
+        else {
+          this.#lastContactAt = Date.now()
+          resolve(value as T)
+        }
+      })
+    })
+  }
+
+  /** The children of `path`, or null when it does not exist. */
+  getChildren(path: string, watcher?: Watcher): Promise<string[] | null> {
+    return this.#call<string[] | null>('getChildren', path, (c, done) => {
+      const cb = (err: unknown, children: string[]) => (isNoNode(err) ? done(null, null) : done(err, children))
+      if (watcher) c.getChildren(path, watcher, cb)
+      else c.getChildren(path, cb)
+    })
+  }
+
+  /** The data of `path` (an empty Buffer for none), or null when it does not exist. */
+  getData(path: string, watcher?: Watcher): Promise<Buffer | null> {
+    return this.#call<Buffer | null>('getData', path, (c, done) => {
+      const cb = (err: unknown, data: Buffer) => (isNoNode(err) ? done(null, null) : done(err, data ?? Buffer.alloc(0)))
+      if (watcher) c.getData(path, watcher, cb)
+      else c.getData(path, cb)
+    })
+  }
+
+  exists(path: string, watcher?: Watcher): Promise<boolean> {
+    return this.#call<boolean>('exists', path, (c, done) => {
+      // The library's types say never null; it answers null for a missing node.
+      const cb = (err: unknown, stat: unknown) => done(err, stat !== null && stat !== undefined)
+      if (watcher) c.exists(path, watcher, cb)
+      else c.exists(path, cb)
+    })
+  }
+
+  /** Creates the persistent parents of `path` (not `path` itself). */
+  async ensureParents(path: string): Promise<void> {
+    const parts = path.split('/').filter(Boolean)
+    let at = ''
+    for (const part of parts.slice(0, -1)) {
+      at += `/${part}`
+      try {
+        await this.create(at, Buffer.alloc(0), 'persistent')
+      } catch (err) {
+        if (!isNodeExists(err)) throw err
+      }
+    }
+  }
+
+  create(path: string, data: Buffer, mode: 'persistent' | 'ephemeral'): Promise<void> {
+    const m = mode === 'ephemeral' ? CreateMode.EPHEMERAL : CreateMode.PERSISTENT
+    return this.#call<void>('create', path, (c, done) => c.create(path, data, m, (err) => done(err)))
+  }
+
+  setData(path: string, data: Buffer): Promise<void> {
+    return this.#call<void>('setData', path, (c, done) => c.setData(path, data, -1, (err) => done(err)))
+  }
+
+  remove(path: string): Promise<void> {
+    return this.#call<void>('remove', path, (c, done) => c.remove(path, -1, (err) => done(isNoNode(err) ? null : err)))
+  }
+
+  /** The session id and password, for tests that force an expiry. */
+  credentials(): { sessionId: Buffer; password: Buffer } | null {
+    const c = this.#client
+    return c === null ? null : { sessionId: c.getSessionId(), password: c.getSessionPassword() }
+  }
+
+  close(): void {
+    if (this.#state === 'closed') return
+    clearInterval(this.#watchdogTimer)
+    clearTimeout(this.#disconnectTimer)
+    this.#setState('closed')
+    this.#listeners.clear()
+    const client = this.#client
+    this.#client = null
+    client?.close()
+  }
+}

@@ -1,0 +1,242 @@
+// Streaming one request to one upstream and its answer back to the client, on undici's raw
+// dispatch API (no per-request stream.pipeline or AbortController: see shared/PERFORMANCE-NOTES.md).
+
+import { Readable } from 'node:stream'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { Dispatcher } from 'undici'
+import { ProxyError, UpstreamError, classifyTransportError } from './errors.js'
+
+/** RFC 9110 §7.6.1 connection-specific headers, plus `expect` (the server answers 100-continue itself). */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+  'http2-settings',
+])
+const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'])
+
+/** Extra names a `Connection` header lists are hop-by-hop too. */
+function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+  if (value === undefined) return null
+  const text = Array.isArray(value) ? value.join(',') : value
+  const set = new Set<string>()
+  for (const t of text.split(',')) {
+    const name = t.trim().toLowerCase()
+    if (name !== '' && name !== 'close' && name !== 'keep-alive') set.add(name)
+  }
+  return set.size > 0 ? set : null
+}
+
+/**
+ * The upstream request's headers as a flat [name, value, ...] list: the client's own (its Host
+ * kept), less hop-by-hop ones, with X-Forwarded-For appended to and -Proto/-Host set.
+ */
+export function upstreamHeaders(req: IncomingMessage): string[] {
+  const raw = req.rawHeaders
+  const extra = connectionTokens(req.headers.connection)
+  const out: string[] = []
+  let xff: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    const lower = name.toLowerCase()
+    if (HOP_BY_HOP.has(lower) || FORWARDED.has(lower) || (extra !== null && extra.has(lower))) {
+      if (lower === 'x-forwarded-for') xff = xff === undefined ? raw[i + 1]! : `${xff}, ${raw[i + 1]!}`
+      continue
+    }
+    out.push(name, raw[i + 1]!)
+  }
+  const client = req.socket.remoteAddress ?? ''
+  out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`)
+  out.push('x-forwarded-proto', 'http')
+  if (req.headers.host !== undefined) out.push('x-forwarded-host', req.headers.host)
+  return out
+}
+
+function stripResponseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const extra = connectionTokens(headers.connection)
+  for (const name of Object.keys(headers)) {
+    if (HOP_BY_HOP.has(name) || (extra !== null && extra.has(name))) delete headers[name]
+  }
+  return headers
+}
+
+/**
+ * A request body that can be handed to one attempt and, as long as that attempt never read from
+ * it, to another: it only starts pulling from the client when undici first asks, and destroying
+ * it (undici does on error) never destroys the client's request.
+ */
+export class BodyTap extends Readable {
+  readonly #src: IncomingMessage
+  #started = false
+
+  constructor(src: IncomingMessage) {
+    super()
+    this.#src = src
+  }
+
+  /** True once a byte may have gone upstream: the body can no longer be replayed. */
+  get started(): boolean {
+    return this.#started
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    if (!this.push(chunk)) this.#src.pause()
+  }
+  readonly #onEnd = (): void => {
+    this.push(null)
+  }
+  readonly #onError = (err: Error): void => {
+    this.destroy(err)
+  }
+
+  override _read(): void {
+    if (!this.#started) {
+      this.#started = true
+      this.#src.on('data', this.#onData)
+      this.#src.once('end', this.#onEnd)
+      this.#src.once('error', this.#onError)
+      this.#src.once('aborted', () => this.destroy(new ProxyError('ZP_ERR_CLIENT_ABORT', 'client aborted the request body')))
+    }
+    this.#src.resume()
+  }
+
+  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    this.#src.off('data', this.#onData)
+    this.#src.off('end', this.#onEnd)
+    this.#src.off('error', this.#onError)
+    cb(err)
+  }
+}
+
+export interface AttemptOptions {
+  readonly path: string
+  readonly method: Dispatcher.HttpMethod
+  readonly headers: string[]
+  readonly body: Buffer | Readable | null
+  readonly headersTimeoutMs: number
+  readonly bodyTimeoutMs: number
+  /**
+   * Asked with the upstream's status before anything is written to the client. True means: drop
+   * this answer, the caller will retry elsewhere (the attempt rejects with kind `status`).
+   */
+  readonly retryOnStatus: ((status: number) => boolean) | null
+}
+
+export interface AttemptResult {
+  readonly status: number
+  /** Time from dispatch to response headers. */
+  readonly latencyMs: number
+}
+
+const CLIENT_GONE = 'ZP_ERR_CLIENT_ABORT'
+
+/** undici dispatch handler that writes the upstream's answer straight into the client response. */
+class ResponseWriter implements Dispatcher.DispatchHandler {
+  readonly #res: ServerResponse
+  readonly #retryOnStatus: AttemptOptions['retryOnStatus']
+  readonly #resolve: (r: AttemptResult) => void
+  readonly #reject: (e: Error) => void
+  readonly #startedAt = performance.now()
+  #controller: Dispatcher.DispatchController | null = null
+  #status = 0
+  #latencyMs = 0
+  #responseStarted = false
+  #rejectedStatus = 0
+  #done = false
+
+  constructor(res: ServerResponse, retryOnStatus: AttemptOptions['retryOnStatus'], resolve: (r: AttemptResult) => void, reject: (e: Error) => void) {
+    this.#res = res
+    this.#retryOnStatus = retryOnStatus
+    this.#resolve = resolve
+    this.#reject = reject
+    res.once('close', this.#onClientClose)
+  }
+
+  readonly #onClientClose = (): void => {
+    if (!this.#done) this.#controller?.abort(new ProxyError(CLIENT_GONE, 'client went away'))
+  }
+
+  readonly #onDrain = (): void => {
+    this.#controller?.resume()
+  }
+
+  #finish(): void {
+    this.#done = true
+    this.#res.off('close', this.#onClientClose)
+    this.#res.off('drain', this.#onDrain)
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller
+    if (this.#res.destroyed) controller.abort(new ProxyError(CLIENT_GONE, 'client went away'))
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (statusCode < 200) return // 1xx informational: Node answers the client's own Expect itself
+    this.#status = statusCode
+    this.#latencyMs = performance.now() - this.#startedAt
+    if (this.#retryOnStatus !== null && this.#retryOnStatus(statusCode)) {
+      this.#rejectedStatus = statusCode
+      controller.abort(new UpstreamError('status', `upstream answered ${statusCode}`, false))
+      return
+    }
+    this.#responseStarted = true
+    const res = this.#res
+    if (res.destroyed) return
+    res.writeHead(statusCode, statusMessage || undefined, stripResponseHeaders(headers))
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    // Backpressure: a slow client pauses the upstream socket instead of growing our memory.
+    if (!this.#res.write(chunk)) {
+      controller.pause()
+      this.#res.once('drain', this.#onDrain)
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#finish()
+    this.#res.end()
+    this.#resolve({ status: this.#status, latencyMs: this.#latencyMs })
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.#finish()
+    if (err instanceof UpstreamError || (err instanceof ProxyError && err.code === CLIENT_GONE)) {
+      this.#reject(err)
+      return
+    }
+    const kind = classifyTransportError(err)
+    const code = (err as { code?: string }).code ?? err.name
+    this.#reject(new UpstreamError(kind, `upstream ${kind} (${code})`, this.#responseStarted, err))
+  }
+
+  get rejectedStatus(): number {
+    return this.#rejectedStatus
+  }
+}
+
+/** One attempt at one upstream. Resolves when the whole response went to the client. */
+export function forwardAttempt(dispatcher: Dispatcher, res: ServerResponse, opts: AttemptOptions): Promise<AttemptResult> {
+  return new Promise<AttemptResult>((resolve, reject) => {
+    const writer = new ResponseWriter(res, opts.retryOnStatus, resolve, reject)
+    dispatcher.dispatch(
+      {
+        path: opts.path,
+        method: opts.method,
+        headers: opts.headers,
+        body: opts.body,
+        headersTimeout: opts.headersTimeoutMs,
+        bodyTimeout: opts.bodyTimeoutMs,
+        // The retry loop owns retries; undici must not replay a request on its own.
+        idempotent: false,
+      },
+      writer,
+    )
+  })
+}

@@ -1,0 +1,43 @@
+// When to try a request again, as a pure function of what happened (nginx's idempotency rule,
+// Envoy's retry_on names). Where the retry goes is not decided here: the balancer excludes every
+// instance the request already tried (Envoy's previous-hosts predicate).
+
+import type { FailureKind } from './errors.js'
+import type { RetryCondition } from './config.js'
+
+/** RFC 9110 §9.2.2 idempotent methods. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
+
+export const GATEWAY_STATUSES: ReadonlySet<number> = new Set([502, 503, 504])
+
+export interface RetryPolicy {
+  readonly on: readonly RetryCondition[]
+  readonly nonIdempotent: boolean
+}
+
+export interface AttemptFailure {
+  readonly method: string
+  readonly kind: FailureKind
+  /** The request carries an Idempotency-Key header. */
+  readonly idempotencyKey: boolean
+  /** The body can be sent again (none, buffered, or never read). */
+  readonly replayable: boolean
+  /** A byte of the response already went to the client. */
+  readonly responseStarted: boolean
+}
+
+const CONDITION: Record<FailureKind, RetryCondition> = {
+  connect: 'connect-failure',
+  reset: 'reset',
+  timeout: 'timeout',
+  status: 'gateway-error',
+}
+
+/** May this failure be sent to another instance? (Budget and instances left are checked apart.) */
+export function isRetryable(policy: RetryPolicy, f: AttemptFailure): boolean {
+  if (f.responseStarted || !f.replayable) return false
+  if (!policy.on.includes(CONDITION[f.kind])) return false
+  // Nothing reached an upstream: safe whatever the method.
+  if (f.kind === 'connect') return true
+  return IDEMPOTENT.has(f.method) || f.idempotencyKey || policy.nonIdempotent
+}

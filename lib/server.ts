@@ -1,0 +1,93 @@
+// The client-facing listener: route, hand to the service, and shut down in order.
+
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Socket } from 'node:net'
+import type { Router } from './routes.js'
+import { sendError } from './service.js'
+import type { Service } from './service.js'
+import type { HostPort } from './config.js'
+import type { Logger } from './log.js'
+
+export class ProxyServer {
+  readonly #server: http.Server
+  readonly #router: Router<Service>
+  readonly #log: Logger
+  readonly #sockets = new Set<Socket>()
+  #inFlight = 0
+  #draining = false
+  #idle: (() => void) | null = null
+
+  constructor(router: Router<Service>, logger: Logger) {
+    this.#router = router
+    this.#log = logger
+    this.#server = http.createServer(this.#onRequest)
+    this.#server.on('connection', (s: Socket) => {
+      this.#sockets.add(s)
+      s.once('close', () => this.#sockets.delete(s))
+    })
+  }
+
+  get inFlight(): number {
+    return this.#inFlight
+  }
+
+  readonly #onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (this.#draining) {
+      sendError(res, 503, 'ZP_ERR_SHUTTING_DOWN', 'proxy is shutting down', undefined, true)
+      return
+    }
+    const url = req.url ?? ''
+    if (url.charCodeAt(0) !== 47 /* '/' */) {
+      sendError(res, 400, 'ZP_ERR_BAD_REQUEST', 'request target must be a path (origin-form)', undefined, true)
+      return
+    }
+    const service = this.#router.route(req.headers.host, url)
+    if (service === null) {
+      sendError(res, 404, 'ZP_ERR_NO_ROUTE', 'no service matches this request')
+      return
+    }
+    this.#inFlight++
+    service.handle(req, res).finally(this.#done)
+  }
+
+  readonly #done = (): void => {
+    this.#inFlight--
+    if (this.#inFlight === 0 && this.#idle !== null) this.#idle()
+  }
+
+  listen(at: HostPort): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject)
+      this.#server.listen(at.port, at.host, () => {
+        this.#server.off('error', reject)
+        resolve(this.#server.address() as AddressInfo)
+      })
+    })
+  }
+
+  address(): AddressInfo | null {
+    return this.#server.address() as AddressInfo | null
+  }
+
+  /**
+   * Stops accepting, answers late requests on open connections with 503 + Connection: close, waits
+   * up to `timeoutMs` for in-flight requests, then cuts whatever is left.
+   */
+  async close(timeoutMs: number): Promise<void> {
+    if (this.#draining) return
+    this.#draining = true
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    this.#server.closeIdleConnections()
+    if (this.#inFlight > 0) {
+      const idle = new Promise<void>((resolve) => (this.#idle = resolve))
+      let timer: NodeJS.Timeout | undefined
+      const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)))
+      const outcome = await Promise.race([idle, timeout])
+      clearTimeout(timer)
+      if (outcome === 'timeout') this.#log.warn({ inFlight: this.#inFlight }, 'shutdown timeout reached, cutting in-flight requests')
+    }
+    for (const s of this.#sockets) s.destroy()
+    await closed
+  }
+}

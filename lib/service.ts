@@ -1,0 +1,238 @@
+// One service's request path: pick an instance, forward, and on failure try another one.
+
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import pRetry from 'p-retry'
+import { Pool } from 'undici'
+import type { Dispatcher } from 'undici'
+import type { Balancer, Host, Lease } from './balancer.js'
+import type { ServiceConfig } from './config.js'
+import { ProxyError, UpstreamError } from './errors.js'
+import { BodyTap, forwardAttempt, upstreamHeaders } from './forward.js'
+import type { Logger } from './log.js'
+import { GATEWAY_STATUSES, isRetryable } from './retry.js'
+
+/** What one request carries through its attempts. */
+class RequestState {
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  readonly headers: string[]
+  readonly deadline: number
+  /** Buffered body (replayable), or null when the body streams (see `tap`). */
+  body: Buffer | null = null
+  /** The streamed body of the current attempt. */
+  tap: BodyTap | null = null
+  streamed = false
+  tried: Set<string> | null = null
+  attempts = 0
+  lastError: Error | null = null
+
+  constructor(req: IncomingMessage, res: ServerResponse, deadline: number) {
+    this.req = req
+    this.res = res
+    this.headers = upstreamHeaders(req)
+    this.deadline = deadline
+  }
+
+  get replayable(): boolean {
+    return !this.streamed || this.tap === null || !this.tap.started
+  }
+
+  nextBody(): Buffer | BodyTap | null {
+    if (!this.streamed) return this.body
+    this.tap = new BodyTap(this.req)
+    return this.tap
+  }
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const len = req.headers['content-length']
+  return (len !== undefined && len !== '0') || req.headers['transfer-encoding'] !== undefined
+}
+
+/** Reads a whole body of a known small size; rejects if the client goes away first. */
+function readBody(req: IncomingMessage, length: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    req.on('data', (c: Buffer) => {
+      chunks.push(c)
+      size += c.length
+    })
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)))
+    req.once('error', reject)
+    req.once('aborted', () => reject(new ProxyError('ZP_ERR_CLIENT_ABORT', 'client aborted the request body')))
+    if (length === 0) req.resume()
+  })
+}
+
+export interface ServiceOptions {
+  readonly config: ServiceConfig
+  readonly balancer: Balancer
+  readonly logger: Logger
+}
+
+export class Service {
+  readonly name: string
+  readonly config: ServiceConfig
+  readonly balancer: Balancer
+  readonly #log: Logger
+  readonly #pools = new Map<string, Pool>()
+  #closed = false
+
+  constructor(opts: ServiceOptions) {
+    this.name = opts.config.name
+    this.config = opts.config
+    this.balancer = opts.balancer
+    this.#log = opts.logger.child({ service: this.name })
+    // Instances that leave: finish what is queued on their pools, then let the pools go.
+    this.balancer.onRemoved = (hosts) => {
+      for (const h of hosts) {
+        const pool = this.#pools.get(h.key)
+        if (pool === undefined) continue
+        this.#pools.delete(h.key)
+        pool.close().catch(() => {})
+      }
+    }
+  }
+
+  #pool(host: Host): Dispatcher {
+    let pool = this.#pools.get(host.key)
+    if (pool === undefined || pool.closed || pool.destroyed) {
+      const h = host.host.includes(':') ? `[${host.host}]` : host.host
+      const c = this.config
+      pool = new Pool(`http://${h}:${host.port}`, {
+        connections: c.maxConnectionsPerInstance,
+        keepAliveTimeout: c.keepAliveTimeoutMs,
+        connect: { timeout: c.connectTimeoutMs },
+        headersTimeout: c.timeoutMs,
+        bodyTimeout: c.bodyTimeoutMs,
+      })
+      this.#pools.set(host.key, pool)
+    }
+    return pool
+  }
+
+  /** Proxies one request; always ends in a response (or a destroyed socket once one started). */
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const state = new RequestState(req, res, Date.now() + this.config.timeoutMs)
+    try {
+      if (hasBody(req)) {
+        const len = Number(req.headers['content-length'])
+        if (Number.isFinite(len) && len <= this.config.retry.bufferBytes) state.body = await readBody(req, len)
+        else state.streamed = true
+      }
+      try {
+        await this.#attempt(state)
+      } catch (first) {
+        if (!this.#shouldRetry(state, first)) throw first
+        await pRetry(() => this.#attempt(state), {
+          retries: this.config.retry.attempts - 2,
+          minTimeout: this.config.retry.backoffMs,
+          maxTimeout: Math.max(this.config.retry.backoffMs, 1000),
+          factor: 2,
+          randomize: true,
+          shouldRetry: ({ error }) => this.#shouldRetry(state, error),
+        })
+      }
+    } catch (err) {
+      this.#fail(state, err)
+    }
+  }
+
+  #shouldRetry(state: RequestState, err: unknown): boolean {
+    if (!(err instanceof UpstreamError)) return false
+    if (state.attempts >= this.config.retry.attempts || Date.now() >= state.deadline) return false
+    if (state.tried === null || !this.balancer.hasUntried(state.tried)) return false
+    return isRetryable(this.config.retry, {
+      method: state.req.method ?? 'GET',
+      kind: err.kind,
+      idempotencyKey: state.req.headers['idempotency-key'] !== undefined,
+      replayable: state.replayable,
+      responseStarted: err.responseStarted,
+    })
+  }
+
+  async #attempt(state: RequestState): Promise<void> {
+    const lease = this.balancer.acquire(state.tried, { hashKey: undefined })
+    if (lease === null) {
+      // Report the failure that made us look further rather than "no instance".
+      throw state.lastError ?? new ProxyError('ZP_ERR_NO_ENDPOINT', `no instance of service "${this.name}" is available`)
+    }
+    const key = lease.host.key
+    ;(state.tried ??= new Set()).add(key)
+    state.attempts++
+    const remaining = state.deadline - Date.now()
+    if (remaining <= 0) {
+      lease.release({ ok: null })
+      throw new UpstreamError('timeout', 'request deadline passed', false)
+    }
+    const started = performance.now()
+    try {
+      const result = await forwardAttempt(this.#pool(lease.host), state.res, {
+        path: state.req.url ?? '/',
+        method: (state.req.method ?? 'GET') as Dispatcher.HttpMethod,
+        headers: state.headers,
+        body: state.nextBody(),
+        headersTimeoutMs: Math.min(this.config.retry.perTryTimeoutMs, remaining),
+        bodyTimeoutMs: this.config.bodyTimeoutMs,
+        retryOnStatus: (status) => this.#retryOnStatus(state, status),
+      })
+      lease.release(
+        GATEWAY_STATUSES.has(result.status)
+          ? { ok: false, kind: 'status', latencyMs: result.latencyMs }
+          : { ok: true, latencyMs: result.latencyMs },
+      )
+    } catch (err) {
+      this.#settleFailure(lease, err, performance.now() - started)
+      if (err instanceof Error) state.lastError = err
+      throw err
+    }
+  }
+
+  #settleFailure(lease: Lease, err: unknown, latencyMs: number): void {
+    if (err instanceof UpstreamError) {
+      lease.release({ ok: false, kind: err.kind, latencyMs })
+      this.#log.debug({ upstream: `${lease.host.host}:${lease.host.port}`, kind: err.kind, err: err.message }, 'attempt failed')
+    } else lease.release({ ok: null })
+  }
+
+  #retryOnStatus(state: RequestState, status: number): boolean {
+    if (!GATEWAY_STATUSES.has(status)) return false
+    return this.#shouldRetry(state, new UpstreamError('status', '', false))
+  }
+
+  #fail(state: RequestState, err: unknown): void {
+    const { res } = state
+    if (err instanceof ProxyError && err.code === 'ZP_ERR_CLIENT_ABORT') return
+    if (res.headersSent || res.destroyed) {
+      // Part of the answer already went out: all we can do is cut the connection, so the client
+      // sees a truncated response rather than a wrong one.
+      res.destroy()
+      return
+    }
+    const code = err instanceof ProxyError ? err.code : 'ZP_ERR_UPSTREAM_RESET'
+    const status = err instanceof ProxyError && err.statusCode !== undefined ? err.statusCode : 502
+    if (!(err instanceof ProxyError)) this.#log.error({ err }, 'unexpected error on the request path')
+    sendError(res, status, code, err instanceof Error ? err.message : String(err), this.name)
+  }
+
+  /** Closes every pool, letting requests already queued on them finish. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await Promise.all([...this.#pools.values()].map((p) => p.close().catch(() => {})))
+    this.#pools.clear()
+  }
+}
+
+/** A short JSON error body that names the service; the connection is kept unless asked otherwise. */
+export function sendError(res: ServerResponse, status: number, code: string, message: string, service?: string, close = false): void {
+  const body = JSON.stringify(service === undefined ? { error: code, message } : { error: code, service, message })
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+  }
+  if (close) headers.connection = 'close'
+  res.writeHead(status, headers)
+  res.end(body)
+}

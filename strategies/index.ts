@@ -1,0 +1,49 @@
+import { pathToFileURL } from 'node:url'
+import { createRoundRobin } from './round-robin.js'
+import type { Strategy, StrategyDeps, StrategyFactory } from './strategy.js'
+
+export type { Candidate, PickContext, Strategy, StrategyDeps, StrategyFactory } from './strategy.js'
+export { StrategyOptionError } from './strategy.js'
+
+/** The built-in strategies by the name a config uses. Frozen: user strategies come in by `module`. */
+export const BUILTIN_STRATEGIES: Readonly<Record<string, StrategyFactory>> = Object.freeze({
+  'round-robin': createRoundRobin,
+})
+
+export function isBuiltinStrategy(name: string): boolean {
+  return Object.hasOwn(BUILTIN_STRATEGIES, name)
+}
+
+/** A strategy as the config names it: a built-in by name, or a user's module by absolute path. */
+export type StrategySpec =
+  | { readonly name: string; readonly module?: undefined; readonly options: Readonly<Record<string, unknown>> }
+  | { readonly module: string; readonly name?: undefined; readonly options: Readonly<Record<string, unknown>> }
+
+/**
+ * Loads a user's strategy module. It must export `createStrategy` (or a default export) as a
+ * StrategyFactory. Throws an Error whose message says what is wrong with the module.
+ */
+export async function loadStrategyModule(file: string): Promise<StrategyFactory> {
+  let mod: Record<string, unknown>
+  try {
+    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>
+  } catch (err) {
+    throw new Error(`cannot load strategy module ${file}: ${(err as Error).message}`, { cause: err })
+  }
+  const factory = mod.createStrategy ?? mod.default
+  if (typeof factory !== 'function') {
+    throw new Error(`strategy module ${file} must export a function "createStrategy" (or a default export)`)
+  }
+  return factory as StrategyFactory
+}
+
+/** Resolves a spec to a factory, then builds one strategy and checks it has a `pick` method. */
+export async function buildStrategy(spec: StrategySpec, deps: StrategyDeps): Promise<Strategy> {
+  const factory = spec.module !== undefined ? await loadStrategyModule(spec.module) : BUILTIN_STRATEGIES[spec.name]
+  if (factory === undefined) throw new Error(`unknown strategy "${spec.name}"`)
+  const strategy = factory(spec.options, deps)
+  if (strategy === null || typeof strategy !== 'object' || typeof strategy.pick !== 'function') {
+    throw new Error('strategy factory must return an object with a pick(candidates, ctx) method')
+  }
+  return strategy
+}

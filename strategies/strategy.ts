@@ -1,0 +1,70 @@
+// The one interface every strategy implements, built-in or a user's own module.
+//
+// A strategy only decides *which* of the candidates it is handed gets the request. The balancer has
+// already removed what must not be picked (ejected, unhealthy, draining, weight 0, tried by this
+// request), so `pick` never sees an empty list and never does I/O.
+
+/** One instance as a strategy sees it: its identity and its live load figures. */
+export interface Candidate {
+  /** Stable for one instance across membership changes (its znode path). Key your state by it. */
+  readonly key: string
+  readonly host: string
+  readonly port: number
+  /** Effective weight: znode data, config override and slow start applied. Always > 0 here. */
+  readonly weight: number
+  /** Requests this proxy has in flight to the instance right now. */
+  readonly inFlight: number
+  /** Exponentially weighted moving average of response-header latency, ms (0 until measured). */
+  readonly latencyEwmaMs: number
+}
+
+/** What a strategy may know of the request, for affinity (consistent-hash). */
+export interface PickContext {
+  /** The affinity key the service's config asked for (header, cookie or client address), if any. */
+  readonly hashKey: string | undefined
+}
+
+export interface Strategy {
+  /**
+   * Returns one element of `candidates` (non-empty, sorted by key, so an order is stable).
+   * Must be synchronous and must not throw; if it does, the balancer falls back to round-robin
+   * for that request and logs one warning.
+   */
+  pick(candidates: readonly Candidate[], ctx: PickContext): Candidate
+}
+
+export interface StrategyDeps {
+  /** Uniform in [0, 1). Seeded in tests. */
+  readonly random: () => number
+}
+
+/** Options are the strategy object of the config less its `name`/`module`. Throw to reject them. */
+export type StrategyFactory = (options: Readonly<Record<string, unknown>>, deps: StrategyDeps) => Strategy
+
+/** Thrown by a factory for a bad option; `field` is relative to the strategy object. */
+export class StrategyOptionError extends Error {
+  readonly field: string
+  constructor(field: string, message: string) {
+    super(message)
+    this.name = 'StrategyOptionError'
+    this.field = field
+  }
+}
+
+/** Binary search: index of the first candidate whose key sorts after `key` (wraps to 0). */
+export function indexAfter(candidates: readonly Candidate[], key: string): number {
+  let lo = 0
+  let hi = candidates.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (candidates[mid]!.key <= key) lo = mid + 1
+    else hi = mid
+  }
+  return lo === candidates.length ? 0 : lo
+}
+
+export function rejectUnknownOptions(options: Readonly<Record<string, unknown>>, known: readonly string[]): void {
+  for (const name of Object.keys(options)) {
+    if (!known.includes(name)) throw new StrategyOptionError(name, `unknown option "${name}"`)
+  }
+}

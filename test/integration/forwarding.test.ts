@@ -1,0 +1,206 @@
+import { expect } from 'chai'
+import http from 'node:http'
+import net from 'node:net'
+import { freePort } from '../../scripts/zookeeper.js'
+import { makeConfig, putNode, send, spread, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor } from '../support/helpers.js'
+import type { Upstream } from '../support/helpers.js'
+
+describe('forwarding (real ZooKeeper, real upstreams)', function () {
+  const ctx = useZooKeeper()
+  const closers: (() => Promise<unknown>)[] = []
+  afterEach(async () => {
+    while (closers.length) await closers.pop()!()
+  })
+
+  async function upstream(name: string, handler?: Parameters<typeof startUpstream>[1]): Promise<Upstream> {
+    const u = await startUpstream(name, handler)
+    closers.push(() => u.close())
+    return u
+  }
+
+  async function proxyFor(path: string, service: object = {}, extra: object = {}) {
+    const config = await makeConfig(ctx.zk.connectString, [{ name: 'example', path, ...service }], extra)
+    const p = await startProxy(config)
+    closers.push(() => p.close())
+    return p
+  }
+
+  async function addInstance(path: string, u: { port: number }, name = `i${u.port}`, extra: object = {}): Promise<void> {
+    await putNode(ctx.admin, `${path}/${name}`, { host: '127.0.0.1', port: u.port, ...extra })
+  }
+
+  it('round-robins over the instances in exact rotation', async () => {
+    const path = uniquePath()
+    const ups = await Promise.all(['a', 'b', 'c'].map((n) => upstream(n)))
+    for (const u of ups) await addInstance(path, u, `n-${u.name}`)
+    const p = await proxyFor(path)
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 3, 'three instances')
+    const order: string[] = []
+    for (let i = 0; i < 9; i++) order.push((await send(p.port)).body)
+    // Whatever the random start, the rotation is exact: every window of three has all three.
+    for (let i = 0; i + 3 <= order.length; i++) expect(new Set(order.slice(i, i + 3)).size, order.join()).to.equal(3)
+  })
+
+  it('passes the Host header, adds X-Forwarded-*, and drops hop-by-hop headers', async () => {
+    const path = uniquePath()
+    const u = await upstream('a')
+    await addInstance(path, u)
+    const p = await proxyFor(path)
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 1, 'one instance')
+    const r = await send(p.port, '/x/y?z=1', { headers: { host: 'api.example.test', 'x-forwarded-for': '10.1.1.1', 'x-custom': 'kept', 'x-drop-me': '1', connection: 'x-drop-me' } })
+    expect(r.status).to.equal(200)
+    const seen = u.seen.at(-1)!
+    expect(seen.url).to.equal('/x/y?z=1')
+    expect(seen.headers.host).to.equal('api.example.test')
+    expect(seen.headers['x-forwarded-for']).to.equal('10.1.1.1, 127.0.0.1')
+    expect(seen.headers['x-forwarded-proto']).to.equal('http')
+    expect(seen.headers['x-forwarded-host']).to.equal('api.example.test')
+    expect(seen.headers['x-custom']).to.equal('kept')
+    expect(seen.headers['x-drop-me']).to.equal(undefined)
+    expect(r.headers['x-upstream']).to.equal('a')
+  })
+
+  it('streams a large request body up and a large response down', async () => {
+    const path = uniquePath()
+    const u = await upstream('echo', (req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' })
+      req.pipe(res)
+    })
+    await addInstance(path, u)
+    const p = await proxyFor(path)
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 1, 'one instance')
+    const body = Buffer.alloc(3 * 1024 * 1024, 7)
+    const r = await send(p.port, '/upload', { method: 'POST', body })
+    expect(r.status).to.equal(200)
+    expect(r.body.length).to.equal(body.length)
+  })
+
+  it('answers 503 naming the service when it has no instance', async () => {
+    const p = await proxyFor(uniquePath())
+    const r = await send(p.port)
+    expect(r.status).to.equal(503)
+    expect(JSON.parse(r.body)).to.include({ error: 'ZP_ERR_NO_ENDPOINT', service: 'example' })
+  })
+
+  it('sends a request whose connection is refused to another instance, whatever its method', async () => {
+    const path = uniquePath()
+    const good = await upstream('good')
+    const deadPort = await freePort()
+    await addInstance(path, good, 'a-good')
+    await addInstance(path, { port: deadPort }, 'b-dead')
+    const p = await proxyFor(path)
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
+    for (let i = 0; i < 6; i++) {
+      const r = await send(p.port, '/', { method: 'POST', body: 'x' })
+      expect(r.status, r.body).to.equal(200)
+      expect(r.body).to.equal('good')
+    }
+    expect(good.seen.length).to.equal(6)
+  })
+
+  it('answers 502 when the only instance refuses, and keeps serving', async () => {
+    const path = uniquePath()
+    await addInstance(path, { port: await freePort() })
+    const p = await proxyFor(path)
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 1, 'one instance')
+    const r = await send(p.port)
+    expect(r.status).to.equal(502)
+    expect(JSON.parse(r.body)).to.include({ error: 'ZP_ERR_UPSTREAM_CONNECT', service: 'example' })
+    const u = await upstream('late')
+    await addInstance(path, u, 'z-late')
+    await waitFor(async () => (await send(p.port)).status === 200, 'the new instance to answer')
+  })
+
+  it('answers 502 when an upstream resets before answering', async () => {
+    const path = uniquePath()
+    const u = await upstream('rude', (req) => req.socket.destroy())
+    await addInstance(path, u)
+    const p = await proxyFor(path, { retry: { attempts: 1 } })
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 1, 'one instance')
+    const r = await send(p.port, '/', { method: 'POST', body: 'x' })
+    expect(r.status).to.equal(502)
+    expect(JSON.parse(r.body).error).to.equal('ZP_ERR_UPSTREAM_RESET')
+  })
+
+  it('answers 504 after the configured timeout when the upstream is too slow', async () => {
+    const path = uniquePath()
+    const u = await upstream('slow', () => {})
+    await addInstance(path, u)
+    const p = await proxyFor(path, { timeoutMs: 300 })
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 1, 'one instance')
+    const started = Date.now()
+    const r = await send(p.port)
+    expect(r.status).to.equal(504)
+    expect(JSON.parse(r.body)).to.include({ error: 'ZP_ERR_UPSTREAM_TIMEOUT', service: 'example' })
+    expect(Date.now() - started).to.be.within(250, 5000)
+  })
+
+  it('routes by host and path prefix, and answers 404 when nothing matches', async () => {
+    const a = await upstream('api')
+    const b = await upstream('web')
+    const pa = uniquePath()
+    const pb = uniquePath()
+    await addInstance(pa, a)
+    await addInstance(pb, b)
+    const config = await makeConfig(ctx.zk.connectString, [
+      { name: 'api', path: pa, match: { pathPrefix: '/api' } },
+      { name: 'web', path: pb, match: { host: 'www.example.test' } },
+    ])
+    const p = await startProxy(config)
+    closers.push(() => p.close())
+    await waitFor(() => p.services.every((s) => s.balancer.hosts.length === 1), 'instances')
+    expect((await send(p.port, '/api/users')).body).to.equal('api')
+    expect((await send(p.port, '/', { headers: { host: 'WWW.example.test:8080' } })).body).to.equal('web')
+    const miss = await send(p.port, '/nothing')
+    expect(miss.status).to.equal(404)
+    expect(JSON.parse(miss.body).error).to.equal('ZP_ERR_NO_ROUTE')
+  })
+
+  it('answers a malformed request with 400 and keeps serving', async () => {
+    const path = uniquePath()
+    const u = await upstream('a')
+    await addInstance(path, u)
+    const p = await proxyFor(path)
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 1, 'one instance')
+    const raw = await new Promise<string>((resolve) => {
+      const s = net.connect(p.port, '127.0.0.1', () => s.write('GARBAGE\r\n\r\n'))
+      let out = ''
+      s.on('data', (d) => (out += d))
+      s.on('close', () => resolve(out))
+    })
+    expect(raw).to.match(/^HTTP\/1\.1 400/)
+    expect((await send(p.port)).status).to.equal(200)
+  })
+
+  it('serves /healthz, /readyz and /upstreams on the admin listener', async () => {
+    const path = uniquePath()
+    const u = await upstream('a')
+    await addInstance(path, u, 'inst', { weight: 2 })
+    const p = await proxyFor(path)
+    const get = (path: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) =>
+        http.get({ host: '127.0.0.1', port: p.adminPort, path }, (res) => {
+          let body = ''
+          res.on('data', (d) => (body += d))
+          res.on('end', () => resolve({ status: res.statusCode!, body }))
+        }).on('error', reject),
+      )
+    expect((await get('/healthz')).status).to.equal(200)
+    expect((await get('/readyz')).status).to.equal(200)
+    const up = await waitFor(async () => {
+      const body = JSON.parse((await get('/upstreams')).body)
+      return body.services.example.instances.length === 1 && body
+    }, 'instance in /upstreams')
+    expect(up.zookeeper.state).to.equal('connected')
+    expect(up.services.example.instances[0]).to.include({ host: '127.0.0.1', port: u.port, weight: 2, state: 'up', healthy: true, inFlight: 0 })
+  })
+
+  it('spreads load over the instances', async () => {
+    const path = uniquePath()
+    const ups = await Promise.all(['a', 'b'].map((n) => upstream(n)))
+    for (const u of ups) await addInstance(path, u)
+    const p = await proxyFor(path)
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
+    expect(await spread(p.port, 10)).to.deep.equal({ a: 5, b: 5 })
+  })
+})

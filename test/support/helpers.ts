@@ -1,0 +1,194 @@
+// Shared test fixtures: real HTTP upstreams on port 0, a real ZooKeeper, polling with a deadline.
+
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import zookeeper from 'node-zookeeper-client'
+import { validateConfig } from '../../lib/config.js'
+import type { Config } from '../../lib/config.js'
+import { ZkSession } from '../../lib/discovery/zk-session.js'
+import { silentLogger } from '../../lib/log.js'
+import type { Logger } from '../../lib/log.js'
+import { createProxy } from '../../lib/proxy.js'
+import type { ProxyDeps, ZooProxy } from '../../lib/proxy.js'
+import { startZooKeeper } from '../../scripts/zookeeper.js'
+import type { ZkCluster } from '../../scripts/zookeeper.js'
+
+/** Polls `check` until it returns a truthy value or the deadline passes. */
+export async function waitFor<T>(check: () => T | Promise<T>, what: string, timeoutMs = 10_000, everyMs = 20): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  for (;;) {
+    try {
+      const v = await check()
+      if (v) return v as NonNullable<T>
+    } catch (err) {
+      last = err
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`)
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}
+
+export type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void
+
+export interface Upstream {
+  readonly name: string
+  readonly port: number
+  readonly hits: number
+  /** Requests seen, in order: method, url, headers. */
+  readonly seen: { method: string; url: string; headers: http.IncomingHttpHeaders }[]
+  handler: Handler
+  close(): Promise<void>
+}
+
+/** Answers `200 <name>` unless given another handler. */
+export async function startUpstream(name: string, handler?: Handler): Promise<Upstream> {
+  const seen: Upstream['seen'] = []
+  const up = {
+    name,
+    port: 0,
+    seen,
+    get hits() {
+      return seen.length
+    },
+    handler:
+      handler ??
+      ((_req: http.IncomingMessage, res: http.ServerResponse) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'x-upstream': name })
+        res.end(name)
+      }),
+    close: async () => {},
+  }
+  const server = http.createServer((req, res) => {
+    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers })
+    up.handler(req, res)
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  up.port = (server.address() as AddressInfo).port
+  up.close = () =>
+    new Promise<void>((r) => {
+      server.close(() => r())
+      server.closeAllConnections()
+    })
+  return up
+}
+
+export interface Reply {
+  status: number
+  body: string
+  headers: Record<string, string | string[] | undefined>
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 })
+
+/** One request to the proxy (node:http, so any header can be sent); never throws for an HTTP status. */
+export function send(port: number, path = '/', opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: opts.headers, agent }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), headers: res.headers }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end(opts.body)
+  })
+}
+
+/** A ZooKeeper for the whole file: mocha before/after hooks. */
+export function useZooKeeper(servers = 1): { readonly zk: ZkCluster; readonly admin: ZkSession } {
+  const ctx = {} as { zk: ZkCluster; admin: ZkSession }
+  before(async function () {
+    this.timeout(60_000)
+    ctx.zk = await startZooKeeper({ servers })
+    ctx.admin = new ZkSession({ connect: ctx.zk.connectString, sessionTimeoutMs: 4000, logger: silentLogger })
+    ctx.admin.start()
+  })
+  after(async function () {
+    this.timeout(30_000)
+    ctx.admin?.close()
+    await ctx.zk?.stop()
+  })
+  return ctx
+}
+
+/** Creates (or overwrites) a persistent znode, parents included. */
+export async function putNode(s: ZkSession, path: string, data: string | object = ''): Promise<void> {
+  const buf = Buffer.from(typeof data === 'string' ? data : JSON.stringify(data))
+  await s.ensureParents(path)
+  try {
+    await s.create(path, buf, 'persistent')
+  } catch {
+    await s.setData(path, buf)
+  }
+}
+
+let seq = 0
+/** A service path of its own for each test. */
+export function uniquePath(prefix = 'svc'): string {
+  return `/test/${prefix}-${process.pid}-${++seq}`
+}
+
+export async function makeConfig(zkConnect: string, services: object[], extra: object = {}): Promise<Config> {
+  return validateConfig(
+    {
+      listen: '127.0.0.1:0',
+      admin: '127.0.0.1:0',
+      zookeeper: { connect: zkConnect, sessionTimeoutMs: 4000 },
+      log: { level: 'silent' },
+      services,
+      ...extra,
+    },
+    process.cwd(),
+  )
+}
+
+/** Builds, starts and waits for a proxy to be ready. Remember to close it. */
+export async function startProxy(config: Config, deps: ProxyDeps = {}): Promise<ZooProxy & { port: number; adminPort: number }> {
+  const proxy = await createProxy(config, { logger: silentLogger, ...deps })
+  await proxy.start()
+  await waitFor(() => proxy.ready, 'proxy ready')
+  return Object.assign(proxy, { port: proxy.address().port, adminPort: proxy.adminAddress()?.port ?? 0 })
+}
+
+/** A logger that keeps every line, for asserting warnings. */
+export function recordingLogger(): Logger & { lines: { level: string; msg: string; obj: object }[] } {
+  const lines: { level: string; msg: string; obj: object }[] = []
+  const make = (bindings: object): Logger => ({
+    debug: (obj, msg) => lines.push({ level: 'debug', msg, obj: { ...bindings, ...obj } }),
+    info: (obj, msg) => lines.push({ level: 'info', msg, obj: { ...bindings, ...obj } }),
+    warn: (obj, msg) => lines.push({ level: 'warn', msg, obj: { ...bindings, ...obj } }),
+    error: (obj, msg) => lines.push({ level: 'error', msg, obj: { ...bindings, ...obj } }),
+    child: (b) => make({ ...bindings, ...b }),
+  })
+  return Object.assign(make({}), { lines })
+}
+
+/**
+ * Expires a session the way ZooKeeper does when a client is gone: a second client attaches to the
+ * same session id and password and closes it.
+ */
+export async function expireSession(connect: string, creds: { sessionId: Buffer; password: Buffer }): Promise<void> {
+  const options = { sessionTimeout: 4000, sessionId: creds.sessionId, sessionPassword: creds.password } as object
+  const client = zookeeper.createClient(connect, options)
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('could not attach to the session to expire it')), 10_000)
+    client.once('connected', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+    client.connect()
+  })
+  client.close()
+}
+
+/** Counts what each upstream answered over `n` sequential GETs. */
+export async function spread(port: number, n: number, path = '/'): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {}
+  for (let i = 0; i < n; i++) {
+    const r = await send(port, path)
+    const key = r.status === 200 ? r.body : `status ${r.status}`
+    counts[key] = (counts[key] ?? 0) + 1
+  }
+  return counts
+}

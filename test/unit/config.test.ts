@@ -1,0 +1,82 @@
+import { expect } from 'chai'
+import { validateConfig, parseHostPort } from '../../lib/config.js'
+import { ConfigError } from '../../lib/errors.js'
+
+async function problems(input: unknown): Promise<string[]> {
+  try {
+    await validateConfig(input, process.cwd())
+  } catch (err) {
+    expect(err).to.be.instanceOf(ConfigError)
+    return [...(err as ConfigError).problems]
+  }
+  throw new Error('expected the config to be rejected')
+}
+
+describe('config', () => {
+  it('fills every default', async () => {
+    const c = await validateConfig({ services: [{ name: 'a', path: '/services/a' }] }, '/')
+    expect(c.listen).to.deep.equal({ host: '127.0.0.1', port: 8080 })
+    expect(c.admin).to.equal(undefined)
+    expect(c.zookeeper).to.deep.equal({ connect: '127.0.0.1:2181', sessionTimeoutMs: 10000 })
+    expect(c.shutdownTimeoutMs).to.equal(10000)
+    const s = c.services[0]!
+    expect(s.strategy).to.deep.equal({ name: 'round-robin', options: {} })
+    expect(s).to.include({ timeoutMs: 30000, connectTimeoutMs: 5000 })
+    expect(s.retry).to.deep.include({ attempts: 3, perTryTimeoutMs: 30000, bufferBytes: 65536, nonIdempotent: false })
+    expect(Object.isFrozen(c) && Object.isFrozen(c.services[0])).to.equal(true)
+  })
+
+  it('accepts the documented example', async () => {
+    const c = await validateConfig(
+      {
+        listen: '127.0.0.1:8080',
+        admin: '127.0.0.1:9901',
+        zookeeper: { connect: '127.0.0.1:2181,127.0.0.1:2182/chroot', sessionTimeoutMs: 10000 },
+        services: [{ name: 'example', path: '/services/example', strategy: 'round-robin', match: { host: 'api.example.test', pathPrefix: '/api' } }],
+      },
+      '/',
+    )
+    expect(c.admin).to.deep.equal({ host: '127.0.0.1', port: 9901 })
+  })
+
+  it('names the field of every problem, all at once', async () => {
+    const p = await problems({
+      listen: 'nowhere',
+      services: [
+        { name: 'a', path: 'relative', strategy: 'nope' },
+        { name: 'b', path: '/b', bogus: 1, timeoutMs: 'soon' },
+      ],
+      extra: true,
+    })
+    expect(p).to.include('listen: must be host:port, got "nowhere"')
+    expect(p.some((l) => l.startsWith('services[0].path:'))).to.equal(true)
+    expect(p).to.include('services[1].bogus: unknown key')
+    expect(p).to.include('extra: unknown key')
+    expect(p.some((l) => l.startsWith('services[1].timeoutMs:'))).to.equal(true)
+  })
+
+  it('rejects an unknown strategy with its name', async () => {
+    expect(await problems({ services: [{ name: 'a', path: '/a', strategy: 'nope' }] })).to.deep.equal(['services[0].strategy: unknown strategy "nope"'])
+    expect(await problems({ services: [{ name: 'a', path: '/a', strategy: { name: 'nope' } }] })).to.deep.equal(['services[0].strategy.name: unknown strategy "nope"'])
+  })
+
+  it('rejects a missing or empty services list', async () => {
+    expect((await problems({}))[0]).to.match(/^services: /)
+    expect((await problems({ services: [] }))[0]).to.match(/^services: /)
+  })
+
+  it('rejects duplicate names and two default routes', async () => {
+    const p = await problems({ services: [{ name: 'a', path: '/a' }, { name: 'a', path: '/b' }] })
+    expect(p.some((l) => l.startsWith('services[1].name: duplicate service name "a"'))).to.equal(true)
+    expect(p.some((l) => l.startsWith('services[1].match: only one service may be the default route'))).to.equal(true)
+  })
+
+  it('parses host:port forms', () => {
+    expect(parseHostPort('0.0.0.0:80')).to.deep.equal({ host: '0.0.0.0', port: 80 })
+    expect(parseHostPort(':9901')).to.deep.equal({ host: '127.0.0.1', port: 9901 })
+    expect(parseHostPort(9901)).to.deep.equal({ host: '127.0.0.1', port: 9901 })
+    expect(parseHostPort('[::1]:8080')).to.deep.equal({ host: '::1', port: 8080 })
+    expect(parseHostPort('localhost:99999')).to.equal(null)
+    expect(parseHostPort('a:b:1')).to.equal(null)
+  })
+})
