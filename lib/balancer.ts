@@ -100,14 +100,16 @@ export class Balancer {
     const next = new Map<string, Host>()
     for (const e of endpoints) {
       const existing = this.#hosts.get(e.key)
-      if (existing) {
+      // Same key at a new address is a new instance to the transport (a new pool); only weight
+      // and state changes keep the live figures.
+      if (existing && existing.host === e.host && existing.port === e.port) {
         existing.endpoint = e
         existing.weight = e.weight
         next.set(e.key, existing)
       } else next.set(e.key, new Host(e))
     }
     const removed: Host[] = []
-    for (const [key, h] of this.#hosts) if (!next.has(key)) removed.push(h)
+    for (const [key, h] of this.#hosts) if (next.get(key) !== h) removed.push(h)
     this.#hosts.clear()
     for (const [k, h] of next) this.#hosts.set(k, h)
     this.#all = [...next.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))

@@ -58,7 +58,15 @@ const znodePath = z
   })
 
 /** `strategy: round-robin` or `{ name: ..., ...options }` or `{ module: ./file.js, ...options }`. */
-const strategyField = z.union([z.string(), z.looseObject({})]).default('round-robin')
+const strategyField = z
+  .union([z.string(), z.looseObject({})])
+  .superRefine((v, ctx) => {
+    const name = typeof v === 'string' ? v : v.module === undefined ? v.name : undefined
+    if (typeof name === 'string' && !isBuiltinStrategy(name)) {
+      ctx.addIssue({ code: 'custom', message: `unknown strategy "${name}"`, path: typeof v === 'string' ? [] : ['name'] })
+    }
+  })
+  .default('round-robin')
 
 export const RETRY_CONDITIONS = ['connect-failure', 'reset', 'timeout', 'gateway-error'] as const
 export type RetryCondition = (typeof RETRY_CONDITIONS)[number]
@@ -153,10 +161,7 @@ function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
 }
 
 function normaliseStrategy(raw: string | Record<string, unknown>, baseDir: string, at: string, problems: string[]): StrategySpec {
-  if (typeof raw === 'string') {
-    if (!isBuiltinStrategy(raw)) problems.push(`${at}: unknown strategy "${raw}"`)
-    return { name: raw, options: {} }
-  }
+  if (typeof raw === 'string') return { name: raw, options: {} }
   const { name, module, ...options } = raw
   if (module !== undefined) {
     if (name !== undefined) problems.push(`${at}: give either name or module, not both`)
@@ -170,7 +175,6 @@ function normaliseStrategy(raw: string | Record<string, unknown>, baseDir: strin
     problems.push(`${at}.name: must name a strategy (or give module)`)
     return { name: 'round-robin', options }
   }
-  if (!isBuiltinStrategy(name)) problems.push(`${at}.name: unknown strategy "${name}"`)
   return { name, options }
 }
 

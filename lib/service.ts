@@ -76,7 +76,8 @@ export class Service {
   readonly config: ServiceConfig
   readonly balancer: Balancer
   readonly #log: Logger
-  readonly #pools = new Map<string, Pool>()
+  /** One pool per instance; a Host is replaced when its address changes, so this follows it. */
+  readonly #pools = new Map<Host, Pool>()
   #closed = false
 
   constructor(opts: ServiceOptions) {
@@ -87,16 +88,16 @@ export class Service {
     // Instances that leave: finish what is queued on their pools, then let the pools go.
     this.balancer.onRemoved = (hosts) => {
       for (const h of hosts) {
-        const pool = this.#pools.get(h.key)
+        const pool = this.#pools.get(h)
         if (pool === undefined) continue
-        this.#pools.delete(h.key)
+        this.#pools.delete(h)
         pool.close().catch(() => {})
       }
     }
   }
 
   #pool(host: Host): Dispatcher {
-    let pool = this.#pools.get(host.key)
+    let pool = this.#pools.get(host)
     if (pool === undefined || pool.closed || pool.destroyed) {
       const h = host.host.includes(':') ? `[${host.host}]` : host.host
       const c = this.config
@@ -107,7 +108,7 @@ export class Service {
         headersTimeout: c.timeoutMs,
         bodyTimeout: c.bodyTimeoutMs,
       })
-      this.#pools.set(host.key, pool)
+      this.#pools.set(host, pool)
     }
     return pool
   }

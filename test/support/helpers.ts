@@ -166,20 +166,27 @@ export function recordingLogger(): Logger & { lines: { level: string; msg: strin
 
 /**
  * Expires a session the way ZooKeeper does when a client is gone: a second client attaches to the
- * same session id and password and closes it.
+ * same session id and password and closes it. The victim may take its session back before the
+ * close arrives (a race the server allows), so this repeats until `expired()` says it worked.
  */
-export async function expireSession(connect: string, creds: { sessionId: Buffer; password: Buffer }): Promise<void> {
-  const options = { sessionTimeout: 4000, sessionId: creds.sessionId, sessionPassword: creds.password } as object
-  const client = zookeeper.createClient(connect, options)
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('could not attach to the session to expire it')), 10_000)
-    client.once('connected', () => {
-      clearTimeout(timer)
-      resolve()
+export async function expireSession(connect: string, creds: () => { sessionId: Buffer; password: Buffer } | null, expired: () => boolean): Promise<void> {
+  for (let i = 0; i < 10 && !expired(); i++) {
+    const c = creds()
+    if (c === null) throw new Error('no session to expire')
+    const options = { sessionTimeout: 4000, sessionId: c.sessionId, sessionPassword: c.password } as object
+    const client = zookeeper.createClient(connect, options)
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('could not attach to the session to expire it')), 10_000)
+      client.once('connected', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+      client.connect()
     })
-    client.connect()
-  })
-  client.close()
+    client.close()
+    await waitFor(expired, 'the session to expire', 2000).catch(() => {})
+  }
+  if (!expired()) throw new Error('could not expire the session')
 }
 
 /** Counts what each upstream answered over `n` sequential GETs. */
