@@ -5,7 +5,7 @@
 // lease is taken before the first byte goes out and released exactly once, on success or failure.
 
 import { RoundRobin } from '../strategies/round-robin.js'
-import type { Candidate, PickContext, Strategy } from '../strategies/strategy.js'
+import type { Candidate, PickContext, RequestInfo, Strategy } from '../strategies/strategy.js'
 import type { Endpoint } from './discovery/endpoint.js'
 import type { FailureKind } from './errors.js'
 import type { Logger } from './log.js'
@@ -23,17 +23,21 @@ export type Outcome =
 export class Host implements Candidate {
   readonly key: string
   endpoint: Endpoint
-  weight: number
+  /** Weight before slow start: the config override for `host:port`, else the znode's. */
+  baseWeight: number
   inFlight = 0
   latencyEwmaMs = 0
   requests = 0
   failures = 0
   consecutiveFailures = 0
+  /** Slow start: the ramp ends at this performance.now() time (0: no ramp). */
+  #rampUntil = 0
+  #rampMs = 0
 
-  constructor(endpoint: Endpoint) {
+  constructor(endpoint: Endpoint, baseWeight: number) {
     this.key = endpoint.key
     this.endpoint = endpoint
-    this.weight = endpoint.weight
+    this.baseWeight = baseWeight
   }
 
   get host(): string {
@@ -44,9 +48,25 @@ export class Host implements Candidate {
     return this.endpoint.port
   }
 
+  /** Effective weight: during slow start it ramps linearly from 10% to 100% of the base weight. */
+  get weight(): number {
+    if (this.#rampUntil === 0) return this.baseWeight
+    const left = this.#rampUntil - performance.now()
+    if (left <= 0) {
+      this.#rampUntil = 0
+      return this.baseWeight
+    }
+    return this.baseWeight * (0.1 + 0.9 * (1 - left / this.#rampMs))
+  }
+
+  startRamp(ms: number): void {
+    this.#rampMs = ms
+    this.#rampUntil = performance.now() + ms
+  }
+
   /** May get new requests. */
   get eligible(): boolean {
-    return this.endpoint.state === 'up' && this.weight > 0
+    return this.endpoint.state === 'up' && this.baseWeight > 0
   }
 }
 
@@ -69,6 +89,10 @@ export class Lease {
 
 export interface BalancerOptions {
   readonly service: string
+  /** Per-instance weight overrides by `host:port`. */
+  readonly weights?: Readonly<Record<string, number>>
+  /** New instances ramp from 10% to 100% of their weight over this long (0: off). */
+  readonly slowStartMs?: number
   readonly strategy: Strategy
   readonly logger: Logger
   readonly random: () => number
@@ -77,6 +101,9 @@ export interface BalancerOptions {
 export class Balancer {
   readonly service: string
   readonly #strategy: Strategy
+  readonly #weights: Readonly<Record<string, number>>
+  readonly #slowStartMs: number
+  #updates = 0
   readonly #fallback: RoundRobin
   readonly #log: Logger
   readonly #hosts = new Map<string, Host>()
@@ -91,6 +118,8 @@ export class Balancer {
   constructor(opts: BalancerOptions) {
     this.service = opts.service
     this.#strategy = opts.strategy
+    this.#weights = opts.weights ?? {}
+    this.#slowStartMs = opts.slowStartMs ?? 0
     this.#fallback = new RoundRobin(opts.random)
     this.#log = opts.logger.child({ service: opts.service })
   }
@@ -98,15 +127,22 @@ export class Balancer {
   /** Replaces the membership with a whole snapshot; figures of instances that stay are kept. */
   update(endpoints: readonly Endpoint[]): void {
     const next = new Map<string, Host>()
+    // The first snapshot is the fleet as it is, not newcomers: no slow start for it.
+    const ramp = this.#updates++ > 0 ? this.#slowStartMs : 0
     for (const e of endpoints) {
       const existing = this.#hosts.get(e.key)
+      const weight = this.#weights[`${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`] ?? e.weight
       // Same key at a new address is a new instance to the transport (a new pool); only weight
       // and state changes keep the live figures.
       if (existing && existing.host === e.host && existing.port === e.port) {
         existing.endpoint = e
-        existing.weight = e.weight
+        existing.baseWeight = weight
         next.set(e.key, existing)
-      } else next.set(e.key, new Host(e))
+      } else {
+        const h = new Host(e, weight)
+        if (ramp > 0) h.startRamp(ramp)
+        next.set(e.key, h)
+      }
     }
     const removed: Host[] = []
     for (const [key, h] of this.#hosts) if (next.get(key) !== h) removed.push(h)
@@ -129,6 +165,15 @@ export class Balancer {
   hasUntried(tried: ReadonlySet<string>): boolean {
     for (const h of this.#eligible) if (!tried.has(h.key)) return true
     return false
+  }
+
+  /** The request's affinity key, when the strategy uses one (consistent-hash). */
+  hashKey(req: RequestInfo): string | undefined {
+    return this.#strategy.hashKey?.(req)
+  }
+
+  get usesHashKey(): boolean {
+    return typeof this.#strategy.hashKey === 'function'
   }
 
   /** Picks an instance not in `tried`, or returns null when there is none. */

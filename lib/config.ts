@@ -109,6 +109,10 @@ const serviceSchema = z.strictObject({
   /** How long an idle pooled upstream connection is kept. */
   keepAliveTimeoutMs: positiveMs(4_000),
   retry: retrySchema,
+  /** Per-instance weight overrides, by `host:port`; they win over the znode's weight. */
+  weights: z.record(z.string(), z.number().nonnegative()).default({}),
+  /** A newly seen instance's weight ramps from 10% to 100% over this long (0: off). */
+  slowStartMs: ms(0),
 })
 
 const configSchema = z.strictObject({
@@ -212,9 +216,19 @@ export async function validateConfig(input: unknown, baseDir: string): Promise<C
           : `${at}.match: same match as services[${sameRoute}]`,
       )
     } else routes.set(routeKey, i)
+    const strategy = normaliseStrategy(s.strategy as string | Record<string, unknown>, baseDir, `${at}.strategy`, problems)
+    // `weights` may also sit in the strategy object (`{ name: weighted, weights: {...} }`).
+    const inStrategy = strategy.options.weights
+    let weights = s.weights
+    if (inStrategy !== undefined) {
+      const parsed = z.record(z.string(), z.number().nonnegative()).safeParse(inStrategy)
+      if (parsed.success) weights = { ...s.weights, ...parsed.data }
+      else problems.push(...formatIssues(parsed.error.issues).map((l) => `${at}.strategy.weights${l.startsWith('(root)') ? l.slice(6) : `.${l}`}`))
+    }
     return {
       ...s,
-      strategy: normaliseStrategy(s.strategy as string | Record<string, unknown>, baseDir, `${at}.strategy`, problems),
+      weights,
+      strategy,
       retry: { ...s.retry, perTryTimeoutMs: Math.min(s.retry.perTryTimeoutMs ?? s.timeoutMs, s.timeoutMs) },
     }
   })

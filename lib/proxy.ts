@@ -39,7 +39,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
   const services: Service[] = []
   for (const sc of config.services) {
     const strategy = await buildStrategy(sc.strategy, { random })
-    const balancer = new Balancer({ service: sc.name, strategy, logger, random })
+    const balancer = new Balancer({ service: sc.name, strategy, logger, random, weights: sc.weights, slowStartMs: sc.slowStartMs })
     services.push(new Service({ config: sc, balancer, logger }))
   }
   const byName = new Map(services.map((s) => [s.name, s]))

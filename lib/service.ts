@@ -23,6 +23,8 @@ class RequestState {
   tap: BodyTap | null = null
   streamed = false
   tried: Set<string> | null = null
+  /** Affinity key for consistent-hash (PickContext). */
+  hashKey: string | undefined = undefined
   attempts = 0
   lastError: Error | null = null
 
@@ -116,6 +118,7 @@ export class Service {
   /** Proxies one request; always ends in a response (or a destroyed socket once one started). */
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const state = new RequestState(req, res, Date.now() + this.config.timeoutMs)
+    if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: req.headers, remoteAddress: req.socket.remoteAddress })
     try {
       if (hasBody(req)) {
         const len = Number(req.headers['content-length'])
@@ -154,7 +157,7 @@ export class Service {
   }
 
   async #attempt(state: RequestState): Promise<void> {
-    const lease = this.balancer.acquire(state.tried, { hashKey: undefined })
+    const lease = this.balancer.acquire(state.tried, state)
     if (lease === null) {
       // Report the failure that made us look further rather than "no instance".
       throw state.lastError ?? new ProxyError('ZP_ERR_NO_ENDPOINT', `no instance of service "${this.name}" is available`)

@@ -1,13 +1,21 @@
 import { pathToFileURL } from 'node:url'
+import { createConsistentHash } from './consistent-hash.js'
+import { createLeastLoaded } from './least-loaded.js'
+import { createRandom } from './random.js'
 import { createRoundRobin } from './round-robin.js'
+import { createWeighted } from './weighted.js'
 import type { Strategy, StrategyDeps, StrategyFactory } from './strategy.js'
 
-export type { Candidate, PickContext, Strategy, StrategyDeps, StrategyFactory } from './strategy.js'
+export type { Candidate, PickContext, RequestInfo, Strategy, StrategyDeps, StrategyFactory } from './strategy.js'
 export { StrategyOptionError } from './strategy.js'
 
 /** The built-in strategies by the name a config uses. Frozen: user strategies come in by `module`. */
 export const BUILTIN_STRATEGIES: Readonly<Record<string, StrategyFactory>> = Object.freeze({
   'round-robin': createRoundRobin,
+  'least-loaded': createLeastLoaded,
+  weighted: createWeighted,
+  'consistent-hash': createConsistentHash,
+  random: createRandom,
 })
 
 export function isBuiltinStrategy(name: string): boolean {

@@ -24,6 +24,13 @@ export interface PickContext {
   readonly hashKey: string | undefined
 }
 
+/** What a strategy may read of a request to derive an affinity key. */
+export interface RequestInfo {
+  /** Lower-case header names, as Node gives them. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>
+  readonly remoteAddress: string | undefined
+}
+
 export interface Strategy {
   /**
    * Returns one element of `candidates` (non-empty, sorted by key, so an order is stable).
@@ -31,6 +38,8 @@ export interface Strategy {
    * for that request and logs one warning.
    */
   pick(candidates: readonly Candidate[], ctx: PickContext): Candidate
+  /** Optional: the affinity key of a request, handed back to `pick` as `ctx.hashKey`. */
+  hashKey?(req: RequestInfo): string | undefined
 }
 
 export interface StrategyDeps {

@@ -1,0 +1,143 @@
+import { StrategyOptionError, rejectUnknownOptions } from './strategy.js'
+import type { Candidate, RequestInfo, Strategy, StrategyFactory } from './strategy.js'
+
+/** FNV-1a over UTF-16 code units, finished with murmur3's fmix32 so close strings spread out. */
+export function hash32(text: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
+}
+
+/** Where the affinity key comes from. */
+export type HashSource = { readonly header: string } | { readonly cookie: string } | { readonly clientAddress: true }
+
+export function parseHashSource(value: unknown): HashSource {
+  if (value === undefined || value === 'client-address') return { clientAddress: true }
+  if (typeof value === 'string') {
+    const m = /^(header|cookie):(.+)$/.exec(value)
+    if (m) return m[1] === 'header' ? { header: m[2]!.toLowerCase() } : { cookie: m[2]! }
+  }
+  if (value !== null && typeof value === 'object') {
+    const v = value as Record<string, unknown>
+    if (typeof v.header === 'string' && v.header !== '') return { header: v.header.toLowerCase() }
+    if (typeof v.cookie === 'string' && v.cookie !== '') return { cookie: v.cookie }
+  }
+  throw new StrategyOptionError('key', 'must be "header:<name>", "cookie:<name>" or "client-address"')
+}
+
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (header === undefined) return undefined
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=')
+    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim()
+  }
+  return undefined
+}
+
+interface Ring {
+  readonly hashes: Uint32Array
+  readonly keys: readonly string[]
+  readonly members: ReadonlySet<string>
+}
+
+/** Virtual nodes per unit of weight: enough for a ~10% spread at a handful of instances. */
+const VNODES = 160
+
+/**
+ * Consistent hashing on a ring (Karger et al. 1997; Ketama's layout): each instance owns
+ * `160 x weight` points, a key goes to the first point clockwise from its hash, so when one of N
+ * instances joins or leaves only about 1/N of the keys move.
+ *
+ * With bounded loads (Mirrokni, Thorup, Zadimoghaddam, "Consistent Hashing with Bounded Loads",
+ * 2016; what Envoy calls hash_balance_factor): an instance already above `loadFactor` x the mean
+ * in-flight is passed over for the next one on the ring, so one hot key cannot sink one instance.
+ */
+export class ConsistentHash implements Strategy {
+  readonly #source: HashSource
+  readonly #loadFactor: number
+  readonly #random: () => number
+  #ring: Ring | null = null
+
+  constructor(source: HashSource, loadFactor: number, random: () => number) {
+    this.#source = source
+    this.#loadFactor = loadFactor
+    this.#random = random
+  }
+
+  hashKey(req: RequestInfo): string | undefined {
+    const s = this.#source
+    let v: string | string[] | undefined
+    if ('header' in s) v = req.headers[s.header]
+    else if ('cookie' in s) {
+      const c = req.headers.cookie
+      v = cookieValue(Array.isArray(c) ? c.join('; ') : c, s.cookie)
+    }
+    const key = Array.isArray(v) ? v[0] : v
+    // Without the header or cookie, fall back to the client address (as nginx's hash would on "").
+    return key !== undefined && key !== '' ? key : req.remoteAddress
+  }
+
+  #ringFor(candidates: readonly Candidate[]): Ring {
+    const ring = this.#ring
+    // Reuse the ring while it covers every candidate with the same weights; a retry's smaller
+    // candidate list walks the same ring and skips what is not in it.
+    if (ring !== null && candidates.every((c) => ring.members.has(`${c.key}\0${c.weight}`))) return ring
+    const points: { h: number; key: string }[] = []
+    for (const c of candidates) {
+      const n = Math.max(1, Math.round(VNODES * c.weight))
+      for (let i = 0; i < n; i++) points.push({ h: hash32(`${c.key}#${i}`), key: c.key })
+    }
+    points.sort((a, b) => a.h - b.h)
+    const next: Ring = {
+      hashes: Uint32Array.from(points, (p) => p.h),
+      keys: points.map((p) => p.key),
+      members: new Set(candidates.map((c) => `${c.key}\0${c.weight}`)),
+    }
+    this.#ring = next
+    return next
+  }
+
+  pick(candidates: readonly Candidate[], ctx: { readonly hashKey: string | undefined }): Candidate {
+    if (ctx.hashKey === undefined) return candidates[Math.floor(this.#random() * candidates.length)]!
+    const ring = this.#ringFor(candidates)
+    const byKey = new Map<string, Candidate>()
+    let inFlight = 0
+    for (const c of candidates) {
+      byKey.set(c.key, c)
+      inFlight += c.inFlight
+    }
+    // Bounded loads: capacity per instance is ceil(factor x (in flight + this one) / n).
+    const cap = Math.ceil((this.#loadFactor * (inFlight + 1)) / candidates.length)
+    const h = hash32(ctx.hashKey)
+    let lo = 0
+    let hi = ring.hashes.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (ring.hashes[mid]! < h) lo = mid + 1
+      else hi = mid
+    }
+    let first: Candidate | undefined
+    for (let i = 0; i < ring.hashes.length; i++) {
+      const c = byKey.get(ring.keys[(lo + i) % ring.hashes.length]!)
+      if (c === undefined) continue
+      first ??= c
+      if (c.inFlight + 1 <= cap) return c
+    }
+    return first ?? candidates[0]!
+  }
+}
+
+export const createConsistentHash: StrategyFactory = (options, deps) => {
+  rejectUnknownOptions(options, ['key', 'loadFactor', 'weights'])
+  const factor = options.loadFactor ?? 1.25
+  if (typeof factor !== 'number' || !(factor >= 1)) throw new StrategyOptionError('loadFactor', 'must be a number >= 1')
+  return new ConsistentHash(parseHashSource(options.key), factor, deps.random)
+}

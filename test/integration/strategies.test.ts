@@ -1,0 +1,126 @@
+import { expect } from 'chai'
+import { writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor } from '../support/helpers.js'
+import type { Upstream } from '../support/helpers.js'
+
+/** Sends `n` GETs, `concurrency` at a time; returns the share of each answer. */
+async function load(port: number, n: number, concurrency: number, headers: (i: number) => Record<string, string> = () => ({})): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {}
+  let next = 0
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        const i = next++
+        const r = await send(port, '/', { headers: headers(i) })
+        const k = r.status === 200 ? r.body : `status ${r.status}`
+        counts[k] = (counts[k] ?? 0) + 1
+      }
+    }),
+  )
+  for (const k of Object.keys(counts)) counts[k] = counts[k]! / n
+  return counts
+}
+
+describe('strategies driven by ZooKeeper data (real ZooKeeper, real upstreams)', function () {
+  this.timeout(60_000)
+  const ctx = useZooKeeper()
+  const closers: (() => Promise<unknown>)[] = []
+  afterEach(async () => {
+    while (closers.length) await closers.pop()!()
+  })
+
+  async function upstream(name: string, delayMs = 0): Promise<Upstream> {
+    const u = await startUpstream(name, (_req, res) => {
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'text/plain' })
+        res.end(name)
+      }, delayMs)
+    })
+    closers.push(() => u.close())
+    return u
+  }
+
+  async function proxy(path: string, service: object) {
+    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path, ...service }]))
+    closers.push(() => p.close())
+    return p
+  }
+
+  for (const strategy of ['weighted', 'random']) {
+    it(`${strategy}: weights 3:1 in znode data give 75% / 25%, and a live setData to 1:1 moves the split`, async () => {
+      const svc = uniquePath()
+      const [a, b] = [await upstream('a'), await upstream('b')]
+      await putNode(ctx.admin, `${svc}/a`, { host: '127.0.0.1', port: a.port, weight: 3 })
+      await putNode(ctx.admin, `${svc}/b`, { host: '127.0.0.1', port: b.port, weight: 1 })
+      const p = await proxy(svc, { strategy })
+      await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
+      const before = await load(p.port, 3000, 16)
+      expect(before.a).to.be.closeTo(0.75, 0.03)
+      expect(before.b).to.be.closeTo(0.25, 0.03)
+
+      await ctx.admin.setData(`${svc}/a`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: a.port, weight: 1 })))
+      await waitFor(() => p.services[0]!.balancer.hosts.every((h) => h.weight === 1), 'the new weight')
+      const after = await load(p.port, 3000, 16)
+      expect(after.a).to.be.closeTo(0.5, 0.03)
+    })
+  }
+
+  it('weighted: weight 0 and draining in znode data take an instance out of new traffic', async () => {
+    const svc = uniquePath()
+    const [a, b] = [await upstream('a'), await upstream('b')]
+    await putNode(ctx.admin, `${svc}/a`, { host: '127.0.0.1', port: a.port, weight: 0 })
+    await putNode(ctx.admin, `${svc}/b`, { host: '127.0.0.1', port: b.port })
+    const p = await proxy(svc, { strategy: 'weighted' })
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
+    expect(await load(p.port, 50, 4)).to.deep.equal({ b: 1 })
+    await ctx.admin.setData(`${svc}/a`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: a.port, weight: 1 })))
+    await ctx.admin.setData(`${svc}/b`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: b.port, state: 'draining' })))
+    await waitFor(async () => (await load(p.port, 10, 1)).a === 1, 'only a')
+  })
+
+  it('least-loaded sends fewer requests to an instance that answers slowly', async () => {
+    const svc = uniquePath()
+    const ups = [await upstream('fast1', 2), await upstream('fast2', 2), await upstream('slow', 60)]
+    for (const u of ups) await putNode(ctx.admin, `${svc}/${u.name}`, { host: '127.0.0.1', port: u.port })
+    const p = await proxy(svc, { strategy: 'least-loaded' })
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 3, 'three instances')
+    const got = await load(p.port, 600, 12)
+    expect(got.slow ?? 0).to.be.below(0.2)
+    expect(got.fast1).to.be.above(got.slow ?? 0)
+    expect(got.fast2).to.be.above(got.slow ?? 0)
+  })
+
+  it('consistent-hash keeps a user on one instance', async () => {
+    const svc = uniquePath()
+    const ups = [await upstream('a'), await upstream('b'), await upstream('c')]
+    for (const u of ups) await putNode(ctx.admin, `${svc}/${u.name}`, { host: '127.0.0.1', port: u.port })
+    const p = await proxy(svc, { strategy: { name: 'consistent-hash', key: 'header:x-user' } })
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 3, 'three instances')
+    const homes = new Set<string>()
+    for (let u = 0; u < 30; u++) {
+      const answers = new Set<string>()
+      for (let i = 0; i < 4; i++) answers.add((await send(p.port, '/', { headers: { 'x-user': `user-${u}` } })).body)
+      expect(answers.size).to.equal(1)
+      homes.add([...answers][0]!)
+    }
+    expect(homes.size).to.equal(3)
+  })
+
+  it("runs a user's strategy module, and falls back to round-robin when its pick throws", async () => {
+    const svc = uniquePath()
+    const ups = [await upstream('a'), await upstream('b')]
+    for (const u of ups) await putNode(ctx.admin, `${svc}/${u.name}`, { host: '127.0.0.1', port: u.port })
+    const file = path.join(ctx.zk.dir, 'last.js')
+    writeFileSync(file, `export function createStrategy(opts) {
+  let n = 0
+  return { pick(candidates) { if (opts.failAfter && ++n > opts.failAfter) throw new Error('tired'); return candidates[candidates.length - 1] } }
+}`)
+    const p = await proxy(svc, { strategy: { module: file, failAfter: 5 } })
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
+    const first = await load(p.port, 5, 1)
+    expect(first).to.deep.equal({ b: 1 })
+    const rest = await load(p.port, 10, 1)
+    expect(rest.a).to.equal(0.5)
+  })
+})

@@ -1,0 +1,226 @@
+import { expect } from 'chai'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { Balancer } from '../../lib/balancer.js'
+import { validateConfig } from '../../lib/config.js'
+import { ConfigError } from '../../lib/errors.js'
+import { seededRandom } from '../../lib/random.js'
+import { ConsistentHash, createConsistentHash } from '../../strategies/consistent-hash.js'
+import { LeastLoaded } from '../../strategies/least-loaded.js'
+import { WeightedRandom } from '../../strategies/random.js'
+import { SmoothWeighted } from '../../strategies/weighted.js'
+import type { Candidate, Strategy } from '../../strategies/strategy.js'
+import { recordingLogger } from '../support/helpers.js'
+
+type C = { -readonly [K in keyof Candidate]: Candidate[K] }
+const c = (key: string, weight = 1, inFlight = 0, latencyEwmaMs = 0): C => ({ key, host: key, port: 1, weight, inFlight, latencyEwmaMs })
+const ctx = { hashKey: undefined }
+const seq = (s: Strategy, list: readonly Candidate[], n: number) => Array.from({ length: n }, () => s.pick(list, ctx).key).join('')
+
+function shares(s: Strategy, list: readonly Candidate[], n: number, hashKey?: (i: number) => string): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (let i = 0; i < n; i++) {
+    const k = s.pick(list, { hashKey: hashKey?.(i) }).key
+    out[k] = (out[k] ?? 0) + 1 / n
+  }
+  return out
+}
+
+describe('weighted (nginx smooth weighted round-robin)', () => {
+  it('gives the exact sequence a a b a c a a for weights 5,1,1', () => {
+    expect(seq(new SmoothWeighted(), [c('a', 5), c('b', 1), c('c', 1)], 14)).to.equal('aabacaaaabacaa')
+  })
+
+  it('keeps the others in turn across a membership change', () => {
+    const s = new SmoothWeighted()
+    expect(seq(s, [c('a', 1), c('b', 1)], 2)).to.equal('ab')
+    // c joins: a and b keep their current weights, c starts at 0.
+    expect(seq(s, [c('a', 1), c('b', 1), c('c', 1)], 6)).to.equal('abcabc')
+    expect(seq(s, [c('a', 2), c('c', 1)], 6)).to.equal('acaaca')
+  })
+})
+
+describe('random (weighted)', () => {
+  it('picks in proportion to weight (seeded, within 2 points)', () => {
+    const got = shares(new WeightedRandom(seededRandom(1)), [c('a', 3), c('b', 1)], 20_000)
+    expect(got.a).to.be.closeTo(0.75, 0.02)
+    expect(got.b).to.be.closeTo(0.25, 0.02)
+  })
+})
+
+describe('least-loaded', () => {
+  it('with a full scan picks the fewest in flight, then the lower latency', () => {
+    const s = new LeastLoaded(seededRandom(2), 0)
+    expect(s.pick([c('a', 1, 3), c('b', 1, 1), c('c', 1, 2)]).key).to.equal('b')
+    expect(s.pick([c('a', 1, 1, 9), c('b', 1, 1, 3), c('c', 1, 1, 5)]).key).to.equal('b')
+  })
+
+  it('weighs in-flight by weight / (inFlight + 1)', () => {
+    const s = new LeastLoaded(seededRandom(3), 0)
+    // a: 4/(3+1) = 1, b: 1/(0+1) = 1, c: 2/(0+1) = 2
+    expect(s.pick([c('a', 4, 3), c('b', 1, 0), c('c', 2, 0)]).key).to.equal('c')
+  })
+
+  it('breaks full ties at random, evenly', () => {
+    const got = shares(new LeastLoaded(seededRandom(4), 0), [c('a'), c('b'), c('c')], 9000)
+    for (const k of ['a', 'b', 'c']) expect(got[k]).to.be.closeTo(1 / 3, 0.03)
+  })
+
+  it('with two choices never picks the single most loaded of three', () => {
+    const s = new LeastLoaded(seededRandom(5), 2)
+    const list = [c('a', 1, 0), c('b', 1, 5), c('c', 1, 9)]
+    const got = shares(s, list, 6000)
+    expect(got.c ?? 0).to.equal(0)
+    // a wins whenever it is one of the two (2/3 of draws), b the rest.
+    expect(got.a).to.be.closeTo(2 / 3, 0.03)
+  })
+})
+
+describe('consistent-hash', () => {
+  const ring = (n: number) => Array.from({ length: n }, (_, i) => c(`/s/i${i}`))
+
+  it('sends the same key to the same instance', () => {
+    const s = new ConsistentHash({ clientAddress: true }, 1.25, seededRandom(6))
+    const list = ring(5)
+    for (let i = 0; i < 200; i++) {
+      const k = `user-${i}`
+      expect(s.pick(list, { hashKey: k }).key).to.equal(s.pick(list, { hashKey: k }).key)
+    }
+  })
+
+  it('spreads keys evenly enough (each of 5 within 10 points of 20%)', () => {
+    const got = shares(new ConsistentHash({ clientAddress: true }, 1.25, seededRandom(7)), ring(5), 20_000, (i) => `k${i}`)
+    for (const v of Object.values(got)) expect(v).to.be.closeTo(0.2, 0.1)
+  })
+
+  it('moves only about 1/N of the keys when an instance leaves or joins', () => {
+    const s = new ConsistentHash({ clientAddress: true }, 1.25, seededRandom(8))
+    const before = ring(10)
+    const keys = Array.from({ length: 10_000 }, (_, i) => `key-${i}`)
+    const at = (list: Candidate[]) => keys.map((k) => s.pick(list, { hashKey: k }).key)
+    const a = at(before)
+    const b = at(before.filter((x) => x.key !== '/s/i3'))
+    const moved = a.filter((k, i) => k !== b[i]).length / keys.length
+    expect(moved).to.be.within(0.05, 0.15) // 1/10, give or take the ring's variance
+    // Only the keys of the instance that left moved.
+    expect(a.every((k, i) => k === '/s/i3' || k === b[i])).to.equal(true)
+    const c11 = at([...before, c('/s/i10')])
+    expect(a.filter((k, i) => k !== c11[i]).length / keys.length).to.be.within(0.04, 0.15)
+  })
+
+  it('bounds the load: a hot key spills over once its instance is above 1.25x the mean', () => {
+    const s = new ConsistentHash({ clientAddress: true }, 1.25, seededRandom(9))
+    const list = ring(4)
+    const home = s.pick(list, { hashKey: 'hot' })
+    ;(list.find((x) => x.key === home.key) as C).inFlight = 10
+    // mean with this request = 11/4, cap = ceil(1.25 * 11 / 4) = 4: home (10) is over it.
+    const next = s.pick(list, { hashKey: 'hot' })
+    expect(next.key).to.not.equal(home.key)
+  })
+
+  it('reads its key from a header, a cookie or the client address', () => {
+    const h = createConsistentHash({ key: 'header:X-User' }, { random: Math.random })
+    expect(h.hashKey!({ headers: { 'x-user': 'u1' }, remoteAddress: '1.2.3.4' })).to.equal('u1')
+    expect(h.hashKey!({ headers: {}, remoteAddress: '1.2.3.4' })).to.equal('1.2.3.4')
+    const k = createConsistentHash({ key: { cookie: 'sid' } }, { random: Math.random })
+    expect(k.hashKey!({ headers: { cookie: 'a=1; sid=abc' }, remoteAddress: '1.2.3.4' })).to.equal('abc')
+    const a = createConsistentHash({}, { random: Math.random })
+    expect(a.hashKey!({ headers: {}, remoteAddress: '::1' })).to.equal('::1')
+    expect(() => createConsistentHash({ key: 'nope' }, { random: Math.random })).to.throw(/header:<name>/)
+  })
+})
+
+describe('the balancer around a strategy', () => {
+  const ep = (key: string, weight = 1, state: 'up' | 'draining' = 'up') => ({ key, host: '127.0.0.1', port: Number(key.slice(-1)) + 9000, weight, state, meta: {} })
+
+  it('falls back to round-robin, warning once, when pick throws or returns a stranger', () => {
+    for (const bad of [() => { throw new Error('boom') }, () => c('stranger')]) {
+      const logger = recordingLogger()
+      const b = new Balancer({ service: 's', strategy: { pick: bad }, logger, random: () => 0 })
+      b.update([ep('/s/1'), ep('/s/2')])
+      const got = Array.from({ length: 4 }, () => {
+        const l = b.acquire(null, ctx)!
+        l.release({ ok: true, latencyMs: 1 })
+        return l.host.key
+      })
+      expect(got).to.deep.equal(['/s/1', '/s/2', '/s/1', '/s/2'])
+      expect(logger.lines.filter((l) => l.level === 'warn')).to.have.length(1)
+    }
+  })
+
+  it('hands the strategy only instances that are up, weighted above 0 and not yet tried', () => {
+    const seen: string[][] = []
+    const b = new Balancer({ service: 's', strategy: { pick: (list) => (seen.push(list.map((x) => x.key)), list[0]!) }, logger: recordingLogger(), random: () => 0 })
+    b.update([ep('/s/1'), ep('/s/2', 0), ep('/s/3', 1, 'draining'), ep('/s/4'), ep('/s/5')])
+    b.acquire(new Set(['/s/4']), ctx)
+    expect(seen).to.deep.equal([['/s/1', '/s/5']])
+  })
+
+  it('applies config weight overrides by host:port', () => {
+    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), random: () => 0, weights: { '127.0.0.1:9001': 3 } })
+    b.update([ep('/s/1'), ep('/s/2')])
+    expect(b.hosts.map((h) => h.weight)).to.deep.equal([3, 1])
+  })
+
+  it('ramps a newcomer from 10% of its weight with slow start', () => {
+    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), random: () => 0, slowStartMs: 60_000 })
+    b.update([ep('/s/1', 10)])
+    b.update([ep('/s/1', 10), ep('/s/2', 10)])
+    const [old, fresh] = b.hosts
+    expect(old!.weight).to.equal(10)
+    expect(fresh!.weight).to.be.closeTo(1, 0.05)
+  })
+
+  it('keeps live figures across a weight change but not across an address change', () => {
+    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), random: () => 0 })
+    b.update([ep('/s/1')])
+    const lease = b.acquire(null, ctx)!
+    b.update([{ ...ep('/s/1'), weight: 5 }])
+    expect(b.hosts[0]).to.equal(lease.host)
+    expect(b.hosts[0]!.inFlight).to.equal(1)
+    b.update([{ ...ep('/s/1'), port: 1234 }])
+    expect(b.hosts[0]).to.not.equal(lease.host)
+    lease.release({ ok: true, latencyMs: 1 })
+  })
+})
+
+describe('user strategy modules', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-strategy-'))
+  const write = (name: string, text: string) => writeFileSync(path.join(dir, name), text)
+  const load = (module: string) => validateConfig({ services: [{ name: 'a', path: '/a', strategy: { module, answer: 42 } }] }, dir)
+  const problems = async (module: string) => {
+    try {
+      await load(module)
+    } catch (err) {
+      expect(err).to.be.instanceOf(ConfigError)
+      return (err as ConfigError).problems.join('\n')
+    }
+    throw new Error('expected a config error')
+  }
+
+  it('loads a module relative to the config file and passes it its options', async () => {
+    write('first.js', 'export function createStrategy(opts) { if (opts.answer !== 42) throw new Error("no options"); return { pick: (list) => list[0] } }')
+    const config = await load('./first.js')
+    expect(config.services[0]!.strategy).to.deep.equal({ module: path.join(dir, 'first.js'), options: { answer: 42 } })
+  })
+
+  it('rejects a missing module, one that throws, and one of the wrong shape', async () => {
+    expect(await problems('./missing.js')).to.match(/^services\[0\]\.strategy: cannot load strategy module/)
+    write('throws.js', 'throw new Error("kaboom")')
+    expect(await problems('./throws.js')).to.match(/kaboom/)
+    write('shape.js', 'export const createStrategy = 7')
+    expect(await problems('./shape.js')).to.match(/must export a function "createStrategy"/)
+    write('nopick.js', 'export default () => ({})')
+    expect(await problems('./nopick.js')).to.match(/pick\(candidates, ctx\)/)
+    write('factory-throws.js', 'export default () => { throw new Error("bad option") }')
+    expect(await problems('./factory-throws.js')).to.match(/bad option/)
+  })
+
+  it('rejects bad options of built-in strategies, naming the option', async () => {
+    const p = await validateConfig({ services: [{ name: 'a', path: '/a', strategy: { name: 'least-loaded', choices: 1 } }] }, dir).catch((e: ConfigError) => e.problems)
+    expect(p).to.deep.equal(['services[0].strategy.choices: must be an integer >= 2 or "all"'])
+    const q = await validateConfig({ services: [{ name: 'a', path: '/a', strategy: { name: 'weighted', colour: 1 } }] }, dir).catch((e: ConfigError) => e.problems)
+    expect(q).to.deep.equal(['services[0].strategy.colour: unknown option "colour"'])
+  })
+})
