@@ -36,6 +36,8 @@ export interface UpstreamSpec {
   readonly delayMs?: number
   /** Response body size, bytes. */
   readonly bytes?: number
+  /** Listen on this port (default: any free one). */
+  readonly port?: number
 }
 
 /** Starts upstream servers in one child process; resolves with their ports. */

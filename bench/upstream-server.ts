@@ -24,7 +24,7 @@ const servers = await Promise.all(
           s.delayMs ? (req, res) => setTimeout(() => answer(req, res), s.delayMs) : answer,
         )
         server.keepAliveTimeout = 60_000
-        server.listen(0, '127.0.0.1', () => resolve(server))
+        server.listen(s.port ?? 0, '127.0.0.1', () => resolve(server))
       }),
   ),
 )

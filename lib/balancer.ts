@@ -30,6 +30,14 @@ export class Host implements Candidate {
   requests = 0
   failures = 0
   consecutiveFailures = 0
+  /** Passive health: ejected until this Date.now() time (0: not ejected). */
+  ejectedUntil = 0
+  /** How many times it was ejected; multiplies the next ejection's length. */
+  ejections = 0
+  /** Back from an ejection: one request at a time until one succeeds. */
+  probing = false
+  /** Active health: false once the health check failed `unhealthyThreshold` times in a row. */
+  checkHealthy = true
   /** Slow start: the ramp ends at this performance.now() time (0: no ramp). */
   #rampUntil = 0
   #rampMs = 0
@@ -64,9 +72,19 @@ export class Host implements Candidate {
     this.#rampUntil = performance.now() + ms
   }
 
+  /** Not ejected and passing its health check (when one is configured). */
+  get healthy(): boolean {
+    return this.ejectedUntil === 0 && this.checkHealthy
+  }
+
+  /** Up and weighted above 0: may get new requests when healthy (or in panic mode). */
+  get routable(): boolean {
+    return this.endpoint.state === 'up' && this.baseWeight > 0
+  }
+
   /** May get new requests. */
   get eligible(): boolean {
-    return this.endpoint.state === 'up' && this.baseWeight > 0
+    return this.routable && this.healthy
   }
 }
 
@@ -87,12 +105,22 @@ export class Lease {
   }
 }
 
+/** Passive health (Envoy's outlier detection, consecutive-5xx flavour). */
+export interface OutlierOptions {
+  readonly consecutiveFailures: number
+  readonly baseEjectionMs: number
+  readonly maxEjectionMs: number
+  readonly maxEjectionPercent: number
+}
+
 export interface BalancerOptions {
   readonly service: string
   /** Per-instance weight overrides by `host:port`. */
   readonly weights?: Readonly<Record<string, number>>
   /** New instances ramp from 10% to 100% of their weight over this long (0: off). */
   readonly slowStartMs?: number
+  readonly outlier?: OutlierOptions
+  readonly clock?: () => number
   readonly strategy: Strategy
   readonly logger: Logger
   readonly random: () => number
@@ -103,7 +131,13 @@ export class Balancer {
   readonly #strategy: Strategy
   readonly #weights: Readonly<Record<string, number>>
   readonly #slowStartMs: number
+  readonly #outlier: OutlierOptions | null
+  readonly #clock: () => number
+  readonly #timers = new Set<NodeJS.Timeout>()
   #updates = 0
+  /** Hosts on probation; while any is, candidates are filtered per request. */
+  #probing = 0
+  #closed = false
   readonly #fallback: RoundRobin
   readonly #log: Logger
   readonly #hosts = new Map<string, Host>()
@@ -120,6 +154,8 @@ export class Balancer {
     this.#strategy = opts.strategy
     this.#weights = opts.weights ?? {}
     this.#slowStartMs = opts.slowStartMs ?? 0
+    this.#outlier = opts.outlier && opts.outlier.consecutiveFailures > 0 ? opts.outlier : null
+    this.#clock = opts.clock ?? Date.now
     this.#fallback = new RoundRobin(opts.random)
     this.#log = opts.logger.child({ service: opts.service })
   }
@@ -153,18 +189,24 @@ export class Balancer {
     if (removed.length > 0) this.onRemoved?.(removed)
   }
 
-  #rebuild(): void {
+  /** Recomputes who may get new requests; call after any change of health. */
+  refresh(): void {
     this.#eligible = this.#all.filter((h) => h.eligible)
+    this.#probing = 0
+    for (const h of this.#all) if (h.probing) this.#probing++
+  }
+
+  #rebuild(): void {
+    this.refresh()
+  }
+
+  /** True when no instance is healthy but some could take traffic: route to all of them. */
+  get panic(): boolean {
+    return this.#eligible.length === 0 && this.#all.some((h) => h.routable)
   }
 
   get hosts(): readonly Host[] {
     return this.#all
-  }
-
-  /** Whether another attempt could find an instance this request has not tried. */
-  hasUntried(tried: ReadonlySet<string>): boolean {
-    for (const h of this.#eligible) if (!tried.has(h.key)) return true
-    return false
   }
 
   /** The request's affinity key, when the strategy uses one (consistent-hash). */
@@ -179,12 +221,24 @@ export class Balancer {
   /** Picks an instance not in `tried`, or returns null when there is none. */
   acquire(tried: ReadonlySet<string> | null, ctx: PickContext): Lease | null {
     let candidates = this.#eligible
-    if (tried !== null && tried.size > 0) candidates = candidates.filter((h) => !tried.has(h.key))
+    // Panic mode (Envoy's panic threshold at 0%): when every routable instance is ejected or
+    // failing its health check, spread over all of them rather than fail every request.
+    if (candidates.length === 0) candidates = this.#all.filter((h) => h.routable)
+    if ((tried !== null && tried.size > 0) || this.#probing > 0) {
+      candidates = candidates.filter((h) => !(tried !== null && tried.has(h.key)) && !(h.probing && h.inFlight > 0))
+    }
     if (candidates.length === 0) return null
     const host = candidates.length === 1 ? candidates[0]! : this.#pick(candidates, ctx)
     host.inFlight++
     host.requests++
     return new Lease(this, host)
+  }
+
+  /** Whether another attempt could find an instance this request has not tried. */
+  hasUntried(tried: ReadonlySet<string>): boolean {
+    const pool = this.#eligible.length > 0 ? this.#eligible : this.#all
+    for (const h of pool) if (h.routable && !tried.has(h.key) && !(h.probing && h.inFlight > 0)) return true
+    return false
   }
 
   #pick(candidates: readonly Host[], ctx: PickContext): Host {
@@ -214,9 +268,51 @@ export class Balancer {
       host.latencyEwmaMs === 0 ? outcome.latencyMs : host.latencyEwmaMs + EWMA_ALPHA * (outcome.latencyMs - host.latencyEwmaMs)
     if (outcome.ok) {
       host.consecutiveFailures = 0
-    } else {
-      host.failures++
-      host.consecutiveFailures++
+      if (host.probing) {
+        host.probing = false
+        this.#log.info({ instance: `${host.host}:${host.port}` }, 'instance probation -> healthy')
+        this.refresh()
+      }
+      return
     }
+    host.failures++
+    host.consecutiveFailures++
+    const o = this.#outlier
+    if (o === null || host.ejectedUntil !== 0 || !this.#hosts.has(host.key)) return
+    if (host.probing || host.consecutiveFailures >= o.consecutiveFailures) this.#eject(host, o)
+  }
+
+  #eject(host: Host, o: OutlierOptions): void {
+    let ejected = 0
+    for (const h of this.#all) if (h.ejectedUntil !== 0) ejected++
+    const limit = Math.max(1, Math.floor((this.#all.length * o.maxEjectionPercent) / 100))
+    if (ejected >= limit) return
+    host.ejections++
+    const ms = Math.min(o.baseEjectionMs * host.ejections, o.maxEjectionMs)
+    host.ejectedUntil = this.#clock() + ms
+    host.probing = false
+    this.#log.warn(
+      { instance: `${host.host}:${host.port}`, consecutiveFailures: host.consecutiveFailures, ejectionMs: ms, ejections: host.ejections },
+      'instance healthy -> ejected',
+    )
+    this.refresh()
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer)
+      if (this.#closed || host.ejectedUntil === 0) return
+      host.ejectedUntil = 0
+      host.consecutiveFailures = 0
+      // Back on probation: one request at a time until one succeeds (a failure ejects it again).
+      host.probing = true
+      this.#log.info({ instance: `${host.host}:${host.port}` }, 'instance ejected -> probation')
+      this.refresh()
+    }, ms)
+    timer.unref()
+    this.#timers.add(timer)
+  }
+
+  close(): void {
+    this.#closed = true
+    for (const t of this.#timers) clearTimeout(t)
+    this.#timers.clear()
   }
 }

@@ -85,8 +85,40 @@ const retrySchema = z
     nonIdempotent: z.boolean().default(false),
     /** Which failures are retried (Envoy's names). */
     on: z.array(z.enum(RETRY_CONDITIONS)).default([...RETRY_CONDITIONS]),
+    /** Finagle's retry budget: retries add at most `percent` % of the window's requests, plus a reserve. */
+    budget: z
+      .strictObject({
+        percent: z.number().nonnegative().default(20),
+        minRetriesPerSecond: z.number().nonnegative().default(10),
+        windowMs: z.number().int().min(1000).default(10_000),
+      })
+      .prefault({}),
   })
   .prefault({})
+
+const outlierSchema = z
+  .strictObject({
+    /** Connection failures or gateway errors in a row that eject an instance (0: never). */
+    consecutiveFailures: z.number().int().nonnegative().default(5),
+    /** An ejection lasts this long times the number of times the instance was ejected... */
+    baseEjectionMs: positiveMs(30_000),
+    /** ...but never longer than this. */
+    maxEjectionMs: positiveMs(300_000),
+    /** At most this share of a service's instances are ejected at once (at least one may be). */
+    maxEjectionPercent: z.number().min(0).max(100).default(50),
+  })
+  .prefault({})
+
+const healthCheckSchema = z.strictObject({
+  /** GET this path on every instance; any 2xx is a pass. */
+  path: z.string().startsWith('/', { message: 'must start with /' }),
+  intervalMs: positiveMs(5_000),
+  timeoutMs: positiveMs(2_000),
+  /** Passes in a row that put an unhealthy instance back. */
+  healthyThreshold: z.number().int().positive().default(2),
+  /** Failures in a row that take an instance out. */
+  unhealthyThreshold: z.number().int().positive().default(3),
+})
 
 const matchSchema = z.strictObject({
   host: z.string().min(1).optional(),
@@ -113,6 +145,10 @@ const serviceSchema = z.strictObject({
   weights: z.record(z.string(), z.number().nonnegative()).default({}),
   /** A newly seen instance's weight ramps from 10% to 100% over this long (0: off). */
   slowStartMs: ms(0),
+  /** Passive health: eject instances that keep failing. */
+  outlier: outlierSchema,
+  /** Active health: optional periodic checks of every instance. */
+  healthCheck: healthCheckSchema.optional(),
 })
 
 const configSchema = z.strictObject({

@@ -124,7 +124,7 @@ export interface AttemptOptions {
    * Asked with the upstream's status before anything is written to the client. True means: drop
    * this answer, the caller will retry elsewhere (the attempt rejects with kind `status`).
    */
-  readonly retryOnStatus: ((status: number) => boolean) | null
+  readonly retryOnStatus: ((status: number, headers: IncomingHttpHeaders) => boolean) | null
 }
 
 export interface AttemptResult {
@@ -180,7 +180,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return // 1xx informational: Node answers the client's own Expect itself
     this.#status = statusCode
     this.#latencyMs = performance.now() - this.#startedAt
-    if (this.#retryOnStatus !== null && this.#retryOnStatus(statusCode)) {
+    if (this.#retryOnStatus !== null && this.#retryOnStatus(statusCode, headers)) {
       this.#rejectedStatus = statusCode
       controller.abort(new UpstreamError('status', `upstream answered ${statusCode}`, false))
       return

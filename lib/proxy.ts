@@ -39,7 +39,15 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
   const services: Service[] = []
   for (const sc of config.services) {
     const strategy = await buildStrategy(sc.strategy, { random })
-    const balancer = new Balancer({ service: sc.name, strategy, logger, random, weights: sc.weights, slowStartMs: sc.slowStartMs })
+    const balancer = new Balancer({
+      service: sc.name,
+      strategy,
+      logger,
+      random,
+      weights: sc.weights,
+      slowStartMs: sc.slowStartMs,
+      outlier: sc.outlier,
+    })
     services.push(new Service({ config: sc, balancer, logger }))
   }
   const byName = new Map(services.map((s) => [s.name, s]))
@@ -64,6 +72,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     },
     async start() {
       discovery.start()
+      for (const s of services) s.start()
       const at = await server.listen(config.listen)
       const adminAt = admin === null || config.admin === undefined ? null : await admin.listen(config.admin)
       logger.info(

@@ -41,3 +41,12 @@ export function isRetryable(policy: RetryPolicy, f: AttemptFailure): boolean {
   if (f.kind === 'connect') return true
   return IDEMPOTENT.has(f.method) || f.idempotencyKey || policy.nonIdempotent
 }
+
+/** A Retry-After header (delta-seconds or an HTTP date) in ms from `now`; null when absent or bad. */
+export function retryAfterMs(value: string | string[] | undefined, now: number): number | null {
+  const v = Array.isArray(value) ? value[0] : value
+  if (v === undefined || v.trim() === '') return null
+  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000
+  const at = Date.parse(v)
+  return Number.isNaN(at) ? null : Math.max(0, at - now)
+}

@@ -1,6 +1,6 @@
 // One service's request path: pick an instance, forward, and on failure try another one.
 
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import pRetry from 'p-retry'
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
@@ -9,7 +9,9 @@ import type { ServiceConfig } from './config.js'
 import { ProxyError, UpstreamError } from './errors.js'
 import { BodyTap, forwardAttempt, upstreamHeaders } from './forward.js'
 import type { Logger } from './log.js'
-import { GATEWAY_STATUSES, isRetryable } from './retry.js'
+import { HealthChecker } from './health.js'
+import { GATEWAY_STATUSES, isRetryable, retryAfterMs } from './retry.js'
+import { RetryBudget } from './retry-budget.js'
 
 /** What one request carries through its attempts. */
 class RequestState {
@@ -27,6 +29,8 @@ class RequestState {
   hashKey: string | undefined = undefined
   attempts = 0
   lastError: Error | null = null
+  /** A retry was already granted (and paid for from the budget) for the failure in flight. */
+  retryGranted = false
 
   constructor(req: IncomingMessage, res: ServerResponse, deadline: number) {
     this.req = req
@@ -80,6 +84,8 @@ export class Service {
   readonly #log: Logger
   /** One pool per instance; a Host is replaced when its address changes, so this follows it. */
   readonly #pools = new Map<Host, Pool>()
+  readonly #budget: RetryBudget
+  readonly #health: HealthChecker | null
   #closed = false
 
   constructor(opts: ServiceOptions) {
@@ -87,6 +93,8 @@ export class Service {
     this.config = opts.config
     this.balancer = opts.balancer
     this.#log = opts.logger.child({ service: this.name })
+    this.#budget = new RetryBudget(opts.config.retry.budget)
+    this.#health = opts.config.healthCheck ? new HealthChecker(this.balancer, opts.config.healthCheck, opts.logger) : null
     // Instances that leave: finish what is queued on their pools, then let the pools go.
     this.balancer.onRemoved = (hosts) => {
       for (const h of hosts) {
@@ -115,9 +123,15 @@ export class Service {
     return pool
   }
 
+  /** Starts what runs in the background (active health checks). */
+  start(): void {
+    this.#health?.start()
+  }
+
   /** Proxies one request; always ends in a response (or a destroyed socket once one started). */
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const state = new RequestState(req, res, Date.now() + this.config.timeoutMs)
+    this.#budget.onRequest()
     if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: req.headers, remoteAddress: req.socket.remoteAddress })
     try {
       if (hasBody(req)) {
@@ -143,17 +157,28 @@ export class Service {
     }
   }
 
+  /** Whether to try `err`'s request again elsewhere; a yes is paid for from the retry budget. */
   #shouldRetry(state: RequestState, err: unknown): boolean {
     if (!(err instanceof UpstreamError)) return false
+    if (state.retryGranted) {
+      state.retryGranted = false
+      return true
+    }
     if (state.attempts >= this.config.retry.attempts || Date.now() >= state.deadline) return false
     if (state.tried === null || !this.balancer.hasUntried(state.tried)) return false
-    return isRetryable(this.config.retry, {
+    const retryable = isRetryable(this.config.retry, {
       method: state.req.method ?? 'GET',
       kind: err.kind,
       idempotencyKey: state.req.headers['idempotency-key'] !== undefined,
       replayable: state.replayable,
       responseStarted: err.responseStarted,
     })
+    if (!retryable) return false
+    if (!this.#budget.tryRetry()) {
+      this.#log.debug({ kind: err.kind }, 'retry budget spent; passing the failure on')
+      return false
+    }
+    return true
   }
 
   async #attempt(state: RequestState): Promise<void> {
@@ -179,7 +204,7 @@ export class Service {
         body: state.nextBody(),
         headersTimeoutMs: Math.min(this.config.retry.perTryTimeoutMs, remaining),
         bodyTimeoutMs: this.config.bodyTimeoutMs,
-        retryOnStatus: (status) => this.#retryOnStatus(state, status),
+        retryOnStatus: (status, headers) => this.#retryOnStatus(state, status, headers),
       })
       lease.release(
         GATEWAY_STATUSES.has(result.status)
@@ -200,9 +225,14 @@ export class Service {
     } else lease.release({ ok: null })
   }
 
-  #retryOnStatus(state: RequestState, status: number): boolean {
+  /** Decided before a byte goes to the client: drop a gateway error and retry elsewhere? */
+  #retryOnStatus(state: RequestState, status: number, headers: IncomingHttpHeaders): boolean {
     if (!GATEWAY_STATUSES.has(status)) return false
-    return this.#shouldRetry(state, new UpstreamError('status', '', false))
+    // An upstream asking for more time than the request has left is answered as it is.
+    const after = retryAfterMs(headers['retry-after'], Date.now())
+    if (after !== null && after > state.deadline - Date.now()) return false
+    state.retryGranted = this.#shouldRetry(state, new UpstreamError('status', '', false))
+    return state.retryGranted
   }
 
   #fail(state: RequestState, err: unknown): void {
@@ -224,6 +254,8 @@ export class Service {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.balancer.close()
+    await this.#health?.close()
     await Promise.all([...this.#pools.values()].map((p) => p.close().catch(() => {})))
     this.#pools.clear()
   }
