@@ -14,6 +14,9 @@ export interface AdminSources {
 /** The body of `GET /upstreams`. */
 export function upstreamsReport(src: AdminSources): object {
   const status = src.discovery.status()
+  const connected = status.session.state === 'connected'
+  // How old the data may be: live while the session is up; else since ZooKeeper last answered.
+  const sinceContact = status.session.lastContactAgoMs
   const services: Record<string, object> = {}
   for (const s of src.services) {
     const w = status.services[s.name]
@@ -24,6 +27,10 @@ export function upstreamsReport(src: AdminSources): object {
       pathExists: w?.pathExists ?? false,
       lastSyncAgoMs: w?.lastSyncAt == null ? null : Date.now() - w.lastSyncAt,
       skipped: w?.skipped ?? [],
+      keptLast: w?.keptLast ?? false,
+      fromSnapshot: w?.fromSnapshot ?? false,
+      stale: !connected || (w?.keptLast ?? false) || (w?.fromSnapshot ?? false),
+      dataAgeMs: connected && w?.synced ? 0 : sinceContact,
       instances: s.balancer.hosts.map((h) => ({
         key: h.key,
         host: h.host,

@@ -14,7 +14,8 @@ const USAGE = `Usage:
   zoo-proxy --config <file>            run the proxy (same as: zoo-proxy run --config <file>)
   zoo-proxy check --config <file>      validate a config file and exit (0 valid, 2 invalid)
   zoo-proxy register --zookeeper <connect> --path <service path> --host <host> --port <port>
-                     [--weight <n>] [--drain-ms <ms>] [--session-timeout-ms <ms>]
+                     [--weight <n>] [--check <url>] [--check-interval-ms <ms>] [--drain-ms <ms>]
+                     [--session-timeout-ms <ms>]
                                        keep an ephemeral instance znode while this runs
   zoo-proxy --help | --version
 Exit status: 0 stopped cleanly, 1 run-time failure, 2 bad config or arguments.`
@@ -78,6 +79,9 @@ async function runRegister(v: Record<string, string | boolean | undefined>): Pro
   const weight = intArg('weight', str('weight'), 0)
   const drainMs = intArg('drain-ms', str('drain-ms'), 0) ?? 0
   const sessionTimeoutMs = intArg('session-timeout-ms', str('session-timeout-ms'), 100)
+  const checkUrl = str('check')
+  if (checkUrl !== undefined && !/^https?:\/\/[^/]+/.test(checkUrl)) throw new UsageError(`--check must be an http:// URL, got "${checkUrl}"`)
+  const checkIntervalMs = intArg('check-interval-ms', str('check-interval-ms'), 10)
   const logger = createLogger('info')
   const reg = await register({
     connect: str('zookeeper')!,
@@ -86,6 +90,7 @@ async function runRegister(v: Record<string, string | boolean | undefined>): Pro
     port,
     weight,
     sessionTimeoutMs,
+    check: checkUrl === undefined ? undefined : { url: checkUrl, intervalMs: checkIntervalMs },
     logger,
   })
   const sig = await untilSignal()
@@ -112,6 +117,8 @@ export async function main(argv: string[]): Promise<number> {
       weight: { type: 'string' },
       'drain-ms': { type: 'string' },
       'session-timeout-ms': { type: 'string' },
+      check: { type: 'string' },
+      'check-interval-ms': { type: 'string' },
     },
   })
   if (values.help) {

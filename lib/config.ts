@@ -145,6 +145,8 @@ const serviceSchema = z.strictObject({
   weights: z.record(z.string(), z.number().nonnegative()).default({}),
   /** A newly seen instance's weight ramps from 10% to 100% over this long (0: off). */
   slowStartMs: ms(0),
+  /** Keep the last instances when ZooKeeper suddenly lists none; default `zookeeper.keepLastOnEmpty`. */
+  keepLastOnEmpty: z.boolean().optional(),
   /** Passive health: eject instances that keep failing. */
   outlier: outlierSchema,
   /** Active health: optional periodic checks of every instance. */
@@ -158,6 +160,12 @@ const configSchema = z.strictObject({
     .strictObject({
       connect: z.string().min(1).default('127.0.0.1:2181'),
       sessionTimeoutMs: z.number().int().min(100).default(10_000),
+      /** Keep a service's last instances when ZooKeeper suddenly lists none (default for services). */
+      keepLastOnEmpty: z.boolean().default(true),
+      /** Write the last known instances here; a proxy starting while ZooKeeper is down serves them. */
+      snapshotFile: z.string().min(1).optional(),
+      /** Re-reads after a new session start within a random 0..this ms (herd control). */
+      resyncJitterMs: ms(250),
     })
     .prefault({}),
   services: z.array(serviceSchema).min(1, { message: 'must list at least one service' }),
@@ -283,7 +291,9 @@ export async function validateConfig(input: unknown, baseDir: string): Promise<C
     }),
   )
   if (problems.length > 0) throw new ConfigError(problems.sort())
-  return deepFreeze({ ...raw, services })
+  const zookeeper =
+    raw.zookeeper.snapshotFile === undefined ? raw.zookeeper : { ...raw.zookeeper, snapshotFile: path.resolve(baseDir, raw.zookeeper.snapshotFile) }
+  return deepFreeze({ ...raw, zookeeper, services })
 }
 
 /** Reads and validates a config file; `.json` is parsed as JSON, anything else as YAML. */

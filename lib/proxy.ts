@@ -55,7 +55,9 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     deps.session ?? new ZkSession({ connect: config.zookeeper.connect, sessionTimeoutMs: config.zookeeper.sessionTimeoutMs, logger })
   const discovery = new Discovery({
     session,
-    services: config.services,
+    services: config.services.map((s) => ({ name: s.name, path: s.path, keepLastOnEmpty: s.keepLastOnEmpty ?? config.zookeeper.keepLastOnEmpty })),
+    snapshotFile: config.zookeeper.snapshotFile,
+    resyncJitterMs: config.zookeeper.resyncJitterMs,
     logger,
     random,
     onSnapshot: (name, endpoints) => byName.get(name)?.balancer.update(endpoints),

@@ -1,7 +1,8 @@
 // Registering one instance as an ephemeral znode in our JSON format, and keeping it there: the node
 // is (re)created on every new session, so a session expiry costs the instance one re-registration,
-// not its place in the service.
+// not its place in the service. With a health check, the node exists only while the check passes.
 
+import { request } from 'undici'
 import { ZkSession, isNodeExists } from './discovery/zk-session.js'
 import { silentLogger } from './log.js'
 import type { Logger } from './log.js'
@@ -19,72 +20,107 @@ export interface RegisterOptions {
   readonly name?: string
   /** Default 10000 ms. */
   readonly sessionTimeoutMs?: number
+  /** Register only while a GET of this URL answers 2xx, checked every `intervalMs` (default 2000). */
+  readonly check?: { readonly url: string; readonly intervalMs?: number; readonly timeoutMs?: number }
   readonly logger?: Logger
 }
 
 export interface Registration {
   /** The instance's znode path. */
   readonly znode: string
-  /** Whether the node is currently written (false while between sessions or drained-and-closed). */
+  /** Whether the node is written now (false between sessions, while the check fails, after close). */
   readonly registered: boolean
   setWeight(weight: number): Promise<void>
-  /** Writes `state: draining`: the proxies stop sending new requests; in-flight ones finish. */
+  /** Writes `state: draining`: proxies send no new requests; in-flight ones finish. */
   drain(): Promise<void>
-  /** Deletes the node and ends the session. */
+  /** Stops checking, deletes the node and ends the session. */
   close(): Promise<void>
   /** The session, for tests. */
   readonly session: ZkSession
 }
 
+async function passes(url: string, timeoutMs: number): Promise<boolean> {
+  try {
+    const res = await request(url, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
+    await res.body.dump()
+    return res.statusCode >= 200 && res.statusCode < 300
+  } catch {
+    return false
+  }
+}
+
 export async function register(opts: RegisterOptions): Promise<Registration> {
-  const log = (opts.logger ?? silentLogger).child({ component: 'registry' })
-  const session = new ZkSession({ connect: opts.connect, sessionTimeoutMs: opts.sessionTimeoutMs ?? 10_000, logger: opts.logger ?? silentLogger })
+  const logger = opts.logger ?? silentLogger
+  const log = logger.child({ component: 'registry' })
+  const session = new ZkSession({ connect: opts.connect, sessionTimeoutMs: opts.sessionTimeoutMs ?? 10_000, logger })
   const name = opts.name ?? `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`
   const znode = `${opts.path === '/' ? '' : opts.path}/${name}`
   let data = { host: opts.host, port: opts.port, weight: opts.weight ?? 1, state: 'up' as 'up' | 'draining' }
   let registered = false
   let closed = false
+  let healthy = opts.check === undefined
+  let retryTimer: NodeJS.Timeout | undefined
   const encode = () => Buffer.from(JSON.stringify(data))
 
-  const write = async (): Promise<void> => {
-    await session.ensureParents(znode)
-    try {
-      await session.create(znode, encode(), 'ephemeral')
-    } catch (err) {
-      if (!isNodeExists(err)) throw err
-      // Left by an earlier session of this instance that has not expired yet: take it over.
-      await session.remove(znode)
-      await session.create(znode, encode(), 'ephemeral')
-    }
-    registered = true
-    log.info({ znode, data }, 'instance registered')
-  }
+  // One reconciliation at a time: make ZooKeeper match what is wanted (node iff healthy and open).
+  let chain: Promise<void> = Promise.resolve()
+  const reconcile = (): Promise<void> =>
+    (chain = chain.then(async () => {
+      const wanted = healthy && !closed
+      try {
+        if (wanted && !registered) {
+          await session.ensureParents(znode)
+          try {
+            await session.create(znode, encode(), 'ephemeral')
+          } catch (err) {
+            if (!isNodeExists(err)) throw err
+            // Left by an earlier session of this instance that has not expired yet: take it over.
+            await session.remove(znode)
+            await session.create(znode, encode(), 'ephemeral')
+          }
+          registered = true
+          log.info({ znode, data }, 'instance registered')
+        } else if (!wanted && registered) {
+          await session.remove(znode)
+          registered = false
+          log.info({ znode }, 'instance deregistered')
+        }
+      } catch (err) {
+        log.warn({ err: String(err) }, 'registration change failed, retrying')
+        clearTimeout(retryTimer)
+        retryTimer = setTimeout(() => void reconcile(), 500)
+        retryTimer.unref()
+      }
+    }))
 
-  let first: { resolve: () => void; reject: (e: unknown) => void } | null = null
-  const firstDone = new Promise<void>((resolve, reject) => (first = { resolve, reject }))
-  const attempt = (): void => {
-    if (closed) return
-    write().then(
-      () => {
-        first?.resolve()
-        first = null
-      },
-      (err) => {
-        log.warn({ err: String(err) }, 'registering failed, retrying')
-        setTimeout(attempt, 500).unref()
-      },
-    )
-  }
+  let firstSession: () => void = () => {}
+  const connected = new Promise<void>((resolve) => (firstSession = resolve))
   session.subscribe({
     onSession: () => {
-      registered = false
-      attempt()
+      registered = false // an ephemeral node goes with the session that made it
+      void reconcile().then(firstSession)
     },
   })
   session.start()
-  await firstDone
+
+  let checkTimer: NodeJS.Timeout | undefined
+  if (opts.check !== undefined) {
+    const { url, intervalMs = 2000, timeoutMs = 1000 } = opts.check
+    const check = async () => {
+      const ok = await passes(url, timeoutMs)
+      if (closed || ok === healthy) return
+      healthy = ok
+      log.info({ url }, `health check ${ok ? 'failing -> passing' : 'passing -> failing'}`)
+      await reconcile()
+    }
+    await check()
+    checkTimer = setInterval(() => void check(), intervalMs)
+    checkTimer.unref()
+  }
+  await connected
 
   const update = async (): Promise<void> => {
+    await chain
     if (registered) await session.setData(znode, encode())
   }
   return {
@@ -104,12 +140,9 @@ export async function register(opts: RegisterOptions): Promise<Registration> {
     async close() {
       if (closed) return
       closed = true
-      try {
-        if (registered) await session.remove(znode)
-      } catch (err) {
-        log.warn({ err: String(err) }, 'could not delete the instance node; it goes with the session')
-      }
-      registered = false
+      clearInterval(checkTimer)
+      clearTimeout(retryTimer)
+      await reconcile()
       session.close()
     },
   }

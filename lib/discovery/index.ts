@@ -1,5 +1,6 @@
 // Discovery: one ZooKeeper session shared by every service, one watcher per service path.
 import { ServiceWatcher } from './service-watcher.js'
+import { SnapshotWriter, readSnapshotFile } from './snapshot-file.js'
 import type { ServiceWatcherStatus } from './service-watcher.js'
 import type { Endpoint } from './endpoint.js'
 import type { SessionState, ZkSession } from './zk-session.js'
@@ -12,7 +13,11 @@ export type { SessionState } from './zk-session.js'
 
 export interface DiscoveryOptions {
   readonly session: ZkSession
-  readonly services: readonly { readonly name: string; readonly path: string }[]
+  readonly services: readonly { readonly name: string; readonly path: string; readonly keepLastOnEmpty?: boolean }[]
+  /** Write the last known instances here, and start from them when ZooKeeper is not there yet. */
+  readonly snapshotFile?: string
+  /** Re-reads after a new session wait a random 0..this ms, so a fleet does not re-read in step. */
+  readonly resyncJitterMs?: number
   readonly logger: Logger
   readonly onSnapshot: (service: string, endpoints: readonly Endpoint[]) => void
   readonly random?: () => number
@@ -26,10 +31,19 @@ export interface DiscoveryStatus {
 export class Discovery {
   readonly #session: ZkSession
   readonly #watchers = new Map<string, ServiceWatcher>()
+  readonly #writer: SnapshotWriter | null
+  readonly #random: () => number
+  readonly #jitterMs: number
+  #sessions = 0
+  #resyncTimer: NodeJS.Timeout | undefined
   #unsubscribe: (() => void) | undefined
 
   constructor(opts: DiscoveryOptions) {
     this.#session = opts.session
+    this.#random = opts.random ?? Math.random
+    this.#jitterMs = opts.resyncJitterMs ?? 250
+    this.#writer = opts.snapshotFile === undefined ? null : new SnapshotWriter(opts.snapshotFile, opts.logger)
+    const saved = opts.snapshotFile === undefined ? new Map() : readSnapshotFile(opts.snapshotFile, opts.logger)
     for (const s of opts.services) {
       this.#watchers.set(
         s.name,
@@ -39,7 +53,12 @@ export class Discovery {
           session: opts.session,
           logger: opts.logger,
           random: opts.random,
-          onSnapshot: (endpoints) => opts.onSnapshot(s.name, endpoints),
+          keepLastOnEmpty: s.keepLastOnEmpty,
+          initial: saved.get(s.path),
+          onSnapshot: (endpoints) => {
+            this.#writer?.update(s.name, s.path, endpoints)
+            opts.onSnapshot(s.name, endpoints)
+          },
         }),
       )
     }
@@ -48,16 +67,32 @@ export class Discovery {
   start(): void {
     if (this.#unsubscribe) return
     this.#unsubscribe = this.#session.subscribe({
-      onSession: () => this.#watchers.forEach((w) => w.resync()),
+      onSession: () => {
+        // The first session reads at once; a replacement one after a jittered pause (herd control:
+        // a mass expiry must not turn into every proxy re-reading the ensemble in the same ms).
+        if (this.#sessions++ === 0 || this.#jitterMs === 0) {
+          this.#watchers.forEach((w) => w.resync())
+          return
+        }
+        clearTimeout(this.#resyncTimer)
+        this.#resyncTimer = setTimeout(() => this.#watchers.forEach((w) => w.resync()), Math.floor(this.#random() * this.#jitterMs))
+        this.#resyncTimer.unref()
+      },
       onReconnect: () => this.#watchers.forEach((w) => w.retryFailed()),
     })
+    this.#watchers.forEach((w) => w.start())
     this.#session.start()
   }
 
-  /** True once every service has had one full read. */
+  /** True once every service has had one full read (or serves what the snapshot file had). */
   get ready(): boolean {
-    for (const w of this.#watchers.values()) if (!w.synced) return false
+    for (const w of this.#watchers.values()) if (!w.synced && !w.status().fromSnapshot) return false
     return true
+  }
+
+  /** Resolves once the snapshot file has everything handed over so far. */
+  async snapshotWritten(): Promise<void> {
+    await this.#writer?.flushed()
   }
 
   get sessionState(): SessionState {
@@ -71,6 +106,7 @@ export class Discovery {
   }
 
   close(): void {
+    clearTimeout(this.#resyncTimer)
     this.#unsubscribe?.()
     for (const w of this.#watchers.values()) w.close()
     this.#session.close()

@@ -21,6 +21,13 @@ export interface ServiceWatcherOptions {
   /** Gets the whole list, sorted by key; called asynchronously, only on change, never after close. */
   readonly onSnapshot: (endpoints: readonly Endpoint[]) => void
   readonly random?: () => number
+  /**
+   * An update that would empty a service that had instances (a mass expiry, a wrong path) keeps
+   * the previous instances instead, marked stale, until ZooKeeper lists some again. Default true.
+   */
+  readonly keepLastOnEmpty?: boolean
+  /** Instances known before the first read (from a snapshot file); served until ZooKeeper answers. */
+  readonly initial?: readonly Endpoint[]
 }
 
 export interface ServiceWatcherStatus {
@@ -29,6 +36,10 @@ export interface ServiceWatcherStatus {
   readonly lastSyncAt: number | null
   readonly instances: number
   readonly skipped: readonly { readonly name: string; readonly reason: string }[]
+  /** ZooKeeper listed no instance but the previous ones are kept (keepLastOnEmpty). */
+  readonly keptLast: boolean
+  /** Serving instances from the snapshot file, not yet read from ZooKeeper. */
+  readonly fromSnapshot: boolean
 }
 
 const RETRY_MIN_MS = 100
@@ -57,6 +68,8 @@ export class ServiceWatcher {
   #retryDelayMs = RETRY_MIN_MS
   #emitScheduled = false
   #last: readonly Endpoint[] | null = null
+  #keptLast = false
+  #fromSnapshot = false
 
   readonly #onChildren: Watcher = () => this.refresh()
   readonly #onData: Watcher = (event) => {
@@ -67,6 +80,24 @@ export class ServiceWatcher {
   constructor(opts: ServiceWatcherOptions) {
     this.#o = opts
     this.#log = opts.logger.child({ service: opts.name, path: opts.path })
+  }
+
+  /** Hands over the snapshot-file instances (asynchronously, like every snapshot). */
+  start(): void {
+    const initial = this.#o.initial
+    if (initial === undefined || initial.length === 0 || this.#synced) return
+    this.#fromSnapshot = true
+    setImmediate(() => {
+      if (this.#closed || this.#synced || this.#last !== null) return
+      this.#last = Object.freeze([...initial])
+      this.#log.info({ instances: initial.length }, 'serving instances from the snapshot file until zookeeper answers')
+      this.#o.onSnapshot(this.#last)
+    })
+  }
+
+  /** The instances as last handed out. */
+  get current(): readonly Endpoint[] {
+    return this.#last ?? []
   }
 
   get synced(): boolean {
@@ -80,7 +111,15 @@ export class ServiceWatcher {
       if ('skipped' in v) skipped.push({ name, reason: v.skipped })
       else instances++
     }
-    return { synced: this.#synced, pathExists: this.#pathExists, lastSyncAt: this.#lastSyncAt, instances, skipped }
+    return {
+      synced: this.#synced,
+      pathExists: this.#pathExists,
+      lastSyncAt: this.#lastSyncAt,
+      instances,
+      skipped,
+      keptLast: this.#keptLast,
+      fromSnapshot: this.#fromSnapshot,
+    }
   }
 
   /** A new session: every watch is gone with the old one, so read every child again. */
@@ -134,6 +173,7 @@ export class ServiceWatcher {
       if (this.#closed) return
       if (!this.#synced) this.#log.info({ instances: this.#countUp() }, 'service first read done')
       this.#synced = true
+      this.#fromSnapshot = false
       this.#failed = false
       this.#lastSyncAt = Date.now()
       this.#retryDelayMs = RETRY_MIN_MS
@@ -203,6 +243,17 @@ export class ServiceWatcher {
       for (const v of this.#children.values()) if (!('skipped' in v)) next.push(v)
       next.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
       const last = this.#last
+      if (next.length === 0 && last !== null && last.length > 0 && (this.#o.keepLastOnEmpty ?? true)) {
+        if (!this.#keptLast) {
+          this.#keptLast = true
+          this.#log.warn({ kept: last.length }, 'zookeeper lists no instance; keeping the last known ones (keepLastOnEmpty), marked stale')
+        }
+        return
+      }
+      if (this.#keptLast) {
+        this.#keptLast = false
+        this.#log.info({ instances: next.length }, 'zookeeper lists instances again; no longer stale')
+      }
       if (last !== null && last.length === next.length && last.every((e, i) => endpointsEqual(e, next[i]!))) return
       this.#last = Object.freeze(next)
       this.#log.info(
