@@ -4,11 +4,13 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Discovery } from './discovery/index.js'
 import type { HostPort } from './config.js'
+import type { Metrics } from './metrics.js'
 import type { Service } from './service.js'
 
 export interface AdminSources {
   readonly discovery: Discovery
   readonly services: readonly Service[]
+  readonly metrics?: Metrics
 }
 
 /** The body of `GET /upstreams`. */
@@ -74,8 +76,19 @@ export class AdminServer {
         }
         case '/upstreams':
           return json(res, 200, upstreamsReport(src))
+        case '/metrics': {
+          if (src.metrics === undefined) return json(res, 404, { error: 'metrics are off' })
+          src.metrics.text().then(
+            (text) => {
+              res.writeHead(200, { 'content-type': src.metrics!.registry.contentType, 'content-length': Buffer.byteLength(text) })
+              res.end(text)
+            },
+            (err: unknown) => json(res, 500, { error: String(err) }),
+          )
+          return
+        }
         default:
-          return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/upstreams'] })
+          return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/upstreams', '/metrics'] })
       }
     })
   }

@@ -7,6 +7,7 @@ import { Balancer } from './balancer.js'
 import type { Config } from './config.js'
 import { Discovery, ZkSession } from './discovery/index.js'
 import { createLogger } from './log.js'
+import { Metrics } from './metrics.js'
 import type { Logger } from './log.js'
 import { Router } from './routes.js'
 import { ProxyServer } from './server.js'
@@ -37,6 +38,8 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
   const logger = deps.logger ?? createLogger(config.log.level)
   const random = deps.random ?? Math.random
   const services: Service[] = []
+  const balancers: Balancer[] = []
+  const metrics = new Metrics()
   for (const sc of config.services) {
     const strategy = await buildStrategy(sc.strategy, { random })
     const balancer = new Balancer({
@@ -48,7 +51,8 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
       slowStartMs: sc.slowStartMs,
       outlier: sc.outlier,
     })
-    services.push(new Service({ config: sc, balancer, logger }))
+    balancers.push(balancer)
+    services.push(new Service({ config: sc, balancer, logger, metrics: metrics.forService(sc.name) }))
   }
   const byName = new Map(services.map((s) => [s.name, s]))
   const session =
@@ -62,9 +66,10 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     random,
     onSnapshot: (name, endpoints) => byName.get(name)?.balancer.update(endpoints),
   })
+  metrics.observe({ discovery, balancers })
   const router = new Router(services.map((s) => ({ match: s.config.match, target: s })))
   const server = new ProxyServer(router, logger)
-  const admin = config.admin === undefined ? null : new AdminServer({ discovery, services })
+  const admin = config.admin === undefined ? null : new AdminServer({ discovery, services, metrics })
   let closing: Promise<void> | null = null
 
   return {

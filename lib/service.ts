@@ -9,6 +9,8 @@ import type { ServiceConfig } from './config.js'
 import { ProxyError, UpstreamError } from './errors.js'
 import { BodyTap, forwardAttempt, upstreamHeaders } from './forward.js'
 import type { Logger } from './log.js'
+import { NO_METRICS } from './metrics.js'
+import type { ServiceMetrics } from './metrics.js'
 import { HealthChecker } from './health.js'
 import { GATEWAY_STATUSES, isRetryable, retryAfterMs } from './retry.js'
 import { RetryBudget } from './retry-budget.js'
@@ -75,6 +77,7 @@ export interface ServiceOptions {
   readonly config: ServiceConfig
   readonly balancer: Balancer
   readonly logger: Logger
+  readonly metrics?: ServiceMetrics
 }
 
 export class Service {
@@ -86,6 +89,7 @@ export class Service {
   readonly #pools = new Map<Host, Pool>()
   readonly #budget: RetryBudget
   readonly #health: HealthChecker | null
+  readonly #metrics: ServiceMetrics
   #closed = false
 
   constructor(opts: ServiceOptions) {
@@ -94,6 +98,7 @@ export class Service {
     this.balancer = opts.balancer
     this.#log = opts.logger.child({ service: this.name })
     this.#budget = new RetryBudget(opts.config.retry.budget)
+    this.#metrics = opts.metrics ?? NO_METRICS
     this.#health = opts.config.healthCheck ? new HealthChecker(this.balancer, opts.config.healthCheck, opts.logger) : null
     // Instances that leave: finish what is queued on their pools, then let the pools go.
     this.balancer.onRemoved = (hosts) => {
@@ -130,6 +135,7 @@ export class Service {
 
   /** Proxies one request; always ends in a response (or a destroyed socket once one started). */
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const startedAt = performance.now()
     const state = new RequestState(req, res, Date.now() + this.config.timeoutMs)
     this.#budget.onRequest()
     if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: req.headers, remoteAddress: req.socket.remoteAddress })
@@ -155,6 +161,8 @@ export class Service {
     } catch (err) {
       this.#fail(state, err)
     }
+    // 499 (nginx's): the client went away before its answer was complete.
+    this.#metrics.request(res.writableFinished ? res.statusCode : 499, (performance.now() - startedAt) / 1000)
   }
 
   /** Whether to try `err`'s request again elsewhere; a yes is paid for from the retry budget. */
@@ -175,9 +183,11 @@ export class Service {
     })
     if (!retryable) return false
     if (!this.#budget.tryRetry()) {
+      this.#metrics.budgetExhausted()
       this.#log.debug({ kind: err.kind }, 'retry budget spent; passing the failure on')
       return false
     }
+    this.#metrics.retry()
     return true
   }
 
@@ -206,11 +216,9 @@ export class Service {
         bodyTimeoutMs: this.config.bodyTimeoutMs,
         retryOnStatus: (status, headers) => this.#retryOnStatus(state, status, headers),
       })
-      lease.release(
-        GATEWAY_STATUSES.has(result.status)
-          ? { ok: false, kind: 'status', latencyMs: result.latencyMs }
-          : { ok: true, latencyMs: result.latencyMs },
-      )
+      const gatewayError = GATEWAY_STATUSES.has(result.status)
+      lease.release(gatewayError ? { ok: false, kind: 'status', latencyMs: result.latencyMs } : { ok: true, latencyMs: result.latencyMs })
+      this.#metrics.attempt(gatewayError ? 'status' : 'ok')
     } catch (err) {
       this.#settleFailure(lease, err, performance.now() - started)
       if (err instanceof Error) state.lastError = err
@@ -221,6 +229,7 @@ export class Service {
   #settleFailure(lease: Lease, err: unknown, latencyMs: number): void {
     if (err instanceof UpstreamError) {
       lease.release({ ok: false, kind: err.kind, latencyMs })
+      this.#metrics.attempt(err.kind)
       this.#log.debug({ upstream: `${lease.host.host}:${lease.host.port}`, kind: err.kind, err: err.message }, 'attempt failed')
     } else lease.release({ ok: null })
   }

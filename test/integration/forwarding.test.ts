@@ -195,6 +195,23 @@ describe('forwarding (real ZooKeeper, real upstreams)', function () {
     expect(up.services.example.instances[0]).to.include({ host: '127.0.0.1', port: u.port, weight: 2, state: 'up', healthy: true, inFlight: 0 })
   })
 
+  it('exports Prometheus metrics on /metrics', async () => {
+    const path = uniquePath()
+    const u = await upstream('a')
+    await addInstance(path, u)
+    await addInstance(path, { port: await freePort() }, 'dead')
+    const p = await proxyFor(path)
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
+    for (let i = 0; i < 4; i++) expect((await send(p.port)).status).to.equal(200)
+    const text = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text()
+    expect(text).to.include('zoo_proxy_requests_total{service="example",code="200"} 4')
+    expect(text).to.include('zoo_proxy_upstream_attempts_total{service="example",outcome="connect"} 2')
+    expect(text).to.include('zoo_proxy_retries_total{service="example"} 2')
+    expect(text).to.match(/zoo_proxy_request_duration_seconds_count\{service="example"\} 4/)
+    expect(text).to.include('zoo_proxy_instances{service="example",state="up"} 2')
+    expect(text).to.include('zoo_proxy_zookeeper_connected 1')
+  })
+
   it('spreads load over the instances', async () => {
     const path = uniquePath()
     const ups = await Promise.all(['a', 'b'].map((n) => upstream(n)))
