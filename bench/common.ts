@@ -13,7 +13,8 @@ const here = path.dirname(fileURLToPath(import.meta.url))
 export const CLI = path.join(here, '..', 'lib', 'cli.js')
 
 const children = new Set<ChildProcess>()
-process.once('exit', () => children.forEach((c) => c.kill('SIGKILL')))
+// SIGTERM, not SIGKILL: nginx's master then takes its workers down with it.
+process.once('exit', () => children.forEach((c) => c.kill('SIGTERM')))
 
 export function track(child: ChildProcess): ChildProcess {
   children.add(child)

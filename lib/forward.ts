@@ -161,14 +161,13 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     if (!this.#done) this.#controller?.abort(new ProxyError(CLIENT_GONE, 'client went away'))
   }
 
-  readonly #onDrain = (): void => {
-    this.#controller?.resume()
-  }
+  /** Made on the first backpressure only; most responses never need it. */
+  #onDrain: (() => void) | null = null
 
   #finish(): void {
     this.#done = true
     this.#res.off('close', this.#onClientClose)
-    this.#res.off('drain', this.#onDrain)
+    if (this.#onDrain !== null) this.#res.off('drain', this.#onDrain)
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -195,6 +194,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     // Backpressure: a slow client pauses the upstream socket instead of growing our memory.
     if (!this.#res.write(chunk)) {
       controller.pause()
+      this.#onDrain ??= () => this.#controller?.resume()
       this.#res.once('drain', this.#onDrain)
     }
   }

@@ -1,9 +1,10 @@
 // Prometheus metrics (prom-client: the standard Node client, text format, default process
 // metrics). One Registry per proxy, never the global one, so two proxies in a process (tests) do
-// not share counters. On the request path only pre-bound label children are touched: a counter
-// increment and a histogram observation, no label hashing per request.
+// not share counters. The request path only bumps plain numbers in a per-service record; they
+// become Prometheus counters and a histogram when scraped (prom-client's own observe() hashes its
+// labels on every call, which showed in the profile).
 
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Balancer } from './balancer.js'
 import type { Discovery } from './discovery/index.js'
 
@@ -24,44 +25,89 @@ export const NO_METRICS: ServiceMetrics = {
   budgetExhausted() {},
 }
 
+/** Request duration buckets, seconds. */
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+class ServiceStats implements ServiceMetrics {
+  readonly service: string
+  readonly codes = new Map<number, number>()
+  /** Per bucket, not cumulative; the last slot is +Inf. */
+  readonly buckets = new Float64Array(BUCKETS.length + 1)
+  sum = 0
+  count = 0
+  readonly attempts: Record<AttemptOutcome, number> = { ok: 0, connect: 0, reset: 0, timeout: 0, status: 0 }
+  retries = 0
+  budget = 0
+
+  constructor(service: string) {
+    this.service = service
+  }
+
+  request(status: number, seconds: number): void {
+    this.codes.set(status, (this.codes.get(status) ?? 0) + 1)
+    let i = 0
+    while (i < BUCKETS.length && seconds > BUCKETS[i]!) i++
+    this.buckets[i]!++
+    this.sum += seconds
+    this.count++
+  }
+
+  attempt(outcome: AttemptOutcome): void {
+    this.attempts[outcome]++
+  }
+
+  retry(): void {
+    this.retries++
+  }
+
+  budgetExhausted(): void {
+    this.budget++
+  }
+}
+
+type Value = { value: number; labels: Record<string, string | number>; metricName?: string }
 
 export class Metrics {
   readonly registry = new Registry()
-  readonly #requests = new Counter({
-    name: 'zoo_proxy_requests_total',
-    help: 'Client requests answered, by service and status code (499: the client went away).',
-    labelNames: ['service', 'code'] as const,
-    registers: [this.registry],
-  })
-  readonly #duration = new Histogram({
-    name: 'zoo_proxy_request_duration_seconds',
-    help: 'Time from a request reaching the proxy to the end of its response, retries included.',
-    labelNames: ['service'] as const,
-    buckets: BUCKETS,
-    registers: [this.registry],
-  })
-  readonly #attempts = new Counter({
-    name: 'zoo_proxy_upstream_attempts_total',
-    help: 'Attempts at an upstream instance, by outcome (ok, connect, reset, timeout, status).',
-    labelNames: ['service', 'outcome'] as const,
-    registers: [this.registry],
-  })
-  readonly #retries = new Counter({
-    name: 'zoo_proxy_retries_total',
-    help: 'Requests sent again to another instance.',
-    labelNames: ['service'] as const,
-    registers: [this.registry],
-  })
-  readonly #budget = new Counter({
-    name: 'zoo_proxy_retry_budget_exhausted_total',
-    help: 'Retries refused because the retry budget was spent.',
-    labelNames: ['service'] as const,
-    registers: [this.registry],
-  })
+  readonly #stats: ServiceStats[] = []
+
+  #custom(name: string, help: string, type: 'counter' | 'histogram', values: () => Value[]): void {
+    this.registry.registerMetric({
+      name,
+      help,
+      type,
+      get: async () => ({ name, help, type, values: values(), aggregator: 'sum' }),
+    } as never)
+  }
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'zoo_proxy_' })
+    const each = <T>(f: (s: ServiceStats) => T[]): T[] => this.#stats.flatMap(f)
+    this.#custom('zoo_proxy_requests_total', 'Client requests answered, by service and status code (499: the client went away).', 'counter', () =>
+      each((s) => [...s.codes].map(([code, n]) => ({ value: n, labels: { service: s.service, code } }))),
+    )
+    this.#custom('zoo_proxy_request_duration_seconds', 'Time from a request reaching the proxy to the end of its response, retries included.', 'histogram', () =>
+      each((s) => {
+        let acc = 0
+        const out: Value[] = BUCKETS.map((le, i) => {
+          acc += s.buckets[i]!
+          return { metricName: 'zoo_proxy_request_duration_seconds_bucket', value: acc, labels: { service: s.service, le } }
+        })
+        out.push({ metricName: 'zoo_proxy_request_duration_seconds_bucket', value: s.count, labels: { service: s.service, le: '+Inf' } })
+        out.push({ metricName: 'zoo_proxy_request_duration_seconds_sum', value: s.sum, labels: { service: s.service } })
+        out.push({ metricName: 'zoo_proxy_request_duration_seconds_count', value: s.count, labels: { service: s.service } })
+        return out
+      }),
+    )
+    this.#custom('zoo_proxy_upstream_attempts_total', 'Attempts at an upstream instance, by outcome (ok, connect, reset, timeout, status).', 'counter', () =>
+      each((s) => Object.entries(s.attempts).map(([outcome, n]) => ({ value: n, labels: { service: s.service, outcome } }))),
+    )
+    this.#custom('zoo_proxy_retries_total', 'Requests sent again to another instance.', 'counter', () =>
+      each((s) => [{ value: s.retries, labels: { service: s.service } }]),
+    )
+    this.#custom('zoo_proxy_retry_budget_exhausted_total', 'Retries refused because the retry budget was spent.', 'counter', () =>
+      each((s) => [{ value: s.budget, labels: { service: s.service } }]),
+    )
   }
 
   /** Registers the gauges read at scrape time from discovery and the balancers. */
@@ -125,28 +171,11 @@ export class Metrics {
     })
   }
 
-  /** Label children bound once per service, for the request path. */
+  /** The record one service's request path writes to. */
   forService(service: string): ServiceMetrics {
-    const codes = new Map<number, Counter.Internal>()
-    const duration = this.#duration.labels(service)
-    const outcomes = new Map<AttemptOutcome, Counter.Internal>()
-    const retries = this.#retries.labels(service)
-    const budget = this.#budget.labels(service)
-    return {
-      request: (status, seconds) => {
-        let c = codes.get(status)
-        if (c === undefined) codes.set(status, (c = this.#requests.labels(service, String(status))))
-        c.inc()
-        duration.observe(seconds)
-      },
-      attempt: (outcome) => {
-        let c = outcomes.get(outcome)
-        if (c === undefined) outcomes.set(outcome, (c = this.#attempts.labels(service, outcome)))
-        c.inc()
-      },
-      retry: () => retries.inc(),
-      budgetExhausted: () => budget.inc(),
-    }
+    const stats = new ServiceStats(service)
+    this.#stats.push(stats)
+    return stats
   }
 
   text(): Promise<string> {

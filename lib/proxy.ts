@@ -91,6 +91,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
       closing ??= (async () => {
         await server.close(config.shutdownTimeoutMs)
         await Promise.all(services.map((s) => s.close()))
+        await discovery.snapshotWritten()
         discovery.close()
         await admin?.close()
         logger.info({}, 'zoo-proxy stopped')

@@ -26,7 +26,9 @@ class RequestState {
   /** The streamed body of the current attempt. */
   tap: BodyTap | null = null
   streamed = false
-  tried: Set<string> | null = null
+  /** The instance of the first attempt; a Set is only made when a request is retried. */
+  firstKey: string | null = null
+  #tried: Set<string> | null = null
   /** Affinity key for consistent-hash (PickContext). */
   hashKey: string | undefined = undefined
   attempts = 0
@@ -39,6 +41,18 @@ class RequestState {
     this.res = res
     this.headers = upstreamHeaders(req)
     this.deadline = deadline
+  }
+
+  /** The keys of every instance tried so far (null before the first attempt). */
+  get tried(): Set<string> | null {
+    if (this.#tried === null && this.firstKey !== null) this.#tried = new Set([this.firstKey])
+    return this.#tried
+  }
+
+  /** Records the instance of an attempt; no allocation for the first one. */
+  attemptAt(key: string): void {
+    if (this.firstKey === null) this.firstKey = key
+    else this.tried!.add(key)
   }
 
   get replayable(): boolean {
@@ -192,13 +206,12 @@ export class Service {
   }
 
   async #attempt(state: RequestState): Promise<void> {
-    const lease = this.balancer.acquire(state.tried, state)
+    const lease = this.balancer.acquire(state.firstKey === null ? null : state.tried, state)
     if (lease === null) {
       // Report the failure that made us look further rather than "no instance".
       throw state.lastError ?? new ProxyError('ZP_ERR_NO_ENDPOINT', `no instance of service "${this.name}" is available`)
     }
-    const key = lease.host.key
-    ;(state.tried ??= new Set()).add(key)
+    state.attemptAt(lease.host.key)
     state.attempts++
     const remaining = state.deadline - Date.now()
     if (remaining <= 0) {

@@ -34,6 +34,25 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   })
 }
 
+/** `n` distinct free ports: all bound at once, then let go, so none repeats. */
+export async function freePorts(n: number, host = '127.0.0.1'): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Server>((resolve, reject) => {
+          const srv = net.createServer()
+          srv.unref()
+          srv.once('error', reject)
+          srv.listen(0, host, () => resolve(srv))
+        }),
+    ),
+  )
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port)
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))))
+  return ports
+}
+
 /** Sends a four-letter word and returns the answer ('' when nobody answers). */
 export function fourLetterWord(port: number, word: string, host = '127.0.0.1', timeoutMs = 1000): Promise<string> {
   return new Promise((resolve) => {
@@ -180,12 +199,13 @@ export async function startZooKeeper(opts: StartOptions = {}): Promise<ZkCluster
   const tickTime = opts.tickTime ?? 500
   const dir = opts.dir ?? mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-zk-'))
   mkdirSync(dir, { recursive: true })
+  const free = await freePorts(count * 3)
   const ports: { client: number; peer: number; election: number }[] = []
   for (let i = 0; i < count; i++) {
     ports.push({
-      client: i === 0 && opts.clientPort !== undefined ? opts.clientPort : await freePort(),
-      peer: await freePort(),
-      election: await freePort(),
+      client: i === 0 && opts.clientPort !== undefined ? opts.clientPort : free[i * 3]!,
+      peer: free[i * 3 + 1]!,
+      election: free[i * 3 + 2]!,
     })
   }
   const nodes: ZkServerNode[] = []

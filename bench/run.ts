@@ -1,0 +1,324 @@
+// `npm run bench`: zoo-proxy measured side by side with direct, nginx, HAProxy and http-proxy, in
+// one run, on the same upstreams, with the same load. Prints a table per scenario and load tool and
+// writes bench/results/latest.{json,md,svg}.
+//
+//   npm run bench -- [--with-peers] [--quick] [--reps N] [--duration S] [--warmup S]
+//                    [--scenarios get,post64k,big,idle1000,many] [--tools wrk,autocannon]
+//
+// Pinning (shared/PERFORMANCE-NOTES.md): the proxy under test alone on one CPU (the last, or
+// --proxy-cpu); this process (the autocannon load), wrk, the upstreams and ZooKeeper on the others.
+// Targets are interleaved A B C, C B A.
+
+import { execFileSync, spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { startZooKeeper, freePort, freePorts } from '../scripts/zookeeper.js'
+import { ZkSession } from '../lib/discovery/zk-session.js'
+import { silentLogger } from '../lib/log.js'
+import { CLI, cannon, cpuSeconds, spawnUpstreams, stopChild, table, track } from './common.js'
+import type { LoadResult } from './common.js'
+import { has, pinned, startHaproxy, startHttpProxy, startNginxProxy, startNginxUpstreams } from './peers.js'
+import type { Peer } from './peers.js'
+import { ratioChart } from './chart.js'
+
+const { values: opt } = parseArgs({
+  options: {
+    'with-peers': { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
+    reps: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    scenarios: { type: 'string' },
+    tools: { type: 'string' },
+    'proxy-cpu': { type: 'string' },
+  },
+})
+const here = path.dirname(fileURLToPath(import.meta.url))
+const reps = Number(opt.reps ?? 2)
+const durationS = Number(opt.duration ?? (opt.quick ? 3 : 5))
+const warmupS = Number(opt.warmup ?? (opt.quick ? 1 : 2))
+
+if (opt['with-peers'] && process.getuid?.() === 0 && !(has('wrk') && has('nginx') && has('haproxy'))) {
+  console.log('# installing wrk, nginx-light and haproxy with apt...')
+  execFileSync('sh', ['-c', 'apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq wrk nginx-light haproxy >/dev/null'], { stdio: 'inherit' })
+}
+const tools = (opt.tools ?? 'autocannon,wrk').split(',').filter((t) => t === 'autocannon' || (t === 'wrk' && has('wrk')))
+const haveNginx = has('nginx')
+const haveHaproxy = has('haproxy')
+const multiCore = os.cpus().length >= 2 && has('taskset')
+// The proxy gets the last CPU by default: on these VMs CPU 0 measured slower for the same process
+// (it takes more of the host's interrupts), which would flatter nobody but penalise the proxy.
+const PROXY_CPU = multiCore ? (opt['proxy-cpu'] ?? String(os.cpus().length - 1)) : null
+const LOAD_CPU = multiCore ? Array.from({ length: os.cpus().length }, (_, i) => i).filter((i) => String(i) !== PROXY_CPU).join(',') : null
+if (LOAD_CPU !== null) execFileSync('taskset', ['-a', '-p', '-c', LOAD_CPU, String(process.pid)], { stdio: 'ignore' })
+
+interface Scenario {
+  readonly name: string
+  readonly title: string
+  readonly path: string
+  readonly method: 'GET' | 'POST'
+  readonly body?: Buffer
+  readonly connections: number
+  readonly idle?: number
+  readonly many?: boolean
+}
+const SCENARIOS: Scenario[] = [
+  { name: 'get', title: 'small GET, keep-alive, 50 connections', path: '/', method: 'GET', connections: 50 },
+  { name: 'post64k', title: 'POST with a 64 KiB body, 50 connections', path: '/', method: 'POST', body: Buffer.alloc(64 * 1024, 'p'), connections: 50 },
+  { name: 'big', title: '1 MiB streamed response, 10 connections', path: '/big', method: 'GET', connections: 10 },
+  { name: 'idle1000', title: '1,000 idle keep-alive connections plus 50 busy ones', path: '/', method: 'GET', connections: 50, idle: 1000 },
+  { name: 'many', title: 'discovery size: 100 registered instances against 3 (small GET, 50 connections)', path: '/', method: 'GET', connections: 50, many: true },
+]
+const wanted = new Set((opt.scenarios ?? SCENARIOS.map((s) => s.name).join(',')).split(','))
+const scenarios = SCENARIOS.filter((s) => wanted.has(s.name))
+
+// ---- the fixed parts: ZooKeeper, upstreams, registrations --------------------------------------
+const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-bench-'))
+const zk = await startZooKeeper()
+const upstreamPorts = await freePorts(103)
+const three = upstreamPorts.slice(0, 3)
+const hundred = upstreamPorts.slice(3)
+let upstreamKind: string
+let upstreamPeer: Peer | null = null
+if (haveNginx) {
+  upstreamPeer = await startNginxUpstreams(path.join(dir, 'upstreams'), upstreamPorts, LOAD_CPU)
+  upstreamKind = 'nginx (1 worker, `return 200`, a static 1 MiB file)'
+} else {
+  const ups = await spawnUpstreams(upstreamPorts.map((port, i) => ({ name: `u${i}`, port })))
+  if (LOAD_CPU !== null) execFileSync('taskset', ['-a', '-p', '-c', LOAD_CPU, String(ups.child.pid)], { stdio: 'ignore' })
+  upstreamKind = 'a tiny Node server (one process)'
+}
+const admin = new ZkSession({ connect: zk.connectString, sessionTimeoutMs: 10_000, logger: silentLogger })
+admin.start()
+for (const [svc, ports] of [['/bench/three', three], ['/bench/hundred', hundred]] as const) {
+  await admin.ensureParents(`${svc}/x`)
+  await admin.create(svc, Buffer.alloc(0), 'persistent').catch(() => {})
+  for (const p of ports) await admin.create(`${svc}/i-${p}`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: p })), 'persistent')
+}
+
+async function startZooProxy(servicePath: string, count: number): Promise<Peer> {
+  const port = await freePort()
+  const adminPort = await freePort()
+  const file = path.join(dir, `zoo-proxy-${port}.json`)
+  writeFileSync(
+    file,
+    JSON.stringify({
+      listen: `127.0.0.1:${port}`,
+      admin: `127.0.0.1:${adminPort}`,
+      zookeeper: { connect: zk.connectString },
+      log: { level: 'warn' },
+      services: [{ name: 'bench', path: servicePath, strategy: 'round-robin' }],
+    }),
+  )
+  const [cmd, args] = pinned(PROXY_CPU, process.execPath, [CLI, '--config', file])
+  const child = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] }))
+  const deadline = Date.now() + 20_000
+  for (;;) {
+    const n = await fetch(`http://127.0.0.1:${adminPort}/upstreams`)
+      .then((r) => r.json() as Promise<{ ready: boolean; services: { bench: { instances: unknown[] } } }>)
+      .then((b) => (b.ready ? b.services.bench.instances.length : 0), () => 0)
+    if (n === count) break
+    if (Date.now() > deadline) throw new Error('zoo-proxy not ready')
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return { name: count === 3 ? 'zoo-proxy' : `zoo-proxy (${count} instances)`, port, child, pids: () => [child.pid!] }
+}
+
+// ---- measuring one target ------------------------------------------------------------------------
+interface Sample extends LoadResult {
+  readonly cpuUsPerReq: number | null
+  readonly rssMb: number | null
+}
+
+function peakRssMb(pids: number[]): number | null {
+  let kb = 0
+  for (const pid of pids) {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+      kb += m ? Number(m[1]) : 0
+    } catch {
+      return null
+    }
+  }
+  return kb / 1024
+}
+
+function wrkScript(s: Scenario): string {
+  const file = path.join(dir, `${s.name}.lua`)
+  const body = s.body ? `wrk.body = string.rep("p", ${s.body.length})\n` : ''
+  writeFileSync(
+    file,
+    `wrk.method = "${s.method}"
+${body}done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("JSON{\\"requests\\":%d,\\"durationUs\\":%d,\\"p50\\":%d,\\"p99\\":%d,\\"p999\\":%d,\\"errors\\":%d,\\"non2xx\\":%d}\\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+`,
+  )
+  return file
+}
+
+function runWrk(url: string, s: Scenario, seconds: number): Promise<LoadResult> {
+  const [cmd, args] = pinned(LOAD_CPU, 'wrk', ['-t1', `-c${s.connections}`, `-d${seconds}s`, '-s', wrkScript(s), url])
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.once('exit', () => {
+      const m = /JSON(\{.*\})/.exec(out)
+      if (!m) return reject(new Error(`wrk said: ${out}`))
+      const r = JSON.parse(m[1]!) as { requests: number; durationUs: number; p50: number; p99: number; p999: number; errors: number; non2xx: number }
+      resolve({ rps: r.requests / (r.durationUs / 1e6), p50: r.p50 / 1000, p99: r.p99 / 1000, p999: r.p999 / 1000, errors: r.errors, non2xx: r.non2xx, requests: r.requests })
+    })
+  })
+}
+
+/** Opens `n` keep-alive connections, each after one answered request, and keeps them idle. */
+async function idleConnections(port: number, n: number): Promise<net.Socket[]> {
+  const socks: net.Socket[] = []
+  for (let i = 0; i < n; i += 100) {
+    await Promise.all(
+      Array.from({ length: Math.min(100, n - i) }, () =>
+        new Promise<void>((resolve) => {
+          const s = net.connect(port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: bench\r\n\r\n'))
+          s.once('data', () => resolve())
+          s.once('error', () => resolve())
+          s.on('data', () => {})
+          socks.push(s)
+        }),
+      ),
+    )
+  }
+  return socks
+}
+
+async function measure(peer: Peer, s: Scenario, tool: string): Promise<Sample> {
+  const url = `http://127.0.0.1:${peer.port}${s.path}`
+  const run = (seconds: number) =>
+    tool === 'wrk' ? runWrk(url, s, seconds) : cannon(url, { connections: s.connections, durationS: seconds, method: s.method, body: s.body })
+  const idle = s.idle ? await idleConnections(peer.port, s.idle) : []
+  await run(warmupS)
+  const pids = peer.pids()
+  const cpuBefore = pids.reduce((a, p) => a + cpuSeconds(p), 0)
+  const r = await run(durationS)
+  const cpuAfter = pids.reduce((a, p) => a + cpuSeconds(p), 0)
+  for (const sock of idle) sock.destroy()
+  const direct = peer.name === 'direct'
+  return {
+    ...r,
+    cpuUsPerReq: direct ? null : ((cpuAfter - cpuBefore) * 1e6) / Math.max(1, r.requests),
+    rssMb: direct ? null : peakRssMb(pids),
+  }
+}
+
+// ---- the run ---------------------------------------------------------------------------------------
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+interface Row {
+  target: string
+  samples: Sample[]
+}
+const results: Record<string, Record<string, Row[]>> = {}
+const markdown: string[] = []
+const started = new Date()
+console.log(
+  `# zoo-proxy benchmark, ${started.toISOString()}: ${os.cpus().length} x ${os.cpus()[0]?.model ?? '?'}, Node ${process.version}, ` +
+    `${reps} reps x ${durationS} s (after ${warmupS} s warm-up), upstreams: ${upstreamKind}, pinning: ${multiCore ? `proxy on CPU ${PROXY_CPU}, load + upstreams on CPU ${LOAD_CPU}` : 'none'}`,
+)
+
+for (const s of scenarios) {
+  const targets: Peer[] = []
+  if (s.many) {
+    targets.push(await startZooProxy('/bench/three', 3), await startZooProxy('/bench/hundred', 100))
+  } else {
+    targets.push({ name: 'direct', port: three[0]!, child: upstreamPeer?.child ?? process as never, pids: () => [] })
+    targets.push(await startZooProxy('/bench/three', 3))
+    if (haveNginx) targets.push(await startNginxProxy(path.join(dir, `nginx-${s.name}`), await freePort(), three, PROXY_CPU))
+    if (haveHaproxy) targets.push(await startHaproxy(path.join(dir, `haproxy-${s.name}`), await freePort(), three, PROXY_CPU))
+    targets.push(await startHttpProxy(await freePort(), three, PROXY_CPU))
+  }
+  results[s.name] = {}
+  for (const tool of tools) {
+    const rows: Row[] = targets.map((t) => ({ target: t.name, samples: [] }))
+    for (let rep = 0; rep < reps; rep++) {
+      const order = rep % 2 === 0 ? targets.map((_, i) => i) : targets.map((_, i) => targets.length - 1 - i)
+      for (const i of order) rows[i]!.samples.push(await measure(targets[i]!, s, tool))
+    }
+    results[s.name]![tool] = rows
+    printTable(s, tool, rows)
+  }
+  for (const t of targets) if (t.name !== 'direct') await stopChild(t.child)
+}
+
+function summary(row: Row) {
+  const rps = row.samples.map((x) => x.rps)
+  const med = median(rps)
+  const cpu = row.samples.map((x) => x.cpuUsPerReq).filter((x): x is number => x !== null)
+  const rss = row.samples.map((x) => x.rssMb).filter((x): x is number => x !== null)
+  return {
+    rps: med,
+    spreadPct: med > 0 ? ((Math.max(...rps) - Math.min(...rps)) / med) * 100 : 0,
+    p50: median(row.samples.map((x) => x.p50)),
+    p99: median(row.samples.map((x) => x.p99)),
+    p999: median(row.samples.map((x) => x.p999)),
+    errors: row.samples.reduce((a, x) => a + x.errors + x.non2xx, 0),
+    cpu: cpu.length ? median(cpu) : null,
+    rss: rss.length ? Math.max(...rss) : null,
+  }
+}
+
+function printTable(s: Scenario, tool: string, rows: Row[]): void {
+  const sums = rows.map((r) => ({ target: r.target, ...summary(r) }))
+  const base = sums.find((x) => x.target === 'direct') ?? sums[0]!
+  const nginx = sums.find((x) => x.target === 'nginx')
+  const lines = sums.map((x) => [
+    x.target,
+    Math.round(x.rps),
+    `±${x.spreadPct.toFixed(0)}%`,
+    x.p50,
+    x.p99,
+    x.p999,
+    x.errors,
+    x.cpu === null ? '-' : x.cpu.toFixed(1),
+    x.rss === null ? '-' : x.rss.toFixed(0),
+    (x.rps / base.rps).toFixed(2),
+    nginx ? (x.rps / nginx.rps).toFixed(2) : '-',
+  ])
+  const heading = `## ${s.name}: ${s.title} (${tool})`
+  const t = table(['target', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'p99.9 ms', 'errors', 'CPU µs/req', 'peak RSS MB', `x ${base.target}`, 'x nginx'], lines)
+  const noisy = sums.some((x) => x.spreadPct > 15) ? '\nSome targets varied by more than 15% between reps: this run was disturbed.\n' : ''
+  console.log(`\n${heading}\n${t}${noisy}`)
+  markdown.push(heading, '', t, noisy)
+}
+
+const outDir = path.join(here, '..', '..', 'bench', 'results')
+mkdirSync(outDir, { recursive: true })
+const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, memGb: Math.round(os.totalmem() / 2 ** 30), upstreams: upstreamKind, pinned: multiCore }
+writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify({ started, machine, reps, durationS, warmupS, results }, null, 1))
+writeFileSync(
+  path.join(outDir, 'latest.md'),
+  `# zoo-proxy benchmark\n\n${started.toISOString()}, ${machine.cpus} x ${machine.model}, Node ${machine.node}; upstreams: ${upstreamKind}; ${reps} reps x ${durationS} s.\n\n${markdown.join('\n')}\n`,
+)
+writeFileSync(
+  path.join(outDir, 'ratios.svg'),
+  ratioChart(
+    Object.entries(results).flatMap(([scenario, byTool]) =>
+      Object.entries(byTool).map(([tool, rows]) => {
+        const sums = rows.map((r) => ({ target: r.target, rps: summary(r).rps }))
+        const base = sums.find((x) => x.target === 'nginx') ?? sums.find((x) => x.target === 'direct') ?? sums[0]!
+        return { label: `${scenario} (${tool}) vs ${base.target}`, bars: sums.map((x) => ({ name: x.target, value: x.rps / base.rps })) }
+      }),
+    ),
+  ),
+)
+console.log(`\nwrote ${path.relative(process.cwd(), outDir)}/latest.json, latest.md, ratios.svg`)
+
+admin.close()
+if (upstreamPeer) await stopChild(upstreamPeer.child)
+await zk.stop()
+process.exit(0)
