@@ -63,8 +63,8 @@ events { worker_connections 4096; }`
 
 /** nginx answering on each port: `/` a tiny body, `/big` a 1 MiB file, POSTs read and answered. */
 export async function startNginxUpstreams(dir: string, ports: readonly number[], cpus: string | null): Promise<Peer> {
-  mkdirSync(dir, { recursive: true })
-  writeFileSync(path.join(dir, 'big'), Buffer.alloc(1024 * 1024, 'x'))
+  mkdirSync(dir, { recursive: true, mode: 0o755 })
+  writeFileSync(path.join(dir, 'big'), Buffer.alloc(1024 * 1024, 'x'), { mode: 0o644 })
   const conf = `${NGINX_COMMON}
 http {
   access_log off;

@@ -10,7 +10,7 @@
 // Targets are interleaved A B C, C B A.
 
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -78,6 +78,8 @@ const scenarios = SCENARIOS.filter((s) => wanted.has(s.name))
 
 // ---- the fixed parts: ZooKeeper, upstreams, registrations --------------------------------------
 const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-bench-'))
+// nginx workers run as nobody: they must be able to read the static file in here.
+chmodSync(dir, 0o755)
 const zk = await startZooKeeper()
 const upstreamPorts = await freePorts(103)
 const three = upstreamPorts.slice(0, 3)
@@ -299,7 +301,13 @@ function printTable(s: Scenario, tool: string, rows: Row[]): void {
 const outDir = path.join(here, '..', '..', 'bench', 'results')
 mkdirSync(outDir, { recursive: true })
 const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, memGb: Math.round(os.totalmem() / 2 ** 30), upstreams: upstreamKind, pinned: multiCore }
-writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify({ started, machine, reps, durationS, warmupS, results }, null, 1))
+// A run of some scenarios keeps the others of the previous run (each scenario says when it ran).
+const previous = existsSync(path.join(outDir, 'latest.json'))
+  ? (JSON.parse(readFileSync(path.join(outDir, 'latest.json'), 'utf8')) as { scenarios?: Record<string, unknown> }).scenarios ?? {}
+  : {}
+const scenarioRecords = { ...previous }
+for (const [name, byTool] of Object.entries(results)) scenarioRecords[name] = { started, machine, reps, durationS, warmupS, byTool }
+writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify({ scenarios: scenarioRecords }, null, 1))
 writeFileSync(
   path.join(outDir, 'latest.md'),
   `# zoo-proxy benchmark\n\n${started.toISOString()}, ${machine.cpus} x ${machine.model}, Node ${machine.node}; upstreams: ${upstreamKind}; ${reps} reps x ${durationS} s.\n\n${markdown.join('\n')}\n`,

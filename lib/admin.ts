@@ -4,13 +4,13 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Discovery } from './discovery/index.js'
 import type { HostPort } from './config.js'
-import type { Metrics } from './metrics.js'
+import type { MetricsSource } from './metrics.js'
 import type { Service } from './service.js'
 
 export interface AdminSources {
   readonly discovery: Discovery
   readonly services: readonly Service[]
-  readonly metrics?: Metrics
+  readonly metrics?: MetricsSource
 }
 
 /** The body of `GET /upstreams`. */
@@ -80,7 +80,7 @@ export class AdminServer {
           if (src.metrics === undefined) return json(res, 404, { error: 'metrics are off' })
           src.metrics.text().then(
             (text) => {
-              res.writeHead(200, { 'content-type': src.metrics!.registry.contentType, 'content-length': Buffer.byteLength(text) })
+              res.writeHead(200, { 'content-type': src.metrics!.contentType, 'content-length': Buffer.byteLength(text) })
               res.end(text)
             },
             (err: unknown) => json(res, 500, { error: String(err) }),

@@ -7,6 +7,8 @@ import { parseArgs } from 'node:util'
 import { loadConfig } from './config.js'
 import { ConfigError } from './errors.js'
 import { createLogger } from './log.js'
+import cluster from 'node:cluster'
+import { runPrimary, runWorker } from './cluster.js'
 import { createProxy } from './proxy.js'
 import { register } from './registry.js'
 
@@ -49,6 +51,17 @@ async function runProxy(configFile: string | undefined, checkOnly: boolean): Pro
     return 0
   }
   const logger = createLogger(config.log.level)
+  if (config.workers > 1) {
+    if (cluster.isWorker) {
+      await runWorker(config, logger)
+      return 0
+    }
+    const primary = await runPrimary(config, logger, config.workers)
+    const sig = await untilSignal()
+    logger.info({ signal: sig }, 'shutting down')
+    await primary.close()
+    return 0
+  }
   const proxy = await createProxy(config, { logger })
   try {
     await proxy.start()

@@ -169,6 +169,8 @@ const configSchema = z.strictObject({
     })
     .prefault({}),
   services: z.array(serviceSchema).min(1, { message: 'must list at least one service' }),
+  /** Worker processes serving `listen` (node:cluster); 1 = this process alone. */
+  workers: z.number().int().min(1).max(64).default(1),
   /** On SIGTERM, how long in-flight requests may take to finish before they are cut. */
   shutdownTimeoutMs: ms(10_000),
   log: z

@@ -65,9 +65,15 @@ class ServiceStats implements ServiceMetrics {
   }
 }
 
+/** What the admin listener's /metrics serves. */
+export interface MetricsSource {
+  text(): Promise<string>
+  readonly contentType: string
+}
+
 type Value = { value: number; labels: Record<string, string | number>; metricName?: string }
 
-export class Metrics {
+export class Metrics implements MetricsSource {
   readonly registry = new Registry()
   readonly #stats: ServiceStats[] = []
 
@@ -111,7 +117,7 @@ export class Metrics {
   }
 
   /** Registers the gauges read at scrape time from discovery and the balancers. */
-  observe(sources: { readonly discovery: Discovery; readonly balancers: readonly Balancer[] }): void {
+  observe(sources: { readonly discovery: Discovery | null; readonly balancers: readonly Balancer[] }): void {
     const { discovery, balancers } = sources
     new Gauge({
       name: 'zoo_proxy_instances',
@@ -141,6 +147,7 @@ export class Metrics {
         for (const b of balancers) this.set({ service: b.service }, b.hosts.reduce((a, h) => a + h.inFlight, 0))
       },
     })
+    if (discovery === null) return
     new Gauge({
       name: 'zoo_proxy_zookeeper_connected',
       help: '1 while the ZooKeeper session is connected.',
@@ -176,6 +183,10 @@ export class Metrics {
     const stats = new ServiceStats(service)
     this.#stats.push(stats)
     return stats
+  }
+
+  get contentType(): string {
+    return this.registry.contentType
   }
 
   text(): Promise<string> {

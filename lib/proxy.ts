@@ -8,6 +8,8 @@ import type { Config } from './config.js'
 import { Discovery, ZkSession } from './discovery/index.js'
 import { createLogger } from './log.js'
 import { Metrics } from './metrics.js'
+import type { MetricsSource } from './metrics.js'
+import type { Endpoint } from './discovery/endpoint.js'
 import type { Logger } from './log.js'
 import { Router } from './routes.js'
 import { ProxyServer } from './server.js'
@@ -20,6 +22,15 @@ export interface ProxyDeps {
   readonly random?: () => number
   /** A ZooKeeper session to use instead of one built from `config.zookeeper`. */
   readonly session?: ZkSession
+  /**
+   * `single` (default): everything in this process. With `workers: N` the primary process is
+   * `primary` (the one ZooKeeper session, discovery and the admin listener; every snapshot also
+   * goes to `onSnapshot`) and each worker is `worker` (the request path only, fed by applySnapshot).
+   */
+  readonly role?: 'single' | 'primary' | 'worker'
+  readonly onSnapshot?: (service: string, endpoints: readonly Endpoint[]) => void
+  /** What the admin listener's /metrics serves instead of this process's registry (cluster). */
+  readonly metricsSource?: MetricsSource
 }
 
 export interface ZooProxy {
@@ -31,10 +42,14 @@ export interface ZooProxy {
   address(): AddressInfo
   adminAddress(): AddressInfo | null
   upstreams(): object
+  /** Worker role: a whole snapshot of one service from the primary. */
+  applySnapshot(service: string, endpoints: readonly Endpoint[]): void
   readonly services: readonly Service[]
+  readonly metrics: Metrics
 }
 
 export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise<ZooProxy> {
+  const role = deps.role ?? 'single'
   const logger = deps.logger ?? createLogger(config.log.level)
   const random = deps.random ?? Math.random
   const services: Service[] = []
@@ -55,51 +70,65 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     services.push(new Service({ config: sc, balancer, logger, metrics: metrics.forService(sc.name) }))
   }
   const byName = new Map(services.map((s) => [s.name, s]))
-  const session =
-    deps.session ?? new ZkSession({ connect: config.zookeeper.connect, sessionTimeoutMs: config.zookeeper.sessionTimeoutMs, logger })
-  const discovery = new Discovery({
-    session,
-    services: config.services.map((s) => ({ name: s.name, path: s.path, keepLastOnEmpty: s.keepLastOnEmpty ?? config.zookeeper.keepLastOnEmpty })),
-    snapshotFile: config.zookeeper.snapshotFile,
-    resyncJitterMs: config.zookeeper.resyncJitterMs,
-    logger,
-    random,
-    onSnapshot: (name, endpoints) => byName.get(name)?.balancer.update(endpoints),
-  })
+  const fed = new Set<string>()
+  const applySnapshot = (name: string, endpoints: readonly Endpoint[]): void => {
+    const service = byName.get(name)
+    if (service === undefined) return
+    service.balancer.update(endpoints)
+    fed.add(name)
+  }
+  const discovery =
+    role === 'worker'
+      ? null
+      : new Discovery({
+          session: deps.session ?? new ZkSession({ connect: config.zookeeper.connect, sessionTimeoutMs: config.zookeeper.sessionTimeoutMs, logger }),
+          services: config.services.map((s) => ({ name: s.name, path: s.path, keepLastOnEmpty: s.keepLastOnEmpty ?? config.zookeeper.keepLastOnEmpty })),
+          snapshotFile: config.zookeeper.snapshotFile,
+          resyncJitterMs: config.zookeeper.resyncJitterMs,
+          logger,
+          random,
+          onSnapshot: (name, endpoints) => {
+            applySnapshot(name, endpoints)
+            deps.onSnapshot?.(name, endpoints)
+          },
+        })
   metrics.observe({ discovery, balancers })
   const router = new Router(services.map((s) => ({ match: s.config.match, target: s })))
-  const server = new ProxyServer(router, logger)
-  const admin = config.admin === undefined ? null : new AdminServer({ discovery, services, metrics })
+  const server = role === 'primary' ? null : new ProxyServer(router, logger)
+  const admin =
+    config.admin === undefined || discovery === null ? null : new AdminServer({ discovery, services, metrics: deps.metricsSource ?? metrics })
   let closing: Promise<void> | null = null
 
   return {
     services,
+    metrics,
+    applySnapshot,
     get ready() {
-      return discovery.ready
+      return discovery !== null ? discovery.ready : fed.size === services.length
     },
     async start() {
-      discovery.start()
-      for (const s of services) s.start()
-      const at = await server.listen(config.listen)
+      discovery?.start()
+      if (role !== 'primary') for (const s of services) s.start()
+      const at = server === null ? null : await server.listen(config.listen)
       const adminAt = admin === null || config.admin === undefined ? null : await admin.listen(config.admin)
       logger.info(
-        { listen: `${at.address}:${at.port}`, admin: adminAt && `${adminAt.address}:${adminAt.port}`, zookeeper: config.zookeeper.connect },
+        { role, listen: at && `${at.address}:${at.port}`, admin: adminAt && `${adminAt.address}:${adminAt.port}`, zookeeper: config.zookeeper.connect },
         'zoo-proxy listening',
       )
     },
     close() {
       closing ??= (async () => {
-        await server.close(config.shutdownTimeoutMs)
+        await server?.close(config.shutdownTimeoutMs)
         await Promise.all(services.map((s) => s.close()))
-        await discovery.snapshotWritten()
-        discovery.close()
+        await discovery?.snapshotWritten()
+        discovery?.close()
         await admin?.close()
-        logger.info({}, 'zoo-proxy stopped')
+        logger.info({ role }, 'zoo-proxy stopped')
       })()
       return closing
     },
     address() {
-      const a = server.address()
+      const a = server?.address() ?? null
       if (a === null) throw new Error('proxy is not listening')
       return a
     },
@@ -107,7 +136,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
       return admin?.address() ?? null
     },
     upstreams() {
-      return upstreamsReport({ discovery, services })
+      return discovery === null ? {} : upstreamsReport({ discovery, services })
     },
   }
 }

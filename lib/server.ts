@@ -3,7 +3,9 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { Router } from './routes.js'
+import { UpgradeTunnel } from './websocket.js'
 import { sendError } from './service.js'
 import type { Service } from './service.js'
 import type { HostPort } from './config.js'
@@ -14,6 +16,7 @@ export class ProxyServer {
   readonly #router: Router<Service>
   readonly #log: Logger
   readonly #sockets = new Set<Socket>()
+  readonly #tunnel: UpgradeTunnel
   #inFlight = 0
   #draining = false
   #idle: (() => void) | null = null
@@ -22,6 +25,8 @@ export class ProxyServer {
     this.#router = router
     this.#log = logger
     this.#server = http.createServer(this.#onRequest)
+    this.#tunnel = new UpgradeTunnel(logger)
+    this.#server.on('upgrade', this.#onUpgrade)
     this.#server.on('connection', (s: Socket) => {
       this.#sockets.add(s)
       s.once('close', () => this.#sockets.delete(s))
@@ -49,6 +54,17 @@ export class ProxyServer {
     }
     this.#inFlight++
     service.handle(req, res).finally(this.#done)
+  }
+
+  /** `Upgrade:` requests (WebSocket): routed like any request, then tunnelled. */
+  readonly #onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const service = this.#draining ? null : this.#router.route(req.headers.host, req.url ?? '/')
+    if (service === null) {
+      const status = this.#draining ? '503 Service Unavailable' : '404 Not Found'
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      return
+    }
+    this.#tunnel.handle(service, req, socket, head)
   }
 
   readonly #done = (): void => {

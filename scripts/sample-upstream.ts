@@ -11,9 +11,11 @@ const server = http.createServer((req, res) => {
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-instance': name })
   res.end(body)
 })
-server.listen(0, '127.0.0.1', async () => {
+// SAMPLE_HOST (containers): listen on every interface and register under that host name.
+const host = process.env.SAMPLE_HOST
+server.listen(host ? 8000 : 0, host ? '0.0.0.0' : '127.0.0.1', async () => {
   const { port } = server.address() as AddressInfo
-  const reg = await register({ connect, path: servicePath, host: '127.0.0.1', port, weight: Number(weight), name: `instance-${name}` })
+  const reg = await register({ connect, path: servicePath, host: host ?? '127.0.0.1', port, weight: Number(weight), name: `instance-${name}` })
   console.log(`sample upstream ${name} on 127.0.0.1:${port}, registered as ${reg.znode}`)
   const stop = async () => {
     await reg.close()

@@ -212,6 +212,50 @@ describe('forwarding (real ZooKeeper, real upstreams)', function () {
     expect(text).to.include('zoo_proxy_zookeeper_connected 1')
   })
 
+  it('tunnels a WebSocket upgrade to an instance, holding it in flight while open', async () => {
+    const path = uniquePath()
+    // An upstream that completes the handshake and echoes what it gets.
+    const echo = http.createServer()
+    const tunnels = new Set<net.Socket>()
+    echo.on('upgrade', (req, socket: net.Socket) => {
+      tunnels.add(socket)
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Seen-Host: ' + req.headers.host + '\r\n\r\n')
+      socket.on('data', (d: Buffer) => socket.write(d))
+    })
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r))
+    closers.push(() => new Promise((r) => { tunnels.forEach((s) => s.destroy()); echo.close(() => r(undefined)); echo.closeAllConnections() }))
+    await addInstance(path, { port: (echo.address() as net.AddressInfo).port })
+    const p = await proxyFor(path)
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 1, 'one instance')
+    const { res, socket } = await new Promise<{ res: http.IncomingMessage; socket: net.Socket }>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: p.port, path: '/chat', headers: { connection: 'Upgrade', upgrade: 'websocket', host: 'chat.example.test' } })
+      req.on('upgrade', (res, socket) => resolve({ res, socket }))
+      req.on('error', reject)
+      req.end()
+    })
+    expect(res.statusCode).to.equal(101)
+    expect(res.headers['x-seen-host']).to.equal('chat.example.test')
+    expect(p.services[0]!.balancer.hosts[0]!.inFlight).to.equal(1)
+    const echoed = await new Promise<string>((resolve) => {
+      socket.once('data', (d: Buffer) => resolve(d.toString()))
+      socket.write('ping')
+    })
+    expect(echoed).to.equal('ping')
+    socket.destroy()
+    await waitFor(() => p.services[0]!.balancer.hosts[0]!.inFlight === 0, 'the lease to be released')
+  })
+
+  it('answers an upgrade with 503 when the service has no instance', async () => {
+    const p = await proxyFor(uniquePath())
+    const raw = await new Promise<string>((resolve) => {
+      const s = net.connect(p.port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n'))
+      let out = ''
+      s.on('data', (d) => (out += d))
+      s.on('close', () => resolve(out))
+    })
+    expect(raw).to.match(/^HTTP\/1\.1 503/)
+  })
+
   it('spreads load over the instances', async () => {
     const path = uniquePath()
     const ups = await Promise.all(['a', 'b'].map((n) => upstream(n)))

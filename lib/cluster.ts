@@ -1,0 +1,106 @@
+// `workers: N`: one port served by N worker processes (node:cluster), one ZooKeeper session.
+//
+// The primary runs discovery (the only session) and the admin listener, and hands every service
+// snapshot to every worker over IPC; a worker started later (or restarted after a crash) first
+// gets the latest snapshot of each service. Workers run the request path only. /metrics on the
+// primary aggregates the workers' registries (prom-client's AggregatorRegistry).
+
+import cluster from 'node:cluster'
+import type { Worker } from 'node:cluster'
+import { AggregatorRegistry } from 'prom-client'
+import type { Config } from './config.js'
+import type { Endpoint } from './discovery/endpoint.js'
+import type { Logger } from './log.js'
+import { createProxy } from './proxy.js'
+import type { ZooProxy } from './proxy.js'
+
+type ToWorker = { readonly zp: 'snapshot'; readonly service: string; readonly endpoints: readonly Endpoint[] } | { readonly zp: 'shutdown' }
+
+function isToWorker(m: unknown): m is ToWorker {
+  return m !== null && typeof m === 'object' && typeof (m as { zp?: unknown }).zp === 'string'
+}
+
+/** Runs in the primary: discovery, admin, N workers kept alive. Resolves with a stopper. */
+export async function runPrimary(config: Config, logger: Logger, workers: number): Promise<{ close(): Promise<void> }> {
+  const latest = new Map<string, readonly Endpoint[]>()
+  let stopping = false
+  const send = (w: Worker, m: ToWorker) => {
+    if (w.isConnected()) w.send(m)
+  }
+  const aggregator = new AggregatorRegistry()
+  const proxy = await createProxy(config, {
+    logger,
+    role: 'primary',
+    onSnapshot: (service, endpoints) => {
+      latest.set(service, endpoints)
+      for (const w of Object.values(cluster.workers ?? {})) if (w) send(w, { zp: 'snapshot', service, endpoints })
+    },
+    metricsSource: { text: () => aggregator.clusterMetrics(), contentType: aggregator.contentType },
+  })
+  const fork = (): void => {
+    const w = cluster.fork()
+    // A worker says hello once it listens for messages (anything sent before that would be lost);
+    // it then gets the latest snapshot of every service, and every later one as it comes.
+    w.on('message', (m: unknown) => {
+      if ((m as { zp?: unknown } | null)?.zp !== 'hello') return
+      for (const [service, endpoints] of latest) send(w, { zp: 'snapshot', service, endpoints })
+    })
+    w.once('exit', (code, signal) => {
+      if (stopping) return
+      logger.error({ pid: w.process.pid, code, signal }, 'worker died, starting another')
+      setTimeout(fork, 200).unref()
+    })
+  }
+  await proxy.start()
+  for (let i = 0; i < workers; i++) fork()
+  logger.info({ workers }, 'zoo-proxy primary started its workers')
+  return {
+    async close() {
+      stopping = true
+      const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
+      await Promise.all(
+        alive.map(
+          (w) =>
+            new Promise<void>((resolve) => {
+              w.once('exit', () => resolve())
+              send(w, { zp: 'shutdown' })
+              setTimeout(() => w.process.kill('SIGKILL'), config.shutdownTimeoutMs + 2000).unref()
+            }),
+        ),
+      )
+      await proxy.close()
+    },
+  }
+}
+
+/** Runs in a worker: the request path, fed by the primary. Resolves once it has shut down. */
+export async function runWorker(config: Config, logger: Logger): Promise<void> {
+  let proxy: ZooProxy | null = null
+  const early: ToWorker[] = []
+  const done = new Promise<void>((resolve) => {
+    process.on('message', (m: unknown) => {
+      if (!isToWorker(m)) return
+      if (proxy === null) {
+        early.push(m)
+        return
+      }
+      if (m.zp === 'snapshot') proxy.applySnapshot(m.service, m.endpoints)
+      else void proxy.close().then(resolve)
+    })
+  })
+  process.send?.({ zp: 'hello' })
+  // SIGINT/SIGTERM reach the whole process group; the primary decides when a worker stops.
+  process.on('SIGINT', () => {})
+  process.on('SIGTERM', () => {})
+  const p = await createProxy(config, { logger: logger.child({ worker: process.pid }), role: 'worker' })
+  // Constructing one is what makes prom-client answer the primary's metrics requests in a worker.
+  new AggregatorRegistry()
+  AggregatorRegistry.setRegistries([p.metrics.registry])
+  proxy = p
+  await p.start()
+  for (const m of early.splice(0)) {
+    if (m.zp === 'snapshot') p.applySnapshot(m.service, m.endpoints)
+    else void p.close()
+  }
+  await done
+}
