@@ -48,6 +48,9 @@ const hostPort = z
     return parsed
   })
 
+/** Optional: absent, or written empty in YAML (`key:` is null), both mean "not set". */
+const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((v) => v ?? undefined)
+
 const ms = (def: number) => z.number().int().nonnegative().default(def)
 const positiveMs = (def: number) => z.number().int().positive().default(def)
 
@@ -76,7 +79,7 @@ const retrySchema = z
     /** Attempts per request in all, the first one included. */
     attempts: z.number().int().min(1).max(10).default(3),
     /** Deadline for one attempt to get response headers; defaults to the service's `timeoutMs`. */
-    perTryTimeoutMs: z.number().int().positive().optional(),
+    perTryTimeoutMs: optional(z.number().int().positive()),
     /** Base of the jittered exponential backoff between attempts. */
     backoffMs: ms(25),
     /** Request bodies up to this size are held so they can be sent again. */
@@ -121,15 +124,15 @@ const healthCheckSchema = z.strictObject({
 })
 
 const matchSchema = z.strictObject({
-  host: z.string().min(1).optional(),
-  pathPrefix: z.string().startsWith('/', { message: 'must start with /' }).optional(),
+  host: optional(z.string().min(1)),
+  pathPrefix: optional(z.string().startsWith('/', { message: 'must start with /' })),
 })
 
 const serviceSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { message: 'must be letters, digits, ".", "_" or "-"' }),
   path: znodePath,
   strategy: strategyField,
-  match: matchSchema.optional(),
+  match: optional(matchSchema),
   /** Overall deadline for a response's headers, all attempts together. */
   timeoutMs: positiveMs(30_000),
   /** TCP connect deadline to one instance. */
@@ -146,16 +149,16 @@ const serviceSchema = z.strictObject({
   /** A newly seen instance's weight ramps from 10% to 100% over this long (0: off). */
   slowStartMs: ms(0),
   /** Keep the last instances when ZooKeeper suddenly lists none; default `zookeeper.keepLastOnEmpty`. */
-  keepLastOnEmpty: z.boolean().optional(),
+  keepLastOnEmpty: optional(z.boolean()),
   /** Passive health: eject instances that keep failing. */
   outlier: outlierSchema,
   /** Active health: optional periodic checks of every instance. */
-  healthCheck: healthCheckSchema.optional(),
+  healthCheck: optional(healthCheckSchema),
 })
 
 const configSchema = z.strictObject({
   listen: hostPort.default({ host: '127.0.0.1', port: 8080 }),
-  admin: hostPort.optional(),
+  admin: optional(hostPort),
   zookeeper: z
     .strictObject({
       connect: z.string().min(1).default('127.0.0.1:2181'),
@@ -163,7 +166,7 @@ const configSchema = z.strictObject({
       /** Keep a service's last instances when ZooKeeper suddenly lists none (default for services). */
       keepLastOnEmpty: z.boolean().default(true),
       /** Write the last known instances here; a proxy starting while ZooKeeper is down serves them. */
-      snapshotFile: z.string().min(1).optional(),
+      snapshotFile: optional(z.string().min(1)),
       /** Re-reads after a new session start within a random 0..this ms (herd control). */
       resyncJitterMs: ms(250),
     })
