@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net'
 import type { Discovery } from './discovery/index.js'
 import type { HostPort } from './config.js'
 import type { MetricsSource } from './metrics.js'
+import { listen } from './server.js'
 import type { Service } from './service.js'
 
 export interface AdminSources {
@@ -94,13 +95,7 @@ export class AdminServer {
   }
 
   listen(at: HostPort): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject)
-      this.#server.listen(at.port, at.host, () => {
-        this.#server.off('error', reject)
-        resolve(this.#server.address() as AddressInfo)
-      })
-    })
+    return listen(this.#server, at)
   }
 
   address(): AddressInfo | null {

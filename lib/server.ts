@@ -11,6 +11,17 @@ import type { Service } from './service.js'
 import type { HostPort } from './config.js'
 import type { Logger } from './log.js'
 
+/** Binds `server` to `at`; rejects (EADDRINUSE...) instead of emitting 'error'. */
+export function listen(server: http.Server, at: HostPort): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(at.port, at.host, () => {
+      server.off('error', reject)
+      resolve(server.address() as AddressInfo)
+    })
+  })
+}
+
 export class ProxyServer {
   readonly #server: http.Server
   readonly #router: Router<Service>
@@ -73,13 +84,7 @@ export class ProxyServer {
   }
 
   listen(at: HostPort): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject)
-      this.#server.listen(at.port, at.host, () => {
-        this.#server.off('error', reject)
-        resolve(this.#server.address() as AddressInfo)
-      })
-    })
+    return listen(this.#server, at)
   }
 
   address(): AddressInfo | null {

@@ -11,6 +11,7 @@ import {
   uniquePath,
   useZooKeeper,
   waitFor,
+  useClosers,
 } from '../support/helpers.js'
 import type { Upstream } from '../support/helpers.js'
 import { ZkSession } from '../../lib/discovery/zk-session.js'
@@ -18,10 +19,7 @@ import type { ProxyDeps } from '../../lib/proxy.js'
 
 describe('discovery (real ZooKeeper, live traffic)', function () {
   const ctx = useZooKeeper()
-  const closers: (() => Promise<unknown>)[] = []
-  afterEach(async () => {
-    while (closers.length) await closers.pop()!()
-  })
+  const closers = useClosers()
 
   async function upstreams(...names: string[]): Promise<Upstream[]> {
     const ups = await Promise.all(names.map((n) => startUpstream(n)))

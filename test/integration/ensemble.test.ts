@@ -11,7 +11,7 @@ import { ZkSession } from '../../lib/discovery/zk-session.js'
 import { silentLogger } from '../../lib/log.js'
 import { fourLetterWord, freePort } from '../../scripts/zookeeper.js'
 import type { ZkServerNode } from '../../scripts/zookeeper.js'
-import { expireSession, makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor } from '../support/helpers.js'
+import { expireSession, makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor, useClosers } from '../support/helpers.js'
 import type { Upstream } from '../support/helpers.js'
 
 const CLI = fileURLToPath(new URL('../../lib/cli.js', import.meta.url))
@@ -50,15 +50,12 @@ async function serverOf(nodes: readonly ZkServerNode[], sessionId: string): Prom
 describe('ZooKeeper ensemble (3 real servers): no failed request through server loss, quorum loss, expiry, freeze', function () {
   this.timeout(90_000)
   const ctx = useZooKeeper(3)
-  const closers: (() => Promise<unknown>)[] = []
+  const closers = useClosers()
   beforeEach(async () => {
     for (const n of ctx.zk.nodes) n.thaw()
     for (const n of ctx.zk.nodes) n.start()
     await ctx.zk.waitServing(30_000)
     await waitFor(() => ctx.admin.state === 'connected', 'the test session', 20_000)
-  })
-  afterEach(async () => {
-    while (closers.length) await closers.pop()!()
   })
 
   async function upstream(name: string): Promise<Upstream> {
@@ -181,10 +178,7 @@ describe('ZooKeeper ensemble (3 real servers): no failed request through server 
 describe('zoo-proxy register sidecar and proxy shutdown', function () {
   this.timeout(60_000)
   const ctx = useZooKeeper()
-  const closers: (() => Promise<unknown>)[] = []
-  afterEach(async () => {
-    while (closers.length) await closers.pop()!()
-  })
+  const closers = useClosers()
 
   function cli(args: string[]) {
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })

@@ -2,16 +2,13 @@ import { expect } from 'chai'
 import type http from 'node:http'
 import { freePort } from '../../scripts/zookeeper.js'
 import { spawnUpstreams } from '../../bench/common.js'
-import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor } from '../support/helpers.js'
+import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor, useClosers } from '../support/helpers.js'
 import type { Upstream } from '../support/helpers.js'
 
 describe('failover (real ZooKeeper, real upstream processes)', function () {
   this.timeout(60_000)
   const ctx = useZooKeeper()
-  const closers: (() => Promise<unknown>)[] = []
-  afterEach(async () => {
-    while (closers.length) await closers.pop()!()
-  })
+  const closers = useClosers()
 
   async function upstream(name: string, handler?: (req: http.IncomingMessage, res: http.ServerResponse) => void): Promise<Upstream> {
     const u = await startUpstream(name, handler)

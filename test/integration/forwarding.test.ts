@@ -2,15 +2,12 @@ import { expect } from 'chai'
 import http from 'node:http'
 import net from 'node:net'
 import { freePort } from '../../scripts/zookeeper.js'
-import { makeConfig, putNode, send, spread, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor } from '../support/helpers.js'
+import { makeConfig, putNode, send, spread, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor, useClosers } from '../support/helpers.js'
 import type { Upstream } from '../support/helpers.js'
 
 describe('forwarding (real ZooKeeper, real upstreams)', function () {
   const ctx = useZooKeeper()
-  const closers: (() => Promise<unknown>)[] = []
-  afterEach(async () => {
-    while (closers.length) await closers.pop()!()
-  })
+  const closers = useClosers()
 
   async function upstream(name: string, handler?: Parameters<typeof startUpstream>[1]): Promise<Upstream> {
     const u = await startUpstream(name, handler)

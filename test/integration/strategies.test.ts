@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor } from '../support/helpers.js'
+import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor, useClosers } from '../support/helpers.js'
 import type { Upstream } from '../support/helpers.js'
 
 /** Sends `n` GETs, `concurrency` at a time; returns the share of each answer. */
@@ -25,10 +25,7 @@ async function load(port: number, n: number, concurrency: number, headers: (i: n
 describe('strategies driven by ZooKeeper data (real ZooKeeper, real upstreams)', function () {
   this.timeout(60_000)
   const ctx = useZooKeeper()
-  const closers: (() => Promise<unknown>)[] = []
-  afterEach(async () => {
-    while (closers.length) await closers.pop()!()
-  })
+  const closers = useClosers()
 
   async function upstream(name: string, delayMs = 0): Promise<Upstream> {
     const u = await startUpstream(name, (_req, res) => {

@@ -95,6 +95,15 @@ export function send(port: number, path = '/', opts: { method?: string; headers?
   })
 }
 
+/** Things to close after each test, closed last-in first-out (mocha afterEach). */
+export function useClosers(): (() => Promise<unknown>)[] {
+  const closers: (() => Promise<unknown>)[] = []
+  afterEach(async () => {
+    while (closers.length) await closers.pop()!()
+  })
+  return closers
+}
+
 /** A ZooKeeper for the whole file: mocha before/after hooks. */
 export function useZooKeeper(servers = 1): { readonly zk: ZkCluster; readonly admin: ZkSession } {
   const ctx = {} as { zk: ZkCluster; admin: ZkSession }
