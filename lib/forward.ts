@@ -72,11 +72,14 @@ function stripResponseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders
  */
 export class BodyTap extends Readable {
   readonly #src: IncomingMessage
+  readonly #prefix: readonly Buffer[]
   #started = false
 
-  constructor(src: IncomingMessage) {
+  /** `prefix`: chunks already read from `src`, sent first. */
+  constructor(src: IncomingMessage, prefix: readonly Buffer[] = []) {
     super()
     this.#src = src
+    this.#prefix = prefix
   }
 
   /** True once a byte may have gone upstream: the body can no longer be replayed. */
@@ -97,6 +100,11 @@ export class BodyTap extends Readable {
   override _read(): void {
     if (!this.#started) {
       this.#started = true
+      for (const chunk of this.#prefix) this.push(chunk)
+      if (this.#src.readableEnded) {
+        this.push(null)
+        return
+      }
       this.#src.on('data', this.#onData)
       this.#src.once('end', this.#onEnd)
       this.#src.once('error', this.#onError)

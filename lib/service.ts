@@ -26,6 +26,8 @@ class RequestState {
   /** The streamed body of the current attempt. */
   tap: BodyTap | null = null
   streamed = false
+  /** What was read of a streamed body before it proved too big to hold; sent ahead of the rest. */
+  prefix: Buffer[] = []
   /** The instance of the first attempt; a Set is only made when a request is retried. */
   firstKey: string | null = null
   #tried: Set<string> | null = null
@@ -61,7 +63,7 @@ class RequestState {
 
   nextBody(): Buffer | BodyTap | null {
     if (!this.streamed) return this.body
-    this.tap = new BodyTap(this.req)
+    this.tap = new BodyTap(this.req, this.prefix)
     return this.tap
   }
 }
@@ -71,19 +73,43 @@ function hasBody(req: IncomingMessage): boolean {
   return (len !== undefined && len !== '0') || req.headers['transfer-encoding'] !== undefined
 }
 
-/** Reads a whole body of a known small size; rejects if the client goes away first. */
-function readBody(req: IncomingMessage, length: number): Promise<Buffer> {
+type ReadBody = { readonly complete: true; readonly body: Buffer } | { readonly complete: false; readonly prefix: Buffer[] }
+
+/**
+ * Reads a body whole when it fits in `limit` bytes; otherwise stops (the request paused) and hands
+ * back what it read, to be sent ahead of the rest. Rejects if the client goes away first.
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<ReadBody> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer) => {
       chunks.push(c)
       size += c.length
-    })
-    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)))
-    req.once('error', reject)
-    req.once('aborted', () => reject(new ProxyError('ZP_ERR_CLIENT_ABORT', 'client aborted the request body')))
-    if (length === 0) req.resume()
+      if (size <= limit) return
+      req.pause()
+      detach()
+      resolve({ complete: false, prefix: chunks })
+    }
+    const onEnd = () => {
+      detach()
+      resolve({ complete: true, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) })
+    }
+    const onError = (err: Error) => {
+      detach()
+      reject(err)
+    }
+    const onAborted = () => onError(new ProxyError('ZP_ERR_CLIENT_ABORT', 'client aborted the request body'))
+    const detach = () => {
+      req.off('data', onData)
+      req.off('end', onEnd)
+      req.off('error', onError)
+      req.off('aborted', onAborted)
+    }
+    req.on('data', onData)
+    req.once('end', onEnd)
+    req.once('error', onError)
+    req.once('aborted', onAborted)
   })
 }
 
@@ -156,8 +182,17 @@ export class Service {
     try {
       if (hasBody(req)) {
         const len = Number(req.headers['content-length'])
-        if (Number.isFinite(len) && len <= this.config.retry.bufferBytes) state.body = await readBody(req, len)
-        else state.streamed = true
+        // A body known to be too big streams at once; one of unknown length (chunked) is read up
+        // to the limit, and streams on from there when it turns out bigger.
+        if (Number.isFinite(len) && len > this.config.retry.bufferBytes) state.streamed = true
+        else {
+          const read = await readBody(req, this.config.retry.bufferBytes)
+          if (read.complete) state.body = read.body
+          else {
+            state.streamed = true
+            state.prefix = read.prefix
+          }
+        }
       }
       try {
         await this.#attempt(state)

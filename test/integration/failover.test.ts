@@ -136,6 +136,52 @@ describe('failover (real ZooKeeper, real upstream processes)', function () {
     expect((await send(p.port, '/', { method: 'POST', body })).status).to.be.oneOf([200, 502])
   })
 
+  it('holds a small chunked body so a reset PUT is retried whole on another instance', async () => {
+    const svc = uniquePath()
+    const rude = await upstream('rude', (req) => req.once('end', () => req.socket.destroy()).resume())
+    const lengths: number[] = []
+    const good = await upstream('good', (req, res) => {
+      let n = 0
+      req.on('data', (d: Buffer) => (n += d.length))
+      req.once('end', () => {
+        lengths.push(n)
+        res.end(String(n))
+      })
+    })
+    await register(svc, [rude.port, good.port])
+    const p = await proxy(svc, { outlier: { consecutiveFailures: 0 } })
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
+    const body = Buffer.alloc(10 * 1024, 'c')
+    for (let i = 0; i < 2; i++) {
+      const r = await send(p.port, '/', { method: 'PUT', body, headers: { 'transfer-encoding': 'chunked' } })
+      expect(r.status).to.equal(200)
+      expect(r.body).to.equal(String(body.length))
+    }
+    expect(rude.hits).to.equal(1)
+    expect(lengths).to.deep.equal([body.length, body.length])
+  })
+
+  it('streams a big chunked POST to another instance, whole, when the first refuses', async () => {
+    const svc = uniquePath()
+    const lengths: number[] = []
+    const good = await upstream('good', (req, res) => {
+      let n = 0
+      req.on('data', (d: Buffer) => (n += d.length))
+      req.once('end', () => {
+        lengths.push(n)
+        res.end('ok')
+      })
+    })
+    await register(svc, [await freePort(), good.port])
+    const p = await proxy(svc)
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
+    const body = Buffer.alloc(300 * 1024, 'b')
+    for (let i = 0; i < 2; i++) {
+      expect((await send(p.port, '/', { method: 'POST', body, headers: { 'transfer-encoding': 'chunked' } })).status).to.equal(200)
+    }
+    expect(lengths).to.deep.equal([body.length, body.length])
+  })
+
   it('keeps upstream attempts within the retry budget when every instance fails', async () => {
     const svc = uniquePath()
     const ups = await Promise.all(['a', 'b', 'c'].map((n) => upstream(n, answer(503, n))))
