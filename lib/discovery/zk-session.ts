@@ -64,6 +64,8 @@ export class ZkSession {
   #disconnectTimer: NodeJS.Timeout | undefined
   #watchdogTimer: NodeJS.Timeout | undefined
   #probeStartedAt = 0
+  /** When the session stopped being connected (0: connected), for the handshake watchdog. */
+  #stuckSince = 0
   #sessions = 0
 
   constructor(opts: ZkSessionOptions) {
@@ -170,15 +172,24 @@ export class ZkSession {
   /** The frozen-server watchdog: a cheap round trip; no answer in time means drop the connection. */
   #probe(): void {
     const client = this.#client
-    if (client === null || this.#state !== 'connected') return
+    if (client === null) return
+    if (this.#state !== 'connected') {
+      // The same blindness while connecting: a frozen server accepts the TCP connection (the
+      // kernel does) and never answers the session handshake, and the client waits forever.
+      if (this.#stuckSince === 0) this.#stuckSince = Date.now()
+      else if (Date.now() - this.#stuckSince >= 2 * this.#watchdogMs) {
+        this.#log.warn({ waitedMs: Date.now() - this.#stuckSince }, 'zookeeper handshake not answered, trying the next server')
+        this.#stuckSince = Date.now()
+        this.#dropConnection(client)
+      }
+      return
+    }
+    this.#stuckSince = 0
     if (this.#probeStartedAt !== 0) {
       if (Date.now() - this.#probeStartedAt >= this.#watchdogMs) {
         this.#log.warn({ waitedMs: Date.now() - this.#probeStartedAt }, 'zookeeper server not answering, dropping the connection')
         this.#probeStartedAt = 0
-        // The library has no public way to drop a connection; destroying its socket makes it
-        // reconnect, to the next server of the connection string when there is one.
-        const cm = (client as unknown as { connectionManager?: { socket?: { destroy(): void } } }).connectionManager
-        cm?.socket?.destroy()
+        this.#dropConnection(client)
       }
       return
     }
@@ -189,6 +200,15 @@ export class ZkSession {
       this.#probeStartedAt = 0
       if (!err) this.#lastContactAt = Date.now()
     })
+  }
+
+  /**
+   * The library has no public way to drop a connection; destroying its socket makes it reconnect,
+   * to the next server of the connection string when there is one.
+   */
+  #dropConnection(client: Client): void {
+    const cm = (client as unknown as { connectionManager?: { socket?: { destroy(): void } } }).connectionManager
+    cm?.socket?.destroy()
   }
 
   /** Runs one client call with a deadline. */

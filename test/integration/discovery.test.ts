@@ -155,6 +155,32 @@ describe('discovery (real ZooKeeper, live traffic)', function () {
     await waitFor(async () => (await answers(p.port, 4)) === 'a,b', 'b after the expiry')
   })
 
+  it('moves past a server that accepts the connection but never answers the handshake', async function () {
+    this.timeout(30_000)
+    // Three "frozen" servers (the kernel accepts, nobody answers) and the real one; the client
+    // shuffles them, so it usually starts on a frozen one and would wait there forever.
+    const net = await import('node:net')
+    const held: import('node:net').Socket[] = []
+    const frozen = await Promise.all(
+      [0, 1, 2].map(
+        () =>
+          new Promise<import('node:net').Server>((resolve) => {
+            const s = net.createServer((sock) => held.push(sock))
+            s.listen(0, '127.0.0.1', () => resolve(s))
+          }),
+      ),
+    )
+    closers.push(async () => {
+      held.forEach((s) => s.destroy())
+      await Promise.all(frozen.map((s) => new Promise((r) => s.close(r))))
+    })
+    const connect = [...frozen.map((s) => `127.0.0.1:${(s.address() as import('node:net').AddressInfo).port}`), ctx.zk.connectString].join(',')
+    const session = new ZkSession({ connect, sessionTimeoutMs: 2000, logger: recordingLogger() })
+    closers.push(async () => session.close())
+    session.start()
+    await waitFor(() => session.state === 'connected', 'a session through the real server', 20_000)
+  })
+
   it('is not ready until the first full read of every service', async () => {
     const session = new ZkSession({ connect: '127.0.0.1:1', sessionTimeoutMs: 2000, logger: recordingLogger() })
     const config = await makeConfig('127.0.0.1:1', [{ name: 'example', path: uniquePath() }])
