@@ -1,4 +1,5 @@
 import { expect } from 'chai'
+import net from 'node:net'
 import {
   expireSession,
   makeConfig,
@@ -159,12 +160,11 @@ describe('discovery (real ZooKeeper, live traffic)', function () {
     this.timeout(30_000)
     // Three "frozen" servers (the kernel accepts, nobody answers) and the real one; the client
     // shuffles them, so it usually starts on a frozen one and would wait there forever.
-    const net = await import('node:net')
-    const held: import('node:net').Socket[] = []
+    const held: net.Socket[] = []
     const frozen = await Promise.all(
       [0, 1, 2].map(
         () =>
-          new Promise<import('node:net').Server>((resolve) => {
+          new Promise<net.Server>((resolve) => {
             const s = net.createServer((sock) => held.push(sock))
             s.listen(0, '127.0.0.1', () => resolve(s))
           }),
@@ -174,7 +174,7 @@ describe('discovery (real ZooKeeper, live traffic)', function () {
       held.forEach((s) => s.destroy())
       await Promise.all(frozen.map((s) => new Promise((r) => s.close(r))))
     })
-    const connect = [...frozen.map((s) => `127.0.0.1:${(s.address() as import('node:net').AddressInfo).port}`), ctx.zk.connectString].join(',')
+    const connect = [...frozen.map((s) => `127.0.0.1:${(s.address() as net.AddressInfo).port}`), ctx.zk.connectString].join(',')
     const session = new ZkSession({ connect, sessionTimeoutMs: 2000, logger: recordingLogger() })
     closers.push(async () => session.close())
     session.start()
