@@ -2,8 +2,8 @@
 // one run, on the same upstreams, with the same load. Prints a table per scenario and load tool and
 // writes bench/results/latest.{json,md,svg}.
 //
-//   npm run bench -- [--with-peers] [--quick] [--reps N] [--duration S] [--warmup S]
-//                    [--scenarios get,post64k,big,idle1000,many] [--tools wrk,autocannon]
+//   npm run bench -- [--with-peers] [--quick] [--reps N] [--duration S] [--warmup S] [--proxy-cpu N]
+//                    [--scenarios get,post64k,big,idle1000,many,workers] [--tools wrk,autocannon]
 //
 // Pinning (shared/PERFORMANCE-NOTES.md): the proxy under test alone on one CPU (the last, or
 // --proxy-cpu); this process (the autocannon load), wrk, the upstreams and ZooKeeper on the others.
@@ -21,7 +21,7 @@ import { ZkSession } from '../lib/discovery/zk-session.js'
 import { silentLogger } from '../lib/log.js'
 import { CLI, cannon, cpuSeconds, spawnUpstreams, stopChild, table, track } from './common.js'
 import type { LoadResult } from './common.js'
-import { has, pinned, startHaproxy, startHttpProxy, startNginxProxy, startNginxUpstreams } from './peers.js'
+import { childPids, has, pinned, startHaproxy, startHttpProxy, startNginxProxy, startNginxUpstreams } from './peers.js'
 import type { Peer } from './peers.js'
 import { ratioChart } from './chart.js'
 
@@ -55,6 +55,8 @@ const multiCore = os.cpus().length >= 2 && has('taskset')
 const PROXY_CPU = multiCore ? (opt['proxy-cpu'] ?? String(os.cpus().length - 1)) : null
 const LOAD_CPU = multiCore ? Array.from({ length: os.cpus().length }, (_, i) => i).filter((i) => String(i) !== PROXY_CPU).join(',') : null
 if (LOAD_CPU !== null) execFileSync('taskset', ['-a', '-p', '-c', LOAD_CPU, String(process.pid)], { stdio: 'ignore' })
+/** Where wrk runs; the workers scenario unpins it. */
+let loadCpu: string | null = LOAD_CPU
 
 interface Scenario {
   readonly name: string
@@ -65,6 +67,7 @@ interface Scenario {
   readonly connections: number
   readonly idle?: number
   readonly many?: boolean
+  readonly workers?: boolean
 }
 const SCENARIOS: Scenario[] = [
   { name: 'get', title: 'small GET, keep-alive, 50 connections', path: '/', method: 'GET', connections: 50 },
@@ -72,6 +75,8 @@ const SCENARIOS: Scenario[] = [
   { name: 'big', title: '1 MiB streamed response, 10 connections', path: '/big', method: 'GET', connections: 10 },
   { name: 'idle1000', title: '1,000 idle keep-alive connections plus 50 busy ones', path: '/', method: 'GET', connections: 50, idle: 1000 },
   { name: 'many', title: 'discovery size: 100 registered instances against 3 (small GET, 50 connections)', path: '/', method: 'GET', connections: 50, many: true },
+  // Last: it unpins everything for the scenarios after it.
+  { name: 'workers', title: '1 worker against 2 (node:cluster), small GET, 50 connections, nothing pinned', path: '/', method: 'GET', connections: 50, workers: true },
 ]
 const wanted = new Set((opt.scenarios ?? SCENARIOS.map((s) => s.name).join(',')).split(','))
 const scenarios = SCENARIOS.filter((s) => wanted.has(s.name))
@@ -102,7 +107,7 @@ for (const [svc, ports] of [['/bench/three', three], ['/bench/hundred', hundred]
   for (const p of ports) await admin.create(`${svc}/i-${p}`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: p })), 'persistent')
 }
 
-async function startZooProxy(servicePath: string, count: number): Promise<Peer> {
+async function startZooProxy(servicePath: string, count: number, workers = 1, cpu: string | null = PROXY_CPU): Promise<Peer> {
   const port = await freePort()
   const adminPort = await freePort()
   const file = path.join(dir, `zoo-proxy-${port}.json`)
@@ -113,21 +118,25 @@ async function startZooProxy(servicePath: string, count: number): Promise<Peer> 
       admin: `127.0.0.1:${adminPort}`,
       zookeeper: { connect: zk.connectString },
       log: { level: 'warn' },
+      workers,
       services: [{ name: 'bench', path: servicePath, strategy: 'round-robin' }],
     }),
   )
-  const [cmd, args] = pinned(PROXY_CPU, process.execPath, [CLI, '--config', file])
+  // Several workers need every CPU: nothing is pinned for them.
+  const [cmd, args] = pinned(workers > 1 ? null : cpu, process.execPath, [CLI, '--config', file])
   const child = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] }))
   const deadline = Date.now() + 20_000
   for (;;) {
     const n = await fetch(`http://127.0.0.1:${adminPort}/upstreams`)
       .then((r) => r.json() as Promise<{ ready: boolean; services: { bench: { instances: unknown[] } } }>)
       .then((b) => (b.ready ? b.services.bench.instances.length : 0), () => 0)
-    if (n === count) break
+    const serving = n === count && (await fetch(`http://127.0.0.1:${port}/`).then((r) => (r.body?.cancel(), r.status === 200), () => false))
+    if (serving) break
     if (Date.now() > deadline) throw new Error('zoo-proxy not ready')
     await new Promise((r) => setTimeout(r, 100))
   }
-  return { name: count === 3 ? 'zoo-proxy' : `zoo-proxy (${count} instances)`, port, child, pids: () => [child.pid!] }
+  const name = workers > 1 ? `zoo-proxy (${workers} workers)` : count === 3 ? 'zoo-proxy' : `zoo-proxy (${count} instances)`
+  return { name, port, child, pids: () => (workers > 1 ? [child.pid!, ...childPids(child.pid!)] : [child.pid!]) }
 }
 
 // ---- measuring one target ------------------------------------------------------------------------
@@ -167,7 +176,7 @@ end
 }
 
 function runWrk(url: string, s: Scenario, seconds: number): Promise<LoadResult> {
-  const [cmd, args] = pinned(LOAD_CPU, 'wrk', ['-t1', `-c${s.connections}`, `-d${seconds}s`, '-s', wrkScript(s), url])
+  const [cmd, args] = pinned(loadCpu, 'wrk', ['-t1', `-c${s.connections}`, `-d${seconds}s`, '-s', wrkScript(s), url])
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] })
     let out = ''
@@ -235,7 +244,12 @@ console.log(
 
 for (const s of scenarios) {
   const targets: Peer[] = []
-  if (s.many) {
+  if (s.workers) {
+    // Two workers need both CPUs, so this scenario pins nothing, the load included.
+    loadCpu = null
+    if (multiCore) execFileSync('taskset', ['-a', '-p', '-c', `0-${os.cpus().length - 1}`, String(process.pid)], { stdio: 'ignore' })
+    targets.push(await startZooProxy('/bench/three', 3, 1, null), await startZooProxy('/bench/three', 3, 2, null))
+  } else if (s.many) {
     targets.push(await startZooProxy('/bench/three', 3), await startZooProxy('/bench/hundred', 100))
   } else {
     targets.push({ name: 'direct', port: three[0]!, child: upstreamPeer?.child ?? process as never, pids: () => [] })
@@ -308,10 +322,16 @@ const previous = existsSync(path.join(outDir, 'latest.json'))
 const scenarioRecords = { ...previous }
 for (const [name, byTool] of Object.entries(results)) scenarioRecords[name] = { started, machine, reps, durationS, warmupS, byTool }
 writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify({ scenarios: scenarioRecords }, null, 1))
-writeFileSync(
-  path.join(outDir, 'latest.md'),
-  `# zoo-proxy benchmark\n\n${started.toISOString()}, ${machine.cpus} x ${machine.model}, Node ${machine.node}; upstreams: ${upstreamKind}; ${reps} reps x ${durationS} s.\n\n${markdown.join('\n')}\n`,
-)
+// latest.md keeps the sections of scenarios this run did not measure, each under its own date.
+const mdFile = path.join(outDir, 'latest.md')
+const header = `<!-- ${started.toISOString()}, ${machine.cpus} x ${machine.model}, Node ${machine.node}; upstreams: ${upstreamKind}; ${reps} reps x ${durationS} s -->`
+const kept = existsSync(mdFile)
+  ? readFileSync(mdFile, 'utf8')
+      .split(/^(?=## )/m)
+      .slice(1)
+      .filter((sec) => !scenarios.some((s) => sec.startsWith(`## ${s.name}:`)))
+  : []
+writeFileSync(mdFile, `# zoo-proxy benchmark: the latest run of each scenario\n\n${kept.join('')}${header}\n\n${markdown.join('\n')}\n`)
 writeFileSync(
   path.join(outDir, 'ratios.svg'),
   ratioChart(
