@@ -75,6 +75,9 @@ export async function runPrimary(config: Config, logger: Logger, workers: number
 
 /** Runs in a worker: the request path, fed by the primary. Resolves once it has shut down. */
 export async function runWorker(config: Config, logger: Logger): Promise<void> {
+  // Constructing one is what makes prom-client answer the primary's metrics requests in a worker;
+  // first thing, so a scrape during start-up gets an (empty) answer rather than a 5 s timeout.
+  new AggregatorRegistry()
   let proxy: ZooProxy | null = null
   const early: ToWorker[] = []
   const done = new Promise<void>((resolve) => {
@@ -93,8 +96,6 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   process.on('SIGINT', () => {})
   process.on('SIGTERM', () => {})
   const p = await createProxy(config, { logger: logger.child({ worker: process.pid }), role: 'worker' })
-  // Constructing one is what makes prom-client answer the primary's metrics requests in a worker.
-  new AggregatorRegistry()
   AggregatorRegistry.setRegistries([p.metrics.registry])
   proxy = p
   await p.start()

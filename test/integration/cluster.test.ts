@@ -43,8 +43,11 @@ describe('workers: N (node:cluster)', function () {
         for (let i = 0; i < 20; i++) seen.add((await send(port!)).body)
         return seen.has('a') && seen.has('b')
       }, 'b in rotation')
-      const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text()
-      expect(metrics).to.match(/zoo_proxy_requests_total\{service="example",code="200"\} \d+/)
+      // Summed over the workers by the primary (a worker still starting may miss one scrape).
+      await waitFor(async () => {
+        const res = await fetch(`http://127.0.0.1:${admin}/metrics`)
+        return res.status === 200 && /zoo_proxy_requests_total\{service="example",code="200"\} \d+/.test(await res.text())
+      }, 'aggregated metrics', 20_000)
     } finally {
       child.kill('SIGTERM')
     }

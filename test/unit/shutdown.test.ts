@@ -1,0 +1,45 @@
+import { expect } from 'chai'
+import type http from 'node:http'
+import net from 'node:net'
+import { Router } from '../../lib/routes.js'
+import { ProxyServer } from '../../lib/server.js'
+import type { Service } from '../../lib/service.js'
+import { recordingLogger } from '../support/helpers.js'
+
+describe('proxy shutdown', () => {
+  it('finishes the request in flight and answers one that arrives meanwhile with 503 + Connection: close', async () => {
+    let started: () => void = () => {}
+    const inFlight = new Promise<void>((r) => (started = r))
+    // A stand-in service whose answer takes 200 ms; the server under test is the real one.
+    const slow = {
+      handle: (_req: http.IncomingMessage, res: http.ServerResponse) =>
+        new Promise<void>((resolve) => {
+          started()
+          setTimeout(() => {
+            res.end('done')
+            resolve()
+          }, 200)
+        }),
+    } as unknown as Service
+    const server = new ProxyServer(new Router([{ target: slow }]), recordingLogger())
+    const at = await server.listen({ host: '127.0.0.1', port: 0 })
+    const sock = net.connect(at.port, '127.0.0.1')
+    let out = ''
+    sock.on('data', (d) => (out += d))
+    const closed = new Promise<void>((r) => sock.on('close', () => r()))
+    sock.write('GET /a HTTP/1.1\r\nHost: x\r\n\r\n')
+    await inFlight
+    const stopping = server.close(5000)
+    // A second request on the busy connection (pipelined), after shutdown began.
+    sock.write('GET /b HTTP/1.1\r\nHost: x\r\n\r\n')
+    await closed
+    await stopping
+    const responses = out.split(/(?=HTTP\/1\.1 )/)
+    expect(responses).to.have.length(2)
+    expect(responses[0]).to.match(/^HTTP\/1\.1 200/)
+    expect(responses[0]).to.match(/done$/)
+    expect(responses[1]).to.match(/^HTTP\/1\.1 503/)
+    expect(responses[1]).to.match(/\r\nconnection: close\r\n/i)
+    expect(responses[1]).to.include('ZP_ERR_SHUTTING_DOWN')
+  })
+})
