@@ -34,6 +34,8 @@ export class Host implements Candidate {
   ejectedUntil = 0
   /** How many times it was ejected; multiplies the next ejection's length. */
   ejections = 0
+  /** When it last came back from probation (0: never ejected). */
+  healthySince = 0
   /** Back from an ejection: one request at a time until one succeeds. */
   probing = false
   /** Active health: false once the health check failed `unhealthyThreshold` times in a row. */
@@ -270,6 +272,7 @@ export class Balancer {
       host.consecutiveFailures = 0
       if (host.probing) {
         host.probing = false
+        host.healthySince = this.#clock()
         this.#log.info({ instance: `${host.host}:${host.port}` }, 'instance probation -> healthy')
         this.refresh()
       }
@@ -287,6 +290,8 @@ export class Balancer {
     for (const h of this.#all) if (h.ejectedUntil !== 0) ejected++
     const limit = Math.max(1, Math.floor((this.#all.length * o.maxEjectionPercent) / 100))
     if (ejected >= limit) return
+    // The multiplier decays: healthy for longer than the longest ejection means starting over.
+    if (host.healthySince !== 0 && this.#clock() - host.healthySince > o.maxEjectionMs) host.ejections = 0
     host.ejections++
     const ms = Math.min(o.baseEjectionMs * host.ejections, o.maxEjectionMs)
     host.ejectedUntil = this.#clock() + ms

@@ -55,6 +55,21 @@ describe('passive ejection (outlier detection)', () => {
     b.close()
   })
 
+  it('starts the multiplier over after a healthy spell longer than the longest ejection', async () => {
+    let now = 1_000_000
+    const b = new Balancer({ service: 's', strategy: new RoundRobin(() => 0), logger: recordingLogger(), random: () => 0, outlier, clock: () => now })
+    b.update([ep(1), ep(2), ep(3)])
+    fail(b, '/s/1', 3)
+    const one = b.hosts[0]!
+    await waitFor(() => one.probing, 'probation')
+    const probe = b.acquire(new Set(['/s/2', '/s/3']), ctx)!
+    probe.release({ ok: true, latencyMs: 1 })
+    now += outlier.maxEjectionMs + 1
+    fail(b, '/s/1', 3)
+    expect(one.ejections).to.equal(1)
+    b.close()
+  })
+
   it('never ejects more than maxEjectionPercent of the instances (at least one)', () => {
     const b = balancer(4)
     fail(b, '/s/1', 3)
