@@ -49,7 +49,7 @@ export function upstreamsReport(src: AdminSources): object {
       })),
     }
   }
-  return { ready: src.discovery.ready, zookeeper: status.session, services }
+  return { ready: src.discovery.ready, session: status.session.state, zookeeper: status.session, services }
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {

@@ -136,8 +136,10 @@ export class ConsistentHash implements Strategy {
 }
 
 export const createConsistentHash: StrategyFactory = (options, deps) => {
-  rejectUnknownOptions(options, ['key', 'loadFactor', 'weights'])
+  rejectUnknownOptions(options, ['key', 'header', 'cookie', 'loadFactor', 'weights'])
   const factor = options.loadFactor ?? 1.25
   if (typeof factor !== 'number' || !(factor >= 1)) throw new StrategyOptionError('loadFactor', 'must be a number >= 1')
-  return new ConsistentHash(parseHashSource(options.key), factor, deps.random)
+  // `header: x-user` and `cookie: sid` are accepted as short forms of `key`.
+  const key = options.key ?? (options.header !== undefined ? { header: options.header } : options.cookie !== undefined ? { cookie: options.cookie } : undefined)
+  return new ConsistentHash(parseHashSource(key), factor, deps.random)
 }

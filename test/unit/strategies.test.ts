@@ -128,6 +128,8 @@ describe('consistent-hash', () => {
     const a = createConsistentHash({}, { random: Math.random })
     expect(a.hashKey!({ headers: {}, remoteAddress: '::1' })).to.equal('::1')
     expect(() => createConsistentHash({ key: 'nope' }, { random: Math.random })).to.throw(/header:<name>/)
+    const short = createConsistentHash({ header: 'X-Tenant' }, { random: Math.random })
+    expect(short.hashKey!({ headers: { 'x-tenant': 't9' }, remoteAddress: '1.2.3.4' })).to.equal('t9')
   })
 })
 
