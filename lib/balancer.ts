@@ -187,7 +187,7 @@ export class Balancer {
     this.#hosts.clear()
     for (const [k, h] of next) this.#hosts.set(k, h)
     this.#all = [...next.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
-    this.#rebuild()
+    this.refresh()
     if (removed.length > 0) this.onRemoved?.(removed)
   }
 
@@ -196,10 +196,6 @@ export class Balancer {
     this.#eligible = this.#all.filter((h) => h.eligible)
     this.#probing = 0
     for (const h of this.#all) if (h.probing) this.#probing++
-  }
-
-  #rebuild(): void {
-    this.refresh()
   }
 
   /** True when no instance is healthy but some could take traffic: route to all of them. */

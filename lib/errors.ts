@@ -12,7 +12,6 @@ export type ErrorCode =
   | 'ZP_ERR_CLIENT_ABORT'
   | 'ZP_ERR_SHUTTING_DOWN'
   | 'ZP_ERR_ZK_TIMEOUT'
-  | 'ZP_ERR_ZK'
   | 'ZP_ERR_CLOSED'
 
 const STATUS: Partial<Record<ErrorCode, number>> = {

@@ -121,6 +121,12 @@ export class BodyTap extends Readable {
   }
 }
 
+/** Asked with the upstream's status before anything is written to the client. */
+export interface StatusRetry {
+  /** True means: drop this answer, the caller will retry elsewhere (the attempt rejects with kind `status`). */
+  retryOnStatus(status: number, headers: IncomingHttpHeaders): boolean
+}
+
 export interface AttemptOptions {
   readonly path: string
   readonly method: Dispatcher.HttpMethod
@@ -128,11 +134,7 @@ export interface AttemptOptions {
   readonly body: Buffer | Readable | null
   readonly headersTimeoutMs: number
   readonly bodyTimeoutMs: number
-  /**
-   * Asked with the upstream's status before anything is written to the client. True means: drop
-   * this answer, the caller will retry elsewhere (the attempt rejects with kind `status`).
-   */
-  readonly retryOnStatus: ((status: number, headers: IncomingHttpHeaders) => boolean) | null
+  readonly retryOnStatus: StatusRetry | null
 }
 
 export interface AttemptResult {
@@ -146,7 +148,7 @@ const CLIENT_GONE = 'ZP_ERR_CLIENT_ABORT'
 /** undici dispatch handler that writes the upstream's answer straight into the client response. */
 class ResponseWriter implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse
-  readonly #retryOnStatus: AttemptOptions['retryOnStatus']
+  readonly #retry: StatusRetry | null
   readonly #resolve: (r: AttemptResult) => void
   readonly #reject: (e: Error) => void
   readonly #startedAt = performance.now()
@@ -157,9 +159,9 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
   #rejectedStatus = 0
   #done = false
 
-  constructor(res: ServerResponse, retryOnStatus: AttemptOptions['retryOnStatus'], resolve: (r: AttemptResult) => void, reject: (e: Error) => void) {
+  constructor(res: ServerResponse, retry: StatusRetry | null, resolve: (r: AttemptResult) => void, reject: (e: Error) => void) {
     this.#res = res
-    this.#retryOnStatus = retryOnStatus
+    this.#retry = retry
     this.#resolve = resolve
     this.#reject = reject
     res.once('close', this.#onClientClose)
@@ -187,7 +189,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return // 1xx informational: Node answers the client's own Expect itself
     this.#status = statusCode
     this.#latencyMs = performance.now() - this.#startedAt
-    if (this.#retryOnStatus !== null && this.#retryOnStatus(statusCode, headers)) {
+    if (this.#retry !== null && this.#retry.retryOnStatus(statusCode, headers)) {
       this.#rejectedStatus = statusCode
       controller.abort(new UpstreamError('status', `upstream answered ${statusCode}`, false))
       return

@@ -8,6 +8,7 @@ import type { Balancer, Host, Lease } from './balancer.js'
 import type { ServiceConfig } from './config.js'
 import { ProxyError, UpstreamError } from './errors.js'
 import { BodyTap, forwardAttempt, upstreamHeaders } from './forward.js'
+import type { StatusRetry } from './forward.js'
 import type { Logger } from './log.js'
 import { NO_METRICS } from './metrics.js'
 import type { ServiceMetrics } from './metrics.js'
@@ -15,19 +16,24 @@ import { HealthChecker } from './health.js'
 import { GATEWAY_STATUSES, isRetryable, retryAfterMs } from './retry.js'
 import { RetryBudget } from './retry-budget.js'
 
-/** What one request carries through its attempts. */
-class RequestState {
+type StatusDecision = (state: RequestState, status: number, headers: IncomingHttpHeaders) => boolean
+
+const NO_CHUNKS: readonly Buffer[] = []
+
+/** What one request carries through its attempts; also the per-request StatusRetry, so no closure. */
+class RequestState implements StatusRetry {
   readonly req: IncomingMessage
   readonly res: ServerResponse
   readonly headers: string[]
   readonly deadline: number
+  readonly #decide: StatusDecision
   /** Buffered body (replayable), or null when the body streams (see `tap`). */
   body: Buffer | null = null
   /** The streamed body of the current attempt. */
   tap: BodyTap | null = null
   streamed = false
   /** What was read of a streamed body before it proved too big to hold; sent ahead of the rest. */
-  prefix: Buffer[] = []
+  prefix: readonly Buffer[] = NO_CHUNKS
   /** The instance of the first attempt; a Set is only made when a request is retried. */
   firstKey: string | null = null
   #tried: Set<string> | null = null
@@ -38,11 +44,16 @@ class RequestState {
   /** A retry was already granted (and paid for from the budget) for the failure in flight. */
   retryGranted = false
 
-  constructor(req: IncomingMessage, res: ServerResponse, deadline: number) {
+  constructor(req: IncomingMessage, res: ServerResponse, deadline: number, decide: StatusDecision) {
     this.req = req
     this.res = res
     this.headers = upstreamHeaders(req)
     this.deadline = deadline
+    this.#decide = decide
+  }
+
+  retryOnStatus(status: number, headers: IncomingHttpHeaders): boolean {
+    return this.#decide(this, status, headers)
   }
 
   /** The keys of every instance tried so far (null before the first attempt). */
@@ -176,7 +187,7 @@ export class Service {
   /** Proxies one request; always ends in a response (or a destroyed socket once one started). */
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const startedAt = performance.now()
-    const state = new RequestState(req, res, Date.now() + this.config.timeoutMs)
+    const state = new RequestState(req, res, Date.now() + this.config.timeoutMs, this.#decideStatus)
     this.#budget.onRequest()
     if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: req.headers, remoteAddress: req.socket.remoteAddress })
     try {
@@ -262,7 +273,7 @@ export class Service {
         body: state.nextBody(),
         headersTimeoutMs: Math.min(this.config.retry.perTryTimeoutMs, remaining),
         bodyTimeoutMs: this.config.bodyTimeoutMs,
-        retryOnStatus: (status, headers) => this.#retryOnStatus(state, status, headers),
+        retryOnStatus: state,
       })
       const gatewayError = GATEWAY_STATUSES.has(result.status)
       lease.release(gatewayError ? { ok: false, kind: 'status', latencyMs: result.latencyMs } : { ok: true, latencyMs: result.latencyMs })
@@ -283,7 +294,7 @@ export class Service {
   }
 
   /** Decided before a byte goes to the client: drop a gateway error and retry elsewhere? */
-  #retryOnStatus(state: RequestState, status: number, headers: IncomingHttpHeaders): boolean {
+  readonly #decideStatus: StatusDecision = (state, status, headers) => {
     if (!GATEWAY_STATUSES.has(status)) return false
     // An upstream asking for more time than the request has left is answered as it is.
     const after = retryAfterMs(headers['retry-after'], Date.now())

@@ -95,11 +95,6 @@ export class ServiceWatcher {
     })
   }
 
-  /** The instances as last handed out. */
-  get current(): readonly Endpoint[] {
-    return this.#last ?? []
-  }
-
   get synced(): boolean {
     return this.#synced
   }

@@ -35,6 +35,20 @@ describe('failover (real ZooKeeper, real upstream processes)', function () {
     })
   }
 
+  /** An upstream handler that answers each request with its body's length, and keeps the lengths. */
+  const countingBodies = () => {
+    const lengths: number[] = []
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      let n = 0
+      req.on('data', (d: Buffer) => (n += d.length))
+      req.once('end', () => {
+        lengths.push(n)
+        res.end(String(n))
+      })
+    }
+    return { lengths, handler }
+  }
+
   it('loses no request when an instance is SIGKILLed under load, and ejects it', async () => {
     const svc = uniquePath()
     const ups = await Promise.all([0, 1, 2].map((i) => spawnUpstreams([{ name: `u${i}`, delayMs: 1 }])))
@@ -139,15 +153,8 @@ describe('failover (real ZooKeeper, real upstream processes)', function () {
   it('holds a small chunked body so a reset PUT is retried whole on another instance', async () => {
     const svc = uniquePath()
     const rude = await upstream('rude', (req) => req.once('end', () => req.socket.destroy()).resume())
-    const lengths: number[] = []
-    const good = await upstream('good', (req, res) => {
-      let n = 0
-      req.on('data', (d: Buffer) => (n += d.length))
-      req.once('end', () => {
-        lengths.push(n)
-        res.end(String(n))
-      })
-    })
+    const { lengths, handler } = countingBodies()
+    const good = await upstream('good', handler)
     await register(svc, [rude.port, good.port])
     const p = await proxy(svc, { outlier: { consecutiveFailures: 0 } })
     await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
@@ -163,15 +170,8 @@ describe('failover (real ZooKeeper, real upstream processes)', function () {
 
   it('streams a big chunked POST to another instance, whole, when the first refuses', async () => {
     const svc = uniquePath()
-    const lengths: number[] = []
-    const good = await upstream('good', (req, res) => {
-      let n = 0
-      req.on('data', (d: Buffer) => (n += d.length))
-      req.once('end', () => {
-        lengths.push(n)
-        res.end('ok')
-      })
-    })
+    const { lengths, handler } = countingBodies()
+    const good = await upstream('good', handler)
     await register(svc, [await freePort(), good.port])
     const p = await proxy(svc)
     await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
