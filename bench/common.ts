@@ -133,11 +133,11 @@ export async function cannon(url: string, opts: { connections?: number; duration
   }
 }
 
-/** CPU seconds (user + system) a process has used, from /proc. */
-export function cpuSeconds(pid: number): number {
+/** CPU seconds a process has used in user space and in the kernel, from /proc. */
+export function cpuTimes(pid: number): { user: number; sys: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (USER_HZ = 100)
+  return { user: Number(fields[11]) / 100, sys: Number(fields[12]) / 100 } // utime, stime in clock ticks (USER_HZ = 100)
 }
 
 /** A fixed-width table for the terminal and the README. */

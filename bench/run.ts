@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util'
 import { startZooKeeper, freePort, freePorts } from '../scripts/zookeeper.js'
 import { ZkSession } from '../lib/discovery/zk-session.js'
 import { silentLogger } from '../lib/log.js'
-import { CLI, cannon, cpuSeconds, spawnUpstreams, stopChild, table, track } from './common.js'
+import { CLI, cannon, cpuTimes, spawnUpstreams, stopChild, table, track } from './common.js'
 import type { LoadResult } from './common.js'
 import { childPids, has, pinned, startHaproxy, startHttpProxy, startNginxProxy, startNginxUpstreams } from './peers.js'
 import type { Peer } from './peers.js'
@@ -142,6 +142,8 @@ async function startZooProxy(servicePath: string, count: number, workers = 1, cp
 // ---- measuring one target ------------------------------------------------------------------------
 interface Sample extends LoadResult {
   readonly cpuUsPerReq: number | null
+  /** The kernel's share of it (system time): the loopback TCP stack, mostly. */
+  readonly sysUsPerReq: number | null
   readonly rssMb: number | null
 }
 
@@ -216,14 +218,16 @@ async function measure(peer: Peer, s: Scenario, tool: string): Promise<Sample> {
   const idle = s.idle ? await idleConnections(peer.port, s.idle) : []
   await run(warmupS)
   const pids = peer.pids()
-  const cpuBefore = pids.reduce((a, p) => a + cpuSeconds(p), 0)
+  const cpu = () => pids.map(cpuTimes).reduce((a, t) => ({ user: a.user + t.user, sys: a.sys + t.sys }), { user: 0, sys: 0 })
+  const before = cpu()
   const r = await run(durationS)
-  const cpuAfter = pids.reduce((a, p) => a + cpuSeconds(p), 0)
+  const after = cpu()
   for (const sock of idle) sock.destroy()
   const direct = peer.name === 'direct'
   return {
     ...r,
-    cpuUsPerReq: direct ? null : ((cpuAfter - cpuBefore) * 1e6) / Math.max(1, r.requests),
+    cpuUsPerReq: direct ? null : ((after.user + after.sys - before.user - before.sys) * 1e6) / Math.max(1, r.requests),
+    sysUsPerReq: direct ? null : ((after.sys - before.sys) * 1e6) / Math.max(1, r.requests),
     rssMb: direct ? null : peakRssMb(pids),
   }
 }
@@ -275,6 +279,7 @@ function summary(row: Row) {
   const rps = row.samples.map((x) => x.rps)
   const med = median(rps)
   const cpu = row.samples.map((x) => x.cpuUsPerReq).filter((x): x is number => x !== null)
+  const sys = row.samples.map((x) => x.sysUsPerReq).filter((x): x is number => x !== null)
   const rss = row.samples.map((x) => x.rssMb).filter((x): x is number => x !== null)
   return {
     rps: med,
@@ -284,6 +289,7 @@ function summary(row: Row) {
     p999: median(row.samples.map((x) => x.p999)),
     errors: row.samples.reduce((a, x) => a + x.errors + x.non2xx, 0),
     cpu: cpu.length ? median(cpu) : null,
+    sys: sys.length ? median(sys) : null,
     rss: rss.length ? Math.max(...rss) : null,
   }
 }
@@ -301,12 +307,13 @@ function printTable(s: Scenario, tool: string, rows: Row[]): void {
     x.p999,
     x.errors,
     x.cpu === null ? '-' : x.cpu.toFixed(1),
+    x.sys === null ? '-' : x.sys.toFixed(1),
     x.rss === null ? '-' : x.rss.toFixed(0),
     (x.rps / base.rps).toFixed(2),
     nginx ? (x.rps / nginx.rps).toFixed(2) : '-',
   ])
   const heading = `## ${s.name}: ${s.title} (${tool})`
-  const t = table(['target', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'p99.9 ms', 'errors', 'CPU µs/req', 'peak RSS MB', `x ${base.target}`, 'x nginx'], lines)
+  const t = table(['target', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'p99.9 ms', 'errors', 'CPU µs/req', 'of it kernel µs', 'peak RSS MB', `x ${base.target}`, 'x nginx'], lines)
   const noisy = sums.some((x) => x.spreadPct > 15) ? '\nSome targets varied by more than 15% between reps: this run was disturbed.\n' : ''
   console.log(`\n${heading}\n${t}${noisy}`)
   markdown.push(heading, '', t, noisy)

@@ -2,7 +2,7 @@
 // dispatch API (no per-request stream.pipeline or AbortController: see shared/PERFORMANCE-NOTES.md).
 
 import { Readable } from 'node:stream'
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import { ProxyError, UpstreamError, classifyTransportError } from './errors.js'
 
@@ -57,12 +57,39 @@ export function upstreamHeaders(req: IncomingMessage): string[] {
   return out
 }
 
-function stripResponseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  const extra = connectionTokens(headers.connection)
-  for (const name of Object.keys(headers)) {
-    if (HOP_BY_HOP.has(name) || (extra !== null && extra.has(name))) delete headers[name]
+/**
+ * The upstream's raw response headers ([name, value, ...] as Buffers) as the object Node's
+ * `writeHead` takes fastest, names lower-cased, repeats as arrays, hop-by-hop ones left out.
+ * Built in one pass without `delete` (which would turn the object into a slow dictionary), except
+ * for names a `Connection` header lists, which are rare.
+ */
+export function responseHeaders(raw: readonly Buffer[]): OutgoingHttpHeaders {
+  const out: Record<string, string | string[]> = {}
+  let connection: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase()
+    const value = raw[i + 1]!.toString('latin1')
+    if (HOP_BY_HOP.has(name)) {
+      if (name === 'connection') connection = connection === undefined ? value : `${connection}, ${value}`
+      continue
+    }
+    const had = out[name]
+    if (had === undefined) out[name] = value
+    else if (typeof had === 'string') out[name] = [had, value]
+    else had.push(value)
   }
-  return headers
+  const extra = connectionTokens(connection)
+  if (extra !== null) for (const name of extra) delete out[name]
+  return out
+}
+
+/** The first value of header `name` (lower case) in undici's raw list, or undefined. */
+export function rawHeader(raw: readonly Buffer[], name: string): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!
+    if (n.length === name.length && n.toString('latin1').toLowerCase() === name) return raw[i + 1]!.toString('latin1')
+  }
+  return undefined
 }
 
 /**
@@ -124,7 +151,7 @@ export class BodyTap extends Readable {
 /** Asked with the upstream's status before anything is written to the client. */
 export interface StatusRetry {
   /** True means: drop this answer, the caller will retry elsewhere (the attempt rejects with kind `status`). */
-  retryOnStatus(status: number, headers: IncomingHttpHeaders): boolean
+  retryOnStatus(status: number, rawHeaders: readonly Buffer[]): boolean
 }
 
 export interface AttemptOptions {
@@ -145,18 +172,26 @@ export interface AttemptResult {
 
 const CLIENT_GONE = 'ZP_ERR_CLIENT_ABORT'
 
-/** undici dispatch handler that writes the upstream's answer straight into the client response. */
+/**
+ * undici dispatch handler that writes the upstream's answer straight into the client response.
+ *
+ * It speaks undici's callback interface (onConnect / onHeaders / onData / onComplete / onError),
+ * the one undici 7's HTTP/1.1 core calls. A handler written to the newer controller interface is
+ * wrapped per request (an UnwrapHandler, a controller, and the raw headers parsed into an object
+ * we would then copy again); this one takes the raw headers as they come. The callback interface
+ * is marked deprecated in undici's types but is what its own core and interceptors run on in 7.x.
+ */
 class ResponseWriter implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse
   readonly #retry: StatusRetry | null
   readonly #resolve: (r: AttemptResult) => void
   readonly #reject: (e: Error) => void
   readonly #startedAt = performance.now()
-  #controller: Dispatcher.DispatchController | null = null
+  #abort: ((err?: Error) => void) | null = null
+  #resume: (() => void) | null = null
   #status = 0
   #latencyMs = 0
   #responseStarted = false
-  #rejectedStatus = 0
   #done = false
 
   constructor(res: ServerResponse, retry: StatusRetry | null, resolve: (r: AttemptResult) => void, reject: (e: Error) => void) {
@@ -168,7 +203,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
   }
 
   readonly #onClientClose = (): void => {
-    if (!this.#done) this.#controller?.abort(new ProxyError(CLIENT_GONE, 'client went away'))
+    if (!this.#done) this.#abort?.(new ProxyError(CLIENT_GONE, 'client went away'))
   }
 
   /** Made on the first backpressure only; most responses never need it. */
@@ -180,42 +215,42 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     if (this.#onDrain !== null) this.#res.off('drain', this.#onDrain)
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.#controller = controller
-    if (this.#res.destroyed) controller.abort(new ProxyError(CLIENT_GONE, 'client went away'))
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort
+    if (this.#res.destroyed) abort(new ProxyError(CLIENT_GONE, 'client went away'))
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
-    if (statusCode < 200) return // 1xx informational: Node answers the client's own Expect itself
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (statusCode < 200) return true // 1xx informational: Node answers the client's own Expect itself
     this.#status = statusCode
     this.#latencyMs = performance.now() - this.#startedAt
-    if (this.#retry !== null && this.#retry.retryOnStatus(statusCode, headers)) {
-      this.#rejectedStatus = statusCode
-      controller.abort(new UpstreamError('status', `upstream answered ${statusCode}`, false))
-      return
+    if (this.#retry !== null && this.#retry.retryOnStatus(statusCode, rawHeaders)) {
+      this.#abort?.(new UpstreamError('status', `upstream answered ${statusCode}`, false))
+      return false
     }
     this.#responseStarted = true
+    this.#resume = resume
     const res = this.#res
-    if (res.destroyed) return
-    res.writeHead(statusCode, statusMessage || undefined, stripResponseHeaders(headers))
+    if (!res.destroyed) res.writeHead(statusCode, statusText || undefined, responseHeaders(rawHeaders))
+    return true
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    // Backpressure: a slow client pauses the upstream socket instead of growing our memory.
-    if (!this.#res.write(chunk)) {
-      controller.pause()
-      this.#onDrain ??= () => this.#controller?.resume()
-      this.#res.once('drain', this.#onDrain)
-    }
+  onData(chunk: Buffer): boolean {
+    // Backpressure: a slow client pauses the upstream socket (return false) instead of growing
+    // our memory; 'drain' resumes it.
+    if (this.#res.write(chunk)) return true
+    this.#onDrain ??= () => this.#resume?.()
+    this.#res.once('drain', this.#onDrain)
+    return false
   }
 
-  onResponseEnd(): void {
+  onComplete(): void {
     this.#finish()
     this.#res.end()
     this.#resolve({ status: this.#status, latencyMs: this.#latencyMs })
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onError(err: Error): void {
     this.#finish()
     if (err instanceof UpstreamError || (err instanceof ProxyError && err.code === CLIENT_GONE)) {
       this.#reject(err)
@@ -224,10 +259,6 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     const kind = classifyTransportError(err)
     const code = (err as { code?: string }).code ?? err.name
     this.#reject(new UpstreamError(kind, `upstream ${kind} (${code})`, this.#responseStarted, err))
-  }
-
-  get rejectedStatus(): number {
-    return this.#rejectedStatus
   }
 }
 

@@ -1,13 +1,13 @@
 // One service's request path: pick an instance, forward, and on failure try another one.
 
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import pRetry from 'p-retry'
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import type { Balancer, Host, Lease } from './balancer.js'
 import type { ServiceConfig } from './config.js'
 import { ProxyError, UpstreamError } from './errors.js'
-import { BodyTap, forwardAttempt, upstreamHeaders } from './forward.js'
+import { BodyTap, forwardAttempt, rawHeader, upstreamHeaders } from './forward.js'
 import type { StatusRetry } from './forward.js'
 import type { Logger } from './log.js'
 import { NO_METRICS } from './metrics.js'
@@ -16,7 +16,7 @@ import { HealthChecker } from './health.js'
 import { GATEWAY_STATUSES, isRetryable, retryAfterMs } from './retry.js'
 import { RetryBudget } from './retry-budget.js'
 
-type StatusDecision = (state: RequestState, status: number, headers: IncomingHttpHeaders) => boolean
+type StatusDecision = (state: RequestState, status: number, rawHeaders: readonly Buffer[]) => boolean
 
 const NO_CHUNKS: readonly Buffer[] = []
 
@@ -52,8 +52,8 @@ class RequestState implements StatusRetry {
     this.#decide = decide
   }
 
-  retryOnStatus(status: number, headers: IncomingHttpHeaders): boolean {
-    return this.#decide(this, status, headers)
+  retryOnStatus(status: number, rawHeaders: readonly Buffer[]): boolean {
+    return this.#decide(this, status, rawHeaders)
   }
 
   /** The keys of every instance tried so far (null before the first attempt). */
@@ -294,10 +294,10 @@ export class Service {
   }
 
   /** Decided before a byte goes to the client: drop a gateway error and retry elsewhere? */
-  readonly #decideStatus: StatusDecision = (state, status, headers) => {
+  readonly #decideStatus: StatusDecision = (state, status, rawHeaders) => {
     if (!GATEWAY_STATUSES.has(status)) return false
     // An upstream asking for more time than the request has left is answered as it is.
-    const after = retryAfterMs(headers['retry-after'], Date.now())
+    const after = retryAfterMs(rawHeader(rawHeaders, 'retry-after'), Date.now())
     if (after !== null && after > state.deadline - Date.now()) return false
     state.retryGranted = this.#shouldRetry(state, new UpstreamError('status', '', false))
     return state.retryGranted
