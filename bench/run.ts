@@ -3,7 +3,7 @@
 // writes bench/results/latest.{json,md,svg}.
 //
 //   npm run bench -- [--with-peers] [--quick] [--reps N] [--duration S] [--warmup S] [--proxy-cpu N]
-//                    [--scenarios get,post64k,big,idle1000,many,workers] [--tools wrk,autocannon]
+//                    [--scenarios get,post64k,big,idle1000,many,rate,workers] [--tools wrk,autocannon]
 //
 // Pinning (shared/PERFORMANCE-NOTES.md): the proxy under test alone on one CPU (the last, or
 // --proxy-cpu); this process (the autocannon load), wrk, the upstreams and ZooKeeper on the others.
@@ -67,6 +67,12 @@ interface Scenario {
   readonly connections: number
   readonly idle?: number
   readonly many?: boolean
+  /**
+   * Below saturation (wrk only): each connection waits a random 0 to 2 x thinkMs after an answer.
+   * Random, so the connections do not fire in step; autocannon's fixed rates send each second's
+   * quota in a burst, which measures queueing behind the burst instead.
+   */
+  readonly thinkMs?: number
   readonly workers?: boolean
 }
 const SCENARIOS: Scenario[] = [
@@ -74,6 +80,9 @@ const SCENARIOS: Scenario[] = [
   { name: 'post64k', title: 'POST with a 64 KiB body, 50 connections', path: '/', method: 'POST', body: Buffer.alloc(64 * 1024, 'p'), connections: 50 },
   { name: 'big', title: '1 MiB streamed response, 10 connections', path: '/big', method: 'GET', connections: 10 },
   { name: 'idle1000', title: '1,000 idle keep-alive connections plus 50 busy ones', path: '/', method: 'GET', connections: 50, idle: 1000 },
+  // Every other scenario saturates the proxy, so its p99 is mostly queueing behind a busy core;
+  // this one asks what a proxy adds to a request when it is not the bottleneck.
+  { name: 'rate', title: 'latency below saturation: small GET, 50 connections, each waiting 0-20 ms between requests', path: '/', method: 'GET', connections: 50, thinkMs: 10 },
   { name: 'many', title: 'discovery size: 100 registered instances against 3 (small GET, 50 connections)', path: '/', method: 'GET', connections: 50, many: true },
   // Last: it unpins everything for the scenarios after it.
   { name: 'workers', title: '1 worker against 2 (node:cluster), small GET, 50 connections, nothing pinned', path: '/', method: 'GET', connections: 50, workers: true },
@@ -163,10 +172,11 @@ function peakRssMb(pids: number[]): number | null {
 function wrkScript(s: Scenario): string {
   const file = path.join(dir, `${s.name}.lua`)
   const body = s.body ? `wrk.body = string.rep("p", ${s.body.length})\n` : ''
+  const think = s.thinkMs ? `math.randomseed(os.time())\ndelay = function() return math.random(0, ${2 * s.thinkMs}) end\n` : ''
   writeFileSync(
     file,
     `wrk.method = "${s.method}"
-${body}done = function(summary, latency, requests)
+${body}${think}done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("JSON{\\"requests\\":%d,\\"durationUs\\":%d,\\"p50\\":%d,\\"p99\\":%d,\\"p999\\":%d,\\"errors\\":%d,\\"non2xx\\":%d}\\n",
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
@@ -247,6 +257,11 @@ console.log(
 )
 
 for (const s of scenarios) {
+  const scenarioTools = s.thinkMs === undefined ? tools : tools.filter((t) => t === 'wrk')
+  if (scenarioTools.length === 0) {
+    console.log(`\n## ${s.name}: skipped (it needs wrk; --with-peers installs it)`)
+    continue
+  }
   const targets: Peer[] = []
   if (s.workers) {
     // Two workers need both CPUs, so this scenario pins nothing, the load included.
@@ -263,7 +278,7 @@ for (const s of scenarios) {
     targets.push(await startHttpProxy(await freePort(), three, PROXY_CPU))
   }
   results[s.name] = {}
-  for (const tool of tools) {
+  for (const tool of scenarioTools) {
     const rows: Row[] = targets.map((t) => ({ target: t.name, samples: [] }))
     for (let rep = 0; rep < reps; rep++) {
       const order = rep % 2 === 0 ? targets.map((_, i) => i) : targets.map((_, i) => targets.length - 1 - i)
@@ -304,6 +319,7 @@ function printTable(s: Scenario, tool: string, rows: Row[]): void {
     `±${x.spreadPct.toFixed(0)}%`,
     x.p50,
     x.p99,
+    x.target === base.target ? '-' : `${x.p99 >= base.p99 ? '+' : ''}${(x.p99 - base.p99).toFixed(2)}`,
     x.p999,
     x.errors,
     x.cpu === null ? '-' : x.cpu.toFixed(1),
@@ -313,7 +329,7 @@ function printTable(s: Scenario, tool: string, rows: Row[]): void {
     nginx ? (x.rps / nginx.rps).toFixed(2) : '-',
   ])
   const heading = `## ${s.name}: ${s.title} (${tool})`
-  const t = table(['target', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'p99.9 ms', 'errors', 'CPU µs/req', 'of it kernel µs', 'peak RSS MB', `x ${base.target}`, 'x nginx'], lines)
+  const t = table(['target', 'req/s', 'spread', 'p50 ms', 'p99 ms', `p99 vs ${base.target}`, 'p99.9 ms', 'errors', 'CPU µs/req', 'of it kernel µs', 'peak RSS MB', `x ${base.target}`, 'x nginx'], lines)
   const noisy = sums.some((x) => x.spreadPct > 15) ? '\nSome targets varied by more than 15% between reps: this run was disturbed.\n' : ''
   console.log(`\n${heading}\n${t}${noisy}`)
   markdown.push(heading, '', t, noisy)

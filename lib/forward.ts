@@ -24,12 +24,13 @@ const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-
 function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null
   const text = Array.isArray(value) ? value.join(',') : value
-  const set = new Set<string>()
+  // Nearly every upstream says just "keep-alive": no Set is made until a real name turns up.
+  let set: Set<string> | null = null
   for (const t of text.split(',')) {
     const name = t.trim().toLowerCase()
-    if (name !== '' && name !== 'close' && name !== 'keep-alive') set.add(name)
+    if (name !== '' && name !== 'close' && name !== 'keep-alive') (set ??= new Set()).add(name)
   }
-  return set.size > 0 ? set : null
+  return set
 }
 
 /**
