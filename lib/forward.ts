@@ -237,6 +237,9 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
+    // undici 7 hands over an empty chunk at about every socket read of a long body; writing one
+    // costs a trip through Node's write path and a zero-byte write(2) to the client.
+    if (chunk.length === 0) return true
     // Backpressure: a slow client pauses the upstream socket (return false) instead of growing
     // our memory; 'drain' resumes it.
     if (this.#res.write(chunk)) return true
