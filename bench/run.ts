@@ -3,7 +3,7 @@
 // writes bench/results/latest.{json,md,svg}.
 //
 //   npm run bench -- [--with-peers] [--quick] [--reps N] [--duration S] [--warmup S] [--proxy-cpu N]
-//                    [--scenarios get,post64k,big,idle1000,many,rate,workers] [--tools wrk,autocannon]
+//                    [--scenarios get,post64k,big,idle1000,rate,many,workers] [--tools wrk,autocannon] [--untuned]
 //
 // Pinning (shared/PERFORMANCE-NOTES.md): the proxy under test alone on one CPU (the last, or
 // --proxy-cpu); this process (the autocannon load), wrk, the upstreams and ZooKeeper on the others.
@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util'
 import { startZooKeeper, freePort, freePorts } from '../scripts/zookeeper.js'
 import { ZkSession } from '../lib/discovery/zk-session.js'
 import { silentLogger } from '../lib/log.js'
+import { MALLOC_TUNING } from '../lib/tuning.js'
 import { CLI, cannon, cpuTimes, spawnUpstreams, stopChild, table, track } from './common.js'
 import type { LoadResult } from './common.js'
 import { childPids, has, pinned, startHaproxy, startHttpProxy, startNginxProxy, startNginxUpstreams } from './peers.js'
@@ -35,9 +36,15 @@ const { values: opt } = parseArgs({
     scenarios: { type: 'string' },
     tools: { type: 'string' },
     'proxy-cpu': { type: 'string' },
+    untuned: { type: 'boolean', default: false },
   },
 })
 const here = path.dirname(fileURLToPath(import.meta.url))
+// README "Tuning": every process measured here (the Node baselines too) runs with glibc's heap
+// trimming raised, as the Docker image runs zoo-proxy; --untuned measures glibc's default.
+if (opt.untuned) delete process.env.MALLOC_TRIM_THRESHOLD_
+else process.env.MALLOC_TRIM_THRESHOLD_ ??= MALLOC_TUNING.MALLOC_TRIM_THRESHOLD_
+const tuning = process.env.MALLOC_TRIM_THRESHOLD_ === undefined ? 'glibc malloc defaults' : `MALLOC_TRIM_THRESHOLD_=${process.env.MALLOC_TRIM_THRESHOLD_}`
 const reps = Number(opt.reps ?? 2)
 const durationS = Number(opt.duration ?? (opt.quick ? 3 : 5))
 const warmupS = Number(opt.warmup ?? (opt.quick ? 1 : 2))
@@ -253,7 +260,7 @@ const markdown: string[] = []
 const started = new Date()
 console.log(
   `# zoo-proxy benchmark, ${started.toISOString()}: ${os.cpus().length} x ${os.cpus()[0]?.model ?? '?'}, Node ${process.version}, ` +
-    `${reps} reps x ${durationS} s (after ${warmupS} s warm-up), upstreams: ${upstreamKind}, pinning: ${multiCore ? `proxy on CPU ${PROXY_CPU}, load + upstreams on CPU ${LOAD_CPU}` : 'none'}`,
+    `${reps} reps x ${durationS} s (after ${warmupS} s warm-up), upstreams: ${upstreamKind}, ${tuning}, pinning: ${multiCore ? `proxy on CPU ${PROXY_CPU}, load + upstreams on CPU ${LOAD_CPU}` : 'none'}`,
 )
 
 for (const s of scenarios) {
@@ -337,7 +344,7 @@ function printTable(s: Scenario, tool: string, rows: Row[]): void {
 
 const outDir = path.join(here, '..', '..', 'bench', 'results')
 mkdirSync(outDir, { recursive: true })
-const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, memGb: Math.round(os.totalmem() / 2 ** 30), upstreams: upstreamKind, pinned: multiCore }
+const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, memGb: Math.round(os.totalmem() / 2 ** 30), upstreams: upstreamKind, tuning, pinned: multiCore }
 // A run of some scenarios keeps the others of the previous run (each scenario says when it ran).
 const previous = existsSync(path.join(outDir, 'latest.json'))
   ? (JSON.parse(readFileSync(path.join(outDir, 'latest.json'), 'utf8')) as { scenarios?: Record<string, unknown> }).scenarios ?? {}
@@ -347,7 +354,7 @@ for (const [name, byTool] of Object.entries(results)) scenarioRecords[name] = { 
 writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify({ scenarios: scenarioRecords }, null, 1))
 // latest.md keeps the sections of scenarios this run did not measure, each under its own date.
 const mdFile = path.join(outDir, 'latest.md')
-const header = `<!-- ${started.toISOString()}, ${machine.cpus} x ${machine.model}, Node ${machine.node}; upstreams: ${upstreamKind}; ${reps} reps x ${durationS} s -->`
+const header = `<!-- ${started.toISOString()}, ${machine.cpus} x ${machine.model}, Node ${machine.node}; upstreams: ${upstreamKind}; ${tuning}; ${reps} reps x ${durationS} s -->`
 const kept = existsSync(mdFile)
   ? readFileSync(mdFile, 'utf8')
       .split(/^(?=## )/m)

@@ -10,6 +10,7 @@ import { createLogger } from './log.js'
 import cluster from 'node:cluster'
 import { runPrimary, runWorker } from './cluster.js'
 import { createProxy } from './proxy.js'
+import { adviseMalloc } from './tuning.js'
 import { register } from './registry.js'
 
 const USAGE = `Usage:
@@ -51,6 +52,7 @@ async function runProxy(configFile: string | undefined, checkOnly: boolean): Pro
     return 0
   }
   const logger = createLogger(config.log.level)
+  if (!cluster.isWorker) adviseMalloc(logger)
   if (config.workers > 1) {
     if (cluster.isWorker) {
       await runWorker(config, logger)

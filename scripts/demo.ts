@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort, startZooKeeper } from './zookeeper.js'
+import { MALLOC_TUNING } from '../lib/tuning.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const listen = process.env.ZP_DEMO_LISTEN ?? '127.0.0.1:8080'
@@ -26,7 +27,7 @@ async function zkPort(): Promise<number> {
 
 const children: ChildProcess[] = []
 function start(script: string, args: string[]): ChildProcess {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'inherit', 'inherit'] })
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...MALLOC_TUNING } })
   children.push(child)
   return child
 }
