@@ -2,6 +2,13 @@
 
 import type { Logger } from './log.js'
 
+/** True on Linux with glibc (not musl), where MALLOC_TRIM_THRESHOLD_ means something. */
+export function onGlibc(): boolean {
+  if (process.platform !== 'linux') return false
+  const header = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header
+  return header?.glibcVersionRuntime !== undefined
+}
+
 /** What README "Tuning" recommends on glibc; the Docker image and `npm run demo` set it. */
 export const MALLOC_TUNING = { MALLOC_TRIM_THRESHOLD_: '33554432' } as const
 
@@ -13,8 +20,6 @@ export const MALLOC_TUNING = { MALLOC_TRIM_THRESHOLD_: '33554432' } as const
  * can do here is say so.
  */
 export function adviseMalloc(logger: Logger): void {
-  if (process.platform !== 'linux' || process.env.MALLOC_TRIM_THRESHOLD_ !== undefined) return
-  const header = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header
-  if (header?.glibcVersionRuntime === undefined) return
+  if (process.env.MALLOC_TRIM_THRESHOLD_ !== undefined || !onGlibc()) return
   logger.info({ set: `MALLOC_TRIM_THRESHOLD_=${MALLOC_TUNING.MALLOC_TRIM_THRESHOLD_}` }, 'glibc trims its heap eagerly: large bodies cost up to 4x the CPU (README, Tuning)')
 }

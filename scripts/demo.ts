@@ -27,7 +27,7 @@ async function zkPort(): Promise<number> {
 
 const children: ChildProcess[] = []
 function start(script: string, args: string[]): ChildProcess {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...MALLOC_TUNING } })
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...MALLOC_TUNING, ...process.env } })
   children.push(child)
   return child
 }

@@ -1,8 +1,6 @@
 import { expect } from 'chai'
-import { MALLOC_TUNING, adviseMalloc } from '../../lib/tuning.js'
+import { MALLOC_TUNING, adviseMalloc, onGlibc } from '../../lib/tuning.js'
 import { recordingLogger } from '../support/helpers.js'
-
-const glibc = process.platform === 'linux' && (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime !== undefined
 
 describe('malloc tuning advice', () => {
   const saved = process.env.MALLOC_TRIM_THRESHOLD_
@@ -12,7 +10,7 @@ describe('malloc tuning advice', () => {
   })
 
   it('names the variable to set when glibc runs without it', function () {
-    if (!glibc) this.skip()
+    if (!onGlibc()) this.skip()
     delete process.env.MALLOC_TRIM_THRESHOLD_
     const log = recordingLogger()
     adviseMalloc(log)
