@@ -2,31 +2,19 @@
 // dispatch API (no per-request stream.pipeline or AbortController: see shared/PERFORMANCE-NOTES.md).
 
 import { Readable } from 'node:stream'
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import { ProxyError, UpstreamError, classifyTransportError } from './errors.js'
+import { HOP_BY_HOP } from './h1/front.js'
+import type { Exchange } from './h1/front.js'
 
-/** RFC 9110 §7.6.1 connection-specific headers, plus `expect` (the server answers 100-continue itself). */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'expect',
-  'http2-settings',
-])
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'])
 
 /** Extra names a `Connection` header lists are hop-by-hop too. */
-function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+function connectionTokens(value: string | undefined): Set<string> | null {
   if (value === undefined) return null
-  const text = Array.isArray(value) ? value.join(',') : value
-  // Nearly every upstream says just "keep-alive": no Set is made until a real name turns up.
+  // Nearly every client says just "keep-alive": no Set is made until a real name turns up.
   let set: Set<string> | null = null
-  for (const t of text.split(',')) {
+  for (const t of value.split(',')) {
     const name = t.trim().toLowerCase()
     if (name !== '' && name !== 'close' && name !== 'keep-alive') (set ??= new Set()).add(name)
   }
@@ -37,9 +25,9 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | n
  * The upstream request's headers as a flat [name, value, ...] list: the client's own (its Host
  * kept), less hop-by-hop ones, with X-Forwarded-For appended to and -Proto/-Host set.
  */
-export function upstreamHeaders(req: IncomingMessage): string[] {
-  const raw = req.rawHeaders
-  const extra = connectionTokens(req.headers.connection)
+export function upstreamHeaders(ex: Exchange): string[] {
+  const raw = ex.rawHeaders
+  const extra = connectionTokens(ex.headers.connection)
   const out: string[] = []
   let xff: string | undefined
   for (let i = 0; i < raw.length; i += 2) {
@@ -51,36 +39,10 @@ export function upstreamHeaders(req: IncomingMessage): string[] {
     }
     out.push(name, raw[i + 1]!)
   }
-  const client = req.socket.remoteAddress ?? ''
+  const client = ex.remoteAddress
   out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`)
   out.push('x-forwarded-proto', 'http')
-  if (req.headers.host !== undefined) out.push('x-forwarded-host', req.headers.host)
-  return out
-}
-
-/**
- * The upstream's raw response headers ([name, value, ...] as Buffers) as the object Node's
- * `writeHead` takes fastest, names lower-cased, repeats as arrays, hop-by-hop ones left out.
- * Built in one pass without `delete` (which would turn the object into a slow dictionary), except
- * for names a `Connection` header lists, which are rare.
- */
-export function responseHeaders(raw: readonly Buffer[]): OutgoingHttpHeaders {
-  const out: Record<string, string | string[]> = {}
-  let connection: string | undefined
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1').toLowerCase()
-    const value = raw[i + 1]!.toString('latin1')
-    if (HOP_BY_HOP.has(name)) {
-      if (name === 'connection') connection = connection === undefined ? value : `${connection}, ${value}`
-      continue
-    }
-    const had = out[name]
-    if (had === undefined) out[name] = value
-    else if (typeof had === 'string') out[name] = [had, value]
-    else had.push(value)
-  }
-  const extra = connectionTokens(connection)
-  if (extra !== null) for (const name of extra) delete out[name]
+  if (ex.headers.host !== undefined) out.push('x-forwarded-host', ex.headers.host)
   return out
 }
 
@@ -99,12 +61,12 @@ export function rawHeader(raw: readonly Buffer[], name: string): string | undefi
  * it (undici does on error) never destroys the client's request.
  */
 export class BodyTap extends Readable {
-  readonly #src: IncomingMessage
+  readonly #src: Readable
   readonly #prefix: readonly Buffer[]
   #started = false
 
   /** `prefix`: chunks already read from `src`, sent first. */
-  constructor(src: IncomingMessage, prefix: readonly Buffer[] = []) {
+  constructor(src: Readable, prefix: readonly Buffer[] = []) {
     super()
     this.#src = src
     this.#prefix = prefix
@@ -136,7 +98,6 @@ export class BodyTap extends Readable {
       this.#src.on('data', this.#onData)
       this.#src.once('end', this.#onEnd)
       this.#src.once('error', this.#onError)
-      this.#src.once('aborted', () => this.destroy(new ProxyError('ZP_ERR_CLIENT_ABORT', 'client aborted the request body')))
     }
     this.#src.resume()
   }
@@ -183,7 +144,7 @@ const CLIENT_GONE = 'ZP_ERR_CLIENT_ABORT'
  * is marked deprecated in undici's types but is what its own core and interceptors run on in 7.x.
  */
 class ResponseWriter implements Dispatcher.DispatchHandler {
-  readonly #res: ServerResponse
+  readonly #res: Exchange
   readonly #retry: StatusRetry | null
   readonly #resolve: (r: AttemptResult) => void
   readonly #reject: (e: Error) => void
@@ -195,25 +156,27 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
   #responseStarted = false
   #done = false
 
-  constructor(res: ServerResponse, retry: StatusRetry | null, resolve: (r: AttemptResult) => void, reject: (e: Error) => void) {
+  constructor(res: Exchange, retry: StatusRetry | null, resolve: (r: AttemptResult) => void, reject: (e: Error) => void) {
     this.#res = res
     this.#retry = retry
     this.#resolve = resolve
     this.#reject = reject
-    res.once('close', this.#onClientClose)
+    res.onAbort = this.#onClientClose
+    res.onDrain = this.#onDrain
   }
 
   readonly #onClientClose = (): void => {
     if (!this.#done) this.#abort?.(new ProxyError(CLIENT_GONE, 'client went away'))
   }
 
-  /** Made on the first backpressure only; most responses never need it. */
-  #onDrain: (() => void) | null = null
+  readonly #onDrain = (): void => {
+    this.#resume?.()
+  }
 
   #finish(): void {
     this.#done = true
-    this.#res.off('close', this.#onClientClose)
-    if (this.#onDrain !== null) this.#res.off('drain', this.#onDrain)
+    this.#res.onAbort = null
+    this.#res.onDrain = null
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -232,7 +195,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     this.#responseStarted = true
     this.#resume = resume
     const res = this.#res
-    if (!res.destroyed) res.writeHead(statusCode, statusText || undefined, responseHeaders(rawHeaders))
+    res.writeHeadRaw(statusCode, statusText, rawHeaders)
     return true
   }
 
@@ -241,11 +204,8 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
     // costs a trip through Node's write path and a zero-byte write(2) to the client.
     if (chunk.length === 0) return true
     // Backpressure: a slow client pauses the upstream socket (return false) instead of growing
-    // our memory; 'drain' resumes it.
-    if (this.#res.write(chunk)) return true
-    this.#onDrain ??= () => this.#resume?.()
-    this.#res.once('drain', this.#onDrain)
-    return false
+    // our memory; the client socket's 'drain' resumes it.
+    return this.#res.write(chunk)
   }
 
   onComplete(): void {
@@ -267,7 +227,7 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
 }
 
 /** One attempt at one upstream. Resolves when the whole response went to the client. */
-export function forwardAttempt(dispatcher: Dispatcher, res: ServerResponse, opts: AttemptOptions): Promise<AttemptResult> {
+export function forwardAttempt(dispatcher: Dispatcher, res: Exchange, opts: AttemptOptions): Promise<AttemptResult> {
   return new Promise<AttemptResult>((resolve, reject) => {
     const writer = new ResponseWriter(res, opts.retryOnStatus, resolve, reject)
     dispatcher.dispatch(

@@ -1,9 +1,10 @@
 // The client-facing listener: route, hand to the service, and shut down in order.
 
-import http from 'node:http'
+import type http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Socket } from 'node:net'
-import type { Duplex } from 'node:stream'
+import { H1Server } from './h1/front.js'
+import type { Exchange } from './h1/front.js'
 import type { Router } from './routes.js'
 import { UpgradeTunnel } from './websocket.js'
 import { sendError } from './service.js'
@@ -23,10 +24,11 @@ export function listen(server: http.Server, at: HostPort): Promise<AddressInfo> 
 }
 
 export class ProxyServer {
-  readonly #server: http.Server
+  readonly #server: H1Server
   readonly #router: Router<Service>
   readonly #log: Logger
-  readonly #sockets = new Set<Socket>()
+  /** Sockets handed to upgrade tunnels, cut at the end of a shutdown. */
+  readonly #tunnels = new Set<Socket>()
   readonly #tunnel: UpgradeTunnel
   #inFlight = 0
   #draining = false
@@ -35,40 +37,37 @@ export class ProxyServer {
   constructor(router: Router<Service>, logger: Logger) {
     this.#router = router
     this.#log = logger
-    this.#server = http.createServer(this.#onRequest)
+    this.#server = new H1Server({ request: this.#onRequest, upgrade: this.#onUpgrade })
     this.#tunnel = new UpgradeTunnel(logger)
-    this.#server.on('upgrade', this.#onUpgrade)
-    this.#server.on('connection', (s: Socket) => {
-      this.#sockets.add(s)
-      s.once('close', () => this.#sockets.delete(s))
-    })
   }
 
   get inFlight(): number {
     return this.#inFlight
   }
 
-  readonly #onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+  readonly #onRequest = (ex: Exchange): void => {
     if (this.#draining) {
-      sendError(res, 503, 'ZP_ERR_SHUTTING_DOWN', 'proxy is shutting down', undefined, true)
+      sendError(ex, 503, 'ZP_ERR_SHUTTING_DOWN', 'proxy is shutting down', undefined, true)
       return
     }
-    const url = req.url ?? ''
+    const url = ex.url
     if (url.charCodeAt(0) !== 47 /* '/' */) {
-      sendError(res, 400, 'ZP_ERR_BAD_REQUEST', 'request target must be a path (origin-form)', undefined, true)
+      sendError(ex, 400, 'ZP_ERR_BAD_REQUEST', 'request target must be a path (origin-form)', undefined, true)
       return
     }
-    const service = this.#router.route(req.headers.host, url)
+    const service = this.#router.route(ex.headers.host, url)
     if (service === null) {
-      sendError(res, 404, 'ZP_ERR_NO_ROUTE', 'no service matches this request')
+      sendError(ex, 404, 'ZP_ERR_NO_ROUTE', 'no service matches this request')
       return
     }
     this.#inFlight++
-    service.handle(req, res).finally(this.#done)
+    service.handle(ex).finally(this.#done)
   }
 
   /** `Upgrade:` requests (WebSocket): routed like any request, then tunnelled. */
-  readonly #onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+  readonly #onUpgrade = (req: http.IncomingMessage, socket: Socket, head: Buffer): void => {
+    this.#tunnels.add(socket)
+    socket.once('close', () => this.#tunnels.delete(socket))
     const service = this.#draining ? null : this.#router.route(req.headers.host, req.url ?? '/')
     if (service === null) {
       const status = this.#draining ? '503 Service Unavailable' : '404 Not Found'
@@ -84,7 +83,7 @@ export class ProxyServer {
   }
 
   listen(at: HostPort): Promise<AddressInfo> {
-    return listen(this.#server, at)
+    return this.#server.listen(at.port, at.host)
   }
 
   address(): AddressInfo | null {
@@ -98,8 +97,7 @@ export class ProxyServer {
   async close(timeoutMs: number): Promise<void> {
     if (this.#draining) return
     this.#draining = true
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
-    this.#server.closeIdleConnections()
+    const closed = this.#server.close()
     if (this.#inFlight > 0) {
       const idle = new Promise<void>((resolve) => (this.#idle = resolve))
       let timer: NodeJS.Timeout | undefined
@@ -108,7 +106,8 @@ export class ProxyServer {
       clearTimeout(timer)
       if (outcome === 'timeout') this.#log.warn({ inFlight: this.#inFlight }, 'shutdown timeout reached, cutting in-flight requests')
     }
-    for (const s of this.#sockets) s.destroy()
+    this.#server.destroyAll()
+    for (const s of this.#tunnels) s.destroy()
     await closed
   }
 }

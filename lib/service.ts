@@ -1,10 +1,11 @@
 // One service's request path: pick an instance, forward, and on failure try another one.
 
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Readable } from 'node:stream'
 import pRetry from 'p-retry'
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import type { Balancer, Host, Lease } from './balancer.js'
+import type { Exchange } from './h1/front.js'
 import type { ServiceConfig } from './config.js'
 import { ProxyError, UpstreamError } from './errors.js'
 import { BodyTap, forwardAttempt, rawHeader, upstreamHeaders } from './forward.js'
@@ -22,8 +23,7 @@ const NO_CHUNKS: readonly Buffer[] = []
 
 /** What one request carries through its attempts; also the per-request StatusRetry, so no closure. */
 class RequestState implements StatusRetry {
-  readonly req: IncomingMessage
-  readonly res: ServerResponse
+  readonly ex: Exchange
   readonly headers: string[]
   readonly deadline: number
   readonly #decide: StatusDecision
@@ -44,10 +44,9 @@ class RequestState implements StatusRetry {
   /** A retry was already granted (and paid for from the budget) for the failure in flight. */
   retryGranted = false
 
-  constructor(req: IncomingMessage, res: ServerResponse, deadline: number, decide: StatusDecision) {
-    this.req = req
-    this.res = res
-    this.headers = upstreamHeaders(req)
+  constructor(ex: Exchange, deadline: number, decide: StatusDecision) {
+    this.ex = ex
+    this.headers = upstreamHeaders(ex)
     this.deadline = deadline
     this.#decide = decide
   }
@@ -74,14 +73,9 @@ class RequestState implements StatusRetry {
 
   nextBody(): Buffer | BodyTap | null {
     if (!this.streamed) return this.body
-    this.tap = new BodyTap(this.req, this.prefix)
+    this.tap = new BodyTap(this.ex.body!, this.prefix)
     return this.tap
   }
-}
-
-function hasBody(req: IncomingMessage): boolean {
-  const len = req.headers['content-length']
-  return (len !== undefined && len !== '0') || req.headers['transfer-encoding'] !== undefined
 }
 
 type ReadBody = { readonly complete: true; readonly body: Buffer } | { readonly complete: false; readonly prefix: Buffer[] }
@@ -90,7 +84,7 @@ type ReadBody = { readonly complete: true; readonly body: Buffer } | { readonly 
  * Reads a body whole when it fits in `limit` bytes; otherwise stops (the request paused) and hands
  * back what it read, to be sent ahead of the rest. Rejects if the client goes away first.
  */
-function readBody(req: IncomingMessage, limit: number): Promise<ReadBody> {
+function readBody(req: Readable, limit: number): Promise<ReadBody> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
@@ -110,17 +104,14 @@ function readBody(req: IncomingMessage, limit: number): Promise<ReadBody> {
       detach()
       reject(err)
     }
-    const onAborted = () => onError(new ProxyError('ZP_ERR_CLIENT_ABORT', 'client aborted the request body'))
     const detach = () => {
       req.off('data', onData)
       req.off('end', onEnd)
       req.off('error', onError)
-      req.off('aborted', onAborted)
     }
     req.on('data', onData)
     req.once('end', onEnd)
     req.once('error', onError)
-    req.once('aborted', onAborted)
   })
 }
 
@@ -185,19 +176,19 @@ export class Service {
   }
 
   /** Proxies one request; always ends in a response (or a destroyed socket once one started). */
-  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async handle(ex: Exchange): Promise<void> {
     const startedAt = performance.now()
-    const state = new RequestState(req, res, Date.now() + this.config.timeoutMs, this.#decideStatus)
+    const state = new RequestState(ex, Date.now() + this.config.timeoutMs, this.#decideStatus)
     this.#budget.onRequest()
-    if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: req.headers, remoteAddress: req.socket.remoteAddress })
+    if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: ex.headers, remoteAddress: ex.remoteAddress })
     try {
-      if (hasBody(req)) {
-        const len = Number(req.headers['content-length'])
+      if (ex.body !== null) {
+        const len = Number(ex.headers['content-length'])
         // A body known to be too big streams at once; one of unknown length (chunked) is read up
         // to the limit, and streams on from there when it turns out bigger.
         if (Number.isFinite(len) && len > this.config.retry.bufferBytes) state.streamed = true
         else {
-          const read = await readBody(req, this.config.retry.bufferBytes)
+          const read = await readBody(ex.body, this.config.retry.bufferBytes)
           if (read.complete) state.body = read.body
           else {
             state.streamed = true
@@ -222,7 +213,7 @@ export class Service {
       this.#fail(state, err)
     }
     // 499 (nginx's): the client went away before its answer was complete.
-    this.#metrics.request(res.writableFinished ? res.statusCode : 499, (performance.now() - startedAt) / 1000)
+    this.#metrics.request(ex.finished ? ex.statusCode : 499, (performance.now() - startedAt) / 1000)
   }
 
   /** Whether to try `err`'s request again elsewhere; a yes is paid for from the retry budget. */
@@ -235,9 +226,9 @@ export class Service {
     if (state.attempts >= this.config.retry.attempts || Date.now() >= state.deadline) return false
     if (state.tried === null || !this.balancer.hasUntried(state.tried)) return false
     const retryable = isRetryable(this.config.retry, {
-      method: state.req.method ?? 'GET',
+      method: state.ex.method,
       kind: err.kind,
-      idempotencyKey: state.req.headers['idempotency-key'] !== undefined,
+      idempotencyKey: state.ex.headers['idempotency-key'] !== undefined,
       replayable: state.replayable,
       responseStarted: err.responseStarted,
     })
@@ -266,9 +257,9 @@ export class Service {
     }
     const started = performance.now()
     try {
-      const result = await forwardAttempt(this.#pool(lease.host), state.res, {
-        path: state.req.url ?? '/',
-        method: (state.req.method ?? 'GET') as Dispatcher.HttpMethod,
+      const result = await forwardAttempt(this.#pool(lease.host), state.ex, {
+        path: state.ex.url,
+        method: state.ex.method as Dispatcher.HttpMethod,
         headers: state.headers,
         body: state.nextBody(),
         headersTimeoutMs: Math.min(this.config.retry.perTryTimeoutMs, remaining),
@@ -304,7 +295,7 @@ export class Service {
   }
 
   #fail(state: RequestState, err: unknown): void {
-    const { res } = state
+    const res = state.ex
     if (err instanceof ProxyError && err.code === 'ZP_ERR_CLIENT_ABORT') return
     if (res.headersSent || res.destroyed) {
       // Part of the answer already went out: all we can do is cut the connection, so the client
@@ -330,13 +321,8 @@ export class Service {
 }
 
 /** A short JSON error body that names the service; the connection is kept unless asked otherwise. */
-export function sendError(res: ServerResponse, status: number, code: string, message: string, service?: string, close = false): void {
+export function sendError(res: Exchange, status: number, code: string, message: string, service?: string, close = false): void {
   const body = JSON.stringify(service === undefined ? { error: code, message } : { error: code, service, message })
-  const headers: Record<string, string | number> = {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-  }
-  if (close) headers.connection = 'close'
-  res.writeHead(status, headers)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, close)
   res.end(body)
 }

@@ -1,19 +1,24 @@
 import { expect } from 'chai'
-import { rawHeader, responseHeaders } from '../../lib/forward.js'
+import { rawHeader } from '../../lib/forward.js'
+import { responseLines } from '../../lib/h1/front.js'
 
 const raw = (...pairs: string[]): Buffer[] => pairs.map((p) => Buffer.from(p, 'latin1'))
 
 describe('response headers from the upstream', () => {
-  it('lower-cases names, keeps repeats as arrays and drops hop-by-hop headers', () => {
-    const out = responseHeaders(
+  it('keeps names as sent, repeats in order, and drops hop-by-hop headers', () => {
+    const out = responseLines(
       raw('Content-Type', 'text/plain', 'Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'Connection', 'keep-alive', 'Keep-Alive', 'timeout=5', 'Transfer-Encoding', 'chunked', 'X-Id', '7'),
     )
-    expect(out).to.deep.equal({ 'content-type': 'text/plain', 'set-cookie': ['a=1', 'b=2'], 'x-id': '7' })
+    expect(out).to.deep.equal({ lines: 'Content-Type: text/plain\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nX-Id: 7\r\n', length: false })
+  })
+
+  it('notes a Content-Length, which decides the framing toward the client', () => {
+    expect(responseLines(raw('Content-Length', '2')).length).to.equal(true)
   })
 
   it('drops the headers a Connection header names', () => {
-    const out = responseHeaders(raw('Connection', 'X-Secret, keep-alive', 'x-secret', 's', 'X-Kept', 'k', 'Connection', 'X-Other', 'X-Other', 'o'))
-    expect(out).to.deep.equal({ 'x-kept': 'k' })
+    const out = responseLines(raw('Connection', 'X-Secret, keep-alive', 'x-secret', 's', 'X-Kept', 'k', 'Connection', 'X-Other', 'X-Other', 'o'))
+    expect(out.lines).to.equal('X-Kept: k\r\n')
   })
 
   it('finds one header in the raw list whatever its case', () => {

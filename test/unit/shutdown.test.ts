@@ -1,6 +1,6 @@
 import { expect } from 'chai'
-import type http from 'node:http'
 import net from 'node:net'
+import type { Exchange } from '../../lib/h1/front.js'
 import { Router } from '../../lib/routes.js'
 import { ProxyServer } from '../../lib/server.js'
 import type { Service } from '../../lib/service.js'
@@ -12,7 +12,7 @@ describe('proxy shutdown', () => {
     const inFlight = new Promise<void>((r) => (started = r))
     // A stand-in service whose answer takes 200 ms; the server under test is the real one.
     const slow = {
-      handle: (_req: http.IncomingMessage, res: http.ServerResponse) =>
+      handle: (res: Exchange) =>
         new Promise<void>((resolve) => {
           started()
           setTimeout(() => {

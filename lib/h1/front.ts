@@ -1,0 +1,521 @@
+// The client-facing HTTP/1.1 listener: sockets from node:net, requests parsed by Node's own
+// llhttp (./parser.ts), and answers written straight to the socket.
+//
+// Why not node:http's server: per request it builds an IncomingMessage and a ServerResponse (two
+// streams, an EventEmitter each, a headers object, an outgoing-message state machine) and costs
+// more CPU than the rest of the request path together; see bench/ and the README's performance
+// notes. A proxy needs much less of it: the request line and headers, the body as a stream, and
+// an answer whose head it writes itself. What it keeps of Node's server: the same parser (so the
+// same strictness about framing), a header size limit, 100-continue, keep-alive with an idle
+// timeout, a deadline for a request's head, pipelined requests answered in order, and Upgrade
+// requests handed over as an IncomingMessage (for http-proxy).
+
+import { IncomingMessage, STATUS_CODES } from 'node:http'
+import type { IncomingHttpHeaders } from 'node:http'
+import net from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
+import { Readable } from 'node:stream'
+import { ProxyError } from '../errors.js'
+import { H1Parser } from './parser.js'
+import type { ParseError, ParserEvents } from './parser.js'
+
+/** Node's http server defaults, which users of it and of nginx expect. */
+export const MAX_HEADER_BYTES = 16 * 1024
+export const KEEP_ALIVE_TIMEOUT_MS = 5_000
+export const HEADERS_TIMEOUT_MS = 60_000
+
+/** RFC 9110 §7.6.1 connection-specific headers, plus `expect` (the proxy answers 100-continue itself). */
+export const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+  'http2-settings',
+])
+
+const CLIENT_GONE = 'ZP_ERR_CLIENT_ABORT'
+
+export interface H1Handlers {
+  /** A request whose head arrived; it must end in `end()`, `sendError`-like answer or `destroy()`. */
+  request(ex: Exchange): void
+  /** An Upgrade request, as node:http's server would emit it. */
+  upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void
+}
+
+/** A request's body as a stream; reading it is what lets the client send more (backpressure). */
+class RequestBody extends Readable {
+  readonly #conn: Connection
+  constructor(conn: Connection) {
+    super()
+    this.#conn = conn
+  }
+  override _read(): void {
+    this.#conn.bodyWanted()
+  }
+}
+
+/**
+ * One request and its answer. The request side is read-only data plus `body`; the answer side
+ * writes the head once (`writeHead`/`writeHeadRaw`), then body chunks, then `end()`.
+ */
+export class Exchange {
+  readonly method: string
+  readonly url: string
+  readonly httpMinor: number
+  /** Names lower-cased; a repeated header's values joined with ", " (Host: the first one). */
+  readonly headers: IncomingHttpHeaders
+  /** As received: [name, value, ...]. */
+  readonly rawHeaders: string[]
+  readonly remoteAddress: string
+  /** The request body, or null when the request has none. */
+  readonly body: RequestBody | null
+  /** Called once if the client goes away before the answer is complete. */
+  onAbort: (() => void) | null = null
+  /** Called when the client socket drained after `write` returned false. */
+  onDrain: (() => void) | null = null
+  statusCode = 0
+  headersSent = false
+  /** The whole answer went to the socket. */
+  finished = false
+  requestComplete = false
+  readonly #conn: Connection
+  readonly #keepAlive: boolean
+  #close = false
+  #chunked = false
+  #noBody = false
+
+  constructor(conn: Connection, method: string, url: string, minor: number, raw: string[], keepAlive: boolean, hasBody: boolean) {
+    this.#conn = conn
+    this.method = method
+    this.url = url
+    this.httpMinor = minor
+    this.rawHeaders = raw
+    this.headers = headerObject(raw)
+    this.remoteAddress = conn.socket.remoteAddress ?? ''
+    this.#keepAlive = keepAlive
+    this.body = hasBody ? new RequestBody(conn) : null
+  }
+
+  get destroyed(): boolean {
+    return this.#conn.closed
+  }
+
+  /**
+   * Writes the answer's head from an upstream's raw header list ([name, value, ...] Buffers),
+   * leaving out hop-by-hop headers and choosing the framing toward this client.
+   */
+  writeHeadRaw(status: number, text: string, raw: readonly Buffer[]): void {
+    const { lines, length } = responseLines(raw)
+    this.#head(status, text, lines, length)
+  }
+
+  /** Writes the head of an answer the proxy makes itself. */
+  writeHead(status: number, headers: Readonly<Record<string, string | number>>, close = false): void {
+    let lines = ''
+    let length = false
+    for (const name in headers) {
+      if (name === 'content-length') length = true
+      lines += `${name}: ${headers[name]}\r\n`
+    }
+    if (close) this.#close = true
+    this.#head(status, '', lines, length)
+  }
+
+  #head(status: number, text: string, lines: string, length: boolean): void {
+    if (this.headersSent || this.#conn.closed) return
+    this.headersSent = true
+    this.statusCode = status
+    // No body: HEAD, 204, 304 (RFC 9110 §6.4.1); the Content-Length an upstream gave stays.
+    this.#noBody = this.method === 'HEAD' || status === 204 || status === 304
+    if (!this.#noBody && !length) {
+      // Unknown length: chunked to HTTP/1.1 clients, to 1.0 ones delimited by closing.
+      if (this.httpMinor >= 1) {
+        this.#chunked = true
+        lines += 'transfer-encoding: chunked\r\n'
+      } else this.#close = true
+    }
+    // The body may not all be read yet (an answer that came before the request's end): the
+    // connection cannot be reused, as nginx does not either without reading the rest.
+    // Shutting down: the last answer on a connection says close (one queued behind it still
+    // gets its own answer, the 503 the server gives late requests).
+    if (!this.#keepAlive || (this.#conn.draining && !this.#conn.queued) || (!this.requestComplete && this.body !== null)) this.#close = true
+    if (this.#close) lines += 'connection: close\r\n'
+    else if (this.httpMinor === 0) lines += 'connection: keep-alive\r\n'
+    this.#conn.cork()
+    this.#conn.socket.write(`HTTP/1.1 ${status} ${text || STATUS_CODES[status] || 'Unknown'}\r\n${lines}\r\n`, 'latin1')
+  }
+
+  /** False means: the socket's buffer is full, wait for `onDrain`. */
+  write(chunk: Buffer): boolean {
+    if (!this.headersSent) this.writeHead(200, {})
+    if (this.#noBody || this.#conn.closed || this.finished) return true
+    const s = this.#conn.socket
+    this.#conn.cork()
+    if (!this.#chunked) return s.write(chunk)
+    s.write(`${chunk.length.toString(16)}\r\n`, 'latin1')
+    s.write(chunk)
+    return s.write('\r\n', 'latin1')
+  }
+
+  end(body?: string): void {
+    if (this.finished || this.#conn.closed) return
+    const bytes = body === undefined || body.length === 0 ? null : Buffer.from(body)
+    if (!this.headersSent) this.writeHead(200, { 'content-length': bytes === null ? 0 : bytes.length })
+    if (bytes !== null) this.write(bytes)
+    if (this.#chunked) this.#conn.socket.write('0\r\n\r\n', 'latin1')
+    this.finished = true
+    this.#conn.answered(this, this.#close)
+  }
+
+  /** Cuts the connection: the way to tell a client its answer is incomplete. */
+  destroy(): void {
+    this.#conn.socket.destroy()
+  }
+
+  /** The client went away (or the connection was cut) before the answer was complete. */
+  aborted(): void {
+    if (this.body !== null && !this.requestComplete) this.body.destroy(new ProxyError(CLIENT_GONE, 'client aborted the request body'))
+    const cb = this.onAbort
+    this.onAbort = null
+    if (!this.finished) cb?.()
+  }
+}
+
+/**
+ * An upstream's raw response headers ([name, value, ...] Buffers) as header lines for the client,
+ * hop-by-hop ones (and those its `Connection` lists) left out; `length`: a Content-Length is there.
+ */
+export function responseLines(raw: readonly Buffer[]): { lines: string; length: boolean } {
+  let lines = ''
+  let length = false
+  let connection: string | null = null
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1')
+    const lower = name.toLowerCase()
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'connection') connection = connection === null ? raw[i + 1]!.toString('latin1') : `${connection},${raw[i + 1]!.toString('latin1')}`
+      continue
+    }
+    if (lower === 'content-length') length = true
+    lines += `${name}: ${raw[i + 1]!.toString('latin1')}\r\n`
+  }
+  // Rare: the upstream named more headers in `Connection`; they are hop-by-hop too.
+  if (connection !== null && /[^\s,]/.test(connection.replace(/\b(?:keep-alive|close)\b/gi, ''))) {
+    const listed = new Set(connection.split(',').map((t) => t.trim().toLowerCase()))
+    lines = lines
+      .split('\r\n')
+      .filter((l) => l === '' || !listed.has(l.slice(0, l.indexOf(':')).toLowerCase()))
+      .join('\r\n')
+  }
+  return { lines, length }
+}
+
+function headerObject(raw: readonly string[]): IncomingHttpHeaders {
+  const out: Record<string, string> = {}
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase()
+    const had = out[name]
+    if (had === undefined) out[name] = raw[i + 1]!
+    else if (name !== 'host' && name !== 'content-length') out[name] = `${had}, ${raw[i + 1]!}`
+  }
+  return out
+}
+
+interface PendingUpgrade {
+  readonly method: string
+  readonly url: string
+  readonly minor: number
+  readonly headers: string[]
+}
+
+/** One client connection: parses requests in order and answers them one at a time. */
+class Connection implements ParserEvents {
+  readonly socket: Socket
+  readonly #server: H1Server
+  readonly #parser: H1Parser
+  /** The request being answered. */
+  #current: Exchange | null = null
+  /** Pipelined requests waiting for it (rare; the socket is paused while any wait). */
+  readonly #queue: Exchange[] = []
+  /** The request whose body is being parsed. */
+  #reading: Exchange | null = null
+  #upgrade: PendingUpgrade | null = null
+  #corked = false
+  #bodyFull = false
+  #peerEnded = false
+  closed = false
+  /** Handed over to an upgrade tunnel: no longer this parser's, never idle. */
+  upgraded = false
+  /** When the connection last became idle (no request in flight), for the keep-alive timeout. */
+  idleSince = performance.now()
+  /** When the head of a request started arriving, while it is incomplete. */
+  headStartedAt = -1
+
+  constructor(socket: Socket, server: H1Server) {
+    this.socket = socket
+    this.#server = server
+    this.#parser = new H1Parser('request', this, MAX_HEADER_BYTES)
+    socket.setNoDelay(true)
+    socket.on('data', this.#onData)
+    socket.on('end', this.#onEnd)
+    socket.on('drain', this.#onDrain)
+    socket.on('error', () => {}) // 'close' follows; a client's reset is not our error
+    socket.once('close', this.#onClose)
+  }
+
+  get draining(): boolean {
+    return this.#server.draining
+  }
+
+  /** Pipelined requests wait behind the one in flight. */
+  get queued(): boolean {
+    return this.#queue.length > 0
+  }
+
+  get idle(): boolean {
+    return this.#current === null && this.headStartedAt < 0 && !this.upgraded
+  }
+
+  readonly #onData = (data: Buffer): void => {
+    if (this.headStartedAt < 0 && this.#reading === null) this.headStartedAt = performance.now()
+    const n = this.#parser.execute(data)
+    if (typeof n !== 'number') {
+      this.#badRequest(n)
+      return
+    }
+    if (this.#upgrade !== null) this.#handOver(data.subarray(n))
+  }
+
+  readonly #onEnd = (): void => {
+    this.#peerEnded = true
+    const err = this.#parser.finish()
+    if (this.#reading !== null || err !== null) {
+      // The client stopped sending in the middle of a request.
+      this.socket.destroy()
+      return
+    }
+    if (this.#current === null) this.socket.end()
+  }
+
+  readonly #onDrain = (): void => {
+    this.#current?.onDrain?.()
+  }
+
+  readonly #onClose = (): void => {
+    this.closed = true
+    this.#server.forget(this)
+    this.#parser.close()
+    const all = this.#current === null ? this.#queue : [this.#current, ...this.#queue]
+    this.#current = null
+    this.#queue.length = 0
+    for (const ex of all) ex.aborted()
+  }
+
+  onHead(_major: number, minor: number, headers: string[], method: string, url: string, _status: number, _text: string, upgrade: boolean, keepAlive: boolean): void {
+    this.headStartedAt = -1
+    if (upgrade) {
+      this.#upgrade = { method, url, minor, headers }
+      return
+    }
+    const ex = new Exchange(this, method, url, minor, headers, keepAlive, hasBody(headers))
+    if (ex.body === null) ex.requestComplete = true
+    else this.#reading = ex
+    if (this.#current === null) this.#start(ex)
+    else {
+      this.#queue.push(ex)
+      this.socket.pause()
+    }
+  }
+
+  onBody(chunk: Buffer): void {
+    const ex = this.#reading
+    if (ex === null || ex.body === null || ex.body.destroyed) return
+    if (!ex.body.push(chunk) && !this.#bodyFull) {
+      this.#bodyFull = true
+      this.socket.pause()
+    }
+  }
+
+  onComplete(): void {
+    const ex = this.#reading
+    if (ex === null) return
+    this.#reading = null
+    ex.requestComplete = true
+    ex.body?.push(null)
+  }
+
+  /** The body's reader wants more: let the client send again. */
+  bodyWanted(): void {
+    if (!this.#bodyFull) return
+    this.#bodyFull = false
+    if (this.#queue.length === 0) this.socket.resume()
+  }
+
+  #start(ex: Exchange): void {
+    this.#current = ex
+    if (ex.body !== null && ex.httpMinor >= 1 && /^100-continue$/i.test(ex.headers.expect ?? '')) {
+      this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1')
+    }
+    this.#server.handlers.request(ex)
+  }
+
+  /** Coalesces what one turn of the event loop writes into one writev. */
+  cork(): void {
+    if (this.#corked) return
+    this.#corked = true
+    this.socket.cork()
+    process.nextTick(uncork, this)
+  }
+
+  uncork(): void {
+    if (!this.#corked) return
+    this.#corked = false
+    this.socket.uncork()
+  }
+
+  /** `ex` wrote its last byte. */
+  answered(ex: Exchange, close: boolean): void {
+    this.uncork()
+    if (ex !== this.#current) return
+    this.#current = null
+    if (close || this.#peerEnded || !ex.requestComplete) {
+      this.socket.end()
+      return
+    }
+    const next = this.#queue.shift()
+    if (next !== undefined) {
+      if (this.#queue.length === 0 && !this.#bodyFull) this.socket.resume()
+      this.#start(next)
+      return
+    }
+    this.idleSince = performance.now()
+  }
+
+  /** A request the parser refused: answered (400, 431) and the connection closed. */
+  #badRequest(err: ParseError): void {
+    this.#parser.close()
+    this.socket.off('data', this.#onData)
+    if (this.#reading !== null || this.#current !== null) {
+      // Mid-request or behind one in flight: nothing sane can be answered on this connection.
+      this.socket.destroy()
+      return
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+    const code = status === 431 ? 'ZP_ERR_HEADERS_TOO_LARGE' : 'ZP_ERR_BAD_REQUEST'
+    const body = JSON.stringify({ error: code, message: `malformed request (${err.code})` })
+    this.socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+      'latin1',
+    )
+  }
+
+  /** An Upgrade request: the socket leaves this parser for whoever tunnels it. */
+  #handOver(head: Buffer): void {
+    const u = this.#upgrade!
+    this.upgraded = true
+    this.socket.off('data', this.#onData)
+    this.socket.off('end', this.#onEnd)
+    this.socket.off('drain', this.#onDrain)
+    this.#parser.close()
+    if (this.#current !== null || u.method === 'CONNECT') {
+      // An upgrade pipelined behind a request in flight, or a CONNECT: not something we tunnel.
+      this.socket.end('HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-length: 0\r\n\r\n', 'latin1')
+      return
+    }
+    const req = new IncomingMessage(this.socket)
+    req.method = u.method
+    req.url = u.url
+    req.httpVersionMajor = 1
+    req.httpVersionMinor = u.minor
+    req.httpVersion = `1.${u.minor}`
+    req.rawHeaders = u.headers
+    req.headers = headerObject(u.headers)
+    req.complete = true
+    req.push(null)
+    this.#server.handlers.upgrade(req, this.socket, head)
+  }
+}
+
+function uncork(conn: Connection): void {
+  conn.uncork()
+}
+
+function hasBody(raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!
+    // Only the two framing headers are 14 or 17 characters and start with c/C or t/T.
+    if (n.length === 14 && n.toLowerCase() === 'content-length') {
+      if (raw[i + 1]!.trim() !== '0') return true
+    } else if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') return true
+  }
+  return false
+}
+
+export class H1Server {
+  readonly handlers: H1Handlers
+  readonly #server: net.Server
+  readonly #connections = new Set<Connection>()
+  readonly #sweeper: NodeJS.Timeout
+  draining = false
+
+  constructor(handlers: H1Handlers) {
+    this.handlers = handlers
+    // allowHalfOpen: a client that sends its request and then shuts down its sending side still
+    // gets its answer (node:http does the same).
+    this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      this.#connections.add(new Connection(socket, this))
+    })
+    // Once a second: idle keep-alive connections past their timeout, and heads that take too
+    // long to arrive (slowloris), are closed. One timer for all instead of one per socket.
+    this.#sweeper = setInterval(() => this.#sweep(), 1_000).unref()
+  }
+
+  forget(conn: Connection): void {
+    this.#connections.delete(conn)
+  }
+
+  #sweep(): void {
+    const now = performance.now()
+    for (const c of this.#connections) {
+      if (c.headStartedAt >= 0 && now - c.headStartedAt > HEADERS_TIMEOUT_MS) c.socket.destroy()
+      else if (c.idle && now - c.idleSince > KEEP_ALIVE_TIMEOUT_MS) c.socket.destroy()
+    }
+  }
+
+  listen(port: number, host: string): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject)
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', reject)
+        resolve(this.#server.address() as AddressInfo)
+      })
+    })
+  }
+
+  address(): AddressInfo | null {
+    return this.#server.address() as AddressInfo | null
+  }
+
+  /** Stops accepting and closes idle connections; resolves once every connection is gone. */
+  close(): Promise<void> {
+    this.draining = true
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    for (const c of this.#connections) if (c.idle) c.socket.destroy()
+    return closed
+  }
+
+  /** Cuts every connection still open. */
+  destroyAll(): void {
+    for (const c of this.#connections) c.socket.destroy()
+    clearInterval(this.#sweeper)
+  }
+
+  /** Sockets handed over by upgrades are not tracked here; `UpgradeTunnel` owns them. */
+  get connections(): number {
+    return this.#connections.size
+  }
+}
