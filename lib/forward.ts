@@ -2,10 +2,10 @@
 // dispatch API (no per-request stream.pipeline or AbortController: see shared/PERFORMANCE-NOTES.md).
 
 import { Readable } from 'node:stream'
-import type { Dispatcher } from 'undici'
-import { ProxyError, UpstreamError, classifyTransportError } from './errors.js'
+import { ProxyError } from './errors.js'
 import { HOP_BY_HOP } from './h1/front.js'
 import type { Exchange } from './h1/front.js'
+import type { AttemptControl, ResponseSink, UpstreamPool, UpstreamRequest } from './h1/upstream.js'
 
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'])
 
@@ -46,11 +46,11 @@ export function upstreamHeaders(ex: Exchange): string[] {
   return out
 }
 
-/** The first value of header `name` (lower case) in undici's raw list, or undefined. */
-export function rawHeader(raw: readonly Buffer[], name: string): string | undefined {
+/** The first value of header `name` (lower case) in a raw [name, value, ...] list, or undefined. */
+export function rawHeader(raw: readonly string[], name: string): string | undefined {
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i]!
-    if (n.length === name.length && n.toString('latin1').toLowerCase() === name) return raw[i + 1]!.toString('latin1')
+    if (n.length === name.length && n.toLowerCase() === name) return raw[i + 1]!
   }
   return undefined
 }
@@ -113,16 +113,10 @@ export class BodyTap extends Readable {
 /** Asked with the upstream's status before anything is written to the client. */
 export interface StatusRetry {
   /** True means: drop this answer, the caller will retry elsewhere (the attempt rejects with kind `status`). */
-  retryOnStatus(status: number, rawHeaders: readonly Buffer[]): boolean
+  retryOnStatus(status: number, headers: readonly string[]): boolean
 }
 
-export interface AttemptOptions {
-  readonly path: string
-  readonly method: Dispatcher.HttpMethod
-  readonly headers: string[]
-  readonly body: Buffer | Readable | null
-  readonly headersTimeoutMs: number
-  readonly bodyTimeoutMs: number
+export interface AttemptOptions extends UpstreamRequest {
   readonly retryOnStatus: StatusRetry | null
 }
 
@@ -134,81 +128,60 @@ export interface AttemptResult {
 
 const CLIENT_GONE = 'ZP_ERR_CLIENT_ABORT'
 
-/**
- * undici dispatch handler that writes the upstream's answer straight into the client response.
- *
- * It speaks undici's callback interface (onConnect / onHeaders / onData / onComplete / onError),
- * the one undici 7's HTTP/1.1 core calls. A handler written to the newer controller interface is
- * wrapped per request (an UnwrapHandler, a controller, and the raw headers parsed into an object
- * we would then copy again); this one takes the raw headers as they come. The callback interface
- * is marked deprecated in undici's types but is what its own core and interceptors run on in 7.x.
- */
-class ResponseWriter implements Dispatcher.DispatchHandler {
+/** Writes the upstream's answer straight into the client's exchange as it arrives. */
+class ResponseWriter implements ResponseSink {
   readonly #res: Exchange
   readonly #retry: StatusRetry | null
   readonly #resolve: (r: AttemptResult) => void
   readonly #reject: (e: Error) => void
   readonly #startedAt = performance.now()
-  #abort: ((err?: Error) => void) | null = null
-  #resume: (() => void) | null = null
+  #control: AttemptControl | null = null
   #status = 0
   #latencyMs = 0
-  #responseStarted = false
-  #done = false
 
   constructor(res: Exchange, retry: StatusRetry | null, resolve: (r: AttemptResult) => void, reject: (e: Error) => void) {
     this.#res = res
     this.#retry = retry
     this.#resolve = resolve
     this.#reject = reject
-    res.onAbort = this.#onClientClose
+    res.onAbort = this.#onClientGone
     res.onDrain = this.#onDrain
   }
 
-  readonly #onClientClose = (): void => {
-    if (!this.#done) this.#abort?.(new ProxyError(CLIENT_GONE, 'client went away'))
+  readonly #onClientGone = (): void => {
+    this.#control?.abort(new ProxyError(CLIENT_GONE, 'client went away'))
   }
 
   readonly #onDrain = (): void => {
-    this.#resume?.()
+    this.#control?.resume()
   }
 
   #finish(): void {
-    this.#done = true
+    this.#control = null
     this.#res.onAbort = null
     this.#res.onDrain = null
   }
 
-  onConnect(abort: (err?: Error) => void): void {
-    this.#abort = abort
-    if (this.#res.destroyed) abort(new ProxyError(CLIENT_GONE, 'client went away'))
+  onStart(control: AttemptControl): void {
+    this.#control = control
+    if (this.#res.destroyed) control.abort(new ProxyError(CLIENT_GONE, 'client went away'))
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
-    if (statusCode < 200) return true // 1xx informational: Node answers the client's own Expect itself
-    this.#status = statusCode
+  onHead(status: number, text: string, headers: readonly string[]): boolean {
+    this.#status = status
     this.#latencyMs = performance.now() - this.#startedAt
-    if (this.#retry !== null && this.#retry.retryOnStatus(statusCode, rawHeaders)) {
-      this.#abort?.(new UpstreamError('status', `upstream answered ${statusCode}`, false))
-      return false
-    }
-    this.#responseStarted = true
-    this.#resume = resume
-    const res = this.#res
-    res.writeHeadRaw(statusCode, statusText, rawHeaders)
+    if (this.#retry !== null && this.#retry.retryOnStatus(status, headers)) return false
+    this.#res.writeHeadRaw(status, text, headers)
     return true
   }
 
-  onData(chunk: Buffer): boolean {
-    // undici 7 hands over an empty chunk at about every socket read of a long body; writing one
-    // costs a trip through Node's write path and a zero-byte write(2) to the client.
-    if (chunk.length === 0) return true
+  onBody(chunk: Buffer): boolean {
     // Backpressure: a slow client pauses the upstream socket (return false) instead of growing
     // our memory; the client socket's 'drain' resumes it.
     return this.#res.write(chunk)
   }
 
-  onComplete(): void {
+  onEnd(): void {
     this.#finish()
     this.#res.end()
     this.#resolve({ status: this.#status, latencyMs: this.#latencyMs })
@@ -216,32 +189,13 @@ class ResponseWriter implements Dispatcher.DispatchHandler {
 
   onError(err: Error): void {
     this.#finish()
-    if (err instanceof UpstreamError || (err instanceof ProxyError && err.code === CLIENT_GONE)) {
-      this.#reject(err)
-      return
-    }
-    const kind = classifyTransportError(err)
-    const code = (err as { code?: string }).code ?? err.name
-    this.#reject(new UpstreamError(kind, `upstream ${kind} (${code})`, this.#responseStarted, err))
+    this.#reject(err)
   }
 }
 
 /** One attempt at one upstream. Resolves when the whole response went to the client. */
-export function forwardAttempt(dispatcher: Dispatcher, res: Exchange, opts: AttemptOptions): Promise<AttemptResult> {
+export function forwardAttempt(pool: UpstreamPool, res: Exchange, opts: AttemptOptions): Promise<AttemptResult> {
   return new Promise<AttemptResult>((resolve, reject) => {
-    const writer = new ResponseWriter(res, opts.retryOnStatus, resolve, reject)
-    dispatcher.dispatch(
-      {
-        path: opts.path,
-        method: opts.method,
-        headers: opts.headers,
-        body: opts.body,
-        headersTimeout: opts.headersTimeoutMs,
-        bodyTimeout: opts.bodyTimeoutMs,
-        // The retry loop owns retries; undici must not replay a request on its own.
-        idempotent: false,
-      },
-      writer,
-    )
+    pool.dispatch(opts, new ResponseWriter(res, opts.retryOnStatus, resolve, reject))
   })
 }

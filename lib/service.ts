@@ -2,10 +2,9 @@
 
 import type { Readable } from 'node:stream'
 import pRetry from 'p-retry'
-import { Pool } from 'undici'
-import type { Dispatcher } from 'undici'
 import type { Balancer, Host, Lease } from './balancer.js'
 import type { Exchange } from './h1/front.js'
+import { UpstreamPool } from './h1/upstream.js'
 import type { ServiceConfig } from './config.js'
 import { ProxyError, UpstreamError } from './errors.js'
 import { BodyTap, forwardAttempt, rawHeader, upstreamHeaders } from './forward.js'
@@ -17,7 +16,7 @@ import { HealthChecker } from './health.js'
 import { GATEWAY_STATUSES, isRetryable, retryAfterMs } from './retry.js'
 import { RetryBudget } from './retry-budget.js'
 
-type StatusDecision = (state: RequestState, status: number, rawHeaders: readonly Buffer[]) => boolean
+type StatusDecision = (state: RequestState, status: number, headers: readonly string[]) => boolean
 
 const NO_CHUNKS: readonly Buffer[] = []
 
@@ -51,8 +50,8 @@ class RequestState implements StatusRetry {
     this.#decide = decide
   }
 
-  retryOnStatus(status: number, rawHeaders: readonly Buffer[]): boolean {
-    return this.#decide(this, status, rawHeaders)
+  retryOnStatus(status: number, headers: readonly string[]): boolean {
+    return this.#decide(this, status, headers)
   }
 
   /** The keys of every instance tried so far (null before the first attempt). */
@@ -128,7 +127,7 @@ export class Service {
   readonly balancer: Balancer
   readonly #log: Logger
   /** One pool per instance; a Host is replaced when its address changes, so this follows it. */
-  readonly #pools = new Map<Host, Pool>()
+  readonly #pools = new Map<Host, UpstreamPool>()
   readonly #budget: RetryBudget
   readonly #health: HealthChecker | null
   readonly #metrics: ServiceMetrics
@@ -153,17 +152,16 @@ export class Service {
     }
   }
 
-  #pool(host: Host): Dispatcher {
+  #pool(host: Host): UpstreamPool {
     let pool = this.#pools.get(host)
-    if (pool === undefined || pool.closed || pool.destroyed) {
-      const h = host.host.includes(':') ? `[${host.host}]` : host.host
+    if (pool === undefined || pool.closed) {
       const c = this.config
-      pool = new Pool(`http://${h}:${host.port}`, {
+      pool = new UpstreamPool({
+        host: host.host,
+        port: host.port,
         connections: c.maxConnectionsPerInstance,
-        keepAliveTimeout: c.keepAliveTimeoutMs,
-        connect: { timeout: c.connectTimeoutMs },
-        headersTimeout: c.timeoutMs,
-        bodyTimeout: c.bodyTimeoutMs,
+        keepAliveTimeoutMs: c.keepAliveTimeoutMs,
+        connectTimeoutMs: c.connectTimeoutMs,
       })
       this.#pools.set(host, pool)
     }
@@ -259,7 +257,7 @@ export class Service {
     try {
       const result = await forwardAttempt(this.#pool(lease.host), state.ex, {
         path: state.ex.url,
-        method: state.ex.method as Dispatcher.HttpMethod,
+        method: state.ex.method,
         headers: state.headers,
         body: state.nextBody(),
         headersTimeoutMs: Math.min(this.config.retry.perTryTimeoutMs, remaining),
@@ -285,10 +283,10 @@ export class Service {
   }
 
   /** Decided before a byte goes to the client: drop a gateway error and retry elsewhere? */
-  readonly #decideStatus: StatusDecision = (state, status, rawHeaders) => {
+  readonly #decideStatus: StatusDecision = (state, status, headers) => {
     if (!GATEWAY_STATUSES.has(status)) return false
     // An upstream asking for more time than the request has left is answered as it is.
-    const after = retryAfterMs(rawHeader(rawHeaders, 'retry-after'), Date.now())
+    const after = retryAfterMs(rawHeader(headers, 'retry-after'), Date.now())
     if (after !== null && after > state.deadline - Date.now()) return false
     state.retryGranted = this.#shouldRetry(state, new UpstreamError('status', '', false))
     return state.retryGranted

@@ -87,6 +87,7 @@ export class Exchange {
   #close = false
   #chunked = false
   #noBody = false
+  #pendingHead: string | null = null
 
   constructor(conn: Connection, method: string, url: string, minor: number, raw: string[], keepAlive: boolean, hasBody: boolean) {
     this.#conn = conn
@@ -108,7 +109,7 @@ export class Exchange {
    * Writes the answer's head from an upstream's raw header list ([name, value, ...] Buffers),
    * leaving out hop-by-hop headers and choosing the framing toward this client.
    */
-  writeHeadRaw(status: number, text: string, raw: readonly Buffer[]): void {
+  writeHeadRaw(status: number, text: string, raw: readonly string[]): void {
     const { lines, length } = responseLines(raw)
     this.#head(status, text, lines, length)
   }
@@ -145,8 +146,8 @@ export class Exchange {
     if (!this.#keepAlive || (this.#conn.draining && !this.#conn.queued) || (!this.requestComplete && this.body !== null)) this.#close = true
     if (this.#close) lines += 'connection: close\r\n'
     else if (this.httpMinor === 0) lines += 'connection: keep-alive\r\n'
-    this.#conn.cork()
-    this.#conn.socket.write(`HTTP/1.1 ${status} ${text || STATUS_CODES[status] || 'Unknown'}\r\n${lines}\r\n`, 'latin1')
+    // Held until the first body chunk or the end, so that head and body leave in one writev.
+    this.#pendingHead = `HTTP/1.1 ${status} ${text || STATUS_CODES[status] || 'Unknown'}\r\n${lines}\r\n`
   }
 
   /** False means: the socket's buffer is full, wait for `onDrain`. */
@@ -154,11 +155,19 @@ export class Exchange {
     if (!this.headersSent) this.writeHead(200, {})
     if (this.#noBody || this.#conn.closed || this.finished) return true
     const s = this.#conn.socket
-    this.#conn.cork()
-    if (!this.#chunked) return s.write(chunk)
-    s.write(`${chunk.length.toString(16)}\r\n`, 'latin1')
+    const head = this.#pendingHead
+    if (head === null && !this.#chunked) return s.write(chunk)
+    // Several pieces (the head, chunk framing): corked, so they go out in one writev.
+    s.cork()
+    if (head !== null) {
+      this.#pendingHead = null
+      s.write(head, 'latin1')
+    }
+    if (this.#chunked) s.write(`${chunk.length.toString(16)}\r\n`, 'latin1')
     s.write(chunk)
-    return s.write('\r\n', 'latin1')
+    if (this.#chunked) s.write('\r\n', 'latin1')
+    s.uncork()
+    return !s.writableNeedDrain
   }
 
   end(body?: string): void {
@@ -166,7 +175,10 @@ export class Exchange {
     const bytes = body === undefined || body.length === 0 ? null : Buffer.from(body)
     if (!this.headersSent) this.writeHead(200, { 'content-length': bytes === null ? 0 : bytes.length })
     if (bytes !== null) this.write(bytes)
-    if (this.#chunked) this.#conn.socket.write('0\r\n\r\n', 'latin1')
+    const tail = this.#chunked ? '0\r\n\r\n' : ''
+    if (this.#pendingHead !== null) this.#conn.socket.write(this.#pendingHead + tail, 'latin1')
+    else if (tail !== '') this.#conn.socket.write(tail, 'latin1')
+    this.#pendingHead = null
     this.finished = true
     this.#conn.answered(this, this.#close)
   }
@@ -189,19 +201,19 @@ export class Exchange {
  * An upstream's raw response headers ([name, value, ...] Buffers) as header lines for the client,
  * hop-by-hop ones (and those its `Connection` lists) left out; `length`: a Content-Length is there.
  */
-export function responseLines(raw: readonly Buffer[]): { lines: string; length: boolean } {
+export function responseLines(raw: readonly string[]): { lines: string; length: boolean } {
   let lines = ''
   let length = false
   let connection: string | null = null
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1')
+    const name = raw[i]!
     const lower = name.toLowerCase()
     if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') connection = connection === null ? raw[i + 1]!.toString('latin1') : `${connection},${raw[i + 1]!.toString('latin1')}`
+      if (lower === 'connection') connection = connection === null ? raw[i + 1]! : `${connection},${raw[i + 1]!}`
       continue
     }
     if (lower === 'content-length') length = true
-    lines += `${name}: ${raw[i + 1]!.toString('latin1')}\r\n`
+    lines += `${name}: ${raw[i + 1]!}\r\n`
   }
   // Rare: the upstream named more headers in `Connection`; they are hop-by-hop too.
   if (connection !== null && /[^\s,]/.test(connection.replace(/\b(?:keep-alive|close)\b/gi, ''))) {
@@ -244,7 +256,6 @@ class Connection implements ParserEvents {
   /** The request whose body is being parsed. */
   #reading: Exchange | null = null
   #upgrade: PendingUpgrade | null = null
-  #corked = false
   #bodyFull = false
   #peerEnded = false
   closed = false
@@ -363,23 +374,8 @@ class Connection implements ParserEvents {
     this.#server.handlers.request(ex)
   }
 
-  /** Coalesces what one turn of the event loop writes into one writev. */
-  cork(): void {
-    if (this.#corked) return
-    this.#corked = true
-    this.socket.cork()
-    process.nextTick(uncork, this)
-  }
-
-  uncork(): void {
-    if (!this.#corked) return
-    this.#corked = false
-    this.socket.uncork()
-  }
-
   /** `ex` wrote its last byte. */
   answered(ex: Exchange, close: boolean): void {
-    this.uncork()
     if (ex !== this.#current) return
     this.#current = null
     if (close || this.#peerEnded || !ex.requestComplete) {
@@ -438,10 +434,6 @@ class Connection implements ParserEvents {
     req.push(null)
     this.#server.handlers.upgrade(req, this.socket, head)
   }
-}
-
-function uncork(conn: Connection): void {
-  conn.uncork()
 }
 
 function hasBody(raw: readonly string[]): boolean {

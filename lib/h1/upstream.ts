@@ -1,0 +1,430 @@
+// Keep-alive HTTP/1.1 connections to one upstream instance, on node:net and Node's llhttp.
+//
+// undici's Pool did this job; on the small-GET bench it cost about as much CPU as everything else
+// in the proxy together (its request object, header validation, a kInterceptors chain, a wasm
+// parser fed through JS callbacks per header). A proxy's upstream side needs less: one request at
+// a time per connection, the head written as one string, the answer parsed by the same C++ parser
+// node:http uses and handed on as it comes. What it keeps of undici's pool: a limit of connections
+// per instance with a FIFO queue behind it, idle connections closed after a keep-alive timeout
+// (shortened to what the upstream's `Keep-Alive: timeout=` allows), connect, head and body
+// timeouts, backpressure both ways, and no reuse of a connection that is not clean.
+
+import net from 'node:net'
+import type { Readable } from 'node:stream'
+import { UpstreamError, classifyTransportError } from '../errors.js'
+import type { FailureKind } from '../errors.js'
+import { H1Parser } from './parser.js'
+import type { ParseError, ParserEvents } from './parser.js'
+
+export interface UpstreamRequest {
+  readonly method: string
+  readonly path: string
+  /** [name, value, ...]; no hop-by-hop headers (the pool adds its own framing). */
+  readonly headers: readonly string[]
+  readonly body: Buffer | Readable | null
+  /** From the request being sent to the answer's head. */
+  readonly headersTimeoutMs: number
+  /** Longest silence between two pieces of the answer's body (0: none). */
+  readonly bodyTimeoutMs: number
+}
+
+/** What an attempt hands the answer to. Exactly one of onEnd / onError ends it. */
+export interface ResponseSink {
+  /** Called at once: how to abort (the client went away) and how to resume after backpressure. */
+  onStart(control: AttemptControl): void
+  /** The answer's head; false drops the answer (the attempt ends in onError with `err`). */
+  onHead(status: number, text: string, headers: readonly string[]): boolean
+  /** False: stop reading the upstream until `control.resume()`. */
+  onBody(chunk: Buffer): boolean
+  onEnd(): void
+  onError(err: Error): void
+}
+
+export interface AttemptControl {
+  abort(err: Error): void
+  resume(): void
+}
+
+export interface PoolOptions {
+  readonly host: string
+  readonly port: number
+  readonly connections: number
+  readonly keepAliveTimeoutMs: number
+  readonly connectTimeoutMs: number
+}
+
+/** Methods a server may not act on twice; a request of these that hit a connection the
+ * upstream had just closed is sent again once on a new connection (as Go's client does). */
+const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
+
+interface Waiting {
+  readonly req: UpstreamRequest
+  readonly sink: ResponseSink
+}
+
+export class UpstreamPool {
+  readonly options: PoolOptions
+  readonly #idle: Connection[] = []
+  readonly #waiting: Waiting[] = []
+  #open = 0
+  #closing = false
+  #closed: (() => void) | null = null
+
+  constructor(options: PoolOptions) {
+    this.options = options
+  }
+
+  get closed(): boolean {
+    return this.#closing
+  }
+
+  /** Sends `req` on an idle connection, a new one, or after one frees up. */
+  dispatch(req: UpstreamRequest, sink: ResponseSink): void {
+    let conn = this.#idle.pop()
+    while (conn !== undefined && conn.socket.destroyed) conn = this.#idle.pop()
+    if (conn !== undefined) {
+      conn.send(req, sink, true)
+      return
+    }
+    if (this.#open < this.options.connections) {
+      this.#open++
+      new Connection(this).send(req, sink, false)
+      return
+    }
+    const waiting: Waiting = { req, sink }
+    this.#waiting.push(waiting)
+    sink.onStart({
+      abort: (err) => {
+        const at = this.#waiting.indexOf(waiting)
+        if (at < 0) return
+        this.#waiting.splice(at, 1)
+        sink.onError(err)
+      },
+      resume: () => {},
+    })
+  }
+
+  /** Sends `req` on a new connection, whatever the limit (a stale one is going away meanwhile). */
+  dispatchFresh(req: UpstreamRequest, sink: ResponseSink): void {
+    this.#open++
+    new Connection(this).send(req, sink, false)
+  }
+
+  /** A connection finished a request cleanly and may serve another. */
+  release(conn: Connection): void {
+    const next = this.#waiting.shift()
+    if (next !== undefined) {
+      conn.send(next.req, next.sink, true)
+      return
+    }
+    if (this.#closing) {
+      conn.socket.destroy()
+      return
+    }
+    conn.idleSince = performance.now()
+    this.#idle.push(conn)
+    clock.pools.add(this)
+    clock.start()
+  }
+
+  /** A connection is gone (closed by either side). */
+  gone(conn: Connection): void {
+    this.#open--
+    const at = this.#idle.indexOf(conn)
+    if (at >= 0) this.#idle.splice(at, 1)
+    const next = this.#waiting.shift()
+    if (next !== undefined) {
+      this.#open++
+      new Connection(this).send(next.req, next.sink, false)
+      return
+    }
+    if (this.#open === 0) this.#closed?.()
+  }
+
+  /** Closes idle connections past their keep-alive timeout; true while any are left idle. */
+  sweep(now: number): boolean {
+    for (let i = this.#idle.length - 1; i >= 0; i--) {
+      const c = this.#idle[i]!
+      if (now - c.idleSince >= c.keepAliveMs) c.socket.destroy()
+    }
+    return this.#idle.length > 0
+  }
+
+  /** Lets requests in flight and queued finish, then closes every connection. */
+  close(): Promise<void> {
+    this.#closing = true
+    for (const c of [...this.#idle]) c.socket.destroy()
+    if (this.#open === 0) return Promise.resolve()
+    return new Promise((resolve) => (this.#closed = resolve))
+  }
+}
+
+/**
+ * One timer for every deadline of every pool, ticking while there is anything to watch: connections
+ * with a request out (head and body timeouts) and pools with idle connections (keep-alive timeout).
+ * A setTimeout per request cost more than the rest of the upstream side; a timeout now fires up to
+ * TICK_MS late.
+ */
+const TICK_MS = 50
+const clock = {
+  busy: new Set<Connection>(),
+  pools: new Set<UpstreamPool>(),
+  timer: null as NodeJS.Timeout | null,
+  start(): void {
+    this.timer ??= setInterval(tick, TICK_MS).unref()
+  },
+}
+
+function tick(): void {
+  const now = performance.now()
+  for (const c of clock.busy) c.checkDeadlines(now)
+  for (const p of clock.pools) if (!p.sweep(now)) clock.pools.delete(p)
+  if (clock.busy.size === 0 && clock.pools.size === 0 && clock.timer !== null) {
+    clearInterval(clock.timer)
+    clock.timer = null
+  }
+}
+
+const KEEP_ALIVE_HINT = /timeout=(\d+)/i
+
+class Connection implements ParserEvents, AttemptControl {
+  readonly socket: net.Socket
+  readonly #pool: UpstreamPool
+  readonly #parser: H1Parser
+  #connected = false
+  #req: UpstreamRequest | null = null
+  #sink: ResponseSink | null = null
+  #reused = false
+  /** The head of the answer arrived (and went on): from here nothing can be sent again. */
+  #headSeen = false
+  /** An answer with 1xx status is parsed as a message of its own; its end is not the end. */
+  #informational = false
+  #reusable = false
+  #bodySent = false
+  #headDeadline = 0
+  #lastData = 0
+  idleSince = 0
+  keepAliveMs: number
+
+  constructor(pool: UpstreamPool) {
+    this.#pool = pool
+    this.keepAliveMs = pool.options.keepAliveTimeoutMs
+    const { host, port, connectTimeoutMs } = pool.options
+    this.#parser = new H1Parser('response', this, 0)
+    const s = (this.socket = net.connect({ host, port, noDelay: true }))
+    s.setTimeout(connectTimeoutMs, this.#onConnectTimeout)
+    s.once('connect', this.#onConnect)
+    s.on('data', this.#onData)
+    s.on('end', this.#onEnd)
+    s.on('error', this.#onError)
+    s.once('close', this.#onClose)
+  }
+
+  readonly #onConnect = (): void => {
+    this.#connected = true
+    this.socket.setTimeout(0)
+  }
+
+  readonly #onConnectTimeout = (): void => {
+    this.#fail('connect', `connect timeout after ${this.#pool.options.connectTimeoutMs} ms`)
+  }
+
+  send(req: UpstreamRequest, sink: ResponseSink, reused: boolean): void {
+    this.#req = req
+    this.#sink = sink
+    this.#reused = reused
+    this.#headSeen = false
+    this.#bodySent = false
+    this.#parser.skipBody = req.method === 'HEAD'
+    this.#headDeadline = performance.now() + req.headersTimeoutMs
+    clock.busy.add(this)
+    clock.start()
+    sink.onStart(this)
+    if (this.#sink === null) return // aborted at once
+    let head = `${req.method} ${req.path} HTTP/1.1\r\n`
+    const h = req.headers
+    let length = false
+    for (let i = 0; i < h.length; i += 2) {
+      if (!length && h[i]!.length === 14 && h[i]!.toLowerCase() === 'content-length') length = true
+      head += `${h[i]!}: ${h[i + 1]!}\r\n`
+    }
+    const body = req.body
+    const s = this.socket
+    if (body === null || Buffer.isBuffer(body)) {
+      if (body !== null && !length) head += `content-length: ${body.length}\r\n`
+      s.cork()
+      s.write(`${head}\r\n`, 'latin1')
+      if (body !== null && body.length > 0) s.write(body)
+      s.uncork()
+      this.#bodySent = true
+      return
+    }
+    // A streamed body: as it comes, chunked unless the client gave its length. Not a byte is
+    // read from the client before the connection stands, so a refused connection leaves the
+    // body untouched and the request can still go elsewhere.
+    s.write(`${head}${length ? '' : 'transfer-encoding: chunked\r\n'}\r\n`, 'latin1')
+    if (this.#connected) this.#pipe(body, !length)
+    else
+      s.once('connect', () => {
+        if (this.#req === req) this.#pipe(body, !length)
+      })
+  }
+
+  #pipe(body: Readable, chunked: boolean): void {
+    const s = this.socket
+    const onData = (c: Buffer): void => {
+      if (chunked) s.write(`${c.length.toString(16)}\r\n`, 'latin1')
+      s.write(c)
+      if (!(chunked ? s.write('\r\n', 'latin1') : true) || s.writableNeedDrain) body.pause()
+    }
+    const onDrain = (): void => {
+      body.resume()
+    }
+    const onEnd = (): void => {
+      cleanup()
+      if (chunked) s.write('0\r\n\r\n', 'latin1')
+      this.#bodySent = true
+    }
+    const onError = (err: Error): void => {
+      cleanup()
+      this.abort(err)
+    }
+    const cleanup = (): void => {
+      body.off('data', onData)
+      body.off('end', onEnd)
+      body.off('error', onError)
+      s.off('drain', onDrain)
+    }
+    body.on('data', onData)
+    body.once('end', onEnd)
+    body.once('error', onError)
+    s.on('drain', onDrain)
+  }
+
+  #disarm(): void {
+    clock.busy.delete(this)
+  }
+
+  /** Called by the clock while a request is out. */
+  checkDeadlines(now: number): void {
+    const req = this.#req
+    if (req === null) return
+    if (!this.#headSeen) {
+      if (now >= this.#headDeadline) this.#fail('timeout', `no response head within ${req.headersTimeoutMs} ms`)
+    } else if (req.bodyTimeoutMs > 0 && now - this.#lastData >= req.bodyTimeoutMs) {
+      this.#fail('timeout', `response body stalled for ${req.bodyTimeoutMs} ms`)
+    }
+  }
+
+  readonly #onData = (data: Buffer): void => {
+    if (this.#req === null) {
+      // Bytes with no request out: the connection is not in a state we understand.
+      this.socket.destroy()
+      return
+    }
+    if (this.#headSeen) this.#lastData = performance.now()
+    const n = this.#parser.execute(data)
+    if (typeof n !== 'number') this.#badResponse(n)
+  }
+
+  onHead(_major: number, _minor: number, headers: string[], _method: string, _url: string, status: number, text: string, _upgrade: boolean, keepAlive: boolean): void {
+    const sink = this.#sink
+    if (sink === null) return
+    if (status < 200) {
+      this.#informational = true
+      return
+    }
+    this.#reusable = keepAlive
+    if (keepAlive) this.#keepAliveHint(headers)
+    if (!sink.onHead(status, text, headers)) {
+      this.#fail('status', `upstream answered ${status}`)
+      return
+    }
+    this.#headSeen = true
+    if (this.#req!.bodyTimeoutMs > 0) this.#lastData = performance.now()
+    else this.#disarm()
+  }
+
+  /** `Keep-Alive: timeout=N`: close our side a second before the upstream would (undici's margin). */
+  #keepAliveHint(headers: readonly string[]): void {
+    for (let i = 0; i < headers.length; i += 2) {
+      if (headers[i]!.length !== 10 || headers[i]!.toLowerCase() !== 'keep-alive') continue
+      const m = KEEP_ALIVE_HINT.exec(headers[i + 1]!)
+      if (m !== null) this.keepAliveMs = Math.min(this.#pool.options.keepAliveTimeoutMs, Number(m[1]) * 1000 - 1000)
+    }
+  }
+
+  onBody(chunk: Buffer): void {
+    if (this.#sink !== null && !this.#sink.onBody(chunk)) this.socket.pause()
+  }
+
+  onComplete(): void {
+    if (this.#informational) {
+      this.#informational = false
+      return
+    }
+    const sink = this.#sink
+    if (sink === null) return
+    this.#disarm()
+    this.#req = null
+    this.#sink = null
+    sink.onEnd()
+    if (this.#reusable && this.#bodySent && this.keepAliveMs > 0 && !this.socket.destroyed) this.#pool.release(this)
+    else this.socket.destroy()
+  }
+
+  resume(): void {
+    this.socket.resume()
+  }
+
+  abort(err: Error): void {
+    const sink = this.#sink
+    if (sink === null) return
+    this.#sink = null
+    this.#req = null
+    this.#disarm()
+    this.socket.destroy()
+    sink.onError(err)
+  }
+
+  readonly #onEnd = (): void => {
+    // A body delimited by the close ends here; anything else was cut short.
+    const err = this.#parser.finish()
+    if (this.#sink !== null) this.#fail('reset', err === null ? 'upstream closed the connection' : `upstream closed mid-response (${err.code})`)
+    this.socket.destroy()
+  }
+
+  readonly #onError = (err: Error): void => {
+    const kind = this.#connected ? classifyTransportError(err) : 'connect'
+    const code = (err as { code?: string }).code ?? err.name
+    this.#fail(kind === 'timeout' ? 'timeout' : kind, `upstream ${kind === 'connect' ? 'connect' : 'connection'} error (${code})`, err)
+  }
+
+  readonly #onClose = (): void => {
+    this.#parser.close()
+    this.#fail('reset', 'upstream closed the connection')
+    this.#pool.gone(this)
+  }
+
+  #badResponse(err: ParseError): void {
+    this.#fail('reset', `malformed response from upstream (${err.code})`)
+  }
+
+  /** Ends the attempt in flight, if any, with an error; the connection is not used again. */
+  #fail(kind: FailureKind, message: string, cause?: unknown): void {
+    const sink = this.#sink
+    const req = this.#req
+    this.#sink = null
+    this.#req = null
+    this.#disarm()
+    this.socket.destroy()
+    if (sink === null || req === null) return
+    // The upstream closed a kept-alive connection just as we sent on it: nothing of the answer
+    // came, so the request goes again once, on a fresh connection, if sending twice is harmless.
+    if (kind === 'reset' && this.#reused && !this.#headSeen && REPLAYABLE.has(req.method) && (req.body === null || Buffer.isBuffer(req.body))) {
+      this.#pool.dispatchFresh(req, sink)
+      return
+    }
+    sink.onError(new UpstreamError(kind, message, this.#headSeen, cause))
+  }
+}
