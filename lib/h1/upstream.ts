@@ -70,8 +70,12 @@ export class UpstreamPool {
   #closing = false
   #closed: (() => void) | null = null
 
+  /** `host:port` as a Host header names this instance. */
+  readonly authority: string
+
   constructor(options: PoolOptions) {
     this.options = options
+    this.authority = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`
   }
 
   get closed(): boolean {
@@ -244,10 +248,15 @@ class Connection implements ParserEvents, AttemptControl {
     let head = `${req.method} ${req.path} HTTP/1.1\r\n`
     const h = req.headers
     let length = false
+    let host = false
     for (let i = 0; i < h.length; i += 2) {
-      if (!length && h[i]!.length === 14 && h[i]!.toLowerCase() === 'content-length') length = true
-      head += `${h[i]!}: ${h[i + 1]!}\r\n`
+      const n = h[i]!
+      if (n.length === 14) length ||= n.toLowerCase() === 'content-length'
+      else if (n.length === 4) host ||= n.toLowerCase() === 'host'
+      head += `${n}: ${h[i + 1]!}\r\n`
     }
+    // HTTP/1.1 wants a Host; a client of HTTP/1.0 may have sent none: name the instance (nginx's default).
+    if (!host) head += `host: ${this.#pool.authority}\r\n`
     const body = req.body
     const s = this.socket
     if (body === null || Buffer.isBuffer(body)) {

@@ -1,0 +1,246 @@
+// The proxy's own HTTP/1.1 on the wire (lib/h1/): framing, keep-alive, pipelining, limits and
+// upstream connection reuse, seen from raw client sockets and raw or node:http upstreams.
+
+import { expect } from 'chai'
+import net from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
+import type { Handler } from '../support/helpers.js'
+
+/** Writes `text` on a new connection and collects everything until the proxy closes it or `done` says so. */
+function raw(port: number, text: string | string[], done: (got: string) => boolean = () => false): Promise<{ got: string; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1')
+    let got = ''
+    let finished = false
+    const finish = (closed: boolean) => {
+      if (finished) return
+      finished = true
+      clearTimeout(timer)
+      s.destroy()
+      resolve({ got, closed })
+    }
+    const timer = setTimeout(() => reject(new Error(`no end in 10 s; got: ${JSON.stringify(got)}`)), 10_000)
+    s.on('data', (d) => {
+      got += d.toString('latin1')
+      if (done(got)) finish(false)
+    })
+    s.on('close', () => finish(true))
+    s.on('error', () => {})
+    const parts = Array.isArray(text) ? text : [text]
+    s.on('connect', () => {
+      for (const p of parts) s.write(p)
+    })
+  })
+}
+
+/** A TCP upstream answering each connection's requests with `answer(n)` (n counts from 0 per connection). */
+async function rawUpstream(answer: (socket: net.Socket, n: number, request: string) => void): Promise<{ port: number; connections: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>()
+  let connections = 0
+  const server = net.createServer((s) => {
+    connections++
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+    s.on('error', () => {})
+    let buf = ''
+    let n = 0
+    s.on('data', (d) => {
+      buf += d.toString('latin1')
+      let end: number
+      while ((end = buf.indexOf('\r\n\r\n')) >= 0) {
+        const request = buf.slice(0, end)
+        buf = buf.slice(end + 4)
+        answer(s, n++, request)
+      }
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return {
+    port: (server.address() as AddressInfo).port,
+    get connections() {
+      return connections
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => r())
+      }),
+  }
+}
+
+describe('HTTP/1.1 on the wire (real ZooKeeper, real upstreams)', function () {
+  const ctx = useZooKeeper()
+  const closers = useClosers()
+
+  async function proxyTo(port: number, service: object = {}) {
+    const path = uniquePath()
+    await putNode(ctx.admin, `${path}/i-${port}`, { host: '127.0.0.1', port })
+    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path, ...service }]))
+    closers.push(() => p.close())
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 1, 'one instance')
+    return p
+  }
+
+  async function upstream(handler?: Handler) {
+    const u = await startUpstream('u', handler)
+    closers.push(() => u.close())
+    return u
+  }
+
+  it('answers pipelined requests on one connection in order', async () => {
+    const u = await upstream((req, res) => {
+      // The first answer comes last: order on the wire must still be the requests' order.
+      setTimeout(() => res.end(`for ${req.url}`), req.url === '/1' ? 100 : 0)
+    })
+    const p = await proxyTo(u.port)
+    const { got } = await raw(p.port, 'GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n', (g) => g.includes('for /2'))
+    expect(got.indexOf('for /1')).to.be.greaterThan(0)
+    expect(got.indexOf('for /1')).to.be.lessThan(got.indexOf('for /2'))
+    expect(got.match(/HTTP\/1\.1 200/g)).to.have.length(2)
+  })
+
+  it('answers 431 to a head over 16 KiB and closes, and keeps serving', async () => {
+    const u = await upstream()
+    const p = await proxyTo(u.port)
+    const { got, closed } = await raw(p.port, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)
+    expect(closed).to.equal(true)
+    expect(got).to.match(/^HTTP\/1\.1 431 /)
+    expect(got).to.include('ZP_ERR_HEADERS_TOO_LARGE')
+    expect(u.hits).to.equal(0)
+    expect((await send(p.port)).status).to.equal(200)
+  })
+
+  it('re-frames a body of unknown length: chunked to HTTP/1.1, delimited by close to HTTP/1.0', async () => {
+    const u = await upstream((_req, res) => {
+      res.write('part one, ')
+      setTimeout(() => res.end('part two'), 20)
+    })
+    const p = await proxyTo(u.port)
+    const v11 = await raw(p.port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', (g) => g.endsWith('0\r\n\r\n'))
+    expect(v11.got).to.match(/\r\ntransfer-encoding: chunked\r\n/i)
+    expect(v11.got).to.include('a\r\npart one, \r\n')
+    expect(v11.got).to.include('8\r\npart two\r\n0\r\n\r\n')
+    const v10 = await raw(p.port, 'GET / HTTP/1.0\r\nHost: x\r\n\r\n')
+    expect(v10.closed).to.equal(true)
+    expect(v10.got).to.match(/\r\nconnection: close\r\n/i)
+    expect(v10.got).not.to.match(/transfer-encoding/i)
+    expect(v10.got.endsWith('\r\n\r\npart one, part two')).to.equal(true)
+  })
+
+  it('keeps an HTTP/1.0 client that asks for keep-alive, and answers HEAD without a body', async () => {
+    const u = await upstream((req, res) => {
+      res.writeHead(200, { 'content-length': '5' })
+      res.end(req.method === 'HEAD' ? undefined : 'hello')
+    })
+    const p = await proxyTo(u.port)
+    const { got, closed } = await raw(p.port, 'HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n', (g) => g.endsWith('hello'))
+    expect(closed).to.equal(false)
+    const [head, get] = got.split(/(?=HTTP\/1\.1 )/)
+    expect(head).to.match(/\r\ncontent-length: 5\r\n/i)
+    expect(head).to.match(/\r\nconnection: keep-alive\r\n\r\n$/i)
+    expect(get).to.match(/\r\n\r\nhello$/)
+  })
+
+  it('reads an upstream answer delimited by its close', async () => {
+    const up = await rawUpstream((s) => s.end('HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end'))
+    closers.push(() => up.close())
+    const p = await proxyTo(up.port)
+    const r = await send(p.port)
+    expect(r.status).to.equal(200)
+    expect(r.body).to.equal('until the end')
+    expect((await send(p.port)).body).to.equal('until the end')
+  })
+
+  it('sends a GET again on a fresh connection when a kept-alive one turns out closed', async () => {
+    // Every connection answers its first request and drops the second without a word: what a
+    // request meets when the upstream closed an idle connection just as it was sent.
+    const up = await rawUpstream((s, n) => {
+      if (n === 0) s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+      else s.destroy()
+    })
+    closers.push(() => up.close())
+    const p = await proxyTo(up.port, { retry: { attempts: 1 } })
+    for (let i = 0; i < 3; i++) expect((await send(p.port)).status).to.equal(200)
+    expect(up.connections).to.equal(3)
+  })
+
+  it('does not send a POST twice when its connection turns out closed', async () => {
+    const up = await rawUpstream((s, n) => {
+      if (n === 0) s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+      else s.destroy()
+    })
+    closers.push(() => up.close())
+    const p = await proxyTo(up.port, { retry: { attempts: 1 } })
+    expect((await send(p.port, '/', { method: 'POST', body: 'a' })).status).to.equal(200)
+    const second = await send(p.port, '/', { method: 'POST', body: 'b' })
+    expect(second.status).to.equal(502)
+    expect(JSON.parse(second.body).error).to.equal('ZP_ERR_UPSTREAM_RESET')
+  })
+
+  it('closes an idle upstream connection before the Keep-Alive timeout the upstream announced', async () => {
+    let closedAt = 0
+    const up = await rawUpstream((s) => {
+      s.once('close', () => (closedAt = Date.now()))
+      s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=2\r\n\r\nok')
+    })
+    closers.push(() => up.close())
+    const p = await proxyTo(up.port)
+    const sentAt = Date.now()
+    expect((await send(p.port)).status).to.equal(200)
+    await waitFor(() => closedAt > 0, 'the proxy to close the idle connection', 5_000)
+    // timeout=2 leaves one second (undici's margin); the clock ticks every 50 ms.
+    expect(closedAt - sentAt).to.be.within(900, 1_900)
+  })
+
+  it('cuts the client connection when an upstream body stalls longer than bodyTimeoutMs', async () => {
+    const u = await upstream((_req, res) => {
+      res.writeHead(200, { 'content-length': '100' })
+      res.write('only the start')
+    })
+    const p = await proxyTo(u.port, { bodyTimeoutMs: 300 })
+    const started = Date.now()
+    const { got, closed } = await raw(p.port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+    expect(closed).to.equal(true)
+    expect(got).to.match(/^HTTP\/1\.1 200 /)
+    expect(got.endsWith('only the start')).to.equal(true)
+    expect(Date.now() - started).to.be.within(250, 5_000)
+  })
+
+  it('answers Expect: 100-continue itself before the body is sent', async () => {
+    const u = await upstream((req, res) => {
+      let n = 0
+      req.on('data', (c: Buffer) => (n += c.length))
+      req.on('end', () => res.end(`got ${n} and expect=${req.headers.expect ?? 'none'}`))
+    })
+    const p = await proxyTo(u.port)
+    const s = net.connect(p.port, '127.0.0.1')
+    let got = ''
+    s.on('data', (d) => (got += d.toString('latin1')))
+    s.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n')
+    await waitFor(() => got.startsWith('HTTP/1.1 100 Continue\r\n\r\n'), 'the 100 Continue')
+    s.write('body')
+    await waitFor(() => got.includes('got 4 and expect=none'), 'the answer')
+    s.destroy()
+  })
+
+  it('passes over 1xx informational answers to the final one', async () => {
+    const u = await upstream((_req, res) => {
+      res.writeEarlyHints({ link: '</a.css>; rel=preload' })
+      res.end('final')
+    })
+    const p = await proxyTo(u.port)
+    const r = await send(p.port)
+    expect(r.status).to.equal(200)
+    expect(r.body).to.equal('final')
+  })
+
+  it('refuses request smuggling: Content-Length with Transfer-Encoding is a 400', async () => {
+    const u = await upstream()
+    const p = await proxyTo(u.port)
+    const { got, closed } = await raw(p.port, 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n')
+    expect(closed).to.equal(true)
+    expect(got).to.match(/^HTTP\/1\.1 400 /)
+    expect(u.hits).to.equal(0)
+  })
+})
