@@ -110,20 +110,13 @@ export class BodyTap extends Readable {
   }
 }
 
-/** Asked with the upstream's status before anything is written to the client. */
-export interface StatusRetry {
-  /** True means: drop this answer, the caller will retry elsewhere (the attempt rejects with kind `status`). */
+/** What an attempt asks and tells the request it belongs to. */
+export interface AttemptListener {
+  /** Asked with the upstream's status before anything goes to the client: true drops this
+   * answer, to retry elsewhere (the attempt then ends with an error of kind `status`). */
   retryOnStatus(status: number, headers: readonly string[]): boolean
-}
-
-export interface AttemptOptions extends UpstreamRequest {
-  readonly retryOnStatus: StatusRetry | null
-}
-
-export interface AttemptResult {
-  readonly status: number
-  /** Time from dispatch to response headers. */
-  readonly latencyMs: number
+  /** Exactly once: `err` null when the whole answer went to the client; `latencyMs` to its head. */
+  attemptEnded(err: Error | null, status: number, latencyMs: number): void
 }
 
 const CLIENT_GONE = 'ZP_ERR_CLIENT_ABORT'
@@ -131,19 +124,15 @@ const CLIENT_GONE = 'ZP_ERR_CLIENT_ABORT'
 /** Writes the upstream's answer straight into the client's exchange as it arrives. */
 class ResponseWriter implements ResponseSink {
   readonly #res: Exchange
-  readonly #retry: StatusRetry | null
-  readonly #resolve: (r: AttemptResult) => void
-  readonly #reject: (e: Error) => void
+  readonly #listener: AttemptListener
   readonly #startedAt = performance.now()
   #control: AttemptControl | null = null
   #status = 0
   #latencyMs = 0
 
-  constructor(res: Exchange, retry: StatusRetry | null, resolve: (r: AttemptResult) => void, reject: (e: Error) => void) {
+  constructor(res: Exchange, listener: AttemptListener) {
     this.#res = res
-    this.#retry = retry
-    this.#resolve = resolve
-    this.#reject = reject
+    this.#listener = listener
     res.onAbort = this.#onClientGone
     res.onDrain = this.#onDrain
   }
@@ -170,7 +159,7 @@ class ResponseWriter implements ResponseSink {
   onHead(status: number, text: string, headers: readonly string[]): boolean {
     this.#status = status
     this.#latencyMs = performance.now() - this.#startedAt
-    if (this.#retry !== null && this.#retry.retryOnStatus(status, headers)) return false
+    if (this.#listener.retryOnStatus(status, headers)) return false
     this.#res.writeHeadRaw(status, text, headers)
     return true
   }
@@ -184,18 +173,16 @@ class ResponseWriter implements ResponseSink {
   onEnd(): void {
     this.#finish()
     this.#res.end()
-    this.#resolve({ status: this.#status, latencyMs: this.#latencyMs })
+    this.#listener.attemptEnded(null, this.#status, this.#latencyMs)
   }
 
   onError(err: Error): void {
     this.#finish()
-    this.#reject(err)
+    this.#listener.attemptEnded(err, this.#status, this.#latencyMs)
   }
 }
 
-/** One attempt at one upstream. Resolves when the whole response went to the client. */
-export function forwardAttempt(pool: UpstreamPool, res: Exchange, opts: AttemptOptions): Promise<AttemptResult> {
-  return new Promise<AttemptResult>((resolve, reject) => {
-    pool.dispatch(opts, new ResponseWriter(res, opts.retryOnStatus, resolve, reject))
-  })
+/** One attempt at one upstream; it ends in `listener.attemptEnded`. */
+export function forwardAttempt(pool: UpstreamPool, res: Exchange, req: UpstreamRequest, listener: AttemptListener): void {
+  pool.dispatch(req, new ResponseWriter(res, listener))
 }

@@ -61,7 +61,7 @@ export class ProxyServer {
       return
     }
     this.#inFlight++
-    service.handle(ex).finally(this.#done)
+    service.handle(ex, this.#done)
   }
 
   /** `Upgrade:` requests (WebSocket): routed like any request, then tunnelled. */

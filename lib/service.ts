@@ -8,7 +8,7 @@ import { UpstreamPool } from './h1/upstream.js'
 import type { ServiceConfig } from './config.js'
 import { ProxyError, UpstreamError } from './errors.js'
 import { BodyTap, forwardAttempt, rawHeader, upstreamHeaders } from './forward.js'
-import type { StatusRetry } from './forward.js'
+import type { AttemptListener } from './forward.js'
 import type { Logger } from './log.js'
 import { NO_METRICS } from './metrics.js'
 import type { ServiceMetrics } from './metrics.js'
@@ -17,15 +17,29 @@ import { GATEWAY_STATUSES, isRetryable, retryAfterMs } from './retry.js'
 import { RetryBudget } from './retry-budget.js'
 
 type StatusDecision = (state: RequestState, status: number, headers: readonly string[]) => boolean
+/** How an attempt ended: `err` null once the whole answer went to the client. */
+type AttemptCallback = (state: RequestState, err: Error | null) => void
+type AttemptEnd = (state: RequestState, err: Error | null, status: number, latencyMs: number) => void
 
 const NO_CHUNKS: readonly Buffer[] = []
 
-/** What one request carries through its attempts; also the per-request StatusRetry, so no closure. */
-class RequestState implements StatusRetry {
+/**
+ * What one request carries through its attempts. It is also what an attempt reports to (the
+ * AttemptListener), so the request path makes no closure per request: the service's decisions
+ * are shared functions that get the state passed in.
+ */
+class RequestState implements AttemptListener {
   readonly ex: Exchange
   readonly headers: string[]
   readonly deadline: number
+  readonly startedAt = performance.now()
+  readonly done: () => void
   readonly #decide: StatusDecision
+  readonly #ended: AttemptEnd
+  /** The attempt in flight: its lease, its start, and whom to tell how it ended. */
+  lease: Lease | null = null
+  attemptStartedAt = 0
+  then: AttemptCallback | null = null
   /** Buffered body (replayable), or null when the body streams (see `tap`). */
   body: Buffer | null = null
   /** The streamed body of the current attempt. */
@@ -43,15 +57,21 @@ class RequestState implements StatusRetry {
   /** A retry was already granted (and paid for from the budget) for the failure in flight. */
   retryGranted = false
 
-  constructor(ex: Exchange, deadline: number, decide: StatusDecision) {
+  constructor(ex: Exchange, deadline: number, done: () => void, decide: StatusDecision, ended: AttemptEnd) {
     this.ex = ex
     this.headers = upstreamHeaders(ex)
     this.deadline = deadline
+    this.done = done
     this.#decide = decide
+    this.#ended = ended
   }
 
   retryOnStatus(status: number, headers: readonly string[]): boolean {
     return this.#decide(this, status, headers)
+  }
+
+  attemptEnded(err: Error | null, status: number, latencyMs: number): void {
+    this.#ended(this, err, status, latencyMs)
   }
 
   /** The keys of every instance tried so far (null before the first attempt). */
@@ -173,45 +193,72 @@ export class Service {
     this.#health?.start()
   }
 
-  /** Proxies one request; always ends in a response (or a destroyed socket once one started). */
-  async handle(ex: Exchange): Promise<void> {
-    const startedAt = performance.now()
-    const state = new RequestState(ex, Date.now() + this.config.timeoutMs, this.#decideStatus)
+  /**
+   * Proxies one request; always ends in a response (or a cut connection once one started), then
+   * calls `done`. The first attempt runs on callbacks, without a promise: most requests end there.
+   */
+  handle(ex: Exchange, done: () => void): void {
+    const state = new RequestState(ex, Date.now() + this.config.timeoutMs, done, this.#decideStatus, this.#attemptEnded)
     this.#budget.onRequest()
     if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: ex.headers, remoteAddress: ex.remoteAddress })
-    try {
-      if (ex.body !== null) {
-        const len = Number(ex.headers['content-length'])
-        // A body known to be too big streams at once; one of unknown length (chunked) is read up
-        // to the limit, and streams on from there when it turns out bigger.
-        if (Number.isFinite(len) && len > this.config.retry.bufferBytes) state.streamed = true
-        else {
-          const read = await readBody(ex.body, this.config.retry.bufferBytes)
-          if (read.complete) state.body = read.body
-          else {
-            state.streamed = true
-            state.prefix = read.prefix
-          }
-        }
-      }
+    if (ex.body === null) this.#attempt(state, this.#afterFirst)
+    else void this.#readThenAttempt(state)
+  }
+
+  async #readThenAttempt(state: RequestState): Promise<void> {
+    const body = state.ex.body!
+    const len = Number(state.ex.headers['content-length'])
+    // A body known to be too big streams at once; one of unknown length (chunked) is read up
+    // to the limit, and streams on from there when it turns out bigger.
+    if (Number.isFinite(len) && len > this.config.retry.bufferBytes) state.streamed = true
+    else {
       try {
-        await this.#attempt(state)
-      } catch (first) {
-        if (!this.#shouldRetry(state, first)) throw first
-        await pRetry(() => this.#attempt(state), {
-          retries: this.config.retry.attempts - 2,
-          minTimeout: this.config.retry.backoffMs,
-          maxTimeout: Math.max(this.config.retry.backoffMs, 1000),
-          factor: 2,
-          randomize: true,
-          shouldRetry: ({ error }) => this.#shouldRetry(state, error),
-        })
+        const read = await readBody(body, this.config.retry.bufferBytes)
+        if (read.complete) state.body = read.body
+        else {
+          state.streamed = true
+          state.prefix = read.prefix
+        }
+      } catch (err) {
+        this.#fail(state, err)
+        this.#finish(state)
+        return
       }
+    }
+    this.#attempt(state, this.#afterFirst)
+  }
+
+  readonly #afterFirst: AttemptCallback = (state, err) => {
+    if (err === null) this.#finish(state)
+    else if (this.#shouldRetry(state, err)) void this.#retry(state)
+    else {
+      this.#fail(state, err)
+      this.#finish(state)
+    }
+  }
+
+  /** Attempts after the first, with p-retry's jittered exponential backoff between them. */
+  async #retry(state: RequestState): Promise<void> {
+    try {
+      await pRetry(() => new Promise<void>((resolve, reject) => this.#attempt(state, (_s, err) => (err === null ? resolve() : reject(err)))), {
+        retries: this.config.retry.attempts - 2,
+        minTimeout: this.config.retry.backoffMs,
+        maxTimeout: Math.max(this.config.retry.backoffMs, 1000),
+        factor: 2,
+        randomize: true,
+        shouldRetry: ({ error }) => this.#shouldRetry(state, error),
+      })
     } catch (err) {
       this.#fail(state, err)
     }
+    this.#finish(state)
+  }
+
+  #finish(state: RequestState): void {
+    const ex = state.ex
     // 499 (nginx's): the client went away before its answer was complete.
-    this.#metrics.request(ex.finished ? ex.statusCode : 499, (performance.now() - startedAt) / 1000)
+    this.#metrics.request(ex.finished ? ex.statusCode : 499, (performance.now() - state.startedAt) / 1000)
+    state.done()
   }
 
   /** Whether to try `err`'s request again elsewhere; a yes is paid for from the retry budget. */
@@ -240,38 +287,54 @@ export class Service {
     return true
   }
 
-  async #attempt(state: RequestState): Promise<void> {
+  /** One attempt at one instance; `then(state, null)` once the answer went out, or `then(state, err)`. */
+  #attempt(state: RequestState, then: AttemptCallback): void {
     const lease = this.balancer.acquire(state.firstKey === null ? null : state.tried, state)
     if (lease === null) {
       // Report the failure that made us look further rather than "no instance".
-      throw state.lastError ?? new ProxyError('ZP_ERR_NO_ENDPOINT', `no instance of service "${this.name}" is available`)
+      then(state, state.lastError ?? new ProxyError('ZP_ERR_NO_ENDPOINT', `no instance of service "${this.name}" is available`))
+      return
     }
     state.attemptAt(lease.host.key)
     state.attempts++
     const remaining = state.deadline - Date.now()
     if (remaining <= 0) {
       lease.release({ ok: null })
-      throw new UpstreamError('timeout', 'request deadline passed', false)
+      then(state, new UpstreamError('timeout', 'request deadline passed', false))
+      return
     }
-    const started = performance.now()
-    try {
-      const result = await forwardAttempt(this.#pool(lease.host), state.ex, {
+    state.lease = lease
+    state.then = then
+    state.attemptStartedAt = performance.now()
+    forwardAttempt(
+      this.#pool(lease.host),
+      state.ex,
+      {
         path: state.ex.url,
         method: state.ex.method,
         headers: state.headers,
         body: state.nextBody(),
         headersTimeoutMs: Math.min(this.config.retry.perTryTimeoutMs, remaining),
         bodyTimeoutMs: this.config.bodyTimeoutMs,
-        retryOnStatus: state,
-      })
-      const gatewayError = GATEWAY_STATUSES.has(result.status)
-      lease.release(gatewayError ? { ok: false, kind: 'status', latencyMs: result.latencyMs } : { ok: true, latencyMs: result.latencyMs })
+      },
+      state,
+    )
+  }
+
+  readonly #attemptEnded: AttemptEnd = (state, err, status, latencyMs) => {
+    const lease = state.lease!
+    const then = state.then!
+    state.lease = null
+    state.then = null
+    if (err === null) {
+      const gatewayError = GATEWAY_STATUSES.has(status)
+      lease.release(gatewayError ? { ok: false, kind: 'status', latencyMs } : { ok: true, latencyMs })
       this.#metrics.attempt(gatewayError ? 'status' : 'ok')
-    } catch (err) {
-      this.#settleFailure(lease, err, performance.now() - started)
-      if (err instanceof Error) state.lastError = err
-      throw err
+    } else {
+      this.#settleFailure(lease, err, performance.now() - state.attemptStartedAt)
+      state.lastError = err
     }
+    then(state, err)
   }
 
   #settleFailure(lease: Lease, err: unknown, latencyMs: number): void {

@@ -12,14 +12,13 @@ describe('proxy shutdown', () => {
     const inFlight = new Promise<void>((r) => (started = r))
     // A stand-in service whose answer takes 200 ms; the server under test is the real one.
     const slow = {
-      handle: (res: Exchange) =>
-        new Promise<void>((resolve) => {
-          started()
-          setTimeout(() => {
-            res.end('done')
-            resolve()
-          }, 200)
-        }),
+      handle: (res: Exchange, done: () => void) => {
+        started()
+        setTimeout(() => {
+          res.end('done')
+          done()
+        }, 200)
+      },
     } as unknown as Service
     const server = new ProxyServer(new Router([{ target: slow }]), recordingLogger())
     const at = await server.listen({ host: '127.0.0.1', port: 0 })
