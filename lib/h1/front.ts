@@ -16,7 +16,7 @@ import net from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import { ProxyError } from '../errors.js'
-import { H1Parser } from './parser.js'
+import { H1Parser, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 
 /** Node's http server defaults, which users of it and of nginx expect. */
@@ -258,6 +258,8 @@ class Connection implements ParserEvents {
   #upgrade: PendingUpgrade | null = null
   #bodyFull = false
   #peerEnded = false
+  /** The connection ends after the answer that went out last. */
+  #closing = false
   closed = false
   /** Handed over to an upgrade tunnel: no longer this parser's, never idle. */
   upgraded = false
@@ -271,7 +273,8 @@ class Connection implements ParserEvents {
     this.#server = server
     this.#parser = new H1Parser('request', this, MAX_HEADER_BYTES)
     socket.setNoDelay(true)
-    socket.on('data', this.#onData)
+    if (this.#parser.consume(socket, this.#onExecute)) socket.resume() // flowing, so 'end' is emitted
+    else socket.on('data', this.#onData)
     socket.on('end', this.#onEnd)
     socket.on('drain', this.#onDrain)
     socket.on('error', () => {}) // 'close' follows; a client's reset is not our error
@@ -291,14 +294,21 @@ class Connection implements ParserEvents {
     return this.#current === null && this.headStartedAt < 0 && !this.upgraded
   }
 
+  /** Reads parsed by the parser itself (see H1Parser.consume): what it made of one read. */
+  readonly #onExecute = (ret: number | ParseError): void => {
+    if (typeof ret !== 'number') this.#badRequest(ret)
+    else if (this.#upgrade !== null) this.#handOver(this.#parser.currentBuffer().subarray(ret))
+  }
+
+  /** The same for a socket that could not be consumed. */
   readonly #onData = (data: Buffer): void => {
-    if (this.headStartedAt < 0 && this.#reading === null) this.headStartedAt = performance.now()
     const n = this.#parser.execute(data)
-    if (typeof n !== 'number') {
-      this.#badRequest(n)
-      return
-    }
-    if (this.#upgrade !== null) this.#handOver(data.subarray(n))
+    if (typeof n !== 'number') this.#badRequest(n)
+    else if (this.#upgrade !== null) this.#handOver(data.subarray(n))
+  }
+
+  onBegin(): void {
+    if (this.#reading === null) this.headStartedAt = performance.now()
   }
 
   readonly #onEnd = (): void => {
@@ -328,6 +338,7 @@ class Connection implements ParserEvents {
 
   onHead(_major: number, minor: number, headers: string[], method: string, url: string, _status: number, _text: string, upgrade: boolean, keepAlive: boolean): void {
     this.headStartedAt = -1
+    if (this.#closing) return // after the last answer on this connection: nothing more is served
     if (upgrade) {
       this.#upgrade = { method, url, minor, headers }
       return
@@ -338,7 +349,7 @@ class Connection implements ParserEvents {
     if (this.#current === null) this.#start(ex)
     else {
       this.#queue.push(ex)
-      this.socket.pause()
+      stopReading(this.socket)
     }
   }
 
@@ -347,7 +358,7 @@ class Connection implements ParserEvents {
     if (ex === null || ex.body === null || ex.body.destroyed) return
     if (!ex.body.push(chunk) && !this.#bodyFull) {
       this.#bodyFull = true
-      this.socket.pause()
+      stopReading(this.socket)
     }
   }
 
@@ -363,7 +374,7 @@ class Connection implements ParserEvents {
   bodyWanted(): void {
     if (!this.#bodyFull) return
     this.#bodyFull = false
-    if (this.#queue.length === 0) this.socket.resume()
+    if (this.#queue.length === 0) startReading(this.socket)
   }
 
   #start(ex: Exchange): void {
@@ -379,12 +390,20 @@ class Connection implements ParserEvents {
     if (ex !== this.#current) return
     this.#current = null
     if (close || this.#peerEnded || !ex.requestComplete) {
+      this.#closing = true
       this.socket.end()
+      if (!ex.requestComplete) {
+        // Answered before the request's body was all in (an upstream that refused it early):
+        // the rest is read and dropped until the client ends too, or the idle sweep closes it.
+        ex.body?.destroy()
+        this.#bodyFull = false
+        startReading(this.socket)
+      }
       return
     }
     const next = this.#queue.shift()
     if (next !== undefined) {
-      if (this.#queue.length === 0 && !this.#bodyFull) this.socket.resume()
+      if (this.#queue.length === 0 && !this.#bodyFull) startReading(this.socket)
       this.#start(next)
       return
     }
@@ -393,6 +412,7 @@ class Connection implements ParserEvents {
 
   /** A request the parser refused: answered (400, 431) and the connection closed. */
   #badRequest(err: ParseError): void {
+    this.#parser.unconsume()
     this.#parser.close()
     this.socket.off('data', this.#onData)
     if (this.#reading !== null || this.#current !== null) {
@@ -416,6 +436,7 @@ class Connection implements ParserEvents {
     this.socket.off('data', this.#onData)
     this.socket.off('end', this.#onEnd)
     this.socket.off('drain', this.#onDrain)
+    this.#parser.unconsume()
     this.#parser.close()
     if (this.#current !== null || u.method === 'CONNECT') {
       // An upgrade pipelined behind a request in flight, or a CONNECT: not something we tunnel.

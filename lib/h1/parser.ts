@@ -7,6 +7,7 @@
 // this interface, since Node 12 and still is in Node 24. Loaded once, checked at start-up.
 
 import { createRequire } from 'node:module'
+import type { Socket } from 'node:net'
 
 interface ParserBinding {
   new (): NativeParser
@@ -17,6 +18,7 @@ interface ParserBinding {
   readonly kOnHeadersComplete: number
   readonly kOnBody: number
   readonly kOnMessageComplete: number
+  readonly kOnExecute: number
 }
 
 interface NativeParser {
@@ -25,6 +27,9 @@ interface NativeParser {
   execute(data: Buffer): number | ParseError
   finish(): number | ParseError | undefined
   close(): void
+  consume(handle: object): void
+  unconsume(): void
+  getCurrentBuffer(): Buffer
   [k: number]: unknown
 }
 
@@ -39,9 +44,43 @@ const { HTTPParser, methods } = common
 
 /** What a parser reports; `headers` is the flat [name, value, ...] list as received. */
 export interface ParserEvents {
+  /** The first byte of a message arrived (optional). */
+  onBegin?(): void
   onHead(major: number, minor: number, headers: string[], method: string, url: string, status: number, statusText: string, upgrade: boolean, keepAlive: boolean): void
   onBody(chunk: Buffer): void
   onComplete(): void
+}
+
+/** A socket's libuv handle, as node:net keeps it (internal, but what node:http itself uses). */
+interface StreamHandle {
+  isStreamBase?: boolean
+  reading: boolean
+  readStart(): number
+  readStop(): number
+}
+
+function handleOf(socket: Socket): StreamHandle | null {
+  return (socket as unknown as { _handle: StreamHandle | null })._handle
+}
+
+/**
+ * Stops reading from a socket whose reads go straight to a parser (`consume`): with the parser
+ * reading, `socket.pause()` would stop nothing. node:http's server does the same on 'pause'.
+ */
+export function stopReading(socket: Socket): void {
+  const h = handleOf(socket)
+  if (h !== null && h.reading) {
+    h.reading = false
+    h.readStop()
+  }
+}
+
+export function startReading(socket: Socket): void {
+  const h = handleOf(socket)
+  if (h !== null && !h.reading && !socket.destroyed) {
+    h.reading = true
+    h.readStart()
+  }
 }
 
 /** Answer from `onHead` of a response parser: read no body (the request was HEAD). */
@@ -55,6 +94,7 @@ export class H1Parser {
   readonly #native: NativeParser
   #headers: string[] = []
   #url = ''
+  #consumed = false
   /** Set by the owner before a response is parsed: its request was HEAD. */
   skipBody = false
 
@@ -88,8 +128,37 @@ export class H1Parser {
       return this.skipBody ? SKIP_BODY : 0
     }
     p[HTTPParser.kOnBody] = (chunk: Buffer) => events.onBody(chunk)
+    if (events.onBegin !== undefined) p[HTTPParser.kOnMessageBegin] = () => events.onBegin!()
     p[HTTPParser.kOnMessageComplete] = () => events.onComplete()
     this.#native = p
+  }
+
+  /**
+   * Lets the parser read the socket itself, as node:http's server does: each read goes from libuv
+   * straight into llhttp, without a 64 KiB Buffer, a stream push and a 'data' event per read.
+   * `onExecute` gets the bytes parsed of each read, or the parse error. The socket emits no 'data'
+   * from then on ('end', 'close' and writes are as before). False if the socket cannot be consumed.
+   */
+  consume(socket: Socket, onExecute: (ret: number | ParseError) => void): boolean {
+    const h = handleOf(socket) as (StreamHandle & { _consumed?: boolean }) | null
+    if (h === null || h.isStreamBase !== true || h._consumed === true) return false
+    h._consumed = true
+    this.#native[HTTPParser.kOnExecute] = onExecute
+    this.#native.consume(h)
+    this.#consumed = true
+    return true
+  }
+
+  /** Gives the socket's reads back to the socket (before handing it to someone else). */
+  unconsume(): void {
+    if (!this.#consumed) return
+    this.#consumed = false
+    this.#native.unconsume()
+  }
+
+  /** The buffer of the read being parsed (consume mode): an upgrade's first bytes are in it. */
+  currentBuffer(): Buffer {
+    return this.#native.getCurrentBuffer()
   }
 
   /** Bytes consumed, or the parse error. Callbacks run synchronously inside. */

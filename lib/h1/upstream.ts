@@ -13,7 +13,7 @@ import net from 'node:net'
 import type { Readable } from 'node:stream'
 import { UpstreamError, classifyTransportError } from '../errors.js'
 import type { FailureKind } from '../errors.js'
-import { H1Parser } from './parser.js'
+import { H1Parser, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 
 export interface UpstreamRequest {
@@ -205,6 +205,8 @@ class Connection implements ParserEvents, AttemptControl {
   #informational = false
   #reusable = false
   #bodySent = false
+  /** Detaches a streamed request body from this connection (it ended early or failed). */
+  #unpipe: (() => void) | null = null
   #headDeadline = 0
   #lastData = 0
   idleSince = 0
@@ -218,7 +220,6 @@ class Connection implements ParserEvents, AttemptControl {
     const s = (this.socket = net.connect({ host, port, noDelay: true }))
     s.setTimeout(connectTimeoutMs, this.#onConnectTimeout)
     s.once('connect', this.#onConnect)
-    s.on('data', this.#onData)
     s.on('end', this.#onEnd)
     s.on('error', this.#onError)
     s.once('close', this.#onClose)
@@ -227,6 +228,13 @@ class Connection implements ParserEvents, AttemptControl {
   readonly #onConnect = (): void => {
     this.#connected = true
     this.socket.setTimeout(0)
+    // Reads go straight into the parser (see H1Parser.consume).
+    if (this.#parser.consume(this.socket, this.#onExecute)) this.socket.resume() // flowing, so 'end' is emitted
+    else this.socket.on('data', this.#onData)
+  }
+
+  readonly #onExecute = (ret: number | ParseError): void => {
+    if (typeof ret !== 'number') this.#badResponse(ret)
   }
 
   readonly #onConnectTimeout = (): void => {
@@ -299,11 +307,13 @@ class Connection implements ParserEvents, AttemptControl {
       this.abort(err)
     }
     const cleanup = (): void => {
+      this.#unpipe = null
       body.off('data', onData)
       body.off('end', onEnd)
       body.off('error', onError)
       s.off('drain', onDrain)
     }
+    this.#unpipe = cleanup
     body.on('data', onData)
     body.once('end', onEnd)
     body.once('error', onError)
@@ -325,15 +335,15 @@ class Connection implements ParserEvents, AttemptControl {
     }
   }
 
+  /** For a socket that could not be consumed. */
   readonly #onData = (data: Buffer): void => {
-    if (this.#req === null) {
-      // Bytes with no request out: the connection is not in a state we understand.
-      this.socket.destroy()
-      return
-    }
-    if (this.#headSeen) this.#lastData = performance.now()
     const n = this.#parser.execute(data)
     if (typeof n !== 'number') this.#badResponse(n)
+  }
+
+  onBegin(): void {
+    // A response with no request out: the connection is not in a state we understand.
+    if (this.#req === null) this.socket.destroy()
   }
 
   onHead(_major: number, _minor: number, headers: string[], _method: string, _url: string, status: number, text: string, _upgrade: boolean, keepAlive: boolean): void {
@@ -364,7 +374,8 @@ class Connection implements ParserEvents, AttemptControl {
   }
 
   onBody(chunk: Buffer): void {
-    if (this.#sink !== null && !this.#sink.onBody(chunk)) this.socket.pause()
+    if (this.#req !== null && this.#req.bodyTimeoutMs > 0) this.#lastData = performance.now()
+    if (this.#sink !== null && !this.#sink.onBody(chunk)) stopReading(this.socket)
   }
 
   onComplete(): void {
@@ -377,13 +388,14 @@ class Connection implements ParserEvents, AttemptControl {
     this.#disarm()
     this.#req = null
     this.#sink = null
+    this.#unpipe?.()
     sink.onEnd()
     if (this.#reusable && this.#bodySent && this.keepAliveMs > 0 && !this.socket.destroyed) this.#pool.release(this)
     else this.socket.destroy()
   }
 
   resume(): void {
-    this.socket.resume()
+    startReading(this.socket)
   }
 
   abort(err: Error): void {
@@ -392,6 +404,7 @@ class Connection implements ParserEvents, AttemptControl {
     this.#sink = null
     this.#req = null
     this.#disarm()
+    this.#unpipe?.()
     this.socket.destroy()
     sink.onError(err)
   }
@@ -426,6 +439,7 @@ class Connection implements ParserEvents, AttemptControl {
     this.#sink = null
     this.#req = null
     this.#disarm()
+    this.#unpipe?.()
     this.socket.destroy()
     if (sink === null || req === null) return
     // The upstream closed a kept-alive connection just as we sent on it: nothing of the answer

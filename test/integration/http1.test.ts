@@ -235,6 +235,21 @@ describe('HTTP/1.1 on the wire (real ZooKeeper, real upstreams)', function () {
     expect(r.body).to.equal('final')
   })
 
+  it('passes on an answer that comes before the request body is all sent, then closes', async () => {
+    const u = await upstream((_req, res) => {
+      res.writeHead(413, { 'content-type': 'text/plain' })
+      res.end('too big')
+    })
+    const p = await proxyTo(u.port)
+    const head = 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n'
+    const { got, closed } = await raw(p.port, [head, 'x'.repeat(200_000)])
+    expect(closed).to.equal(true)
+    expect(got).to.match(/^HTTP\/1\.1 413 /)
+    expect(got).to.match(/\r\nconnection: close\r\n/i)
+    expect(got).to.match(/\r\n\r\n7\r\ntoo big\r\n0\r\n\r\n$/)
+    expect((await send(p.port)).status).to.equal(413)
+  })
+
   it('refuses request smuggling: Content-Length with Transfer-Encoding is a 400', async () => {
     const u = await upstream()
     const p = await proxyTo(u.port)
