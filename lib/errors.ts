@@ -82,7 +82,7 @@ const CONNECT_CODES = new Set([
 ])
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT'])
 
-/** Maps a transport error from undici or the socket layer to a failure kind. */
+/** Maps a transport error from the socket layer (or undici, which health checks use) to a failure kind. */
 export function classifyTransportError(err: unknown): FailureKind {
   const code = (err as { code?: unknown } | null)?.code
   if (typeof code === 'string') {

@@ -1,5 +1,6 @@
-// Streaming one request to one upstream and its answer back to the client, on undici's raw
-// dispatch API (no per-request stream.pipeline or AbortController: see shared/PERFORMANCE-NOTES.md).
+// One attempt: the upstream request's headers, the body handed to it, and the answer written
+// straight into the client's exchange as it arrives (no per-request stream.pipeline or
+// AbortController: see shared/PERFORMANCE-NOTES.md).
 
 import { Readable } from 'node:stream'
 import { ProxyError } from './errors.js'
@@ -57,8 +58,8 @@ export function rawHeader(raw: readonly string[], name: string): string | undefi
 
 /**
  * A request body that can be handed to one attempt and, as long as that attempt never read from
- * it, to another: it only starts pulling from the client when undici first asks, and destroying
- * it (undici does on error) never destroys the client's request.
+ * it, to another: it only starts pulling from the client when the upstream connection first reads
+ * it, and destroying it never destroys the client's request.
  */
 export class BodyTap extends Readable {
   readonly #src: Readable

@@ -14,9 +14,9 @@ export const MALLOC_TUNING = { MALLOC_TRIM_THRESHOLD_: '33554432' } as const
 
 /**
  * glibc's malloc gives freed heap back to the kernel as soon as 128 KiB lie free at its top.
- * Every socket read undici makes takes a fresh 64 KiB buffer, so a proxy streaming large bodies
- * keeps shrinking and regrowing its heap and page-faults on every read: measured 2-4x the CPU per
- * 1 MiB response. The setting has to be in the environment before the process starts, so all we
+ * Node copies every piece of a body it parses into a fresh Buffer of up to 64 KiB, so a proxy
+ * streaming large bodies keeps shrinking and regrowing its heap and page-faults on every read:
+ * measured 1.3-4x the CPU per 1 MiB response. The setting has to be in the environment before the process starts, so all we
  * can do here is say so.
  */
 export function adviseMalloc(logger: Logger): void {
