@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream'
 import pRetry from 'p-retry'
 import type { Balancer, Host, Lease } from './balancer.js'
 import type { Exchange } from './h1/front.js'
-import { UpstreamPool } from './h1/upstream.js'
+import { UpstreamClock, UpstreamPool } from './h1/upstream.js'
 import type { ServiceConfig } from './config.js'
 import { ProxyError, UpstreamError } from './errors.js'
 import { BodyTap, forwardAttempt, rawHeader, upstreamHeaders } from './forward.js'
@@ -148,6 +148,7 @@ export class Service {
   readonly #log: Logger
   /** One pool per instance; a Host is replaced when its address changes, so this follows it. */
   readonly #pools = new Map<Host, UpstreamPool>()
+  readonly #clock = new UpstreamClock()
   readonly #budget: RetryBudget
   readonly #health: HealthChecker | null
   readonly #metrics: ServiceMetrics
@@ -182,6 +183,7 @@ export class Service {
         connections: c.maxConnectionsPerInstance,
         keepAliveTimeoutMs: c.keepAliveTimeoutMs,
         connectTimeoutMs: c.connectTimeoutMs,
+        clock: this.#clock,
       })
       this.#pools.set(host, pool)
     }
@@ -378,6 +380,7 @@ export class Service {
     await this.#health?.close()
     await Promise.all([...this.#pools.values()].map((p) => p.close().catch(() => {})))
     this.#pools.clear()
+    this.#clock.stop()
   }
 }
 

@@ -51,6 +51,8 @@ export interface PoolOptions {
   readonly connections: number
   readonly keepAliveTimeoutMs: number
   readonly connectTimeoutMs: number
+  /** The service's timer for deadlines and idle connections. */
+  readonly clock: UpstreamClock
 }
 
 /** Methods a server may not act on twice; a request of these that hit a connection the
@@ -127,8 +129,7 @@ export class UpstreamPool {
     }
     conn.idleSince = performance.now()
     this.#idle.push(conn)
-    clock.pools.add(this)
-    clock.start()
+    this.options.clock.watchIdle(this)
   }
 
   /** A connection is gone (closed by either side). */
@@ -164,28 +165,44 @@ export class UpstreamPool {
 }
 
 /**
- * One timer for every deadline of every pool, ticking while there is anything to watch: connections
- * with a request out (head and body timeouts) and pools with idle connections (keep-alive timeout).
- * A setTimeout per request cost more than the rest of the upstream side; a timeout now fires up to
- * TICK_MS late.
+ * One timer for every deadline of a service's pools, ticking while there is anything to watch:
+ * connections with a request out (head and body timeouts) and pools with idle connections
+ * (keep-alive timeout). A setTimeout per request cost more than the rest of the upstream side;
+ * a timeout now fires up to TICK_MS late.
  */
 const TICK_MS = 50
-const clock = {
-  busy: new Set<Connection>(),
-  pools: new Set<UpstreamPool>(),
-  timer: null as NodeJS.Timeout | null,
-  start(): void {
-    this.timer ??= setInterval(tick, TICK_MS).unref()
-  },
-}
 
-function tick(): void {
-  const now = performance.now()
-  for (const c of clock.busy) c.checkDeadlines(now)
-  for (const p of clock.pools) if (!p.sweep(now)) clock.pools.delete(p)
-  if (clock.busy.size === 0 && clock.pools.size === 0 && clock.timer !== null) {
-    clearInterval(clock.timer)
-    clock.timer = null
+export class UpstreamClock {
+  readonly #busy = new Set<Connection>()
+  readonly #pools = new Set<UpstreamPool>()
+  #timer: NodeJS.Timeout | null = null
+
+  /** A connection sent a request: its deadlines are watched until `unwatch`. */
+  watch(conn: Connection): void {
+    this.#busy.add(conn)
+    this.#timer ??= setInterval(this.#tick, TICK_MS).unref()
+  }
+
+  unwatch(conn: Connection): void {
+    this.#busy.delete(conn)
+  }
+
+  /** A pool has idle connections to close in time. */
+  watchIdle(pool: UpstreamPool): void {
+    this.#pools.add(pool)
+    this.#timer ??= setInterval(this.#tick, TICK_MS).unref()
+  }
+
+  readonly #tick = (): void => {
+    const now = performance.now()
+    for (const c of this.#busy) c.checkDeadlines(now)
+    for (const p of this.#pools) if (!p.sweep(now)) this.#pools.delete(p)
+    if (this.#busy.size === 0 && this.#pools.size === 0) this.stop()
+  }
+
+  stop(): void {
+    if (this.#timer !== null) clearInterval(this.#timer)
+    this.#timer = null
   }
 }
 
@@ -194,6 +211,7 @@ const KEEP_ALIVE_HINT = /timeout=(\d+)/i
 class Connection implements ParserEvents, AttemptControl {
   readonly socket: net.Socket
   readonly #pool: UpstreamPool
+  readonly #clock: UpstreamClock
   readonly #parser: H1Parser
   #connected = false
   #req: UpstreamRequest | null = null
@@ -214,6 +232,7 @@ class Connection implements ParserEvents, AttemptControl {
 
   constructor(pool: UpstreamPool) {
     this.#pool = pool
+    this.#clock = pool.options.clock
     this.keepAliveMs = pool.options.keepAliveTimeoutMs
     const { host, port, connectTimeoutMs } = pool.options
     this.#parser = new H1Parser('response', this, 0)
@@ -249,8 +268,7 @@ class Connection implements ParserEvents, AttemptControl {
     this.#bodySent = false
     this.#parser.skipBody = req.method === 'HEAD'
     this.#headDeadline = performance.now() + req.headersTimeoutMs
-    clock.busy.add(this)
-    clock.start()
+    this.#clock.watch(this)
     sink.onStart(this)
     if (this.#sink === null) return // aborted at once
     let head = `${req.method} ${req.path} HTTP/1.1\r\n`
@@ -321,7 +339,7 @@ class Connection implements ParserEvents, AttemptControl {
   }
 
   #disarm(): void {
-    clock.busy.delete(this)
+    this.#clock.unwatch(this)
   }
 
   /** Called by the clock while a request is out. */
