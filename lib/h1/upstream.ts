@@ -285,11 +285,16 @@ class Connection implements ParserEvents, AttemptControl {
     if (!host) head += `host: ${this.#pool.authority}\r\n`
     const body = req.body
     const s = this.socket
-    if (body === null || Buffer.isBuffer(body)) {
-      if (body !== null && !length) head += `content-length: ${body.length}\r\n`
+    if (body === null) {
+      s.write(`${head}\r\n`, 'latin1')
+      this.#bodySent = true
+      return
+    }
+    if (Buffer.isBuffer(body)) {
+      if (!length) head += `content-length: ${body.length}\r\n`
       s.cork()
       s.write(`${head}\r\n`, 'latin1')
-      if (body !== null && body.length > 0) s.write(body)
+      if (body.length > 0) s.write(body)
       s.uncork()
       this.#bodySent = true
       return

@@ -250,6 +250,20 @@ describe('HTTP/1.1 on the wire (real ZooKeeper, real upstreams)', function () {
     expect((await send(p.port)).status).to.equal(413)
   })
 
+  it('closes a client connection left idle for 5 s after its last answer', async () => {
+    const u = await upstream()
+    const p = await proxyTo(u.port)
+    let answeredAt = 0
+    const { got, closed } = await raw(p.port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', (g) => {
+      if (answeredAt === 0 && g.includes(' 200 ')) answeredAt = Date.now()
+      return false
+    })
+    expect(closed).to.equal(true)
+    expect(got).to.match(/^HTTP\/1\.1 200 /)
+    // 5 s keep-alive timeout, checked once a second.
+    expect(Date.now() - answeredAt).to.be.within(4_900, 7_500)
+  })
+
   it('refuses request smuggling: Content-Length with Transfer-Encoding is a 400', async () => {
     const u = await upstream()
     const p = await proxyTo(u.port)
