@@ -152,26 +152,27 @@ describe('HTTP/1.1 on the wire (real ZooKeeper, real upstreams)', function () {
     expect((await send(p.port)).body).to.equal('until the end')
   })
 
-  it('sends a GET again on a fresh connection when a kept-alive one turns out closed', async () => {
-    // Every connection answers its first request and drops the second without a word: what a
-    // request meets when the upstream closed an idle connection just as it was sent.
+  /**
+   * Every connection answers its first request and drops the second without a word: what a
+   * request meets when the upstream closed an idle connection just as it was sent.
+   */
+  async function dropsSecondOnEachConnection() {
     const up = await rawUpstream((s, n) => {
       if (n === 0) s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
       else s.destroy()
     })
     closers.push(() => up.close())
-    const p = await proxyTo(up.port, { retry: { attempts: 1 } })
+    return { up, p: await proxyTo(up.port, { retry: { attempts: 1 } }) }
+  }
+
+  it('sends a GET again on a fresh connection when a kept-alive one turns out closed', async () => {
+    const { up, p } = await dropsSecondOnEachConnection()
     for (let i = 0; i < 3; i++) expect((await send(p.port)).status).to.equal(200)
     expect(up.connections).to.equal(3)
   })
 
   it('does not send a POST twice when its connection turns out closed', async () => {
-    const up = await rawUpstream((s, n) => {
-      if (n === 0) s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
-      else s.destroy()
-    })
-    closers.push(() => up.close())
-    const p = await proxyTo(up.port, { retry: { attempts: 1 } })
+    const { p } = await dropsSecondOnEachConnection()
     expect((await send(p.port, '/', { method: 'POST', body: 'a' })).status).to.equal(200)
     const second = await send(p.port, '/', { method: 'POST', body: 'b' })
     expect(second.status).to.equal(502)
