@@ -108,7 +108,7 @@ export class Exchange {
   }
 
   /**
-   * Writes the answer's head from an upstream's raw header list ([name, value, ...] Buffers),
+   * Writes the answer's head from an upstream's raw header list ([name, value, ...]),
    * leaving out hop-by-hop headers and choosing the framing toward this client.
    */
   writeHeadRaw(status: number, text: string, raw: readonly string[]): void {
