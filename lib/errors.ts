@@ -69,8 +69,8 @@ export class UpstreamError extends ProxyError {
   }
 }
 
-// undici and Node error codes that mean the request never reached the upstream, so it is safe to
-// send elsewhere whatever its method.
+// Socket error codes that mean the request never reached the upstream, so it is safe to send
+// elsewhere whatever its method.
 const CONNECT_CODES = new Set([
   'ECONNREFUSED',
   'EHOSTUNREACH',
@@ -78,11 +78,10 @@ const CONNECT_CODES = new Set([
   'EADDRNOTAVAIL',
   'ENOTFOUND',
   'EAI_AGAIN',
-  'UND_ERR_CONNECT_TIMEOUT',
 ])
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT'])
+const TIMEOUT_CODES = new Set(['ETIMEDOUT'])
 
-/** Maps a transport error from the socket layer (or undici, which health checks use) to a failure kind. */
+/** Maps an upstream socket's error to a failure kind. */
 export function classifyTransportError(err: unknown): FailureKind {
   const code = (err as { code?: unknown } | null)?.code
   if (typeof code === 'string') {

@@ -544,9 +544,4 @@ export class H1Server {
     for (const c of this.#connections) c.socket.destroy()
     clearInterval(this.#sweeper)
   }
-
-  /** Sockets handed over by upgrades are not tracked here; `UpgradeTunnel` owns them. */
-  get connections(): number {
-    return this.#connections.size
-  }
 }
