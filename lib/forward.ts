@@ -28,7 +28,7 @@ function connectionTokens(value: string | undefined): Set<string> | null {
  */
 export function upstreamHeaders(ex: Exchange): string[] {
   const raw = ex.rawHeaders
-  const extra = connectionTokens(ex.headers.connection)
+  const extra = connectionTokens(ex.connection)
   const out: string[] = []
   let xff: string | undefined
   for (let i = 0; i < raw.length; i += 2) {
@@ -43,7 +43,7 @@ export function upstreamHeaders(ex: Exchange): string[] {
   const client = ex.remoteAddress
   out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`)
   out.push('x-forwarded-proto', 'http')
-  if (ex.headers.host !== undefined) out.push('x-forwarded-host', ex.headers.host)
+  if (ex.host !== undefined) out.push('x-forwarded-host', ex.host)
   return out
 }
 

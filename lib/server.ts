@@ -55,7 +55,7 @@ export class ProxyServer {
       sendError(ex, 400, 'ZP_ERR_BAD_REQUEST', 'request target must be a path (origin-form)', undefined, true)
       return
     }
-    const service = this.#router.route(ex.headers.host, url)
+    const service = this.#router.route(ex.host, url)
     if (service === null) {
       sendError(ex, 404, 'ZP_ERR_NO_ROUTE', 'no service matches this request')
       return

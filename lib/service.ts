@@ -209,7 +209,7 @@ export class Service {
 
   async #readThenAttempt(state: RequestState): Promise<void> {
     const body = state.ex.body!
-    const len = Number(state.ex.headers['content-length'])
+    const len = Number(state.ex.contentLength)
     // A body known to be too big streams at once; one of unknown length (chunked) is read up
     // to the limit, and streams on from there when it turns out bigger.
     if (Number.isFinite(len) && len > this.config.retry.bufferBytes) state.streamed = true

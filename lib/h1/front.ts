@@ -68,10 +68,13 @@ export class Exchange {
   readonly method: string
   readonly url: string
   readonly httpMinor: number
-  /** Names lower-cased; a repeated header's values joined with ", " (Host: the first one). */
-  readonly headers: IncomingHttpHeaders
   /** As received: [name, value, ...]. */
   readonly rawHeaders: string[]
+  /** The headers the request path reads every time, found in one pass (Host: the first one). */
+  readonly host: string | undefined
+  readonly connection: string | undefined
+  readonly expect: string | undefined
+  readonly contentLength: string | undefined
   readonly remoteAddress: string
   /** The request body, or null when the request has none. */
   readonly body: RequestBody | null
@@ -91,16 +94,53 @@ export class Exchange {
   #noBody = false
   #pendingHead: string | null = null
 
-  constructor(conn: Connection, method: string, url: string, minor: number, raw: string[], keepAlive: boolean, hasBody: boolean) {
+  #headers: IncomingHttpHeaders | null = null
+
+  constructor(conn: Connection, method: string, url: string, minor: number, raw: string[], keepAlive: boolean) {
     this.#conn = conn
     this.method = method
     this.url = url
     this.httpMinor = minor
     this.rawHeaders = raw
-    this.headers = headerObject(raw)
+    let host: string | undefined
+    let connection: string | undefined
+    let expect: string | undefined
+    let length: string | undefined
+    let chunked = false
+    // Only names of these lengths can be one of the five; the rest are not even lower-cased.
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i]!
+      const v = raw[i + 1]!
+      switch (n.length) {
+        case 4:
+          if (host === undefined && n.toLowerCase() === 'host') host = v
+          break
+        case 6:
+          if (n.toLowerCase() === 'expect') expect = v
+          break
+        case 10:
+          if (n.toLowerCase() === 'connection') connection = connection === undefined ? v : `${connection}, ${v}`
+          break
+        case 14:
+          if (n.toLowerCase() === 'content-length') length = v
+          break
+        case 17:
+          if (n.toLowerCase() === 'transfer-encoding') chunked = true
+          break
+      }
+    }
+    this.host = host
+    this.connection = connection
+    this.expect = expect
+    this.contentLength = length
     this.remoteAddress = conn.socket.remoteAddress ?? ''
     this.#keepAlive = keepAlive
-    this.body = hasBody ? new RequestBody(conn) : null
+    this.body = chunked || (length !== undefined && length.trim() !== '0') ? new RequestBody(conn) : null
+  }
+
+  /** All headers, names lower-cased, repeats joined with ", " (Host: the first one); built when first asked. */
+  get headers(): IncomingHttpHeaders {
+    return (this.#headers ??= headerObject(this.rawHeaders))
   }
 
   get destroyed(): boolean {
@@ -361,7 +401,7 @@ class Connection implements ParserEvents {
       this.#upgrade = { method, url, minor, headers }
       return
     }
-    const ex = new Exchange(this, method, url, minor, headers, keepAlive, hasBody(headers))
+    const ex = new Exchange(this, method, url, minor, headers, keepAlive)
     if (ex.body === null) ex.requestComplete = true
     else this.#reading = ex
     if (this.#current === null) this.#start(ex)
@@ -397,7 +437,7 @@ class Connection implements ParserEvents {
 
   #start(ex: Exchange): void {
     this.#current = ex
-    if (ex.body !== null && ex.httpMinor >= 1 && /^100-continue$/i.test(ex.headers.expect ?? '')) {
+    if (ex.body !== null && ex.httpMinor >= 1 && /^100-continue$/i.test(ex.expect ?? '')) {
       this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1')
     }
     this.#server.handlers.request(ex)
@@ -473,17 +513,6 @@ class Connection implements ParserEvents {
     req.push(null)
     this.#server.handlers.upgrade(req, this.socket, head)
   }
-}
-
-function hasBody(raw: readonly string[]): boolean {
-  for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i]!
-    // Only the two framing headers are 14 or 17 characters and start with c/C or t/T.
-    if (n.length === 14 && n.toLowerCase() === 'content-length') {
-      if (raw[i + 1]!.trim() !== '0') return true
-    } else if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') return true
-  }
-  return false
 }
 
 export class H1Server {
