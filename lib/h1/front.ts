@@ -37,6 +37,10 @@ export const HOP_BY_HOP = new Set([
   'http2-settings',
 ])
 
+/** 1 at the length of every HOP_BY_HOP name and of content-length. */
+const SPECIAL_LENGTHS = new Uint8Array(32)
+for (const name of [...HOP_BY_HOP, 'content-length']) SPECIAL_LENGTHS[name.length] = 1
+
 const CLIENT_GONE = 'ZP_ERR_CLIENT_ABORT'
 /** Bodies up to this size leave with their head in one copied Buffer (see Exchange.write). */
 const SMALL_BODY = 4096
@@ -258,12 +262,15 @@ export function responseLines(raw: readonly string[]): { lines: string; length: 
   let connection: string | null = null
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!
-    const lower = name.toLowerCase()
-    if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') connection = connection === null ? raw[i + 1]! : `${connection},${raw[i + 1]!}`
-      continue
+    // Only names as long as a hop-by-hop one or Content-Length are lower-cased and looked up.
+    if (SPECIAL_LENGTHS[name.length] === 1) {
+      const lower = name.toLowerCase()
+      if (HOP_BY_HOP.has(lower)) {
+        if (lower === 'connection') connection = connection === null ? raw[i + 1]! : `${connection},${raw[i + 1]!}`
+        continue
+      }
+      if (lower === 'content-length') length = true
     }
-    if (lower === 'content-length') length = true
     lines += `${name}: ${raw[i + 1]!}\r\n`
   }
   // Rare: the upstream named more headers in `Connection`; they are hop-by-hop too.
