@@ -35,6 +35,15 @@ export class ProxyError extends Error {
   }
 }
 
+/** The client went away before its answer was complete: nothing to answer, nothing to retry. */
+export function clientGone(message: string): ProxyError {
+  return new ProxyError('ZP_ERR_CLIENT_ABORT', message)
+}
+
+export function isClientGone(err: unknown): boolean {
+  return err instanceof ProxyError && err.code === 'ZP_ERR_CLIENT_ABORT'
+}
+
 /** A bad config file: `problems` holds one `field.path: message` line each. */
 export class ConfigError extends ProxyError {
   readonly problems: readonly string[]

@@ -3,7 +3,7 @@
 // AbortController: see shared/PERFORMANCE-NOTES.md).
 
 import { Readable } from 'node:stream'
-import { ProxyError } from './errors.js'
+import { clientGone } from './errors.js'
 import { HOP_BY_HOP } from './h1/front.js'
 import type { Exchange } from './h1/front.js'
 import type { AttemptControl, ResponseSink, UpstreamPool, UpstreamRequest } from './h1/upstream.js'
@@ -118,15 +118,14 @@ export interface AttemptListener {
   retryOnStatus(status: number, headers: readonly string[]): boolean
   /** Exactly once: `err` null when the whole answer went to the client; `latencyMs` to its head. */
   attemptEnded(err: Error | null, status: number, latencyMs: number): void
+  /** `performance.now()` when the attempt was dispatched. */
+  readonly attemptStartedAt: number
 }
-
-const CLIENT_GONE = 'ZP_ERR_CLIENT_ABORT'
 
 /** Writes the upstream's answer straight into the client's exchange as it arrives. */
 class ResponseWriter implements ResponseSink {
   readonly #res: Exchange
   readonly #listener: AttemptListener
-  readonly #startedAt = performance.now()
   #control: AttemptControl | null = null
   #status = 0
   #latencyMs = 0
@@ -139,7 +138,7 @@ class ResponseWriter implements ResponseSink {
   }
 
   readonly #onClientGone = (): void => {
-    this.#control?.abort(new ProxyError(CLIENT_GONE, 'client went away'))
+    this.#control?.abort(clientGone('client went away'))
   }
 
   readonly #onDrain = (): void => {
@@ -154,12 +153,12 @@ class ResponseWriter implements ResponseSink {
 
   onStart(control: AttemptControl): void {
     this.#control = control
-    if (this.#res.destroyed) control.abort(new ProxyError(CLIENT_GONE, 'client went away'))
+    if (this.#res.destroyed) control.abort(clientGone('client went away'))
   }
 
   onHead(status: number, text: string, headers: readonly string[]): boolean {
     this.#status = status
-    this.#latencyMs = performance.now() - this.#startedAt
+    this.#latencyMs = performance.now() - this.#listener.attemptStartedAt
     if (this.#listener.retryOnStatus(status, headers)) return false
     this.#res.writeHeadRaw(status, text, headers)
     return true

@@ -6,7 +6,7 @@ import type { Balancer, Host, Lease } from './balancer.js'
 import type { Exchange } from './h1/front.js'
 import { UpstreamClock, UpstreamPool } from './h1/upstream.js'
 import type { ServiceConfig } from './config.js'
-import { ProxyError, UpstreamError } from './errors.js'
+import { ProxyError, UpstreamError, isClientGone } from './errors.js'
 import { BodyTap, forwardAttempt, rawHeader, upstreamHeaders } from './forward.js'
 import type { AttemptListener } from './forward.js'
 import type { Logger } from './log.js'
@@ -359,7 +359,7 @@ export class Service {
 
   #fail(state: RequestState, err: unknown): void {
     const res = state.ex
-    if (err instanceof ProxyError && err.code === 'ZP_ERR_CLIENT_ABORT') return
+    if (isClientGone(err)) return
     if (res.headersSent || res.destroyed) {
       // Part of the answer already went out: all we can do is cut the connection, so the client
       // sees a truncated response rather than a wrong one.

@@ -15,7 +15,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import net from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
 import { Readable } from 'node:stream'
-import { ProxyError } from '../errors.js'
+import { clientGone } from '../errors.js'
 import { H1Parser, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 
@@ -41,7 +41,6 @@ export const HOP_BY_HOP = new Set([
 const SPECIAL_LENGTHS = new Uint8Array(32)
 for (const name of [...HOP_BY_HOP, 'content-length']) SPECIAL_LENGTHS[name.length] = 1
 
-const CLIENT_GONE = 'ZP_ERR_CLIENT_ABORT'
 /** Bodies up to this size leave with their head in one copied Buffer (see Exchange.write). */
 const SMALL_BODY = 4096
 
@@ -245,7 +244,7 @@ export class Exchange {
 
   /** The client went away (or the connection was cut) before the answer was complete. */
   aborted(): void {
-    if (this.body !== null && !this.requestComplete) this.body.destroy(new ProxyError(CLIENT_GONE, 'client aborted the request body'))
+    if (this.body !== null && !this.requestComplete) this.body.destroy(clientGone('client aborted the request body'))
     const cb = this.onAbort
     this.onAbort = null
     if (!this.finished) cb?.()
@@ -253,7 +252,7 @@ export class Exchange {
 }
 
 /**
- * An upstream's raw response headers ([name, value, ...] Buffers) as header lines for the client,
+ * An upstream's raw response headers ([name, value, ...]) as header lines for the client,
  * hop-by-hop ones (and those its `Connection` lists) left out; `length`: a Content-Length is there.
  */
 export function responseLines(raw: readonly string[]): { lines: string; length: boolean } {

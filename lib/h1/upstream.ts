@@ -315,7 +315,8 @@ class Connection implements ParserEvents, AttemptControl {
     const onData = (c: Buffer): void => {
       if (chunked) s.write(`${c.length.toString(16)}\r\n`, 'latin1')
       s.write(c)
-      if (!(chunked ? s.write('\r\n', 'latin1') : true) || s.writableNeedDrain) body.pause()
+      if (chunked) s.write('\r\n', 'latin1')
+      if (s.writableNeedDrain) body.pause()
     }
     const onDrain = (): void => {
       body.resume()
