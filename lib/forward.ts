@@ -170,6 +170,10 @@ class ResponseWriter implements ResponseSink {
     return this.#res.write(chunk)
   }
 
+  get holdsChunks(): boolean {
+    return this.#res.writePending
+  }
+
   onEnd(): void {
     this.#finish()
     this.#res.end()

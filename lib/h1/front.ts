@@ -195,6 +195,14 @@ export class Exchange {
     this.#pendingHead = `HTTP/1.1 ${status} ${text || STATUS_CODES[status] || 'Unknown'}\r\n${lines}\r\n`
   }
 
+  /**
+   * True while the socket still holds bytes written to it (a write went asynchronous): a Buffer
+   * passed to `write` may then still be referenced. False right after a write: the kernel took it all.
+   */
+  get writePending(): boolean {
+    return this.#conn.socket.writableLength > 0
+  }
+
   /** False means: the socket's buffer is full, wait for `onDrain`. */
   write(chunk: Buffer): boolean {
     if (!this.headersSent) this.writeHead(200, {})

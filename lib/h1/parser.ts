@@ -46,7 +46,8 @@ const { HTTPParser, methods } = common
 export interface ParserEvents {
   /** The first byte of a message arrived (optional). */
   onBegin?(): void
-  onHead(major: number, minor: number, headers: string[], method: string, url: string, status: number, statusText: string, upgrade: boolean, keepAlive: boolean): void
+  /** May answer RAW_BODY: llhttp stops after this head, the owner reads the body itself. */
+  onHead(major: number, minor: number, headers: string[], method: string, url: string, status: number, statusText: string, upgrade: boolean, keepAlive: boolean): number | void
   onBody(chunk: Buffer): void
   onComplete(): void
 }
@@ -85,6 +86,12 @@ export function startReading(socket: Socket): void {
 
 /** Answer from `onHead` of a response parser: read no body (the request was HEAD). */
 export const SKIP_BODY = 1
+/**
+ * Answer from `onHead`: stop right after this head, as for an Upgrade. `execute` returns the
+ * head's length, the message counts as complete, and the next `execute` parses a new message:
+ * the owner passes the body through itself (llhttp copies every body piece into a new Buffer).
+ */
+export const RAW_BODY = 2
 
 /**
  * One connection's parser. llhttp hands over headers in flushes of 32 pairs when a message has
@@ -124,8 +131,8 @@ export class H1Parser {
         url = this.#url
         this.#url = ''
       }
-      events.onHead(major, minor, headers, method === undefined ? '' : methods[method]!, url, status ?? 0, statusText ?? '', upgrade, keepAlive)
-      return this.skipBody ? SKIP_BODY : 0
+      const r = events.onHead(major, minor, headers, method === undefined ? '' : methods[method]!, url, status ?? 0, statusText ?? '', upgrade, keepAlive)
+      return this.skipBody ? SKIP_BODY : (r ?? 0)
     }
     p[HTTPParser.kOnBody] = (chunk: Buffer) => events.onBody(chunk)
     if (events.onBegin !== undefined) p[HTTPParser.kOnMessageBegin] = () => events.onBegin!()

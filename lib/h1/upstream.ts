@@ -13,7 +13,7 @@ import net from 'node:net'
 import type { Readable } from 'node:stream'
 import { UpstreamError, classifyTransportError } from '../errors.js'
 import type { FailureKind } from '../errors.js'
-import { H1Parser, startReading, stopReading } from './parser.js'
+import { H1Parser, RAW_BODY, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 
 export interface UpstreamRequest {
@@ -34,8 +34,13 @@ export interface ResponseSink {
   onStart(control: AttemptControl): void
   /** The answer's head; false drops the answer (the attempt ends in onError with `err`). */
   onHead(status: number, text: string, headers: readonly string[]): boolean
-  /** False: stop reading the upstream until `control.resume()`. */
+  /**
+   * False: stop reading the upstream until `control.resume()`. The chunk may be a view of the
+   * connection's read buffer, valid only during the call unless `holdsChunks` says otherwise.
+   */
   onBody(chunk: Buffer): boolean
+  /** Read after each `onBody`: something the sink handed a chunk to (a write) still holds it. */
+  readonly holdsChunks: boolean
   onEnd(): void
   onError(err: Error): void
 }
@@ -208,6 +213,16 @@ export class UpstreamClock {
 
 const KEEP_ALIVE_HINT = /timeout=(\d+)/i
 
+/** Each connection reads into a buffer of its own, this long. */
+const READ_BUFFER_BYTES = 64 * 1024
+/**
+ * Answers with a Content-Length at least this long are passed through without llhttp: it copies
+ * every body piece into a new Buffer, and at hundreds of MiB/s those copies (and the garbage
+ * collections their memory sets off) cost more than the rest of the proxy; a raw body goes from
+ * the connection's read buffer to the client socket, and the buffer is read into again.
+ */
+const RAW_BODY_MIN_BYTES = 16 * 1024
+
 class Connection implements ParserEvents, AttemptControl {
   readonly socket: net.Socket
   readonly #pool: UpstreamPool
@@ -227,6 +242,10 @@ class Connection implements ParserEvents, AttemptControl {
   #unpipe: (() => void) | null = null
   #headDeadline = 0
   #lastData = 0
+  /** Where reads land (`onread`); replaced when a write still holds a view of it. */
+  #readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES)
+  /** Body bytes still to come of an answer passed through raw; 0: the parser reads. */
+  #rawLeft = 0
   idleSince = 0
   keepAliveMs: number
 
@@ -236,7 +255,8 @@ class Connection implements ParserEvents, AttemptControl {
     this.keepAliveMs = pool.options.keepAliveTimeoutMs
     const { host, port, connectTimeoutMs } = pool.options
     this.#parser = new H1Parser('response', this, 0)
-    const s = (this.socket = net.connect({ host, port, noDelay: true }))
+    // Reads land in this connection's own buffer and go to `#onRead` (no Buffer per read).
+    const s = (this.socket = net.connect({ host, port, noDelay: true, onread: { buffer: this.#nextBuffer, callback: this.#onRead } }))
     s.setTimeout(connectTimeoutMs, this.#onConnectTimeout)
     s.once('connect', this.#onConnect)
     s.on('end', this.#onEnd)
@@ -247,13 +267,44 @@ class Connection implements ParserEvents, AttemptControl {
   readonly #onConnect = (): void => {
     this.#connected = true
     this.socket.setTimeout(0)
-    // Reads go straight into the parser (see H1Parser.consume).
-    if (this.#parser.consume(this.socket, this.#onExecute)) this.socket.resume() // flowing, so 'end' is emitted
-    else this.socket.on('data', this.#onData)
+    this.socket.resume() // flowing, so 'end' is emitted
   }
 
-  readonly #onExecute = (ret: number | ParseError): void => {
-    if (typeof ret !== 'number') this.#badResponse(ret)
+  readonly #nextBuffer = (): Buffer => this.#readBuffer
+
+  /** One read: `n` bytes at the start of the read buffer. False stops reading (backpressure). */
+  readonly #onRead = (n: number, buf: Uint8Array): boolean => {
+    if (this.#rawLeft > 0) return this.#rawBody(buf, 0, n)
+    const ret = this.#parser.execute(Buffer.from(buf.buffer, buf.byteOffset, n))
+    if (typeof ret !== 'number') {
+      this.#badResponse(ret)
+      return false
+    }
+    // The parser stopped after a head whose body comes raw: the rest of this read is body.
+    if (this.#rawLeft > 0) return this.#rawBody(buf, ret, n)
+    return true
+  }
+
+  /** Passes body bytes `from`..`to` of the read buffer on; the answer ends with its last byte. */
+  #rawBody(buf: Uint8Array, from: number, to: number): boolean {
+    const sink = this.#sink
+    if (sink === null) return false
+    const take = Math.min(to - from, this.#rawLeft)
+    this.#rawLeft -= take
+    // Bytes after the body that no request asked for: not a connection to use again.
+    if (to - from > take) this.#reusable = false
+    let more = true
+    if (take > 0) {
+      if (this.#req!.bodyTimeoutMs > 0) this.#lastData = performance.now()
+      more = sink.onBody(Buffer.from(buf.buffer, buf.byteOffset + from, take))
+      // A write still holds that view: the next read goes to a new buffer.
+      if (sink.holdsChunks) this.#readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES)
+    }
+    if (this.#rawLeft === 0) {
+      this.#complete()
+      return !this.socket.destroyed
+    }
+    return more
   }
 
   readonly #onConnectTimeout = (): void => {
@@ -359,33 +410,32 @@ class Connection implements ParserEvents, AttemptControl {
     }
   }
 
-  /** For a socket that could not be consumed. */
-  readonly #onData = (data: Buffer): void => {
-    const n = this.#parser.execute(data)
-    if (typeof n !== 'number') this.#badResponse(n)
-  }
-
   onBegin(): void {
     // A response with no request out: the connection is not in a state we understand.
     if (this.#req === null) this.socket.destroy()
   }
 
-  onHead(_major: number, _minor: number, headers: string[], _method: string, _url: string, status: number, text: string, _upgrade: boolean, keepAlive: boolean): void {
+  onHead(_major: number, _minor: number, headers: string[], _method: string, _url: string, status: number, text: string, _upgrade: boolean, keepAlive: boolean): number {
     const sink = this.#sink
-    if (sink === null) return
+    if (sink === null) return 0
     if (status < 200) {
       this.#informational = true
-      return
+      return 0
     }
     this.#reusable = keepAlive
     if (keepAlive) this.#keepAliveHint(headers)
     if (!sink.onHead(status, text, headers)) {
       this.#fail('status', `upstream answered ${status}`)
-      return
+      return 0
     }
     this.#headSeen = true
     if (this.#req!.bodyTimeoutMs > 0) this.#lastData = performance.now()
     else this.#disarm()
+    if (this.#parser.skipBody || status === 204 || status === 304) return 0
+    const length = rawBodyLength(headers)
+    if (length < RAW_BODY_MIN_BYTES) return 0
+    this.#rawLeft = length
+    return RAW_BODY
   }
 
   /** `Keep-Alive: timeout=N`: close our side a second before the upstream would (undici's margin). */
@@ -407,6 +457,12 @@ class Connection implements ParserEvents, AttemptControl {
       this.#informational = false
       return
     }
+    // The head of an answer passed through raw: its end is the body's last byte.
+    if (this.#rawLeft > 0) return
+    this.#complete()
+  }
+
+  #complete(): void {
     const sink = this.#sink
     if (sink === null) return
     this.#disarm()
@@ -435,8 +491,9 @@ class Connection implements ParserEvents, AttemptControl {
 
   readonly #onEnd = (): void => {
     // A body delimited by the close ends here; anything else was cut short.
-    const err = this.#parser.finish()
-    if (this.#sink !== null) this.#fail('reset', err === null ? 'upstream closed the connection' : `upstream closed mid-response (${err.code})`)
+    const err = this.#rawLeft > 0 ? null : this.#parser.finish()
+    const cut = this.#rawLeft > 0 ? `upstream closed mid-response (${this.#rawLeft} bytes of the body missing)` : err === null ? 'upstream closed the connection' : `upstream closed mid-response (${err.code})`
+    if (this.#sink !== null) this.#fail('reset', cut)
     this.socket.destroy()
   }
 
@@ -474,4 +531,21 @@ class Connection implements ParserEvents, AttemptControl {
     }
     sink.onError(new UpstreamError(kind, message, this.#headSeen, cause))
   }
+}
+
+/**
+ * The Content-Length of an answer whose body can be passed through raw, or -1: none, several,
+ * or a Transfer-Encoding as well (llhttp frames those, or refuses them).
+ */
+function rawBodyLength(headers: readonly string[]): number {
+  let length = -1
+  for (let i = 0; i < headers.length; i += 2) {
+    const n = headers[i]!
+    if (n.length === 14 && n.toLowerCase() === 'content-length') {
+      if (length >= 0) return -1
+      length = Number(headers[i + 1])
+      if (!Number.isSafeInteger(length) || length < 0) return -1
+    } else if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') return -1
+  }
+  return length
 }
