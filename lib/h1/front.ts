@@ -259,6 +259,9 @@ export class Exchange {
   }
 }
 
+/** A `Connection` value that names no header: keep-alive and/or close (what nearly every upstream sends). */
+const ONLY_PERSISTENCE = /^\s*(?:(?:keep-alive|close)\s*(?:,\s*|$))+$/i
+
 /**
  * An upstream's raw response headers ([name, value, ...]) as header lines for the client,
  * hop-by-hop ones (and those its `Connection` lists) left out; `length`: a Content-Length is there.
@@ -281,7 +284,7 @@ export function responseLines(raw: readonly string[]): { lines: string; length: 
     lines += `${name}: ${raw[i + 1]!}\r\n`
   }
   // Rare: the upstream named more headers in `Connection`; they are hop-by-hop too.
-  if (connection !== null && /[^\s,]/.test(connection.replace(/\b(?:keep-alive|close)\b/gi, ''))) {
+  if (connection !== null && !ONLY_PERSISTENCE.test(connection) && /[^\s,]/.test(connection.replace(/\b(?:keep-alive|close)\b/gi, ''))) {
     const listed = new Set(connection.split(',').map((t) => t.trim().toLowerCase()))
     lines = lines
       .split('\r\n')
