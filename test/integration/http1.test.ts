@@ -339,6 +339,22 @@ describe('HTTP/1.1 on the wire (real ZooKeeper, real upstreams)', function () {
     expect(up.connections).to.equal(1)
   })
 
+  it('passes a body that arrives after its head, in pieces, and reuses the connection', async () => {
+    const up = await rawUpstream((s) => {
+      s.write('HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n')
+      setTimeout(() => s.write('hello '), 20)
+      setTimeout(() => s.write('world'), 40)
+    })
+    closers.push(() => up.close())
+    const p = await proxyTo(up.port)
+    for (let i = 0; i < 2; i++) {
+      const r = await send(p.port)
+      expect(r.status).to.equal(200)
+      expect(r.body).to.equal('hello world')
+    }
+    expect(up.connections).to.equal(1)
+  })
+
   it('does not reuse an upstream connection that sent bytes beyond the Content-Length', async () => {
     const body = patterned(10_000)
     const up = await rawUpstream((s) => s.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`), body, Buffer.from('HTTP/1.1 200 OK\r\n')])))
