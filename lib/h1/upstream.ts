@@ -67,6 +67,8 @@ const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 interface Waiting {
   readonly req: UpstreamRequest
   readonly sink: ResponseSink
+  /** The head deadline runs from the moment the request was dispatched, waiting included. */
+  readonly headDeadline: number
 }
 
 export class UpstreamPool {
@@ -93,17 +95,22 @@ export class UpstreamPool {
   dispatch(req: UpstreamRequest, sink: ResponseSink): void {
     let conn = this.#idle.pop()
     while (conn !== undefined && conn.socket.destroyed) conn = this.#idle.pop()
+    const headDeadline = performance.now() + req.headersTimeoutMs
     if (conn !== undefined) {
-      conn.send(req, sink, true)
+      conn.send(req, sink, true, headDeadline)
       return
     }
     if (this.#open < this.options.connections) {
       this.#open++
-      new Connection(this).send(req, sink, false)
+      new Connection(this).send(req, sink, false, headDeadline)
       return
     }
-    const waiting: Waiting = { req, sink }
+    // Every connection busy: wait in order, but no longer than the head deadline (as HAProxy's
+    // `timeout queue`): a request stuck behind slow answers fails as a timeout and may be retried
+    // on another instance, instead of waiting for as long as those answers take.
+    const waiting: Waiting = { req, sink, headDeadline }
     this.#waiting.push(waiting)
+    this.options.clock.watchQueue(this)
     sink.onStart({
       abort: (err) => {
         const at = this.#waiting.indexOf(waiting)
@@ -116,16 +123,30 @@ export class UpstreamPool {
   }
 
   /** Sends `req` on a new connection, whatever the limit (a stale one is going away meanwhile). */
-  dispatchFresh(req: UpstreamRequest, sink: ResponseSink): void {
+  dispatchFresh(req: UpstreamRequest, sink: ResponseSink, headDeadline: number): void {
     this.#open++
-    new Connection(this).send(req, sink, false)
+    new Connection(this).send(req, sink, false, headDeadline)
+  }
+
+  /** Fails waiting requests past their head deadline; true while any are left waiting. */
+  expireWaiting(now: number): boolean {
+    for (let i = 0; i < this.#waiting.length; ) {
+      const w = this.#waiting[i]!
+      if (now < w.headDeadline) {
+        i++
+        continue
+      }
+      this.#waiting.splice(i, 1)
+      w.sink.onError(new UpstreamError('timeout', `no free connection to the instance within ${w.req.headersTimeoutMs} ms (all ${this.options.connections} busy)`, false))
+    }
+    return this.#waiting.length > 0
   }
 
   /** A connection finished a request cleanly and may serve another. */
   release(conn: Connection): void {
     const next = this.#waiting.shift()
     if (next !== undefined) {
-      conn.send(next.req, next.sink, true)
+      conn.send(next.req, next.sink, true, next.headDeadline)
       return
     }
     if (this.#closing) {
@@ -145,7 +166,7 @@ export class UpstreamPool {
     const next = this.#waiting.shift()
     if (next !== undefined) {
       this.#open++
-      new Connection(this).send(next.req, next.sink, false)
+      new Connection(this).send(next.req, next.sink, false, next.headDeadline)
       return
     }
     if (this.#open === 0) this.#closed?.()
@@ -180,6 +201,7 @@ const TICK_MS = 50
 export class UpstreamClock {
   readonly #busy = new Set<Connection>()
   readonly #pools = new Set<UpstreamPool>()
+  readonly #queues = new Set<UpstreamPool>()
   #timer: NodeJS.Timeout | null = null
 
   /** A connection sent a request: its deadlines are watched until `unwatch`. */
@@ -198,11 +220,18 @@ export class UpstreamClock {
     this.#timer ??= setInterval(this.#tick, TICK_MS).unref()
   }
 
+  /** A pool has requests waiting for a connection, each until its head deadline. */
+  watchQueue(pool: UpstreamPool): void {
+    this.#queues.add(pool)
+    this.#timer ??= setInterval(this.#tick, TICK_MS).unref()
+  }
+
   readonly #tick = (): void => {
     const now = performance.now()
     for (const c of this.#busy) c.checkDeadlines(now)
     for (const p of this.#pools) if (!p.sweep(now)) this.#pools.delete(p)
-    if (this.#busy.size === 0 && this.#pools.size === 0) this.stop()
+    for (const p of this.#queues) if (!p.expireWaiting(now)) this.#queues.delete(p)
+    if (this.#busy.size === 0 && this.#pools.size === 0 && this.#queues.size === 0) this.stop()
   }
 
   stop(): void {
@@ -312,14 +341,14 @@ class Connection implements ParserEvents, AttemptControl {
     this.#fail('connect', `connect timeout after ${this.#pool.options.connectTimeoutMs} ms`)
   }
 
-  send(req: UpstreamRequest, sink: ResponseSink, reused: boolean): void {
+  send(req: UpstreamRequest, sink: ResponseSink, reused: boolean, headDeadline: number): void {
     this.#req = req
     this.#sink = sink
     this.#reused = reused
     this.#headSeen = false
     this.#bodySent = false
     this.#parser.skipBody = req.method === 'HEAD'
-    this.#headDeadline = performance.now() + req.headersTimeoutMs
+    this.#headDeadline = headDeadline
     this.#clock.watch(this)
     sink.onStart(this)
     if (this.#sink === null) return // aborted at once
@@ -527,7 +556,7 @@ class Connection implements ParserEvents, AttemptControl {
     // The upstream closed a kept-alive connection just as we sent on it: nothing of the answer
     // came, so the request goes again once, on a fresh connection, if sending twice is harmless.
     if (kind === 'reset' && this.#reused && !this.#headSeen && REPLAYABLE.has(req.method) && (req.body === null || Buffer.isBuffer(req.body))) {
-      this.#pool.dispatchFresh(req, sink)
+      this.#pool.dispatchFresh(req, sink, performance.now() + req.headersTimeoutMs)
       return
     }
     sink.onError(new UpstreamError(kind, message, this.#headSeen, cause))

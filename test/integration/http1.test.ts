@@ -384,6 +384,26 @@ describe('HTTP/1.1 on the wire (real ZooKeeper, real upstreams)', function () {
     expect(whole.body.equals(body)).to.equal(true)
   })
 
+  it('fails a request that waits for a free upstream connection longer than its deadline (504)', async () => {
+    // The one connection allowed stays busy with an answer whose body takes 1.5 s.
+    const u = await upstream((req, res) => {
+      if (req.url !== '/slow') return res.end('fast')
+      res.writeHead(200, { 'content-length': '4' })
+      res.write('sl')
+      setTimeout(() => res.end('ow'), 1_500)
+    })
+    const p = await proxyTo(u.port, { maxConnectionsPerInstance: 1, timeoutMs: 300, retry: { attempts: 1 } })
+    const slow = send(p.port, '/slow')
+    await waitFor(() => u.hits === 1, 'the slow request to arrive')
+    const started = Date.now()
+    const queued = await send(p.port, '/fast')
+    expect(queued.status).to.equal(504)
+    expect(JSON.parse(queued.body).error).to.equal('ZP_ERR_UPSTREAM_TIMEOUT')
+    expect(Date.now() - started).to.be.within(250, 1_200)
+    expect((await slow).body).to.equal('slow')
+    expect((await send(p.port, '/fast')).body).to.equal('fast')
+  })
+
   it('refuses request smuggling: Content-Length with Transfer-Encoding is a 400', async () => {
     const u = await upstream()
     const p = await proxyTo(u.port)
