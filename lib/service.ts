@@ -9,6 +9,7 @@ import type { ServiceConfig } from './config.js'
 import { ProxyError, UpstreamError, isClientGone } from './errors.js'
 import { BodyTap, forwardAttempt, rawHeader, upstreamHeaders } from './forward.js'
 import type { AttemptListener } from './forward.js'
+import type { HeldBody } from './h1/upstream.js'
 import type { Logger } from './log.js'
 import { NO_METRICS } from './metrics.js'
 import type { ServiceMetrics } from './metrics.js'
@@ -41,7 +42,7 @@ class RequestState implements AttemptListener {
   attemptStartedAt = 0
   then: AttemptCallback | null = null
   /** Buffered body (replayable), or null when the body streams (see `tap`). */
-  body: Buffer | null = null
+  body: HeldBody | null = null
   /** The streamed body of the current attempt. */
   tap: BodyTap | null = null
   streamed = false
@@ -90,14 +91,14 @@ class RequestState implements AttemptListener {
     return !this.streamed || this.tap === null || !this.tap.started
   }
 
-  nextBody(): Buffer | BodyTap | null {
+  nextBody(): HeldBody | BodyTap | null {
     if (!this.streamed) return this.body
     this.tap = new BodyTap(this.ex.body!, this.prefix)
     return this.tap
   }
 }
 
-type ReadBody = { readonly complete: true; readonly body: Buffer } | { readonly complete: false; readonly prefix: Buffer[] }
+type ReadBody = { readonly complete: true; readonly body: HeldBody } | { readonly complete: false; readonly prefix: Buffer[] }
 
 /**
  * Reads a body whole when it fits in `limit` bytes; otherwise stops (the request paused) and hands
@@ -117,7 +118,9 @@ function readBody(req: Readable, limit: number): Promise<ReadBody> {
     }
     const onEnd = () => {
       detach()
-      resolve({ complete: true, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) })
+      // Kept as read: joining them would copy the body once more (at 64 KiB bodies that extra
+      // external memory alone set off a mark-compact every 70-90 ms).
+      resolve({ complete: true, body: chunks })
     }
     const onError = (err: Error) => {
       detach()

@@ -10,18 +10,21 @@
 // timeouts, backpressure both ways, and no reuse of a connection that is not clean.
 
 import net from 'node:net'
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import { UpstreamError, classifyTransportError } from '../errors.js'
 import type { FailureKind } from '../errors.js'
 import { H1Parser, RAW_BODY, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
+
+/** A request body held whole (so it can be sent again): the pieces as read, never joined. */
+export type HeldBody = readonly Buffer[]
 
 export interface UpstreamRequest {
   readonly method: string
   readonly path: string
   /** [name, value, ...]; no hop-by-hop headers (the pool adds its own framing). */
   readonly headers: readonly string[]
-  readonly body: Buffer | Readable | null
+  readonly body: HeldBody | Readable | null
   /** From the request being sent to the answer's head. */
   readonly headersTimeoutMs: number
   /** Longest silence between two pieces of the answer's body (0: none). */
@@ -244,14 +247,6 @@ const KEEP_ALIVE_HINT = /timeout=(\d+)/i
 
 /** Each connection reads into a buffer of its own, this long. */
 const READ_BUFFER_BYTES = 64 * 1024
-/**
- * The body of an answer with a Content-Length is passed through without llhttp: it copies every
- * body piece into a new Buffer and calls into JS for each; at 1 MiB answers those copies (and the
- * garbage collections their memory sets off) cost more than the rest of the proxy, and even on a
- * 2-byte answer the raw path measured 7% less CPU. A raw body goes from the connection's read
- * buffer to the client socket, and the buffer is read into again. Chunked and close-delimited
- * bodies stay with llhttp.
- */
 
 class Connection implements ParserEvents, AttemptControl {
   readonly socket: net.Socket
@@ -371,11 +366,11 @@ class Connection implements ParserEvents, AttemptControl {
       this.#bodySent = true
       return
     }
-    if (Buffer.isBuffer(body)) {
-      if (!length) head += `content-length: ${body.length}\r\n`
+    if (!(body instanceof Readable)) {
+      if (!length) head += `content-length: ${heldLength(body)}\r\n`
       s.cork()
       s.write(`${head}\r\n`, 'latin1')
-      if (body.length > 0) s.write(body)
+      for (const piece of body) s.write(piece)
       s.uncork()
       this.#bodySent = true
       return
@@ -521,9 +516,13 @@ class Connection implements ParserEvents, AttemptControl {
 
   readonly #onEnd = (): void => {
     // A body delimited by the close ends here; anything else was cut short.
-    const err = this.#rawLeft > 0 ? null : this.#parser.finish()
-    const cut = this.#rawLeft > 0 ? `upstream closed mid-response (${this.#rawLeft} bytes of the body missing)` : err === null ? 'upstream closed the connection' : `upstream closed mid-response (${err.code})`
-    if (this.#sink !== null) this.#fail('reset', cut)
+    let why = 'upstream closed the connection'
+    if (this.#rawLeft > 0) why = `upstream closed mid-response (${this.#rawLeft} bytes of the body missing)`
+    else {
+      const err = this.#parser.finish()
+      if (err !== null) why = `upstream closed mid-response (${err.code})`
+    }
+    if (this.#sink !== null) this.#fail('reset', why)
     this.socket.destroy()
   }
 
@@ -555,7 +554,7 @@ class Connection implements ParserEvents, AttemptControl {
     if (sink === null || req === null) return
     // The upstream closed a kept-alive connection just as we sent on it: nothing of the answer
     // came, so the request goes again once, on a fresh connection, if sending twice is harmless.
-    if (kind === 'reset' && this.#reused && !this.#headSeen && REPLAYABLE.has(req.method) && (req.body === null || Buffer.isBuffer(req.body))) {
+    if (kind === 'reset' && this.#reused && !this.#headSeen && REPLAYABLE.has(req.method) && !(req.body instanceof Readable)) {
       this.#pool.dispatchFresh(req, sink, performance.now() + req.headersTimeoutMs)
       return
     }
@@ -566,6 +565,12 @@ class Connection implements ParserEvents, AttemptControl {
 /**
  * The Content-Length of an answer whose body can be passed through raw, or -1: none, several,
  * or a Transfer-Encoding as well (llhttp frames those, or refuses them).
+ *
+ * Why raw: llhttp copies every body piece into a new Buffer and calls into JS for each; at 1 MiB
+ * answers those copies (and the garbage collections their memory sets off) cost more than the
+ * rest of the proxy, and even on a 2-byte answer the raw path measured 7% less CPU. A raw body
+ * goes from the connection's read buffer to the client socket, and the buffer is read into again.
+ * Chunked and close-delimited bodies stay with llhttp.
  */
 function rawBodyLength(headers: readonly string[]): number {
   let length = -1
@@ -578,4 +583,10 @@ function rawBodyLength(headers: readonly string[]): number {
     } else if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') return -1
   }
   return length
+}
+
+function heldLength(body: HeldBody): number {
+  let n = 0
+  for (const piece of body) n += piece.length
+  return n
 }
