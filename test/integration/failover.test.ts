@@ -1,5 +1,7 @@
 import { expect } from 'chai'
 import type http from 'node:http'
+import { createHash } from 'node:crypto'
+import net from 'node:net'
 import { freePort } from '../../scripts/zookeeper.js'
 import { spawnUpstreams } from '../../bench/common.js'
 import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor, useClosers } from '../support/helpers.js'
@@ -166,6 +168,45 @@ describe('failover (real ZooKeeper, real upstream processes)', function () {
     }
     expect(rude.hits).to.equal(1)
     expect(lengths).to.deep.equal([body.length, body.length])
+  })
+
+  it('retries a body that came in several pieces on another instance byte for byte', async () => {
+    const svc = uniquePath()
+    const rude = await upstream('rude', (req) => req.once('end', () => req.socket.destroy()).resume())
+    const got: string[] = []
+    const good = await upstream('good', (req, res) => {
+      const hash = createHash('sha256')
+      req.on('data', (c: Buffer) => hash.update(c))
+      req.once('end', () => {
+        got.push(hash.digest('hex'))
+        res.end('ok')
+      })
+    })
+    await register(svc, [rude.port, good.port])
+    const p = await proxy(svc, { outlier: { consecutiveFailures: 0 }, strategy: 'round-robin' })
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
+    const body = Buffer.alloc(48 * 1024)
+    for (let i = 0; i < body.length; i += 4) body.writeUInt32BE(i, i)
+    const want = createHash('sha256').update(body).digest('hex')
+    for (let round = 0; round < 2; round++) {
+      // Four pieces, 10 ms apart: the proxy reads (and holds) them one by one.
+      const status = await new Promise<string>((resolve, reject) => {
+        const s = net.connect(p.port, '127.0.0.1', async () => {
+          s.write(`PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`)
+          for (let at = 0; at < body.length; at += 12 * 1024) {
+            s.write(body.subarray(at, at + 12 * 1024))
+            await new Promise((r) => setTimeout(r, 10))
+          }
+        })
+        let answer = ''
+        s.on('data', (d) => (answer += d.toString('latin1')))
+        s.on('close', () => resolve(answer.slice(0, 12)))
+        s.on('error', reject)
+      })
+      expect(status).to.equal('HTTP/1.1 200')
+    }
+    expect(rude.hits).to.equal(1)
+    expect(got).to.deep.equal([want, want])
   })
 
   it('streams a big chunked POST to another instance, whole, when the first refuses', async () => {
