@@ -355,6 +355,29 @@ describe('HTTP/1.1 on the wire (real ZooKeeper, real upstreams)', function () {
     expect(up.connections).to.equal(1)
   })
 
+  it('closes the upstream connection when the client leaves in the middle of a large body, and serves the next request whole', async () => {
+    const body = patterned(1024 * 1024)
+    // The first 64 KiB at once, the rest 200 ms later: the client leaves in between.
+    const up = await rawUpstream((s) => {
+      s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`)
+      s.write(body.subarray(0, 64 * 1024))
+      setTimeout(() => s.writable && s.write(body.subarray(64 * 1024)), 200)
+    })
+    closers.push(() => up.close())
+    const p = await proxyTo(up.port)
+    await new Promise<void>((resolve) => {
+      const s = net.connect(p.port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'))
+      s.once('data', () => {
+        s.destroy()
+        resolve()
+      })
+    })
+    const r = await getBytes(p.port)
+    expect(r.body.equals(body)).to.equal(true)
+    // The half-sent answer's connection was not put back: the next request opened a new one.
+    expect(up.connections).to.equal(2)
+  })
+
   it('does not reuse an upstream connection that sent bytes beyond the Content-Length', async () => {
     const body = patterned(10_000)
     const up = await rawUpstream((s) => s.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`), body, Buffer.from('HTTP/1.1 200 OK\r\n')])))
