@@ -15,11 +15,12 @@ export const MALLOC_TUNING = { MALLOC_TRIM_THRESHOLD_: '33554432' } as const
 /**
  * glibc's malloc gives freed heap back to the kernel as soon as 128 KiB lie free at its top.
  * Node copies every piece of a body it parses into a fresh Buffer of up to 64 KiB, so a proxy
- * streaming large bodies keeps shrinking and regrowing its heap and page-faults on every read:
- * measured 1.3-4x the CPU per 1 MiB response. The setting has to be in the environment before the process starts, so all we
- * can do here is say so.
+ * streaming large bodies through the parser (request bodies, chunked answers; answers with a
+ * Content-Length bypass it) keeps shrinking and regrowing its heap and page-faults on every read:
+ * measured 1.3-4x the CPU per 1 MiB body. The setting has to be in the environment before the
+ * process starts, so all we can do here is say so.
  */
 export function adviseMalloc(logger: Logger): void {
   if (process.env.MALLOC_TRIM_THRESHOLD_ !== undefined || !onGlibc()) return
-  logger.info({ set: `MALLOC_TRIM_THRESHOLD_=${MALLOC_TUNING.MALLOC_TRIM_THRESHOLD_}` }, 'glibc trims its heap eagerly: large bodies cost up to 4x the CPU (README, Tuning)')
+  logger.info({ set: `MALLOC_TRIM_THRESHOLD_=${MALLOC_TUNING.MALLOC_TRIM_THRESHOLD_}` }, 'glibc trims its heap eagerly: large request bodies and chunked answers cost up to 4x the CPU (README, Tuning)')
 }
