@@ -247,8 +247,13 @@ export class UpstreamClock {
 
 const KEEP_ALIVE_HINT = /timeout=(\d+)/i
 
-/** Each connection reads into a buffer of its own, this long. */
-const READ_BUFFER_BYTES = 64 * 1024
+/**
+ * Each connection reads into a buffer of its own: this long at first (an idle pooled connection
+ * holds it, so thousands of them cost tens of MB, not hundreds)...
+ */
+const READ_BUFFER_BYTES = 16 * 1024
+/** ...and this long once a read filled it: a large body is coming, read it in fewer pieces. */
+const READ_BUFFER_MAX_BYTES = 64 * 1024
 
 class Connection implements ParserEvents, AttemptControl {
   readonly socket: net.Socket
@@ -301,6 +306,12 @@ class Connection implements ParserEvents, AttemptControl {
 
   /** One read: `n` bytes at the start of the read buffer. False stops reading (backpressure). */
   readonly #onRead = (n: number, buf: Uint8Array): boolean => {
+    const more = this.#read(n, buf)
+    if (n === buf.length && n < READ_BUFFER_MAX_BYTES && this.#readBuffer === buf) this.#readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_MAX_BYTES)
+    return more
+  }
+
+  #read(n: number, buf: Uint8Array): boolean {
     if (this.#rawLeft > 0) return this.#rawBody(buf, 0, n)
     const ret = this.#parser.execute(Buffer.from(buf.buffer, buf.byteOffset, n))
     if (typeof ret !== 'number') {
@@ -325,7 +336,7 @@ class Connection implements ParserEvents, AttemptControl {
       if (this.#req!.bodyTimeoutMs > 0) this.#lastData = performance.now()
       more = sink.onBody(Buffer.from(buf.buffer, buf.byteOffset + from, take))
       // A write still holds that view: the next read goes to a new buffer.
-      if (sink.holdsChunks) this.#readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES)
+      if (sink.holdsChunks) this.#readBuffer = Buffer.allocUnsafeSlow(buf.length)
     }
     if (this.#rawLeft === 0) {
       this.#complete()
