@@ -259,9 +259,6 @@ export class Exchange {
   }
 }
 
-/** A `Connection` value that names no header: keep-alive and/or close (what nearly every upstream sends). */
-const ONLY_PERSISTENCE = /^\s*(?:(?:keep-alive|close)\s*(?:,\s*|$))+$/i
-
 /**
  * An upstream's raw response headers ([name, value, ...]) as header lines for the client,
  * hop-by-hop ones (and those its `Connection` lists) left out; `length`: a Content-Length is there.
@@ -283,9 +280,11 @@ export function responseLines(raw: readonly string[]): { lines: string; length: 
     }
     lines += `${name}: ${raw[i + 1]!}\r\n`
   }
-  // Rare: the upstream named more headers in `Connection`; they are hop-by-hop too.
-  if (connection !== null && !ONLY_PERSISTENCE.test(connection) && /[^\s,]/.test(connection.replace(/\b(?:keep-alive|close)\b/gi, ''))) {
-    const listed = new Set(connection.split(',').map((t) => t.trim().toLowerCase()))
+  // Rare: the upstream named more headers in `Connection`; they are hop-by-hop too. (The plain
+  // `keep-alive` or `close` nearly every upstream sends is settled without a regex.)
+  const c = connection?.toLowerCase()
+  if (c !== undefined && c !== 'keep-alive' && c !== 'close' && /[^\s,]/.test(c.replace(/\b(?:keep-alive|close)\b/g, ''))) {
+    const listed = new Set(c.split(',').map((t) => t.trim()))
     lines = lines
       .split('\r\n')
       .filter((l) => l === '' || !listed.has(l.slice(0, l.indexOf(':')).toLowerCase()))
