@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto'
 import net from 'node:net'
 import { freePort } from '../../scripts/zookeeper.js'
 import { spawnUpstreams } from '../../bench/common.js'
-import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor, useClosers } from '../support/helpers.js'
+import { makeConfig, patterned, putNode, send, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor, useClosers } from '../support/helpers.js'
 import type { Upstream } from '../support/helpers.js'
 
 describe('failover (real ZooKeeper, real upstream processes)', function () {
@@ -185,8 +185,7 @@ describe('failover (real ZooKeeper, real upstream processes)', function () {
     await register(svc, [rude.port, good.port])
     const p = await proxy(svc, { outlier: { consecutiveFailures: 0 }, strategy: 'round-robin' })
     await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
-    const body = Buffer.alloc(48 * 1024)
-    for (let i = 0; i < body.length; i += 4) body.writeUInt32BE(i, i)
+    const body = patterned(12 * 1024)
     const want = createHash('sha256').update(body).digest('hex')
     for (let round = 0; round < 2; round++) {
       // Four pieces, 10 ms apart: the proxy reads (and holds) them one by one.

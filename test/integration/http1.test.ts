@@ -4,7 +4,7 @@
 import { expect } from 'chai'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
-import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
+import { makeConfig, patterned, putNode, send, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
 import type { Handler } from '../support/helpers.js'
 
 /** Writes `text` on a new connection and collects everything until the proxy closes it or `done` says so. */
@@ -67,13 +67,6 @@ async function rawUpstream(answer: (socket: net.Socket, n: number, request: stri
         server.close(() => r())
       }),
   }
-}
-
-/** Bytes no two 4-byte words of which are alike, so a piece lost, doubled or overwritten shows. */
-function patterned(words: number): Buffer {
-  const b = Buffer.allocUnsafe(words * 4)
-  for (let i = 0; i < words; i++) b.writeUInt32BE(i, i * 4)
-  return b
 }
 
 /**

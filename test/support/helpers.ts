@@ -208,3 +208,10 @@ export async function spread(port: number, n: number, path = '/'): Promise<Recor
   }
   return counts
 }
+
+/** Bytes no two 4-byte words of which are alike, so a piece lost, doubled or overwritten shows. */
+export function patterned(words: number): Buffer {
+  const b = Buffer.allocUnsafe(words * 4)
+  for (let i = 0; i < words; i++) b.writeUInt32BE(i, i * 4)
+  return b
+}
