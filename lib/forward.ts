@@ -4,8 +4,9 @@
 
 import { Readable } from 'node:stream'
 import { clientGone } from './errors.js'
-import { HOP_BY_HOP } from './h1/front.js'
 import type { Exchange } from './h1/front.js'
+import { HOP_BY_HOP } from './h1/headers.js'
+import type { ResponseHead } from './h1/headers.js'
 import type { AttemptControl, ResponseSink, UpstreamPool, UpstreamRequest } from './h1/upstream.js'
 
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'])
@@ -45,15 +46,6 @@ export function upstreamHeaders(ex: Exchange): string[] {
   out.push('x-forwarded-proto', 'http')
   if (ex.host !== undefined) out.push('x-forwarded-host', ex.host)
   return out
-}
-
-/** The first value of header `name` (lower case) in a raw [name, value, ...] list, or undefined. */
-export function rawHeader(raw: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i]!
-    if (n.length === name.length && n.toLowerCase() === name) return raw[i + 1]!
-  }
-  return undefined
 }
 
 /**
@@ -115,7 +107,7 @@ export class BodyTap extends Readable {
 export interface AttemptListener {
   /** Asked with the upstream's status before anything goes to the client: true drops this
    * answer, to retry elsewhere (the attempt then ends with an error of kind `status`). */
-  retryOnStatus(status: number, headers: readonly string[]): boolean
+  retryOnStatus(head: ResponseHead): boolean
   /** Exactly once: `err` null when the whole answer went to the client; `latencyMs` to its head. */
   attemptEnded(err: Error | null, status: number, latencyMs: number): void
   /** `performance.now()` when the attempt was dispatched. */
@@ -156,11 +148,11 @@ class ResponseWriter implements ResponseSink {
     if (this.#res.destroyed) control.abort(clientGone('client went away'))
   }
 
-  onHead(status: number, text: string, headers: readonly string[]): boolean {
-    this.#status = status
+  onHead(head: ResponseHead): boolean {
+    this.#status = head.status
     this.#latencyMs = performance.now() - this.#listener.attemptStartedAt
-    if (this.#listener.retryOnStatus(status, headers)) return false
-    this.#res.writeHeadRaw(status, text, headers)
+    if (this.#listener.retryOnStatus(head)) return false
+    this.#res.writeResponseHead(head)
     return true
   }
 

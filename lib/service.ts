@@ -7,8 +7,9 @@ import type { Exchange } from './h1/front.js'
 import { UpstreamClock, UpstreamPool } from './h1/upstream.js'
 import type { ServiceConfig } from './config.js'
 import { ProxyError, UpstreamError, isClientGone } from './errors.js'
-import { BodyTap, forwardAttempt, rawHeader, upstreamHeaders } from './forward.js'
+import { BodyTap, forwardAttempt, upstreamHeaders } from './forward.js'
 import type { AttemptListener } from './forward.js'
+import type { ResponseHead } from './h1/headers.js'
 import type { HeldBody } from './h1/upstream.js'
 import type { Logger } from './log.js'
 import { NO_METRICS } from './metrics.js'
@@ -17,7 +18,7 @@ import { HealthChecker } from './health.js'
 import { GATEWAY_STATUSES, isRetryable, retryAfterMs } from './retry.js'
 import { RetryBudget } from './retry-budget.js'
 
-type StatusDecision = (state: RequestState, status: number, headers: readonly string[]) => boolean
+type StatusDecision = (state: RequestState, head: ResponseHead) => boolean
 /** How an attempt ended: `err` null once the whole answer went to the client. */
 type AttemptCallback = (state: RequestState, err: Error | null) => void
 type AttemptEnd = (state: RequestState, err: Error | null, status: number, latencyMs: number) => void
@@ -67,8 +68,8 @@ class RequestState implements AttemptListener {
     this.#ended = ended
   }
 
-  retryOnStatus(status: number, headers: readonly string[]): boolean {
-    return this.#decide(this, status, headers)
+  retryOnStatus(head: ResponseHead): boolean {
+    return this.#decide(this, head)
   }
 
   attemptEnded(err: Error | null, status: number, latencyMs: number): void {
@@ -351,10 +352,10 @@ export class Service {
   }
 
   /** Decided before a byte goes to the client: drop a gateway error and retry elsewhere? */
-  readonly #decideStatus: StatusDecision = (state, status, headers) => {
-    if (!GATEWAY_STATUSES.has(status)) return false
+  readonly #decideStatus: StatusDecision = (state, head) => {
+    if (!GATEWAY_STATUSES.has(head.status)) return false
     // An upstream asking for more time than the request has left is answered as it is.
-    const after = retryAfterMs(rawHeader(headers, 'retry-after'), Date.now())
+    const after = retryAfterMs(head.header('retry-after'), Date.now())
     if (after !== null && after > state.deadline - Date.now()) return false
     state.retryGranted = this.#shouldRetry(state, new UpstreamError('status', '', false))
     return state.retryGranted

@@ -16,6 +16,7 @@ import net from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import { clientGone } from '../errors.js'
+import type { ResponseHead } from './headers.js'
 import { H1Parser, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 
@@ -23,23 +24,6 @@ import type { ParseError, ParserEvents } from './parser.js'
 export const MAX_HEADER_BYTES = 16 * 1024
 export const KEEP_ALIVE_TIMEOUT_MS = 5_000
 export const HEADERS_TIMEOUT_MS = 60_000
-
-/** RFC 9110 §7.6.1 connection-specific headers, plus `expect` (the proxy answers 100-continue itself). */
-export const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'expect',
-  'http2-settings',
-])
-
-/** 1 at the length of every HOP_BY_HOP name and of content-length. */
-const SPECIAL_LENGTHS = new Uint8Array(32)
-for (const name of [...HOP_BY_HOP, 'content-length']) SPECIAL_LENGTHS[name.length] = 1
 
 /** Bodies up to this size leave with their head in one copied Buffer (see Exchange.write). */
 const SMALL_BODY = 4096
@@ -65,7 +49,7 @@ class RequestBody extends Readable {
 
 /**
  * One request and its answer. The request side is read-only data plus `body`; the answer side
- * writes the head once (`writeHead`/`writeHeadRaw`), then body chunks, then `end()`.
+ * writes the head once (`writeHead`/`writeResponseHead`), then body chunks, then `end()`.
  */
 export class Exchange {
   readonly method: string
@@ -150,13 +134,9 @@ export class Exchange {
     return this.#conn.closed
   }
 
-  /**
-   * Writes the answer's head from an upstream's raw header list ([name, value, ...]),
-   * leaving out hop-by-hop headers and choosing the framing toward this client.
-   */
-  writeHeadRaw(status: number, text: string, raw: readonly string[]): void {
-    const { lines, length } = responseLines(raw)
-    this.#head(status, text, lines, length)
+  /** Writes the head of an upstream's answer, choosing the framing toward this client. */
+  writeResponseHead(head: ResponseHead): void {
+    this.#head(head.status, head.text, head.lines, head.hasLength)
   }
 
   /** Writes the head of an answer the proxy makes itself. */
@@ -257,40 +237,6 @@ export class Exchange {
     this.onAbort = null
     if (!this.finished) cb?.()
   }
-}
-
-/**
- * An upstream's raw response headers ([name, value, ...]) as header lines for the client,
- * hop-by-hop ones (and those its `Connection` lists) left out; `length`: a Content-Length is there.
- */
-export function responseLines(raw: readonly string[]): { lines: string; length: boolean } {
-  let lines = ''
-  let length = false
-  let connection: string | null = null
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!
-    // Only names as long as a hop-by-hop one or Content-Length are lower-cased and looked up.
-    if (SPECIAL_LENGTHS[name.length] === 1) {
-      const lower = name.toLowerCase()
-      if (HOP_BY_HOP.has(lower)) {
-        if (lower === 'connection') connection = connection === null ? raw[i + 1]! : `${connection},${raw[i + 1]!}`
-        continue
-      }
-      if (lower === 'content-length') length = true
-    }
-    lines += `${name}: ${raw[i + 1]!}\r\n`
-  }
-  // Rare: the upstream named more headers in `Connection`; they are hop-by-hop too. (The plain
-  // `keep-alive` or `close` nearly every upstream sends is settled without a regex.)
-  const c = connection?.toLowerCase()
-  if (c !== undefined && c !== 'keep-alive' && c !== 'close' && /[^\s,]/.test(c.replace(/\b(?:keep-alive|close)\b/g, ''))) {
-    const listed = new Set(c.split(',').map((t) => t.trim()))
-    lines = lines
-      .split('\r\n')
-      .filter((l) => l === '' || !listed.has(l.slice(0, l.indexOf(':')).toLowerCase()))
-      .join('\r\n')
-  }
-  return { lines, length }
 }
 
 function headerObject(raw: readonly string[]): IncomingHttpHeaders {

@@ -15,6 +15,7 @@ import net from 'node:net'
 import { Readable } from 'node:stream'
 import { UpstreamError, classifyTransportError } from '../errors.js'
 import type { FailureKind } from '../errors.js'
+import { ResponseHead, keepAliveTimeoutS, parsePlainHead, rawHeader } from './headers.js'
 import { H1Parser, RAW_BODY, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 
@@ -38,7 +39,7 @@ export interface ResponseSink {
   /** Called at once: how to abort (the client went away) and how to resume after backpressure. */
   onStart(control: AttemptControl): void
   /** The answer's head; false drops the answer (the attempt ends in onError with `err`). */
-  onHead(status: number, text: string, headers: readonly string[]): boolean
+  onHead(head: ResponseHead): boolean
   /**
    * False: stop reading the upstream until `control.resume()`. The chunk may be a view of the
    * connection's read buffer, valid only during the call unless `holdsChunks` says otherwise.
@@ -245,7 +246,8 @@ export class UpstreamClock {
   }
 }
 
-const KEEP_ALIVE_HINT = /timeout=(\d+)/i
+/** The blank line that ends a head. */
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1')
 
 /**
  * Each connection reads into a buffer of its own: this long at first (an idle pooled connection
@@ -278,6 +280,8 @@ class Connection implements ParserEvents, AttemptControl {
   #readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES)
   /** Body bytes still to come of an answer passed through raw; 0: the parser reads. */
   #rawLeft = 0
+  /** llhttp holds no part of a message: the next bytes start an answer (see `#read`). */
+  #atMessageStart = true
   idleSince = 0
   keepAliveMs: number
 
@@ -313,7 +317,20 @@ class Connection implements ParserEvents, AttemptControl {
 
   #read(n: number, buf: Uint8Array): boolean {
     if (this.#rawLeft > 0) return this.#rawBody(buf, 0, n)
-    const ret = this.#parser.execute(Buffer.from(buf.buffer, buf.byteOffset, n))
+    const data = Buffer.from(buf.buffer, buf.byteOffset, n)
+    // An answer whose whole head came in this read, of the plain kind: parsed here, its body
+    // passed through raw, and llhttp never sees it (see parsePlainHead).
+    if (this.#atMessageStart && this.#sink !== null && !this.#parser.skipBody) {
+      const end = data.indexOf(HEAD_END)
+      const plain = end < 0 ? null : parsePlainHead(data, end + 4)
+      if (plain !== null) {
+        if (plain.keepAlive) this.#keepAliveHint(plain.keepAliveTimeoutS)
+        if (!this.#gotHead(plain.head, plain.keepAlive)) return false
+        this.#rawLeft = plain.contentLength
+        return this.#rawBody(buf, end + 4, n)
+      }
+    }
+    const ret = this.#parser.execute(data)
     if (typeof ret !== 'number') {
       this.#badResponse(ret)
       return false
@@ -449,26 +466,22 @@ class Connection implements ParserEvents, AttemptControl {
   }
 
   onBegin(): void {
+    this.#atMessageStart = false
     // A response with no request out: the connection is not in a state we understand.
     if (this.#req === null) this.socket.destroy()
   }
 
   onHead(_major: number, _minor: number, headers: string[], _method: string, _url: string, status: number, text: string, _upgrade: boolean, keepAlive: boolean): number {
-    const sink = this.#sink
-    if (sink === null) return 0
+    if (this.#sink === null) return 0
     if (status < 200) {
       this.#informational = true
       return 0
     }
-    this.#reusable = keepAlive
-    if (keepAlive) this.#keepAliveHint(headers)
-    if (!sink.onHead(status, text, headers)) {
-      this.#fail('status', `upstream answered ${status}`)
-      return 0
+    if (keepAlive) {
+      const hint = rawHeader(headers, 'keep-alive')
+      if (hint !== undefined) this.#keepAliveHint(keepAliveTimeoutS(hint))
     }
-    this.#headSeen = true
-    if (this.#req!.bodyTimeoutMs > 0) this.#lastData = performance.now()
-    else this.#disarm()
+    if (!this.#gotHead(ResponseHead.fromRaw(status, text, headers), keepAlive)) return 0
     if (this.#parser.skipBody || status === 204 || status === 304) return 0
     const length = rawBodyLength(headers)
     if (length <= 0) return 0
@@ -476,13 +489,22 @@ class Connection implements ParserEvents, AttemptControl {
     return RAW_BODY
   }
 
-  /** `Keep-Alive: timeout=N`: close our side a second before the upstream would (undici's margin). */
-  #keepAliveHint(headers: readonly string[]): void {
-    for (let i = 0; i < headers.length; i += 2) {
-      if (headers[i]!.length !== 10 || headers[i]!.toLowerCase() !== 'keep-alive') continue
-      const m = KEEP_ALIVE_HINT.exec(headers[i + 1]!)
-      if (m !== null) this.keepAliveMs = Math.min(this.#pool.options.keepAliveTimeoutMs, Number(m[1]) * 1000 - 1000)
+  /** A final answer's head, from either parser; false: the sink dropped it (the attempt failed). */
+  #gotHead(head: ResponseHead, keepAlive: boolean): boolean {
+    this.#reusable = keepAlive
+    if (!this.#sink!.onHead(head)) {
+      this.#fail('status', `upstream answered ${head.status}`)
+      return false
     }
+    this.#headSeen = true
+    if (this.#req!.bodyTimeoutMs > 0) this.#lastData = performance.now()
+    else this.#disarm()
+    return true
+  }
+
+  /** `Keep-Alive: timeout=N`: close our side a second before the upstream would (undici's margin). */
+  #keepAliveHint(seconds: number): void {
+    if (seconds >= 0) this.keepAliveMs = Math.min(this.#pool.options.keepAliveTimeoutMs, seconds * 1000 - 1000)
   }
 
   onBody(chunk: Buffer): void {
@@ -491,6 +513,7 @@ class Connection implements ParserEvents, AttemptControl {
   }
 
   onComplete(): void {
+    this.#atMessageStart = true
     if (this.#informational) {
       this.#informational = false
       return

@@ -1,6 +1,5 @@
 import { expect } from 'chai'
-import { rawHeader } from '../../lib/forward.js'
-import { responseLines } from '../../lib/h1/front.js'
+import { rawHeader, responseLines } from '../../lib/h1/headers.js'
 
 const raw = (...pairs: string[]): string[] => pairs
 
