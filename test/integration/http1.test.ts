@@ -371,6 +371,40 @@ describe('HTTP/1.1 on the wire (real ZooKeeper, real upstreams)', function () {
     expect(up.connections).to.equal(2)
   })
 
+  it('reads a head split across reads (llhttp) and a plain one (parsed in JS) alike, on one connection', async () => {
+    const up = await rawUpstream((s, n) => {
+      if (n % 2 === 1) {
+        s.write('HTTP/1.1 200 OK\r\nContent-Le')
+        setTimeout(() => s.write('ngth: 5\r\nX-Part: split\r\nConnection: keep-alive\r\n\r\nsplit'), 20)
+      } else s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Part: whole\r\nConnection: keep-alive\r\n\r\nwhole')
+    })
+    closers.push(() => up.close())
+    const p = await proxyTo(up.port)
+    for (const part of ['whole', 'split', 'whole', 'split']) {
+      const r = await send(p.port)
+      expect([r.status, r.body, r.headers['x-part'], r.headers.connection]).to.deep.equal([200, part, part, undefined])
+    }
+    expect(up.connections).to.equal(1)
+  })
+
+  for (const [why, answer] of [
+    ['two different Content-Lengths', 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok'],
+    ['a folded header line', 'HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok'],
+    ['a header name with a space before its colon', 'HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok'],
+  ]) {
+    it(`answers 502 to an upstream answer with ${why}, and keeps serving`, async () => {
+      let bad = true
+      const up = await rawUpstream((s) => s.write(bad ? answer! : 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'))
+      closers.push(() => up.close())
+      const p = await proxyTo(up.port, { retry: { attempts: 1 } })
+      const r = await send(p.port)
+      expect(r.status).to.equal(502)
+      expect(JSON.parse(r.body).error).to.equal('ZP_ERR_UPSTREAM_RESET')
+      bad = false
+      expect((await send(p.port)).body).to.equal('ok')
+    })
+  }
+
   it('does not reuse an upstream connection that sent bytes beyond the Content-Length', async () => {
     const body = patterned(10_000)
     const up = await rawUpstream((s) => s.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`), body, Buffer.from('HTTP/1.1 200 OK\r\n')])))

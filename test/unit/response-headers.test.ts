@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { rawHeader, responseLines } from '../../lib/h1/headers.js'
+import { parsePlainHead, rawHeader, responseLines } from '../../lib/h1/headers.js'
 
 const raw = (...pairs: string[]): string[] => pairs
 
@@ -25,4 +25,57 @@ describe('response headers from the upstream', () => {
     expect(rawHeader(list, 'retry-after')).to.equal('3')
     expect(rawHeader(list, 'x-missing')).to.equal(undefined)
   })
+})
+
+describe('plain answer heads parsed without llhttp', () => {
+  const parse = (head: string) => {
+    const buf = Buffer.from(head + 'body', 'latin1')
+    return parsePlainHead(buf, buf.indexOf('\r\n\r\n') + 4)
+  }
+
+  it('reads status, reason, length and keep-alive, and cuts hop-by-hop lines out', () => {
+    const p = parse('HTTP/1.1 200 OK\r\nServer: t\r\nConnection: Keep-Alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 4\r\nX-Id: 7\r\n\r\n')!
+    expect(p).to.not.equal(null)
+    expect([p.head.status, p.head.text, p.contentLength, p.keepAlive, p.keepAliveTimeoutS]).to.deep.equal([200, 'OK', 4, true, 5])
+    expect(p.head.lines).to.equal('Server: t\r\nContent-Length: 4\r\nX-Id: 7\r\n')
+    expect(p.head.hasLength).to.equal(true)
+    expect(p.head.header('x-id')).to.equal('7')
+  })
+
+  it('takes keep-alive from the version and Connection as llhttp does', () => {
+    expect(parse('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n')!.keepAlive).to.equal(true)
+    expect(parse('HTTP/1.1 200 OK\r\nconnection: close\r\nContent-Length: 0\r\n\r\n')!.keepAlive).to.equal(false)
+    expect(parse('HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n')!.keepAlive).to.equal(false)
+    expect(parse('HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n')!.keepAlive).to.equal(true)
+  })
+
+  it('keeps any reason phrase and trims optional whitespace around values', () => {
+    const p = parse('HTTP/1.1 503 Service Unavailable\r\nRetry-After:  3 \t\r\nContent-Length:\t12 \r\n\r\n')!
+    expect(p.head.text).to.equal('Service Unavailable')
+    expect(p.contentLength).to.equal(12)
+    expect(p.head.header('retry-after')).to.equal('3')
+  })
+
+  for (const [why, head] of [
+    ['no Content-Length (chunked or close-delimited)', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n'],
+    ['a Transfer-Encoding beside the Content-Length', 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n'],
+    ['two Content-Lengths', 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n'],
+    ['a Content-Length that is not digits', 'HTTP/1.1 200 OK\r\nContent-Length: 4x\r\n\r\n'],
+    ['a Content-Length too long to be exact', 'HTTP/1.1 200 OK\r\nContent-Length: 9999999999999999\r\n\r\n'],
+    ['a 1xx answer', 'HTTP/1.1 103 Early Hints\r\nContent-Length: 0\r\n\r\n'],
+    ['a 204', 'HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n'],
+    ['a 304', 'HTTP/1.1 304 Not Modified\r\nContent-Length: 4\r\n\r\n'],
+    ['HTTP/2 in the status line', 'HTTP/2.0 200 OK\r\nContent-Length: 4\r\n\r\n'],
+    ['a two-digit status', 'HTTP/1.1 20 OK\r\nContent-Length: 4\r\n\r\n'],
+    ['a folded line', 'HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 4\r\n\r\n'],
+    ['space before the colon', 'HTTP/1.1 200 OK\r\nContent-Length : 4\r\n\r\n'],
+    ['a bare LF', 'HTTP/1.1 200 OK\nContent-Length: 4\r\n\r\n'],
+    ['a control byte in a value', 'HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 4\r\n\r\n'],
+    ['Connection naming another header', 'HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nX-Secret: s\r\nContent-Length: 4\r\n\r\n'],
+    ['an Upgrade header', 'HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nContent-Length: 4\r\n\r\n'],
+  ]) {
+    it(`leaves ${why} to llhttp`, () => {
+      expect(parse(head!)).to.equal(null)
+    })
+  }
 })
