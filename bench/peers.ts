@@ -153,3 +153,11 @@ export async function startHttpProxy(port: number, upstreams: readonly number[],
   await waitPort(port)
   return { name: 'http-proxy', port, child, pids: () => [child.pid!] }
 }
+
+/** bench/node-floor.ts: Node's socket I/O alone, the floor under a proxy on node:net (small GETs only). */
+export async function startNodeFloor(port: number, upstreams: readonly number[], cpus: string | null): Promise<Peer> {
+  const [cmd, args] = pinned(cpus, process.execPath, [path.join(here, 'node-floor.js'), String(port), JSON.stringify(upstreams)])
+  const child = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] }))
+  await waitPort(port)
+  return { name: 'node floor (no HTTP)', port, child, pids: () => [child.pid!] }
+}

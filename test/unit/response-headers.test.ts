@@ -1,4 +1,6 @@
 import { expect } from 'chai'
+import { upstreamHeaders } from '../../lib/forward.js'
+import type { Exchange } from '../../lib/h1/front.js'
 import { parsePlainHead, rawHeader, responseLines } from '../../lib/h1/headers.js'
 
 const raw = (...pairs: string[]): string[] => pairs
@@ -78,4 +80,18 @@ describe('plain answer heads parsed without llhttp', () => {
       expect(parse(head!)).to.equal(null)
     })
   }
+})
+
+describe('request headers to the upstream', () => {
+  const from = (rawHeaders: string[], connection?: string) =>
+    upstreamHeaders({ rawHeaders, connection, remoteAddress: '10.0.0.9', host: 'h.test' } as unknown as Exchange)
+
+  it('passes end-to-end headers as sent, drops hop-by-hop ones, and sets X-Forwarded-*', () => {
+    const out = from(['Host', 'h.test', 'Keep-Alive', 'timeout=5', 'TE', 'trailers', 'Proxy-Connection', 'x', 'Accept', '*/*', 'X-Forwarded-Proto', 'https', 'X-Forwarded-For', '1.2.3.4', 'x-forwarded-host', 'evil'])
+    expect(out).to.deep.equal(['Host', 'h.test', 'Accept', '*/*', 'x-forwarded-for', '1.2.3.4, 10.0.0.9', 'x-forwarded-proto', 'http', 'x-forwarded-host', 'h.test'])
+  })
+
+  it('drops the headers the client named in Connection, whatever their length', () => {
+    expect(from(['Connection', 'X-Hop, keep-alive', 'X-Hop', '1', 'Accept', '*/*'], 'X-Hop, keep-alive').slice(0, 2)).to.deep.equal(['Accept', '*/*'])
+  })
 })
