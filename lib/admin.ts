@@ -1,5 +1,6 @@
 // The admin listener: liveness, readiness, and what the proxy knows of every service.
 
+import { Buffer } from 'node:buffer'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Discovery } from './discovery/index.js'

@@ -4,6 +4,7 @@
 // that to the strategy, which decides *which*. Load is counted around a request's whole life: a
 // lease is taken before the first byte goes out and released exactly once, on success or failure.
 
+import { performance } from 'node:perf_hooks'
 import { RoundRobin } from '../strategies/round-robin.js'
 import type { Candidate, PickContext, RequestInfo, Strategy } from '../strategies/strategy.js'
 import type { Endpoint } from './discovery/endpoint.js'

@@ -2,6 +2,7 @@
 // The command line: argv, signals and exit codes live here and nowhere else.
 //   0  stopped cleanly      1  failed at run time (e.g. port in use)      2  bad config or arguments
 
+import process from 'node:process'
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { loadConfig } from './config.js'

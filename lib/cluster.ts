@@ -5,6 +5,7 @@
 // gets the latest snapshot of each service. Workers run the request path only. /metrics on the
 // primary aggregates the workers' registries (prom-client's AggregatorRegistry).
 
+import process from 'node:process'
 import cluster from 'node:cluster'
 import type { Worker } from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'

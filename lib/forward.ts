@@ -2,6 +2,7 @@
 // straight into the client's exchange as it arrives (no per-request stream.pipeline or
 // AbortController: see shared/PERFORMANCE-NOTES.md).
 
+import { performance } from 'node:perf_hooks'
 import { Readable } from 'node:stream'
 import { clientGone } from './errors.js'
 import type { Exchange } from './h1/front.js'

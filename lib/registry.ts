@@ -2,6 +2,7 @@
 // is (re)created on every new session, so a session expiry costs the instance one re-registration,
 // not its place in the service. With a health check, the node exists only while the check passes.
 
+import { Buffer } from 'node:buffer'
 import { request } from 'undici'
 import { ZkSession, isNodeExists } from './discovery/zk-session.js'
 import { silentLogger } from './log.js'

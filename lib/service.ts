@@ -1,5 +1,7 @@
 // One service's request path: pick an instance, forward, and on failure try another one.
 
+import { performance } from 'node:perf_hooks'
+import { Buffer } from 'node:buffer'
 import type { Readable } from 'node:stream'
 import pRetry from 'p-retry'
 import type { Balancer, Host, Lease } from './balancer.js'

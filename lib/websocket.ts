@@ -3,6 +3,7 @@
 // tunnels), and answer 503 with no instance or 502 when the instance cannot be reached.
 // An upgrade is not retried elsewhere: once the handshake went upstream, it is that instance's.
 
+import { performance } from 'node:perf_hooks'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import httpProxy from 'http-proxy'

@@ -2,6 +2,7 @@
 // written after each change, so a proxy that starts while ZooKeeper is down can serve from it.
 // Written to a temporary file and renamed, so a crash mid-write never leaves half a file.
 
+import process from 'node:process'
 import { readFileSync } from 'node:fs'
 import { rename, writeFile } from 'node:fs/promises'
 import type { Endpoint } from './endpoint.js'

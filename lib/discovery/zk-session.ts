@@ -9,6 +9,7 @@
 // Disconnected for longer than the session timeout means the server has expired us: we treat it
 // as expired at once rather than wait for a reconnect to be told so.
 
+import { Buffer } from 'node:buffer'
 import zookeeper from 'node-zookeeper-client'
 import type { Client, Event as ZkEvent } from 'node-zookeeper-client'
 import { ProxyError } from '../errors.js'

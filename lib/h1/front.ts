@@ -10,6 +10,8 @@
 // timeout, a deadline for a request's head, pipelined requests answered in order, and Upgrade
 // requests handed over as an IncomingMessage (for http-proxy).
 
+import { Buffer } from 'node:buffer'
+import { performance } from 'node:perf_hooks'
 import { IncomingMessage, STATUS_CODES } from 'node:http'
 import type { IncomingHttpHeaders } from 'node:http'
 import net from 'node:net'

@@ -11,6 +11,8 @@
 // `Keep-Alive: timeout=` allows), connect, head and body timeouts, backpressure both ways, and no
 // reuse of a connection that is not clean.
 
+import { Buffer } from 'node:buffer'
+import { performance } from 'node:perf_hooks'
 import net from 'node:net'
 import { Readable } from 'node:stream'
 import { UpstreamError, classifyTransportError } from '../errors.js'
