@@ -108,6 +108,11 @@ export class H1Parser {
   constructor(kind: 'request' | 'response', events: ParserEvents, maxHeaderSize: number) {
     const p = new HTTPParser()
     p.initialize(kind === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE, {}, maxHeaderSize, 0)
+    // The binding looks each callback up by index on every message. Every slot gets a value (null
+    // where there is no callback): an empty one (no onBegin) sent each message's lookup up the
+    // prototype chain, 1.3% of the proxy's samples under a small-GET load.
+    for (let k = 0; k <= HTTPParser.kOnExecute; k++) p[k] = null
+    if (events.onBegin !== undefined) p[HTTPParser.kOnMessageBegin] = () => events.onBegin!()
     p[HTTPParser.kOnHeaders] = (headers: string[], url: string) => {
       for (const h of headers) this.#headers.push(h)
       this.#url += url
@@ -135,7 +140,6 @@ export class H1Parser {
       return this.skipBody ? SKIP_BODY : (r ?? 0)
     }
     p[HTTPParser.kOnBody] = (chunk: Buffer) => events.onBody(chunk)
-    if (events.onBegin !== undefined) p[HTTPParser.kOnMessageBegin] = () => events.onBegin!()
     p[HTTPParser.kOnMessageComplete] = () => events.onComplete()
     this.#native = p
   }
