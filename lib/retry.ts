@@ -8,7 +8,10 @@ import type { RetryCondition } from './config.js'
 /** RFC 9110 §9.2.2 idempotent methods. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 
-export const GATEWAY_STATUSES: ReadonlySet<number> = new Set([502, 503, 504])
+/** 502, 503 and 504: the statuses retried under `gateway-error` (Envoy's name), checked per answer. */
+export function isGatewayStatus(status: number): boolean {
+  return status >= 502 && status <= 504
+}
 
 export interface RetryPolicy {
   readonly on: readonly RetryCondition[]

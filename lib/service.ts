@@ -17,7 +17,7 @@ import type { Logger } from './log.js'
 import { NO_METRICS } from './metrics.js'
 import type { ServiceMetrics } from './metrics.js'
 import { HealthChecker } from './health.js'
-import { GATEWAY_STATUSES, isRetryable, retryAfterMs } from './retry.js'
+import { isGatewayStatus, isRetryable, retryAfterMs } from './retry.js'
 import { RetryBudget } from './retry-budget.js'
 
 type StatusDecision = (state: RequestState, head: ResponseHead) => boolean
@@ -335,7 +335,7 @@ export class Service {
     state.lease = null
     state.then = null
     if (err === null) {
-      const gatewayError = GATEWAY_STATUSES.has(status)
+      const gatewayError = isGatewayStatus(status)
       lease.release(gatewayError ? { ok: false, kind: 'status', latencyMs } : { ok: true, latencyMs })
       this.#metrics.attempt(gatewayError ? 'status' : 'ok')
     } else {
@@ -355,7 +355,7 @@ export class Service {
 
   /** Decided before a byte goes to the client: drop a gateway error and retry elsewhere? */
   readonly #decideStatus: StatusDecision = (state, head) => {
-    if (!GATEWAY_STATUSES.has(head.status)) return false
+    if (!isGatewayStatus(head.status)) return false
     // An upstream asking for more time than the request has left is answered as it is.
     const after = retryAfterMs(head.header('retry-after'), Date.now())
     if (after !== null && after > state.deadline - Date.now()) return false

@@ -200,26 +200,27 @@ export class UpstreamPool {
 
 /**
  * One timer for every deadline of a service's pools, ticking while there is anything to watch:
- * connections with a request out (head and body timeouts) and pools with idle connections
- * (keep-alive timeout). A setTimeout per request cost more than the rest of the upstream side;
- * a timeout now fires up to TICK_MS late.
+ * open connections (head and body timeouts of the request each has out, if any), pools with idle
+ * connections (keep-alive timeout) and pools with requests queued. A setTimeout per request cost
+ * more than the rest of the upstream side; a timeout now fires up to TICK_MS late.
  */
 const TICK_MS = 50
 
 export class UpstreamClock {
-  readonly #busy = new Set<Connection>()
+  /** Every open connection, from its creation to its close (not per request: no Set churn). */
+  readonly #connections = new Set<Connection>()
   readonly #pools = new Set<UpstreamPool>()
   readonly #queues = new Set<UpstreamPool>()
   #timer: NodeJS.Timeout | null = null
 
-  /** A connection sent a request: its deadlines are watched until `unwatch`. */
-  watch(conn: Connection): void {
-    this.#busy.add(conn)
+  /** A connection opened: the deadlines of its requests are checked until `remove`. */
+  add(conn: Connection): void {
+    this.#connections.add(conn)
     this.#timer ??= setInterval(this.#tick, TICK_MS).unref()
   }
 
-  unwatch(conn: Connection): void {
-    this.#busy.delete(conn)
+  remove(conn: Connection): void {
+    this.#connections.delete(conn)
   }
 
   /** A pool has idle connections to close in time. */
@@ -236,10 +237,10 @@ export class UpstreamClock {
 
   readonly #tick = (): void => {
     const now = performance.now()
-    for (const c of this.#busy) c.checkDeadlines(now)
+    for (const c of this.#connections) c.checkDeadlines(now)
     for (const p of this.#pools) if (!p.sweep(now)) this.#pools.delete(p)
     for (const p of this.#queues) if (!p.expireWaiting(now)) this.#queues.delete(p)
-    if (this.#busy.size === 0 && this.#pools.size === 0 && this.#queues.size === 0) this.stop()
+    if (this.#connections.size === 0 && this.#pools.size === 0 && this.#queues.size === 0) this.stop()
   }
 
   stop(): void {
@@ -300,6 +301,7 @@ class Connection implements ParserEvents, AttemptControl {
     s.on('end', this.#onEnd)
     s.on('error', this.#onError)
     s.once('close', this.#onClose)
+    this.#clock.add(this)
   }
 
   readonly #onConnect = (): void => {
@@ -376,7 +378,6 @@ class Connection implements ParserEvents, AttemptControl {
     this.#bodySent = false
     this.#parser.skipBody = req.method === 'HEAD'
     this.#headDeadline = headDeadline
-    this.#clock.watch(this)
     sink.onStart(this)
     if (this.#sink === null) return // aborted at once
     let head = `${req.method} ${req.path} HTTP/1.1\r\n`
@@ -452,11 +453,7 @@ class Connection implements ParserEvents, AttemptControl {
     s.on('drain', onDrain)
   }
 
-  #disarm(): void {
-    this.#clock.unwatch(this)
-  }
-
-  /** Called by the clock while a request is out. */
+  /** Called by the clock on every tick; only a request out has deadlines. */
   checkDeadlines(now: number): void {
     const req = this.#req
     if (req === null) return
@@ -500,7 +497,6 @@ class Connection implements ParserEvents, AttemptControl {
     }
     this.#headSeen = true
     if (this.#req!.bodyTimeoutMs > 0) this.#lastData = performance.now()
-    else this.#disarm()
     return true
   }
 
@@ -528,7 +524,6 @@ class Connection implements ParserEvents, AttemptControl {
   #complete(): void {
     const sink = this.#sink
     if (sink === null) return
-    this.#disarm()
     this.#req = null
     this.#sink = null
     this.#unpipe?.()
@@ -546,7 +541,6 @@ class Connection implements ParserEvents, AttemptControl {
     if (sink === null) return
     this.#sink = null
     this.#req = null
-    this.#disarm()
     this.#unpipe?.()
     this.socket.destroy()
     sink.onError(err)
@@ -571,6 +565,7 @@ class Connection implements ParserEvents, AttemptControl {
   }
 
   readonly #onClose = (): void => {
+    this.#clock.remove(this)
     this.#parser.close()
     this.#fail('reset', 'upstream closed the connection')
     this.#pool.gone(this)
@@ -586,7 +581,6 @@ class Connection implements ParserEvents, AttemptControl {
     const req = this.#req
     this.#sink = null
     this.#req = null
-    this.#disarm()
     this.#unpipe?.()
     this.socket.destroy()
     if (sink === null || req === null) return
