@@ -3,9 +3,10 @@
 // undici's Pool did this job; on the small-GET bench it cost about as much CPU as everything else
 // in the proxy together (its request object, header validation, a kInterceptors chain, a wasm
 // parser fed through JS callbacks per header). A proxy's upstream side needs less: one request at
-// a time per connection, the head written as one string, the answer's head parsed by the same
-// C++ parser node:http uses, its body handed on as it comes (straight from the connection's read
-// buffer when it has a Content-Length, see rawBodyLength). What it keeps of undici's pool: a limit
+// a time per connection, the head written as one string, the answer's head read from the read
+// buffer when it is of the plain kind (parsePlainHead) and by the C++ parser node:http uses
+// otherwise, its body handed on as it comes (straight from the connection's read buffer when it
+// has a Content-Length, see rawBodyLength). What it keeps of undici's pool: a limit
 // of connections per instance with a FIFO queue behind it (a wait counts against the head
 // deadline), idle connections closed after a keep-alive timeout (shortened to what the upstream's
 // `Keep-Alive: timeout=` allows), connect, head and body timeouts, backpressure both ways, and no
