@@ -137,7 +137,7 @@ export function keepAliveTimeoutS(value: string): number {
 /**
  * Parses the answer head in `buf[0, end)` (`end` just past its blank line) when it is of the plain
  * kind: HTTP/1.0 or 1.1, a final status other than 204 and 304, exactly one Content-Length, no
- * Transfer-Encoding, no folded lines, `Connection` saying only keep-alive or close, and no other
+ * Transfer-Encoding, no folded lines, at most one `Connection`, saying keep-alive or close, no other
  * hop-by-hop header but Keep-Alive. Anything else (and anything malformed) gives null, and the
  * bytes go to llhttp as they are, which frames or refuses them as node:http would.
  *
@@ -168,6 +168,7 @@ export function parsePlainHead(buf: Buffer, end: number): PlainHead | null {
   let from = i
   let contentLength = -1
   let keepAlive = minor === 1
+  let connection = false
   let timeoutS = -1
   for (;;) {
     if (buf[i] === CR) {
@@ -183,23 +184,27 @@ export function parsePlainHead(buf: Buffer, end: number): PlainHead | null {
     const valueAt = i
     while (FIELD[buf[i]!] === 1) i++
     if (buf[i] !== CR || buf[i + 1] !== LF) return null
-    let valueEnd = i
-    while (valueEnd > valueAt && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HTAB)) valueEnd--
+    const lineEnd = i
     i += 2
     // Names are compared as bytes: no string is made for a header that is passed on as it is.
     if (SPECIAL_LENGTHS[nameLength] !== 1) continue
     if (nameIs(buf, nameAt, nameLength, 'content-length')) {
       if (contentLength >= 0) return null
-      contentLength = digits(buf, valueAt, valueEnd)
+      // Digits and nothing after them: llhttp refuses some trailing whitespace, so any is its call.
+      contentLength = digits(buf, valueAt, lineEnd)
       if (contentLength < 0) return null
       continue
     }
     if (nameIs(buf, nameAt, nameLength, 'connection')) {
-      if (nameIs(buf, valueAt, valueEnd - valueAt, 'close')) keepAlive = false
-      else if (nameIs(buf, valueAt, valueEnd - valueAt, 'keep-alive')) keepAlive = true
+      // A second one (close and keep-alive both?) is llhttp's to settle.
+      if (connection) return null
+      connection = true
+      // Compared as sent, trailing whitespace included: llhttp does not take "close\t" for close.
+      if (nameIs(buf, valueAt, lineEnd - valueAt, 'close')) keepAlive = false
+      else if (nameIs(buf, valueAt, lineEnd - valueAt, 'keep-alive')) keepAlive = true
       else return null
     } else if (nameIs(buf, nameAt, nameLength, 'keep-alive')) {
-      timeoutS = keepAliveTimeoutS(buf.toString('latin1', valueAt, valueEnd))
+      timeoutS = keepAliveTimeoutS(buf.toString('latin1', valueAt, lineEnd))
     } else if (HOP_BY_HOP.has(buf.toString('latin1', nameAt, nameAt + nameLength).toLowerCase())) return null
     else continue
     // Cut the line out of what the client gets.

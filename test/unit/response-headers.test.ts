@@ -52,7 +52,7 @@ describe('plain answer heads parsed without llhttp', () => {
   })
 
   it('keeps any reason phrase and trims optional whitespace around values', () => {
-    const p = parse('HTTP/1.1 503 Service Unavailable\r\nRetry-After:  3 \t\r\nContent-Length:\t12 \r\n\r\n')!
+    const p = parse('HTTP/1.1 503 Service Unavailable\r\nRetry-After:  3 \t\r\nContent-Length:\t12\r\n\r\n')!
     expect(p.head.text).to.equal('Service Unavailable')
     expect(p.contentLength).to.equal(12)
     expect(p.head.header('retry-after')).to.equal('3')
@@ -73,6 +73,10 @@ describe('plain answer heads parsed without llhttp', () => {
     ['space before the colon', 'HTTP/1.1 200 OK\r\nContent-Length : 4\r\n\r\n'],
     ['a bare LF', 'HTTP/1.1 200 OK\nContent-Length: 4\r\n\r\n'],
     ['a control byte in a value', 'HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 4\r\n\r\n'],
+    // These three were found by test/unit/plain-head-vs-llhttp.test.ts.
+    ['whitespace after the Content-Length (llhttp refuses a tab there)', 'HTTP/1.1 200 OK\r\nContent-Length: 4\t\r\n\r\n'],
+    ['two Connection headers (close and keep-alive)', 'HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\n'],
+    ['Connection: keep-alive with a tab after it', 'HTTP/1.0 200 OK\r\nConnection: keep-alive\t\r\nContent-Length: 4\r\n\r\n'],
     ['Connection naming another header', 'HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nX-Secret: s\r\nContent-Length: 4\r\n\r\n'],
     ['an Upgrade header', 'HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nContent-Length: 4\r\n\r\n'],
   ]) {

@@ -1,0 +1,126 @@
+// parsePlainHead must accept only what llhttp accepts, and read it the same way: fed thousands of
+// mutated answer heads (seeded, so a failure repeats), every head it takes is also parsed by
+// llhttp (Node's own parser, as the proxy runs it) to the same status, reason, length, keep-alive
+// and end-to-end headers.
+
+import { expect } from 'chai'
+import { HOP_BY_HOP, parsePlainHead } from '../../lib/h1/headers.js'
+import { H1Parser } from '../../lib/h1/parser.js'
+import { seededRandom } from '../../lib/random.js'
+
+interface Parsed {
+  status: number
+  text: string
+  length: number
+  keepAlive: boolean
+  headers: string[]
+}
+
+/** llhttp's reading of the head in `bytes`, or null where llhttp refuses it. */
+function llhttp(bytes: Buffer): Parsed | null {
+  let got: Parsed | null = null
+  const p = new H1Parser(
+    'response',
+    {
+      onHead(_major, _minor, headers, _method, _url, status, text, _upgrade, keepAlive) {
+        let length = -1
+        const kept: string[] = []
+        for (let i = 0; i < headers.length; i += 2) {
+          const name = headers[i]!.toLowerCase()
+          if (name === 'content-length') length = Number(headers[i + 1])
+          if (!HOP_BY_HOP.has(name)) kept.push(name, headers[i + 1]!)
+        }
+        got = { status, text, length, keepAlive, headers: kept }
+        return 0
+      },
+      onBody() {},
+      onComplete() {},
+    },
+    0,
+  )
+  // The head only: what follows is the body's business (bytes beyond a Content-Length are the
+  // proxy's to refuse, by not reusing the connection).
+  const end = bytes.indexOf('\r\n\r\n')
+  const r = p.execute(end < 0 ? bytes : bytes.subarray(0, end + 4))
+  p.close()
+  return typeof r === 'number' ? got : null
+}
+
+/** parsePlainHead's reading, in the same shape, or null where it leaves the head to llhttp. */
+function plain(bytes: Buffer): Parsed | null {
+  const end = bytes.indexOf('\r\n\r\n')
+  if (end < 0) return null
+  const p = parsePlainHead(bytes, end + 4)
+  if (p === null) return null
+  const headers: string[] = []
+  for (const line of p.head.lines.split('\r\n')) {
+    if (line === '') continue
+    const colon = line.indexOf(':')
+    headers.push(line.slice(0, colon).toLowerCase(), line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, ''))
+  }
+  return { status: p.head.status, text: p.head.text, length: p.contentLength, keepAlive: p.keepAlive, headers }
+}
+
+const BASES = [
+  'HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 05:01:04 GMT\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok',
+  'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3\r\ncontent-length: 4\r\nKeep-Alive: timeout=5\r\n\r\nbusy',
+  'HTTP/1.0 404 Not Found\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n',
+  'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n',
+]
+/** Bytes that matter to framing and validation, and some that do not. */
+const BYTES = [0x00, 0x09, 0x0a, 0x0d, 0x20, 0x3a, 0x2c, 0x7f, 0x80, 0xff, 0x30, 0x39, 0x41, 0x61, 0x2d, 0x22, 0x28]
+const LINES = ['Content-Length: 2\r\n', 'Transfer-Encoding: chunked\r\n', 'Connection: close\r\n', 'Connection: upgrade\r\n', 'Upgrade: h2c\r\n', ' folded\r\n', 'X-A: b\r\n', 'Keep-Alive: timeout=1\r\n', 'TE: trailers\r\n']
+
+function mutate(base: string, random: () => number): Buffer {
+  const bytes = [...Buffer.from(base, 'latin1')]
+  const edits = 1 + Math.floor(random() * 3)
+  for (let e = 0; e < edits; e++) {
+    const at = Math.floor(random() * (bytes.length + 1))
+    const what = random()
+    if (what < 0.3) bytes.splice(at, 0, BYTES[Math.floor(random() * BYTES.length)]!)
+    else if (what < 0.5) bytes.splice(at, 1)
+    else if (what < 0.7) bytes[Math.min(at, bytes.length - 1)] = BYTES[Math.floor(random() * BYTES.length)]!
+    else if (what < 0.85) {
+      // A whole line, at the start of some line of the head.
+      const starts = bytes.flatMap((b, i) => (b === 0x0a && i < base.indexOf('\r\n\r\n') + 2 ? [i + 1] : []))
+      const line = Buffer.from(LINES[Math.floor(random() * LINES.length)]!, 'latin1')
+      bytes.splice(starts[Math.floor(random() * starts.length)] ?? at, 0, ...line)
+    } else {
+      const c = bytes[at]
+      if (c !== undefined && ((c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a))) bytes[at] = c ^ 0x20
+    }
+  }
+  return Buffer.from(bytes)
+}
+
+describe('the plain-head parser against llhttp', () => {
+  it('takes every base head llhttp takes that is plain, and reads it alike', () => {
+    for (const base of BASES) {
+      const b = Buffer.from(base, 'latin1')
+      const mine = plain(b)
+      if (mine !== null) expect(mine).to.deep.equal(llhttp(b))
+    }
+    expect(plain(Buffer.from(BASES[0]!, 'latin1'))).to.not.equal(null)
+  })
+
+  it('accepts no mutated head that llhttp refuses, and reads the rest as llhttp does (20,000 seeded cases)', () => {
+    const random = seededRandom(20261126)
+    let taken = 0
+    let left = 0
+    for (let i = 0; i < 20_000; i++) {
+      const bytes = mutate(BASES[i % BASES.length]!, random)
+      const mine = plain(bytes)
+      if (mine === null) {
+        left++
+        continue
+      }
+      taken++
+      const theirs = llhttp(bytes)
+      expect(theirs, `llhttp refuses what parsePlainHead took: ${JSON.stringify(bytes.toString('latin1'))}`).to.not.equal(null)
+      expect(mine, JSON.stringify(bytes.toString('latin1'))).to.deep.equal(theirs)
+    }
+    // Both kinds happen often enough for the test to mean something.
+    expect(taken).to.be.above(2_000)
+    expect(left).to.be.above(2_000)
+  })
+})
