@@ -162,7 +162,6 @@ export function parsePlainHead(buf: Buffer, end: number): PlainHead | null {
   if (buf[i] !== CR || buf[i + 1] !== LF) return null
   const text = i === 15 && buf[13] === 0x4f && buf[14] === 0x4b ? 'OK' : buf.toString('latin1', 13, i)
   i += 2
-  const linesStart = i
   let lines = ''
   /** Start of the lines not yet added to `lines` (hop-by-hop lines are cut out). */
   let from = i
@@ -188,22 +187,22 @@ export function parsePlainHead(buf: Buffer, end: number): PlainHead | null {
     i += 2
     // Names are compared as bytes: no string is made for a header that is passed on as it is.
     if (SPECIAL_LENGTHS[nameLength] !== 1) continue
-    if (nameIs(buf, nameAt, nameLength, 'content-length')) {
+    if (equalsLower(buf, nameAt, nameLength, 'content-length')) {
       if (contentLength >= 0) return null
       // Digits and nothing after them: llhttp refuses some trailing whitespace, so any is its call.
       contentLength = digits(buf, valueAt, lineEnd)
       if (contentLength < 0) return null
       continue
     }
-    if (nameIs(buf, nameAt, nameLength, 'connection')) {
+    if (equalsLower(buf, nameAt, nameLength, 'connection')) {
       // A second one (close and keep-alive both?) is llhttp's to settle.
       if (connection) return null
       connection = true
       // Compared as sent, trailing whitespace included: llhttp does not take "close\t" for close.
-      if (nameIs(buf, valueAt, lineEnd - valueAt, 'close')) keepAlive = false
-      else if (nameIs(buf, valueAt, lineEnd - valueAt, 'keep-alive')) keepAlive = true
+      if (equalsLower(buf, valueAt, lineEnd - valueAt, 'close')) keepAlive = false
+      else if (equalsLower(buf, valueAt, lineEnd - valueAt, 'keep-alive')) keepAlive = true
       else return null
-    } else if (nameIs(buf, nameAt, nameLength, 'keep-alive')) {
+    } else if (equalsLower(buf, nameAt, nameLength, 'keep-alive')) {
       timeoutS = keepAliveTimeoutS(buf.toString('latin1', valueAt, lineEnd))
     } else if (HOP_BY_HOP.has(buf.toString('latin1', nameAt, nameAt + nameLength).toLowerCase())) return null
     else continue
@@ -212,7 +211,7 @@ export function parsePlainHead(buf: Buffer, end: number): PlainHead | null {
     from = i
   }
   if (contentLength < 0) return null
-  if (i > from) lines = from === linesStart ? buf.toString('latin1', from, i) : lines + buf.toString('latin1', from, i)
+  if (i > from) lines += buf.toString('latin1', from, i)
   return { head: new ResponseHead(status, text, lines, true), contentLength, keepAlive, keepAliveTimeoutS: timeoutS }
 }
 
@@ -221,7 +220,7 @@ export function parsePlainHead(buf: Buffer, end: number): PlainHead | null {
  * only upper-case letters onto lower-case ones here: '-' stays, and no other byte of a name or a
  * value (CR, the one that would become '-', ends a value) turns into either.
  */
-function nameIs(buf: Buffer, at: number, length: number, lower: string): boolean {
+function equalsLower(buf: Buffer, at: number, length: number, lower: string): boolean {
   if (length !== lower.length) return false
   for (let k = 0; k < length; k++) if ((buf[at + k]! | 0x20) !== lower.charCodeAt(k)) return false
   return true
