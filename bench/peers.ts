@@ -146,18 +146,20 @@ ${upstreams.map((p, i) => `  server s${i} 127.0.0.1:${p}`).join('\n')}
   return { name: 'haproxy', port, child, pids: () => [child.pid!] }
 }
 
-/** node-http-proxy with a keep-alive agent: the usual Node answer, as a baseline. */
-export async function startHttpProxy(port: number, upstreams: readonly number[], cpus: string | null): Promise<Peer> {
-  const [cmd, args] = pinned(cpus, process.execPath, [path.join(here, 'http-proxy-baseline.js'), String(port), JSON.stringify(upstreams)])
+/** A Node script of bench/ as a target: `node <script> <port> '[upstream ports]'`. */
+async function startNodeScript(name: string, script: string, port: number, upstreams: readonly number[], cpus: string | null): Promise<Peer> {
+  const [cmd, args] = pinned(cpus, process.execPath, [path.join(here, script), String(port), JSON.stringify(upstreams)])
   const child = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] }))
   await waitPort(port)
-  return { name: 'http-proxy', port, child, pids: () => [child.pid!] }
+  return { name, port, child, pids: () => [child.pid!] }
+}
+
+/** node-http-proxy with a keep-alive agent: the usual Node answer, as a baseline. */
+export function startHttpProxy(port: number, upstreams: readonly number[], cpus: string | null): Promise<Peer> {
+  return startNodeScript('http-proxy', 'http-proxy-baseline.js', port, upstreams, cpus)
 }
 
 /** bench/node-floor.ts: Node's socket I/O alone, the floor under a proxy on node:net (small GETs only). */
-export async function startNodeFloor(port: number, upstreams: readonly number[], cpus: string | null): Promise<Peer> {
-  const [cmd, args] = pinned(cpus, process.execPath, [path.join(here, 'node-floor.js'), String(port), JSON.stringify(upstreams)])
-  const child = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] }))
-  await waitPort(port)
-  return { name: 'node floor (no HTTP)', port, child, pids: () => [child.pid!] }
+export function startNodeFloor(port: number, upstreams: readonly number[], cpus: string | null): Promise<Peer> {
+  return startNodeScript('node floor (no HTTP)', 'node-floor.js', port, upstreams, cpus)
 }
