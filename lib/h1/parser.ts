@@ -4,10 +4,39 @@
 // per request, which cost more CPU than everything else on the request path together.
 //
 // `_http_common` is Node's internal module that exports the binding; it has been there, with
-// this interface, since Node 12 and still is in Node 24. Loaded once, checked at start-up.
+// this interface, since Node 12 and still is in Node 26. Loaded once, checked at start-up.
+//
+// THE RULES OF THE BINDING. It is C++ behind a JS object, and it trusts its caller the way
+// node:http's `_http_server.js` / `_http_client.js` / `_http_common.js` use it. Breaking a rule
+// does not throw: it corrupts memory (the SIGSEGV / `malloc(): invalid next size` of issue 17).
+// Every rule below is enforced by this class, not left to its callers.
+//
+//  1. Never free a parser from inside its own call stack. `close()` deletes the C++ object at
+//     once, but `execute()` and a consumed socket's read (`OnStreamRead`) still touch it after the
+//     JS callbacks return (`current_buffer_len_ = 0` after kOnExecute, `Save()` after llhttp).
+//     Nor from a nextTick or microtask queued there: Node drains those inside the callback scope
+//     of a read, before the C++ frame returns. node:http closes a parser from `setImmediate`
+//     (`closeParserInstance`); `H1Parser.close()` does the same, and only once.
+//  2. Once closed (or closing), nothing calls into it: `execute`, `finish`, `consume`,
+//     `unconsume`, `getCurrentBuffer` are refused here, and callbacks still firing within the
+//     parse that was running are dropped (the owner said it is done with the connection).
+//  3. No re-entry: `execute` is never called from one of its own callbacks (the binding CHECKs
+//     this and aborts). Owners parse from a socket read, never from a parser callback.
+//  4. A consumed socket is unconsumed before anything else reads it (an upgrade handed on) and
+//     before the parser is freed; a socket handle is consumed by at most one parser in its life.
+//  5. `getCurrentBuffer()` only inside kOnExecute (it is the read being parsed; outside, there is
+//     none). It copies.
+//  6. After a pause for an upgrade (our RAW_BODY), llhttp keeps its `upgrade` flag and the
+//     binding then reports no parse error at all (`if (!parser_.upgrade && err != HPE_OK)`): a
+//     parser is re-initialized before it parses another message after one (`reinitialize`).
+//  7. Nothing throws into the binding: an exception inside a callback leaves llhttp mid-message
+//     (got_exception_), and in a consumed read it is an uncaught exception that ends the process.
+//     Each callback is wrapped here; a throw ends the parse as an error of code ZP_CALLBACK_THREW,
+//     which the owner handles like a malformed message (close the connection).
 
 import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
+import { setImmediate } from 'node:timers'
 
 interface ParserBinding {
   new (): NativeParser
@@ -93,26 +122,45 @@ export const SKIP_BODY = 1
  */
 export const RAW_BODY = 2
 
+/** A callback of the owner threw inside a parse (rule 7): reported as this parse error. */
+function callbackThrew(err: unknown): ParseError {
+  return Object.assign(new Error('a parser callback threw', { cause: err }), { code: 'ZP_CALLBACK_THREW', bytesParsed: 0 })
+}
+
+const CLOSED: ParseError = Object.assign(new Error('parser closed'), { code: 'ZP_PARSER_CLOSED', bytesParsed: 0 })
+
 /**
  * One connection's parser. llhttp hands over headers in flushes of 32 pairs when a message has
  * many (or arrives in many reads); they are gathered here so `onHead` always gets all of them.
+ * Keeps the binding's rules (see the top of this file) for its owner.
  */
 export class H1Parser {
   readonly #native: NativeParser
+  readonly #kind: number
+  readonly #maxHeaderSize: number
   #headers: string[] = []
   #url = ''
   #consumed = false
+  /** `close()` was called: the native parser is freed on the next turn of the loop. */
+  #closed = false
+  /** An owner callback threw during the parse in progress (rule 7). */
+  #threw: ParseError | null = null
   /** Set by the owner before a response is parsed: its request was HEAD. */
   skipBody = false
 
   constructor(kind: 'request' | 'response', events: ParserEvents, maxHeaderSize: number) {
     const p = new HTTPParser()
-    p.initialize(kind === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE, {}, maxHeaderSize, 0)
+    this.#kind = kind === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE
+    this.#maxHeaderSize = maxHeaderSize
+    p.initialize(this.#kind, {}, maxHeaderSize, 0)
     // The binding looks each callback up by index on every message. Every slot gets a value (null
     // where there is no callback): an empty one (no onBegin) sent each message's lookup up the
     // prototype chain, 1.3% of the proxy's samples under a small-GET load.
     for (let k = 0; k <= HTTPParser.kOnExecute; k++) p[k] = null
-    if (events.onBegin !== undefined) p[HTTPParser.kOnMessageBegin] = () => events.onBegin!()
+    if (events.onBegin !== undefined)
+      p[HTTPParser.kOnMessageBegin] = () => {
+        if (this.#live()) this.#guard(() => events.onBegin!())
+      }
     p[HTTPParser.kOnHeaders] = (headers: string[], url: string) => {
       for (const h of headers) this.#headers.push(h)
       this.#url += url
@@ -136,12 +184,48 @@ export class H1Parser {
         url = this.#url
         this.#url = ''
       }
-      const r = events.onHead(major, minor, headers, method === undefined ? '' : methods[method]!, url, status ?? 0, statusText ?? '', upgrade, keepAlive)
+      if (!this.#live()) return SKIP_BODY
+      let r: number | void = 0
+      try {
+        r = events.onHead(major, minor, headers, method === undefined ? '' : methods[method]!, url, status ?? 0, statusText ?? '', upgrade, keepAlive)
+      } catch (err) {
+        this.#threw = callbackThrew(err)
+        return SKIP_BODY
+      }
       return this.skipBody ? SKIP_BODY : (r ?? 0)
     }
-    p[HTTPParser.kOnBody] = (chunk: Buffer) => events.onBody(chunk)
-    p[HTTPParser.kOnMessageComplete] = () => events.onComplete()
+    p[HTTPParser.kOnBody] = (chunk: Buffer) => {
+      if (this.#live()) this.#guard(() => events.onBody(chunk))
+    }
+    p[HTTPParser.kOnMessageComplete] = () => {
+      if (this.#live()) this.#guard(() => events.onComplete())
+    }
     this.#native = p
+  }
+
+  /** Callbacks reach the owner only while the parser is open and no callback has thrown. */
+  #live(): boolean {
+    return !this.#closed && this.#threw === null
+  }
+
+  #guard(fn: () => void): void {
+    try {
+      fn()
+    } catch (err) {
+      this.#threw = callbackThrew(err)
+    }
+  }
+
+  /** The error a callback threw in the parse that just returned, once; else `ret`. */
+  #result(ret: number | ParseError): number | ParseError {
+    const threw = this.#threw
+    if (threw === null) return ret
+    this.#threw = null
+    return threw
+  }
+
+  get closed(): boolean {
+    return this.#closed
   }
 
   /**
@@ -152,38 +236,70 @@ export class H1Parser {
    */
   consume(socket: Socket, onExecute: (ret: number | ParseError) => void): boolean {
     const h = handleOf(socket) as (StreamHandle & { _consumed?: boolean }) | null
-    if (h === null || h.isStreamBase !== true || h._consumed === true) return false
+    if (this.#closed || h === null || h.isStreamBase !== true || h._consumed === true) return false
     h._consumed = true
-    this.#native[HTTPParser.kOnExecute] = onExecute
+    this.#native[HTTPParser.kOnExecute] = (ret: number | ParseError) => {
+      if (this.#closed) return
+      const r = this.#result(ret)
+      try {
+        onExecute(r)
+      } catch {
+        // Rule 7: nothing reaches the binding. The owner's handler failed: the connection is in
+        // no state anyone understands.
+        socket.destroy()
+      }
+    }
     this.#native.consume(h)
     this.#consumed = true
     return true
   }
 
-  /** Gives the socket's reads back to the socket (before handing it to someone else). */
+  /** Gives the socket's reads back to the socket (before handing it to someone else). Idempotent. */
   unconsume(): void {
     if (!this.#consumed) return
     this.#consumed = false
+    this.#native[HTTPParser.kOnExecute] = null
     this.#native.unconsume()
   }
 
-  /** The buffer of the read being parsed (consume mode): an upgrade's first bytes are in it. */
+  /** The buffer of the read being parsed; only inside the consume callback (rule 5). */
   currentBuffer(): Buffer {
     return this.#native.getCurrentBuffer()
   }
 
   /** Bytes consumed, or the parse error. Callbacks run synchronously inside. */
   execute(data: Buffer): number | ParseError {
-    return this.#native.execute(data)
+    if (this.#closed) return CLOSED
+    return this.#result(this.#native.execute(data))
+  }
+
+  /**
+   * Starts over on a clean llhttp state, as node:http does for a parser it reuses. Needed after a
+   * message that stopped the parser early (RAW_BODY, rule 6). Never from inside a callback.
+   */
+  reinitialize(): void {
+    if (this.#closed) return
+    this.#headers = []
+    this.#url = ''
+    this.#native.initialize(this.#kind, {}, this.#maxHeaderSize, 0)
   }
 
   /** The peer closed: ends a body delimited by the close, or reports a message cut short. */
   finish(): ParseError | null {
-    const r = this.#native.finish()
+    if (this.#closed) return null
+    const r = this.#result(this.#native.finish() ?? 0)
     return r instanceof Error ? r : null
   }
 
+  /**
+   * Done with it: unconsumed now, freed on the next turn of the loop (rule 1), whatever stack
+   * this is called from. Idempotent; every later call into the parser is refused.
+   */
   close(): void {
-    this.#native.close()
+    if (this.#closed) return
+    this.unconsume()
+    this.#closed = true
+    const native = this.#native
+    setImmediate(() => native.close())
   }
 }
