@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks'
 import { Readable } from 'node:stream'
 import { clientGone } from './errors.js'
+import { neverUnhandled } from './h1/front.js'
 import type { Exchange } from './h1/front.js'
 import { HOP_BY_HOP } from './h1/headers.js'
 import type { ResponseHead } from './h1/headers.js'
@@ -64,6 +65,7 @@ export class BodyTap extends Readable {
     super()
     this.#src = src
     this.#prefix = prefix
+    neverUnhandled(this)
   }
 
   /** True once a byte may have gone upstream: the body can no longer be replayed. */

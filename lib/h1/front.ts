@@ -37,12 +37,24 @@ export interface H1Handlers {
   upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void
 }
 
+/**
+ * An 'error' listener every emitter on the request path gets when it is made, before anyone can
+ * destroy it: whoever reads it adds its own and learns of the error that way; once nobody reads
+ * it any more (the attempt that held it ended), an error it still emits must not end the process.
+ */
+export function neverUnhandled(e: { on(event: 'error', fn: (err: Error) => void): unknown }): void {
+  e.on('error', ignore)
+}
+
+function ignore(): void {}
+
 /** A request's body as a stream; reading it is what lets the client send more (backpressure). */
 class RequestBody extends Readable {
   readonly #conn: Connection
   constructor(conn: Connection) {
     super()
     this.#conn = conn
+    neverUnhandled(this)
   }
   override _read(): void {
     this.#conn.bodyWanted()
@@ -466,6 +478,7 @@ class Connection implements ParserEvents {
       return
     }
     const req = new IncomingMessage(this.socket)
+    neverUnhandled(req)
     req.method = u.method
     req.url = u.url
     req.httpVersionMajor = 1
