@@ -286,6 +286,13 @@ class Connection implements ParserEvents, AttemptControl {
   #rawLeft = 0
   /** llhttp holds no part of a message: the next bytes start an answer (see `#read`). */
   #atMessageStart = true
+  /**
+   * The answer's last byte was read during the parse in progress: whether the connection goes
+   * back to the pool is decided once the parse returned (`#settle`), never from inside it.
+   */
+  #answered = false
+  /** Bytes came that no request asked for (after an answer's end): never reused. */
+  #extra = false
   idleSince = 0
   keepAliveMs: number
 
@@ -321,6 +328,13 @@ class Connection implements ParserEvents, AttemptControl {
   }
 
   #read(n: number, buf: Uint8Array): boolean {
+    // Bytes on a connection with no request out (idle in the pool, or its answer already ended):
+    // nobody asked for them, and the next request must not get them as its answer. Closed, as
+    // nginx closes an idle upstream keep-alive connection that turns readable.
+    if (this.#req === null) {
+      this.socket.destroy()
+      return false
+    }
     if (this.#rawLeft > 0) return this.#rawBody(buf, 0, n)
     const data = Buffer.from(buf.buffer, buf.byteOffset, n)
     // An answer whose whole head came in this read, of the plain kind: parsed here, its body
@@ -340,8 +354,21 @@ class Connection implements ParserEvents, AttemptControl {
       this.#badResponse(ret)
       return false
     }
-    // The parser stopped after a head whose body comes raw: the rest of this read is body.
-    if (this.#rawLeft > 0) return this.#rawBody(buf, ret, n)
+    // The parser stopped after a head whose body comes raw: the rest of this read is body. The
+    // stop was an upgrade pause, after which llhttp reports no errors until re-initialized.
+    if (this.#rawLeft > 0) {
+      this.#parser.reinitialize()
+      return this.#rawBody(buf, ret, n)
+    }
+    if (this.#answered) {
+      this.#settle(ret !== n)
+      return !this.socket.destroyed
+    }
+    // Stopped short without an error: llhttp paused (an upgrade we never asked for).
+    if (ret !== n && this.#sink !== null) {
+      this.#fail('reset', 'malformed response from upstream (parser stopped early)')
+      return false
+    }
     return true
   }
 
@@ -362,6 +389,7 @@ class Connection implements ParserEvents, AttemptControl {
     }
     if (this.#rawLeft === 0) {
       this.#complete()
+      this.#settle(false)
       return !this.socket.destroyed
     }
     return more
@@ -375,6 +403,7 @@ class Connection implements ParserEvents, AttemptControl {
     this.#req = req
     this.#sink = sink
     this.#reused = reused
+    this.#answered = false
     this.#headSeen = false
     this.#bodySent = false
     this.#parser.skipBody = req.method === 'HEAD'
@@ -467,12 +496,19 @@ class Connection implements ParserEvents, AttemptControl {
 
   onBegin(): void {
     this.#atMessageStart = false
-    // A response with no request out: the connection is not in a state we understand.
-    if (this.#req === null) this.socket.destroy()
+    // A message after the answer ended (in the same read): bytes nobody asked for.
+    if (this.#req === null) this.#extra = true
   }
 
-  onHead(_major: number, _minor: number, headers: string[], _method: string, _url: string, status: number, text: string, _upgrade: boolean, keepAlive: boolean): number {
+  onHead(major: number, _minor: number, headers: string[], _method: string, _url: string, status: number, text: string, upgrade: boolean, keepAlive: boolean): number {
     if (this.#sink === null) return 0
+    // Not an HTTP/1.x answer we can pass on: a status out of 100-999 (nginx's range; `099` is
+    // not a 1xx), a control byte in the reason, a protocol switch we never asked for (101, or
+    // any upgrade: this connection only carries plain requests).
+    if (major !== 1 || status < 100 || status > 999 || upgrade || status === 101 || !isReason(text)) {
+      this.#fail('reset', `malformed response from upstream (status line: ${status})`)
+      return 0
+    }
     if (status < 200) {
       this.#informational = true
       return 0
@@ -522,14 +558,28 @@ class Connection implements ParserEvents, AttemptControl {
     this.#complete()
   }
 
+  /** The answer's last byte was read: the sink gets its end; the connection waits for `#settle`. */
   #complete(): void {
     const sink = this.#sink
     if (sink === null) return
     this.#req = null
     this.#sink = null
+    this.#answered = true
     this.#unpipe?.()
     sink.onEnd()
-    if (this.#reusable && this.#bodySent && this.keepAliveMs > 0 && !this.socket.destroyed) this.#pool.release(this)
+  }
+
+  /**
+   * After the parse that ended an answer returned: back to the pool only if nothing but that
+   * answer was read (`extra`: bytes followed it), the request went out whole, and both sides
+   * keep the connection alive. Never from inside a parser callback: the next request would be
+   * sent, and its answer taken from the bytes still being parsed (issue 17, cross-client poisoning).
+   */
+  #settle(extra: boolean): void {
+    this.#answered = false
+    const dirty = extra || this.#extra
+    this.#extra = false
+    if (!dirty && this.#reusable && this.#bodySent && this.keepAliveMs > 0 && !this.socket.destroyed) this.#pool.release(this)
     else this.socket.destroy()
   }
 
@@ -555,6 +605,7 @@ class Connection implements ParserEvents, AttemptControl {
       const err = this.#parser.finish()
       if (err !== null) why = `upstream closed mid-response (${err.code})`
     }
+    this.#answered = false
     if (this.#sink !== null) this.#fail('reset', why)
     this.socket.destroy()
   }
@@ -616,6 +667,15 @@ function rawBodyLength(headers: readonly string[]): number {
     } else if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') return -1
   }
   return length
+}
+
+/** A reason phrase: visible characters, SP and HTAB only (RFC 9112 §4), no control byte. */
+function isReason(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return false
+  }
+  return true
 }
 
 function heldLength(body: HeldBody): number {
