@@ -3,71 +3,9 @@
 
 import { expect } from 'chai'
 import net from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { makeConfig, patterned, putNode, send, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
 import type { Handler } from '../support/helpers.js'
-
-/** Writes `text` on a new connection and collects everything until the proxy closes it or `done` says so. */
-function raw(port: number, text: string | string[], done: (got: string) => boolean = () => false): Promise<{ got: string; closed: boolean }> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1')
-    let got = ''
-    let finished = false
-    const finish = (closed: boolean) => {
-      if (finished) return
-      finished = true
-      clearTimeout(timer)
-      s.destroy()
-      resolve({ got, closed })
-    }
-    const timer = setTimeout(() => reject(new Error(`no end in 10 s; got: ${JSON.stringify(got)}`)), 10_000)
-    s.on('data', (d) => {
-      got += d.toString('latin1')
-      if (done(got)) finish(false)
-    })
-    s.on('close', () => finish(true))
-    s.on('error', () => {})
-    const parts = Array.isArray(text) ? text : [text]
-    s.on('connect', () => {
-      for (const p of parts) s.write(p)
-    })
-  })
-}
-
-/** A TCP upstream answering each connection's requests with `answer(n)` (n counts from 0 per connection). */
-async function rawUpstream(answer: (socket: net.Socket, n: number, request: string) => void): Promise<{ port: number; connections: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>()
-  let connections = 0
-  const server = net.createServer((s) => {
-    connections++
-    sockets.add(s)
-    s.on('close', () => sockets.delete(s))
-    s.on('error', () => {})
-    let buf = ''
-    let n = 0
-    s.on('data', (d) => {
-      buf += d.toString('latin1')
-      let end: number
-      while ((end = buf.indexOf('\r\n\r\n')) >= 0) {
-        const request = buf.slice(0, end)
-        buf = buf.slice(end + 4)
-        answer(s, n++, request)
-      }
-    })
-  })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  return {
-    port: (server.address() as AddressInfo).port,
-    get connections() {
-      return connections
-    },
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy()
-        server.close(() => r())
-      }),
-  }
-}
+import { raw, rawUpstream } from '../support/wire.js'
 
 /**
  * One GET on a new connection, read as bytes until its Content-Length is in or the proxy closes.

@@ -1,0 +1,227 @@
+// Hostile input, by class (issue 17): the proxy runs as a child process (the CLI on a real
+// ZooKeeper), so a crash shows as an exit, and after every case it must still be alive and serving.
+// Each `describe` is one class of attack; its cases are generated over the ways the class varies.
+
+import { expect } from 'chai'
+import net from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { putNode, uniquePath, useZooKeeper, waitFor } from '../support/helpers.js'
+import { raw, spawnProxy } from '../support/wire.js'
+import type { ProxyProcess } from '../support/wire.js'
+
+/** How a scripted upstream answers one request: raw bytes, written when and as it likes. */
+type Script = (socket: net.Socket, path: string) => void
+
+/**
+ * A TCP upstream that reads request heads (bodies are not parsed: a request with one is the last
+ * on its connection) and answers each by `script(path)`; `/ok/<id>` gets `200` with body `<id>`.
+ */
+async function scriptedUpstream(script: (path: string) => Script | undefined) {
+  const sockets = new Set<net.Socket>()
+  const seen: string[] = []
+  let connections = 0
+  const server = net.createServer((s) => {
+    connections++
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+    s.on('error', () => {})
+    let buf = ''
+    let body = false
+    s.on('data', (d) => {
+      if (body) return
+      buf += d.toString('latin1')
+      let end: number
+      while (!body && (end = buf.indexOf('\r\n\r\n')) >= 0) {
+        const head = buf.slice(0, end)
+        buf = buf.slice(end + 4)
+        const path = head.split(' ')[1] ?? ''
+        seen.push(head)
+        body = /\r\n(content-length: [1-9]|transfer-encoding)/i.test(head)
+        const own = script(path)
+        if (own !== undefined) own(s, path)
+        else {
+          const id = path.slice(path.lastIndexOf('/') + 1)
+          s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${id.length}\r\n\r\n${id}`)
+        }
+      }
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return {
+    port: (server.address() as AddressInfo).port,
+    seen,
+    get connections() {
+      return connections
+    },
+    get open() {
+      return sockets.size
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => r())
+      }),
+  }
+}
+
+/** A whole answer on a new connection: its status and body (Content-Length framed), or a close. */
+async function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  const { got } = await raw(port, `GET ${path} HTTP/1.1\r\nHost: t\r\n\r\n`, (g) => {
+    const end = g.indexOf('\r\n\r\n')
+    const len = /\r\ncontent-length: (\d+)/i.exec(g)
+    return end >= 0 && len !== null && g.length - end - 4 >= Number(len[1])
+  })
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(got)?.[1] ?? 0)
+  return { status, body: got.slice(got.indexOf('\r\n\r\n') + 4) }
+}
+
+describe('hostile input (the proxy as a child process)', function () {
+  this.timeout(60_000)
+  const ctx = useZooKeeper()
+  let proxy: ProxyProcess
+  let upstream: Awaited<ReturnType<typeof scriptedUpstream>>
+  /** Scripts by path prefix, set by each test. */
+  const scripts = new Map<string, Script>()
+
+  before(async () => {
+    upstream = await scriptedUpstream((path) => {
+      for (const [prefix, s] of scripts) if (path.startsWith(prefix)) return s
+      return undefined
+    })
+    const path = uniquePath('hostile')
+    await putNode(ctx.admin, `${path}/i`, { host: '127.0.0.1', port: upstream.port })
+    proxy = await spawnProxy({
+      zookeeper: { connect: ctx.zk.connectString, sessionTimeoutMs: 4000 },
+      log: { level: 'info' },
+      services: [{ name: 'hostile', path, maxConnectionsPerInstance: 1, timeoutMs: 5000, retry: { attempts: 1, bufferBytes: 1024 } }],
+    })
+  })
+
+  after(async () => {
+    await proxy?.stop()
+    await upstream?.close()
+  })
+
+  afterEach(async function () {
+    scripts.clear()
+    // The class's promise: whatever the case did, the process lives and serves the next client.
+    expect(proxy.exited, `the proxy died (${this.currentTest?.title}):\n${proxy.stderr()}`).to.equal(null)
+    const id = `after${Math.random().toString(36).slice(2, 8)}`
+    expect(await get(proxy.port, `/ok/${id}`)).to.deep.equal({ status: 200, body: id })
+  })
+
+  describe('a client that leaves while its body streams (no emitter without an error listener)', () => {
+    const bodies = {
+      'fixed-length': 'Content-Length: 100000\r\n\r\n0123456789',
+      chunked: `Transfer-Encoding: chunked\r\n\r\n800\r\n${'x'.repeat(0x800)}\r\n`,
+      'fixed-length, held (under bufferBytes)': 'Content-Length: 1000\r\n\r\n0123456789',
+    }
+    const upstreams: Record<string, Script | undefined> = {
+      'an upstream that reads and never answers': () => {},
+      'an upstream that answers before the body is in': (s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly'),
+      'an upstream that resets': (s) => s.destroy(),
+    }
+    for (const [bodyName, body] of Object.entries(bodies))
+      for (const [upName, up] of Object.entries(upstreams))
+        for (const leave of ['closes', 'half-closes'] as const)
+          for (const when of ['at once', 'once the upstream has the request'] as const)
+            it(`survives a ${bodyName} body whose client ${leave} ${when}, with ${upName}`, async () => {
+              const id = `b${Math.random().toString(36).slice(2, 8)}`
+              let seen = false
+              scripts.set(`/leave/${id}`, (s, p) => {
+                seen = true
+                up?.(s, p)
+              })
+              const s = net.connect(proxy.port, '127.0.0.1')
+              s.on('error', () => {})
+              const closed = new Promise<void>((r) => s.once('close', () => r()))
+              s.resume()
+              s.write(`POST /leave/${id} HTTP/1.1\r\nHost: t\r\n${body}`)
+              if (when === 'once the upstream has the request' && !bodyName.includes('held')) await waitFor(() => seen, 'the upstream to get the request')
+              if (leave === 'closes') s.destroy()
+              else s.end()
+              // Half-closed: the proxy answers (502, or the early answer) or cuts it; either way it ends.
+              await closed
+            })
+  })
+
+  describe('an upstream that answers more than it was asked (cross-client poisoning)', () => {
+    const POISON = 'HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON'
+    /** Answers, each followed in the same write (or, `later`, in the next one) by an unasked-for second answer. */
+    const answers: Record<string, { first: string; later?: string; method?: string }> = {
+      'a chunked answer': { first: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' },
+      'a chunked answer whose last chunk comes in a later read': { first: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n', later: '0\r\n\r\n' },
+      'a 204': { first: 'HTTP/1.1 204 No Content\r\n\r\n' },
+      'a 304': { first: 'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\n\r\n' },
+      'a 1xx then a chunked answer': { first: 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' },
+      'an answer to HEAD': { first: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n', method: 'HEAD' },
+      'an answer with a Content-Length': { first: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' },
+      'a head split over two reads': { first: 'HTTP/1.1 200 OK\r\nContent-', later: 'Length: 5\r\n\r\nhello' },
+    }
+    for (const [name, a] of Object.entries(answers))
+      it(`never gives another client's request the bytes that follow ${name}`, async () => {
+        let release: () => void = () => {}
+        const held = new Promise<void>((r) => (release = r))
+        scripts.set('/evil', (s) => {
+          void held.then(() => {
+            if (a.later === undefined) s.write(a.first + POISON)
+            else {
+              s.write(a.first)
+              setTimeout(() => s.write(a.later + POISON), 20)
+            }
+          })
+        })
+        const method = a.method ?? 'GET'
+        const evil = raw(proxy.port, `${method} /evil HTTP/1.1\r\nHost: t\r\n\r\n`, (g) => (method === 'HEAD' ? g.includes('\r\n\r\n') : /\r\n\r\n[\s\S]*(hello|0\r\n\r\n)$/.test(g) || /^HTTP\/1\.1 30[4]|^HTTP\/1\.1 204/.test(g)))
+        await waitFor(() => upstream.seen.some((h) => h.includes('/evil')), 'the upstream to get the first request')
+        // Two more clients, queued behind it for the one connection (maxConnectionsPerInstance: 1).
+        const others = ['b', 'c'].map((id) => get(proxy.port, `/ok/${id}${Math.random().toString(36).slice(2, 6)}`))
+        await waitFor(async () => {
+          const r = (await (await fetch(`http://127.0.0.1:${proxy.adminPort}/upstreams`)).json()) as { services: Record<string, { instances: { inFlight: number }[] }> }
+          return r.services.hostile!.instances[0]!.inFlight === 3
+        }, 'both to wait for the connection')
+        release()
+        const first = await evil
+        expect(first.got).not.to.include('POISON')
+        for (const o of await Promise.all(others)) {
+          expect(o.status).to.equal(200)
+          expect(o.body).to.match(/^[bc]/)
+          expect(o.body).not.to.include('POISON')
+        }
+        upstream.seen.length = 0
+      })
+
+    it('closes an idle pooled connection that receives bytes nobody asked for', async () => {
+      scripts.set('/chatty', (s) => {
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+        setTimeout(() => s.write(POISON), 20)
+      })
+      const before = upstream.connections
+      expect(await get(proxy.port, '/chatty')).to.deep.equal({ status: 200, body: 'ok' })
+      // The proxy closes it on the unasked-for bytes: the upstream sees its only connection go.
+      await waitFor(() => upstream.open === 0, 'the proxy to close the connection')
+      const next = await get(proxy.port, '/ok/next')
+      expect(next).to.deep.equal({ status: 200, body: 'next' })
+      expect(upstream.connections).to.equal(before + 1)
+    })
+  })
+
+  describe('upgrades and malformed requests (native memory safety)', () => {
+    const upgrade = (path: string) => `GET ${path} HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`
+    it('survives 50 upgrade requests that the instance declines with a plain 404', async () => {
+      scripts.set('/ws', (s) => s.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n'))
+      for (let i = 0; i < 50; i++) {
+        const { got } = await raw(proxy.port, upgrade('/ws'))
+        expect(got).to.match(/^HTTP\/1\.1 404 /)
+      }
+    })
+
+    it('answers 400 to 200 requests with bare-LF line ends and closes each', async () => {
+      for (let i = 0; i < 200; i++) {
+        const { got, closed } = await raw(proxy.port, `GET /x${i} HTTP/1.1\nHost: t\n${'X-A: b\n'.repeat(i % 7)}\n`)
+        expect(closed).to.equal(true)
+        expect(got === '' || got.startsWith('HTTP/1.1 400 ')).to.equal(true, got)
+      }
+    })
+  })
+})
