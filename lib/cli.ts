@@ -11,8 +11,8 @@ import { createLogger } from './log.js'
 import cluster from 'node:cluster'
 import { runPrimary, runWorker } from './cluster.js'
 import { createProxy } from './proxy.js'
-import { adviseMalloc } from './tuning.js'
-import { register } from './registry.js'
+import { adviseMalloc } from './ops/tuning.js'
+import { register } from './discovery/registry.js'
 
 const USAGE = `Usage:
   zoo-proxy --config <file>            run the proxy (same as: zoo-proxy run --config <file>)

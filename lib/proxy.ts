@@ -2,18 +2,18 @@
 // other, and closes them in order.
 
 import type { AddressInfo } from 'node:net'
-import { AdminServer, upstreamsReport } from './admin.js'
-import { Balancer } from './balancer.js'
+import { AdminServer, upstreamsReport } from './ops/admin.js'
+import { Balancer } from './balancing/balancer.js'
 import type { Config } from './config.js'
 import { Discovery, ZkSession } from './discovery/index.js'
 import { createLogger } from './log.js'
-import { Metrics } from './metrics.js'
-import type { MetricsSource } from './metrics.js'
+import { Metrics } from './ops/metrics.js'
+import type { MetricsSource } from './ops/metrics.js'
 import type { Endpoint } from './discovery/endpoint.js'
 import type { Logger } from './log.js'
-import { Router } from './routes.js'
-import { ProxyServer } from './server.js'
-import { Service } from './service.js'
+import { Router } from './http/routes.js'
+import { ProxyServer } from './http/server.js'
+import { Service } from './http/service.js'
 import { buildStrategy } from '../strategies/index.js'
 
 export interface ProxyDeps {

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort, startZooKeeper } from './zookeeper.js'
-import { MALLOC_TUNING } from '../lib/tuning.js'
+import { MALLOC_TUNING } from '../lib/ops/tuning.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const listen = process.env.ZP_DEMO_LISTEN ?? '127.0.0.1:8080'

@@ -2,7 +2,7 @@
 //   node dist/scripts/sample-upstream.js <name> <zookeeper connect> <service path> [weight]
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { register } from '../lib/registry.js'
+import { register } from '../lib/discovery/registry.js'
 
 const [name = 'a', connect = '127.0.0.1:2181', servicePath = '/services/example', weight = '1'] = process.argv.slice(2)
 

@@ -237,7 +237,7 @@ describe('zoo-proxy register sidecar and proxy shutdown', function () {
 
   it('re-registers after its session is forced to expire', async () => {
     const svc = uniquePath()
-    const { register } = await import('../../lib/registry.js')
+    const { register } = await import('../../lib/discovery/registry.js')
     const reg = await register({ connect: ctx.zk.connectString, path: svc, host: '127.0.0.1', port: 9999, sessionTimeoutMs: 2000 })
     closers.push(() => reg.close())
     const before = reg.session.info().sessions

@@ -1,4 +1,4 @@
-// The proxy's own HTTP/1.1 on the wire (lib/h1/): framing, keep-alive, pipelining, limits and
+// The proxy's own HTTP/1.1 on the wire (lib/http/h1/): framing, keep-alive, pipelining, limits and
 // upstream connection reuse, seen from raw client sockets and raw or node:http upstreams.
 
 import { expect } from 'chai'

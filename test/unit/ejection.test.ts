@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { Balancer } from '../../lib/balancer.js'
+import { Balancer } from '../../lib/balancing/balancer.js'
 import { RoundRobin } from '../../strategies/round-robin.js'
 import { recordingLogger, waitFor } from '../support/helpers.js'
 

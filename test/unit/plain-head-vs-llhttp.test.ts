@@ -4,8 +4,8 @@
 // and end-to-end headers.
 
 import { expect } from 'chai'
-import { HOP_BY_HOP, parsePlainHead } from '../../lib/h1/headers.js'
-import { H1Parser } from '../../lib/h1/parser.js'
+import { HOP_BY_HOP, parsePlainHead } from '../../lib/http/h1/headers.js'
+import { H1Parser } from '../../lib/http/h1/parser.js'
 import { seededRandom } from '../../lib/random.js'
 
 interface Parsed {

@@ -1,7 +1,7 @@
 import { expect } from 'chai'
-import { upstreamHeaders } from '../../lib/forward.js'
-import type { Exchange } from '../../lib/h1/front.js'
-import { parsePlainHead, rawHeader, responseLines } from '../../lib/h1/headers.js'
+import { upstreamHeaders } from '../../lib/http/forward.js'
+import type { Exchange } from '../../lib/http/h1/front.js'
+import { parsePlainHead, rawHeader, responseLines } from '../../lib/http/h1/headers.js'
 
 const raw = (...pairs: string[]): string[] => pairs
 

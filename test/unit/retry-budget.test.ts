@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { RetryBudget } from '../../lib/retry-budget.js'
+import { RetryBudget } from '../../lib/balancing/retry-budget.js'
 
 describe('retry budget', () => {
   it('allows 20% of the requests plus the reserve, then refuses', () => {

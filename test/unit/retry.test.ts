@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import { RETRY_CONDITIONS } from '../../lib/config.js'
-import { isRetryable } from '../../lib/retry.js'
-import type { AttemptFailure } from '../../lib/retry.js'
+import { isRetryable } from '../../lib/balancing/retry.js'
+import type { AttemptFailure } from '../../lib/balancing/retry.js'
 
 const policy = { on: [...RETRY_CONDITIONS], nonIdempotent: false }
 const f = (o: Partial<AttemptFailure>): AttemptFailure => ({

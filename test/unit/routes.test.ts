@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { Router, hostName, underPrefix } from '../../lib/routes.js'
+import { Router, hostName, underPrefix } from '../../lib/http/routes.js'
 
 describe('routing', () => {
   const router = new Router([

@@ -1,9 +1,9 @@
 import { expect } from 'chai'
 import net from 'node:net'
-import type { Exchange } from '../../lib/h1/front.js'
-import { Router } from '../../lib/routes.js'
-import { ProxyServer } from '../../lib/server.js'
-import type { Service } from '../../lib/service.js'
+import type { Exchange } from '../../lib/http/h1/front.js'
+import { Router } from '../../lib/http/routes.js'
+import { ProxyServer } from '../../lib/http/server.js'
+import type { Service } from '../../lib/http/service.js'
 import { recordingLogger } from '../support/helpers.js'
 
 describe('proxy shutdown', () => {

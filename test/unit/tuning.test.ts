@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { MALLOC_TUNING, adviseMalloc, onGlibc } from '../../lib/tuning.js'
+import { MALLOC_TUNING, adviseMalloc, onGlibc } from '../../lib/ops/tuning.js'
 import { recordingLogger } from '../support/helpers.js'
 
 describe('malloc tuning advice', () => {

@@ -9,8 +9,8 @@ import type { Router } from './routes.js'
 import { UpgradeTunnel } from './websocket.js'
 import { sendError } from './service.js'
 import type { Service } from './service.js'
-import type { HostPort } from './config.js'
-import type { Logger } from './log.js'
+import type { HostPort } from '../config.js'
+import type { Logger } from '../log.js'
 
 /** Binds `server` to `at`; rejects (EADDRINUSE...) instead of emitting 'error'. */
 export function listen(server: http.Server, at: HostPort): Promise<AddressInfo> {

@@ -4,9 +4,9 @@
 
 import { Buffer } from 'node:buffer'
 import { request } from 'undici'
-import { ZkSession, isNodeExists } from './discovery/zk-session.js'
-import { silentLogger } from './log.js'
-import type { Logger } from './log.js'
+import { ZkSession, isNodeExists } from './zk-session.js'
+import { silentLogger } from '../log.js'
+import type { Logger } from '../log.js'
 
 export interface RegisterOptions {
   /** ZooKeeper connection string. */

@@ -1,7 +1,7 @@
 // Process-level tuning that has to be in place before Node starts.
 
 import process from 'node:process'
-import type { Logger } from './log.js'
+import type { Logger } from '../log.js'
 
 /** True on Linux with glibc (not musl), where MALLOC_TRIM_THRESHOLD_ means something. */
 export function onGlibc(): boolean {

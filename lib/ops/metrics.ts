@@ -5,8 +5,8 @@
 // labels on every call, which showed in the profile).
 
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
-import type { Balancer } from './balancer.js'
-import type { Discovery } from './discovery/index.js'
+import type { Balancer } from '../balancing/balancer.js'
+import type { Discovery } from '../discovery/index.js'
 
 export type AttemptOutcome = 'ok' | 'connect' | 'reset' | 'timeout' | 'status'
 

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import httpProxy from 'http-proxy'
-import type { Logger } from './log.js'
+import type { Logger } from '../log.js'
 import type { Service } from './service.js'
 
 function reject(socket: Duplex, status: number, reason: string): void {

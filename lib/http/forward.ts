@@ -4,7 +4,7 @@
 
 import { performance } from 'node:perf_hooks'
 import { Readable } from 'node:stream'
-import { clientGone } from './errors.js'
+import { clientGone } from '../errors.js'
 import { neverUnhandled } from './h1/front.js'
 import type { Exchange } from './h1/front.js'
 import { HOP_BY_HOP } from './h1/headers.js'

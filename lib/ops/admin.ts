@@ -3,11 +3,11 @@
 import { Buffer } from 'node:buffer'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { Discovery } from './discovery/index.js'
-import type { HostPort } from './config.js'
+import type { Discovery } from '../discovery/index.js'
+import type { HostPort } from '../config.js'
 import type { MetricsSource } from './metrics.js'
-import { listen } from './server.js'
-import type { Service } from './service.js'
+import { listen } from '../http/server.js'
+import type { Service } from '../http/service.js'
 
 export interface AdminSources {
   readonly discovery: Discovery

@@ -2,8 +2,8 @@
 // Envoy's retry_on names). Where the retry goes is not decided here: the balancer excludes every
 // instance the request already tried (Envoy's previous-hosts predicate).
 
-import type { FailureKind } from './errors.js'
-import type { RetryCondition } from './config.js'
+import type { FailureKind } from '../errors.js'
+import type { RetryCondition } from '../config.js'
 
 /** RFC 9110 §9.2.2 idempotent methods. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])

@@ -4,7 +4,7 @@
 
 import { Agent, request } from 'undici'
 import type { Balancer, Host } from './balancer.js'
-import type { Logger } from './log.js'
+import type { Logger } from '../log.js'
 
 export interface HealthCheckOptions {
   readonly path: string

@@ -5,11 +5,11 @@
 // lease is taken before the first byte goes out and released exactly once, on success or failure.
 
 import { performance } from 'node:perf_hooks'
-import { RoundRobin } from '../strategies/round-robin.js'
-import type { Candidate, PickContext, RequestInfo, Strategy } from '../strategies/strategy.js'
-import type { Endpoint } from './discovery/endpoint.js'
-import type { FailureKind } from './errors.js'
-import type { Logger } from './log.js'
+import { RoundRobin } from '../../strategies/round-robin.js'
+import type { Candidate, PickContext, RequestInfo, Strategy } from '../../strategies/strategy.js'
+import type { Endpoint } from '../discovery/endpoint.js'
+import type { FailureKind } from '../errors.js'
+import type { Logger } from '../log.js'
 
 /** Weight of the newest sample in the latency EWMA. */
 const EWMA_ALPHA = 0.3
