@@ -14,11 +14,26 @@ import type { AttemptListener } from './forward.js'
 import type { ResponseHead } from './h1/headers.js'
 import type { HeldBody } from './h1/upstream.js'
 import type { Logger } from '../log.js'
-import { NO_METRICS } from '../ops/metrics.js'
-import type { ServiceMetrics } from '../ops/metrics.js'
 import { HealthChecker } from '../balancing/health.js'
 import { isGatewayStatus, isRetryable, retryAfterMs } from '../balancing/retry.js'
 import { RetryBudget } from '../balancing/retry-budget.js'
+
+export type AttemptOutcome = 'ok' | 'connect' | 'reset' | 'timeout' | 'status'
+
+/** What a service reports (ops/metrics.ts counts it); all no-ops when metrics are off. */
+export interface ServiceMetrics {
+  request(status: number, seconds: number): void
+  attempt(outcome: AttemptOutcome): void
+  retry(): void
+  budgetExhausted(): void
+}
+
+export const NO_METRICS: ServiceMetrics = {
+  request() {},
+  attempt() {},
+  retry() {},
+  budgetExhausted() {},
+}
 
 type StatusDecision = (state: RequestState, head: ResponseHead) => boolean
 /** How an attempt ended: `err` null once the whole answer went to the client. */

@@ -7,23 +7,7 @@
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Balancer } from '../balancing/balancer.js'
 import type { Discovery } from '../discovery/index.js'
-
-export type AttemptOutcome = 'ok' | 'connect' | 'reset' | 'timeout' | 'status'
-
-/** What a service reports; all no-ops when metrics are off. */
-export interface ServiceMetrics {
-  request(status: number, seconds: number): void
-  attempt(outcome: AttemptOutcome): void
-  retry(): void
-  budgetExhausted(): void
-}
-
-export const NO_METRICS: ServiceMetrics = {
-  request() {},
-  attempt() {},
-  retry() {},
-  budgetExhausted() {},
-}
+import type { AttemptOutcome, ServiceMetrics } from '../http/service.js'
 
 /** Request duration buckets, seconds. */
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
