@@ -176,6 +176,21 @@ const configSchema = z.strictObject({
   workers: z.number().int().min(1).max(64).default(1),
   /** On SIGTERM, how long in-flight requests may take to finish before they are cut. */
   shutdownTimeoutMs: ms(10_000),
+  /**
+   * Longest silence between two reads of a request body (nginx's client_body_timeout): 408, or a
+   * close once the answer started. Time the proxy itself stops reading (backpressure) is not counted.
+   */
+  clientBodyTimeoutMs: positiveMs(60_000),
+  /** Keep request headers whose names have `_` (nginx's underscores_in_headers); dropped by default. */
+  underscoresInHeaders: z.boolean().default(false),
+  limits: z
+    .strictObject({
+      /** Largest request body in bytes, declared or streamed (413); 0: no limit. */
+      maxBodyBytes: z.number().int().nonnegative().default(0),
+      /** Most header fields in a request (431); HAProxy's tune.http.maxhdr is 101. */
+      maxHeaders: z.number().int().positive().max(10_000).default(100),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'ZP_ERR_SHUTTING_DOWN'
   | 'ZP_ERR_ZK_TIMEOUT'
   | 'ZP_ERR_CLOSED'
+  | 'ZP_ERR_CLIENT_TIMEOUT'
+  | 'ZP_ERR_BODY_TOO_LARGE'
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
   ZP_ERR_NO_ROUTE: 404,

@@ -67,7 +67,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
       outlier: sc.outlier,
     })
     balancers.push(balancer)
-    services.push(new Service({ config: sc, balancer, logger, metrics: metrics.forService(sc.name) }))
+    services.push(new Service({ config: sc, balancer, logger, metrics: metrics.forService(sc.name), underscoresInHeaders: config.underscoresInHeaders }))
   }
   const byName = new Map(services.map((s) => [s.name, s]))
   const fed = new Set<string>()
@@ -94,7 +94,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
         })
   metrics.observe({ discovery, balancers })
   const router = new Router(services.map((s) => ({ match: s.config.match, target: s })))
-  const server = role === 'primary' ? null : new ProxyServer(router, logger)
+  const server = role === 'primary' ? null : new ProxyServer(router, logger, { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits })
   const admin =
     config.admin === undefined || discovery === null ? null : new AdminServer({ discovery, services, metrics: deps.metricsSource ?? metrics })
   let closing: Promise<void> | null = null

@@ -3,8 +3,8 @@
 import type http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Socket } from 'node:net'
-import { H1Server } from './h1/front.js'
-import type { Exchange } from './h1/front.js'
+import { DEFAULT_LIMITS, H1Server } from './h1/front.js'
+import type { Exchange, FrontLimits, Refusal } from './h1/front.js'
 import type { Router } from './routes.js'
 import { UpgradeTunnel } from './websocket.js'
 import { sendError } from './service.js'
@@ -34,10 +34,10 @@ export class ProxyServer {
   #draining = false
   #idle: (() => void) | null = null
 
-  constructor(router: Router<Service>, logger: Logger) {
+  constructor(router: Router<Service>, logger: Logger, limits: FrontLimits = DEFAULT_LIMITS) {
     this.#router = router
     this.#log = logger
-    this.#server = new H1Server({ request: this.#onRequest, upgrade: this.#onUpgrade })
+    this.#server = new H1Server({ request: this.#onRequest, refuse: this.#onRefuse, upgrade: this.#onUpgrade }, limits)
     this.#tunnel = new UpgradeTunnel(logger)
   }
 
@@ -62,6 +62,11 @@ export class ProxyServer {
     }
     this.#inFlight++
     service.handle(ex, this.#done)
+  }
+
+  /** Refused before routing: answered here, and the connection closes after it. */
+  readonly #onRefuse = (ex: Exchange, r: Refusal): void => {
+    sendError(ex, r.status, r.code, r.message, undefined, true)
   }
 
   /** `Upgrade:` requests (WebSocket): routed like any request, then tunnelled. */

@@ -17,22 +17,51 @@ import type { IncomingHttpHeaders } from 'node:http'
 import net from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
 import { Readable } from 'node:stream'
-import { clientGone } from '../../errors.js'
+import { ProxyError, clientGone } from '../../errors.js'
+import { MAX_HEADER_BYTES } from './headers.js'
 import type { ResponseHead } from './headers.js'
 import { H1Parser, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 
 /** Node's http server defaults, which users of it and of nginx expect. */
-export const MAX_HEADER_BYTES = 16 * 1024
+export { MAX_HEADER_BYTES } from './headers.js'
 export const KEEP_ALIVE_TIMEOUT_MS = 5_000
 export const HEADERS_TIMEOUT_MS = 60_000
 
 /** Bodies up to this size leave with their head in one copied Buffer (see Exchange.write). */
 const SMALL_BODY = 4096
 
+/** What the client side enforces (config: clientBodyTimeoutMs, limits.*). */
+export interface FrontLimits {
+  /** Longest silence between two reads of a request body while the proxy is reading it. */
+  readonly clientBodyTimeoutMs: number
+  /** Largest request body, declared or streamed; 0: none. */
+  readonly maxBodyBytes: number
+  /** Most header fields in a request. */
+  readonly maxHeaders: number
+}
+
+export const DEFAULT_LIMITS: FrontLimits = { clientBodyTimeoutMs: 60_000, maxBodyBytes: 0, maxHeaders: 100 }
+
+/**
+ * `host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a name of unreserved characters (or %-escapes),
+ * or a bracketed IPv6 literal, and an optional port. No spaces, commas, `@`, `/` or `?`: a Host
+ * that names two hosts, or smuggles userinfo or a path, is a 400, never copied into X-Forwarded-Host.
+ */
+const HOST = /^(?:[A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/
+
+/** Why a request is refused before it is routed: status, code, message. */
+export interface Refusal {
+  readonly status: number
+  readonly code: string
+  readonly message: string
+}
+
 export interface H1Handlers {
   /** A request whose head arrived; it must end in `end()`, `sendError`-like answer or `destroy()`. */
   request(ex: Exchange): void
+  /** A request refused before routing (bad Host, version, too many headers, too large): answer it. */
+  refuse(ex: Exchange, refusal: Refusal): void
   /** An Upgrade request, as node:http's server would emit it. */
   upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void
 }
@@ -75,8 +104,11 @@ export class Exchange {
   readonly host: string | undefined
   readonly connection: string | undefined
   readonly expect: string | undefined
-  readonly contentLength: string | undefined
+  /** The Content-Length llhttp framed the body by, as a number; -1: none (chunked, or no body). */
+  readonly contentLength: number
   readonly remoteAddress: string
+  /** Set when the request must be answered with an error instead of being routed. */
+  refusal: Refusal | null = null
   /** The request body, or null when the request has none. */
   readonly body: RequestBody | null
   /** Called once if the client goes away before the answer is complete. */
@@ -104,6 +136,7 @@ export class Exchange {
     this.httpMinor = minor
     this.rawHeaders = raw
     let host: string | undefined
+    let hosts = 0
     let connection: string | undefined
     let expect: string | undefined
     let length: string | undefined
@@ -114,7 +147,10 @@ export class Exchange {
       const v = raw[i + 1]!
       switch (n.length) {
         case 4:
-          if (host === undefined && n.toLowerCase() === 'host') host = v
+          if (n.toLowerCase() === 'host') {
+            host ??= v
+            hosts++
+          }
           break
         case 6:
           if (n.toLowerCase() === 'expect') expect = v
@@ -133,10 +169,15 @@ export class Exchange {
     this.host = host
     this.connection = connection
     this.expect = expect
-    this.contentLength = length
+    // llhttp took only digits (and refused two lengths, or a length with chunked): this is the number.
+    this.contentLength = chunked || length === undefined ? -1 : Number(length)
     this.remoteAddress = conn.socket.remoteAddress ?? ''
     this.#keepAlive = keepAlive
-    this.body = chunked || (length !== undefined && length.trim() !== '0') ? new RequestBody(conn) : null
+    this.body = chunked || this.contentLength > 0 ? new RequestBody(conn) : null
+    // RFC 9112 §3.2: a request with no Host (HTTP/1.1), more than one, or one that is not
+    // host[:port] is a 400.
+    if (hosts > 1) this.refusal = BAD_HOST_TWICE
+    else if (host === undefined ? minor >= 1 : !HOST.test(host)) this.refusal = BAD_HOST
   }
 
   /** All headers, names lower-cased, repeats joined with ", " (Host: the first one); built when first asked. */
@@ -182,7 +223,9 @@ export class Exchange {
     // connection cannot be reused, as nginx does not either without reading the rest.
     // Shutting down: the last answer on a connection says close (one queued behind it still
     // gets its own answer, the 503 the server gives late requests).
-    if (!this.#keepAlive || (this.#conn.draining && !this.#conn.queued) || (!this.requestComplete && this.body !== null)) this.#close = true
+    // After the last request the connection reads (Connection: close, a refused one...), too.
+    const last = (this.#conn.draining || this.#conn.lastRead) && !this.#conn.queued
+    if (!this.#keepAlive || last || (!this.requestComplete && this.body !== null)) this.#close = true
     if (this.#close) lines += 'connection: close\r\n'
     else if (this.httpMinor === 0) lines += 'connection: keep-alive\r\n'
     // Held until the first body chunk or the end, so that head and body leave in one writev.
@@ -244,6 +287,14 @@ export class Exchange {
     this.#conn.socket.destroy()
   }
 
+  /**
+   * The body cannot be read to its end (too slow, too large): whoever reads it gets `err`, whose
+   * statusCode (408, 413) is what the client is answered if nothing was sent yet.
+   */
+  failBody(err: ProxyError): void {
+    if (this.body !== null && !this.requestComplete && !this.body.destroyed) this.body.destroy(err)
+  }
+
   /** The client went away (or the connection was cut) before the answer was complete. */
   aborted(): void {
     if (this.body !== null && !this.requestComplete) this.body.destroy(clientGone('client aborted the request body'))
@@ -252,6 +303,9 @@ export class Exchange {
     if (!this.finished) cb?.()
   }
 }
+
+const BAD_HOST: Refusal = { status: 400, code: 'ZP_ERR_BAD_REQUEST', message: 'a request needs one Host header of the form host[:port]' }
+const BAD_HOST_TWICE: Refusal = { status: 400, code: 'ZP_ERR_BAD_REQUEST', message: 'more than one Host header' }
 
 function headerObject(raw: readonly string[]): IncomingHttpHeaders {
   const out: Record<string, string> = {}
@@ -284,9 +338,20 @@ class Connection implements ParserEvents {
   #reading: Exchange | null = null
   #upgrade: PendingUpgrade | null = null
   #bodyFull = false
+  /** Body bytes of the request being read, and when the last of them came (clientBodyTimeoutMs). */
+  #bodyBytes = 0
+  bodyAt = 0
   #peerEnded = false
   /** The connection ends after the answer that went out last. */
   #closing = false
+  /**
+   * A request that ends the connection was read (Connection: close, HTTP/1.0 without keep-alive,
+   * or one refused): whatever the client pipelined after it is read and dropped, never served
+   * (RFC 9112 §9.6), and its answer still goes out.
+   */
+  #lastRead = false
+  /** A parse error behind requests still being answered: the 400 goes out after their answers. */
+  #pendingError: ParseError | null = null
   closed = false
   /** Handed over to an upgrade tunnel: no longer this parser's, never idle. */
   upgraded = false
@@ -312,6 +377,11 @@ class Connection implements ParserEvents {
     return this.#server.draining
   }
 
+  /** No request after the ones read so far will be served on this connection. */
+  get lastRead(): boolean {
+    return this.#lastRead
+  }
+
   /** Pipelined requests wait behind the one in flight. */
   get queued(): boolean {
     return this.#queue.length > 0
@@ -319,6 +389,18 @@ class Connection implements ParserEvents {
 
   get idle(): boolean {
     return this.#current === null && this.headStartedAt < 0 && !this.upgraded
+  }
+
+  /** A request body is being read from the client, and the proxy is not holding it back. */
+  get readingBody(): boolean {
+    return this.#reading !== null && !this.#bodyFull && this.#queue.length === 0
+  }
+
+  /** The client was silent for longer than clientBodyTimeoutMs in the middle of a body. */
+  bodyTimedOut(ms: number): void {
+    this.#reading?.failBody(new ProxyError('ZP_ERR_CLIENT_TIMEOUT', `request body: nothing received for ${ms} ms`, { statusCode: 408 }))
+    // Nothing more is read from a client that stalled mid-body: the connection ends with the answer.
+    this.#lastRead = true
   }
 
   /** Reads parsed by the parser itself (see H1Parser.consume): what it made of one read. */
@@ -370,14 +452,25 @@ class Connection implements ParserEvents {
     for (const ex of all) ex.aborted()
   }
 
-  onHead(_major: number, minor: number, headers: string[], method: string, url: string, _status: number, _text: string, upgrade: boolean, keepAlive: boolean): void {
+  onHead(major: number, minor: number, headers: string[], method: string, url: string, _status: number, _text: string, upgrade: boolean, keepAlive: boolean): void {
     this.headStartedAt = -1
-    if (this.#closing) return // after the last answer on this connection: nothing more is served
-    if (upgrade) {
+    // After the last request on this connection: nothing more is served.
+    if (this.#closing || this.#lastRead) return
+    const limits = this.#server.limits
+    let refusal: Refusal | null = null
+    // HTTP/0.9 (a request line without a version, which llhttp takes) and versions above 1.x.
+    if (major !== 1) refusal = major === 0 ? BAD_VERSION : UNSUPPORTED_VERSION
+    else if (headers.length > limits.maxHeaders * 2) refusal = TOO_MANY_HEADERS
+    else if (upgrade) {
       this.#upgrade = { method, url, minor, headers }
       return
     }
-    const ex = new Exchange(this, method, url, minor, headers, keepAlive)
+    const ex = new Exchange(this, method, url, major === 1 ? minor : 0, headers, keepAlive && refusal === null)
+    if (refusal === null && limits.maxBodyBytes > 0 && ex.contentLength > limits.maxBodyBytes) refusal = BODY_TOO_LARGE
+    if (refusal !== null) ex.refusal = refusal
+    if (ex.refusal !== null || !keepAlive) this.#lastRead = true
+    this.#bodyBytes = 0
+    this.bodyAt = performance.now()
     if (ex.body === null) ex.requestComplete = true
     else this.#reading = ex
     if (this.#current === null) this.#start(ex)
@@ -390,6 +483,15 @@ class Connection implements ParserEvents {
   onBody(chunk: Buffer): void {
     const ex = this.#reading
     if (ex === null || ex.body === null || ex.body.destroyed) return
+    this.bodyAt = performance.now()
+    this.#bodyBytes += chunk.length
+    const max = this.#server.limits.maxBodyBytes
+    if (max > 0 && this.#bodyBytes > max) {
+      // A chunked body that grew past the limit (a declared one was refused at its head).
+      ex.failBody(new ProxyError('ZP_ERR_BODY_TOO_LARGE', `request body over ${max} bytes`, { statusCode: 413 }))
+      this.#lastRead = true
+      return
+    }
     if (!ex.body.push(chunk) && !this.#bodyFull) {
       this.#bodyFull = true
       stopReading(this.socket)
@@ -408,6 +510,8 @@ class Connection implements ParserEvents {
   bodyWanted(): void {
     if (!this.#bodyFull) return
     this.#bodyFull = false
+    // The time the proxy held the client back is not the client's silence.
+    this.bodyAt = performance.now()
     if (this.#queue.length === 0) startReading(this.socket)
   }
 
@@ -416,7 +520,8 @@ class Connection implements ParserEvents {
     if (ex.body !== null && ex.httpMinor >= 1 && /^100-continue$/i.test(ex.expect ?? '')) {
       this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1')
     }
-    this.#server.handlers.request(ex)
+    if (ex.refusal !== null) this.#server.handlers.refuse(ex, ex.refusal)
+    else this.#server.handlers.request(ex)
   }
 
   /** `ex` wrote its last byte. */
@@ -441,19 +546,42 @@ class Connection implements ParserEvents {
       this.#start(next)
       return
     }
+    if (this.#pendingError !== null) {
+      // Every request before the malformed one is answered; now the 400 for it.
+      this.#closing = true
+      this.#answerError(this.#pendingError)
+      return
+    }
     this.idleSince = performance.now()
   }
 
-  /** A request the parser refused: answered (400, 431) and the connection closed. */
+  /**
+   * A request the parser refused: answered (400, 431) and the connection closed. Requests before
+   * it are answered first (as nginx does with a pipelined request followed by garbage); after the
+   * last request of a connection, what follows is read and dropped.
+   */
   #badRequest(err: ParseError): void {
-    this.#parser.unconsume()
     this.#parser.close()
+    // What the client sends from here is read and dropped (not left unread: closing a socket
+    // with unread bytes resets it, and the answers still going out would be lost).
     this.socket.off('data', this.#onData)
-    if (this.#reading !== null || this.#current !== null) {
-      // Mid-request or behind one in flight: nothing sane can be answered on this connection.
+    this.socket.on('data', ignore)
+    startReading(this.socket)
+    if (this.#closing || this.#lastRead) return
+    if (this.#reading !== null) {
+      // In the middle of a body: the framing is lost, nothing sane can be answered.
       this.socket.destroy()
       return
     }
+    if (this.#current !== null) {
+      this.#pendingError = err
+      return
+    }
+    this.#closing = true
+    this.#answerError(err)
+  }
+
+  #answerError(err: ParseError): void {
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
     const code = status === 431 ? 'ZP_ERR_HEADERS_TOO_LARGE' : 'ZP_ERR_BAD_REQUEST'
     const body = JSON.stringify({ error: code, message: `malformed request (${err.code})` })
@@ -470,7 +598,7 @@ class Connection implements ParserEvents {
     this.socket.off('data', this.#onData)
     this.socket.off('end', this.#onEnd)
     this.socket.off('drain', this.#onDrain)
-    this.#parser.unconsume()
+    // Rule 4 of parser.ts: unconsumed before anyone else reads the socket (close() does it first).
     this.#parser.close()
     if (this.#current !== null || u.method === 'CONNECT') {
       // An upgrade pipelined behind a request in flight, or a CONNECT: not something we tunnel.
@@ -492,15 +620,22 @@ class Connection implements ParserEvents {
   }
 }
 
+const BAD_VERSION: Refusal = { status: 400, code: 'ZP_ERR_BAD_REQUEST', message: 'not an HTTP/1.x request line' }
+const UNSUPPORTED_VERSION: Refusal = { status: 505, code: 'ZP_ERR_BAD_REQUEST', message: 'only HTTP/1.0 and HTTP/1.1 are served here' }
+const TOO_MANY_HEADERS: Refusal = { status: 431, code: 'ZP_ERR_HEADERS_TOO_LARGE', message: 'too many header fields' }
+const BODY_TOO_LARGE: Refusal = { status: 413, code: 'ZP_ERR_BODY_TOO_LARGE', message: 'request body too large' }
+
 export class H1Server {
   readonly handlers: H1Handlers
+  readonly limits: FrontLimits
   readonly #server: net.Server
   readonly #connections = new Set<Connection>()
   readonly #sweeper: NodeJS.Timeout
   draining = false
 
-  constructor(handlers: H1Handlers) {
+  constructor(handlers: H1Handlers, limits: FrontLimits = DEFAULT_LIMITS) {
     this.handlers = handlers
+    this.limits = limits
     // allowHalfOpen: a client that sends its request and then shuts down its sending side still
     // gets its answer (node:http does the same).
     this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
@@ -508,7 +643,7 @@ export class H1Server {
     })
     // Once a second: idle keep-alive connections past their timeout, and heads that take too
     // long to arrive (slowloris), are closed. One timer for all instead of one per socket.
-    this.#sweeper = setInterval(() => this.#sweep(), 1_000).unref()
+    this.#sweeper = setInterval(() => this.#sweep(), Math.min(1_000, Math.max(50, limits.clientBodyTimeoutMs / 4))).unref()
   }
 
   forget(conn: Connection): void {
@@ -517,9 +652,11 @@ export class H1Server {
 
   #sweep(): void {
     const now = performance.now()
+    const bodyMs = this.limits.clientBodyTimeoutMs
     for (const c of this.#connections) {
       if (c.headStartedAt >= 0 && now - c.headStartedAt > HEADERS_TIMEOUT_MS) c.socket.destroy()
       else if (c.idle && now - c.idleSince > KEEP_ALIVE_TIMEOUT_MS) c.socket.destroy()
+      else if (c.readingBody && now - c.bodyAt > bodyMs) c.bodyTimedOut(bodyMs)
     }
   }
 
