@@ -11,7 +11,14 @@ import { HOP_BY_HOP } from './h1/headers.js'
 import type { ResponseHead } from './h1/headers.js'
 import type { AttemptControl, ResponseSink, UpstreamPool, UpstreamRequest } from './h1/upstream.js'
 
+/** Set by the proxy itself: what a client sent of them is replaced (X-Forwarded-For is appended to). */
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'])
+
+/**
+ * Names a client's `Connection` may not take away: the Host the request is for, and the framing,
+ * which the proxy writes itself anyway.
+ */
+const PROTECTED = new Set(['host', 'content-length', 'transfer-encoding'])
 
 /** Extra names a `Connection` header lists are hop-by-hop too. */
 function connectionTokens(value: string | undefined): Set<string> | null {
@@ -20,16 +27,22 @@ function connectionTokens(value: string | undefined): Set<string> | null {
   let set: Set<string> | null = null
   for (const t of value.split(',')) {
     const name = t.trim().toLowerCase()
-    if (name !== '' && name !== 'close' && name !== 'keep-alive') (set ??= new Set()).add(name)
+    if (name !== '' && name !== 'close' && name !== 'keep-alive' && !PROTECTED.has(name)) (set ??= new Set()).add(name)
   }
   return set
 }
 
+/** Added to every request upstream (RFC 9110 §7.6.3). */
+const VIA = '1.1 zoo-proxy'
+
 /**
  * The upstream request's headers as a flat [name, value, ...] list: the client's own (its Host
- * kept), less hop-by-hop ones, with X-Forwarded-For appended to and -Proto/-Host set.
+ * kept), less hop-by-hop ones and the framing (Content-Length, Transfer-Encoding: the upstream
+ * side writes its own from what llhttp framed), less names with `_` unless `keepUnderscores`
+ * (nginx's underscores_in_headers: a backend that reads `Content_Length` as `Content-Length`
+ * must never see one), with X-Forwarded-For appended to, -Proto/-Host set, and Via.
  */
-export function upstreamHeaders(ex: Exchange): string[] {
+export function upstreamHeaders(ex: Exchange, keepUnderscores = false): string[] {
   const raw = ex.rawHeaders
   const extra = connectionTokens(ex.connection)
   const out: string[] = []
@@ -37,16 +50,18 @@ export function upstreamHeaders(ex: Exchange): string[] {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!
     const lower = name.toLowerCase()
-    if (HOP_BY_HOP.has(lower) || FORWARDED.has(lower) || (extra !== null && extra.has(lower))) {
+    if (HOP_BY_HOP.has(lower) || FORWARDED.has(lower) || lower === 'content-length' || (extra !== null && extra.has(lower))) {
       if (lower === 'x-forwarded-for') xff = xff === undefined ? raw[i + 1]! : `${xff}, ${raw[i + 1]!}`
       continue
     }
+    if (!keepUnderscores && lower.includes('_')) continue
     out.push(name, raw[i + 1]!)
   }
   const client = ex.remoteAddress
   out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`)
   out.push('x-forwarded-proto', 'http')
   if (ex.host !== undefined) out.push('x-forwarded-host', ex.host)
+  out.push('via', VIA)
   return out
 }
 
@@ -84,6 +99,11 @@ export class BodyTap extends Readable {
   }
 
   override _read(): void {
+    if (this.#src.destroyed && !this.#src.readableEnded) {
+      // The client's body failed before this attempt read it (timed out, too large, gone).
+      this.destroy(this.#src.errored ?? clientGone('client aborted the request body'))
+      return
+    }
     if (!this.#started) {
       this.#started = true
       for (const chunk of this.#prefix) this.push(chunk)

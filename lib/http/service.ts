@@ -76,9 +76,9 @@ class RequestState implements AttemptListener {
   /** A retry was already granted (and paid for from the budget) for the failure in flight. */
   retryGranted = false
 
-  constructor(ex: Exchange, deadline: number, done: () => void, decide: StatusDecision, ended: AttemptEnd) {
+  constructor(ex: Exchange, headers: string[], deadline: number, done: () => void, decide: StatusDecision, ended: AttemptEnd) {
     this.ex = ex
-    this.headers = upstreamHeaders(ex)
+    this.headers = headers
     this.deadline = deadline
     this.done = done
     this.#decide = decide
@@ -160,6 +160,8 @@ export interface ServiceOptions {
   readonly balancer: Balancer
   readonly logger: Logger
   readonly metrics?: ServiceMetrics
+  /** Pass request headers whose names have `_` (config `underscoresInHeaders`). */
+  readonly underscoresInHeaders?: boolean
 }
 
 export class Service {
@@ -173,6 +175,7 @@ export class Service {
   readonly #budget: RetryBudget
   readonly #health: HealthChecker | null
   readonly #metrics: ServiceMetrics
+  readonly #underscores: boolean
   #closed = false
 
   constructor(opts: ServiceOptions) {
@@ -182,6 +185,7 @@ export class Service {
     this.#log = opts.logger.child({ service: this.name })
     this.#budget = new RetryBudget(opts.config.retry.budget)
     this.#metrics = opts.metrics ?? NO_METRICS
+    this.#underscores = opts.underscoresInHeaders ?? false
     this.#health = opts.config.healthCheck ? new HealthChecker(this.balancer, opts.config.healthCheck, opts.logger) : null
     // Instances that leave: finish what is queued on their pools, then let the pools go.
     this.balancer.onRemoved = (hosts) => {
@@ -221,7 +225,8 @@ export class Service {
    * calls `done`. The first attempt runs on callbacks, without a promise: most requests end there.
    */
   handle(ex: Exchange, done: () => void): void {
-    const state = new RequestState(ex, Date.now() + this.config.timeoutMs, done, this.#decideStatus, this.#attemptEnded)
+    const headers = upstreamHeaders(ex, this.#underscores)
+    const state = new RequestState(ex, headers, Date.now() + this.config.timeoutMs, done, this.#decideStatus, this.#attemptEnded)
     this.#budget.onRequest()
     if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: ex.headers, remoteAddress: ex.remoteAddress })
     if (ex.body === null) this.#attempt(state, this.#afterFirst)
@@ -230,10 +235,10 @@ export class Service {
 
   async #readThenAttempt(state: RequestState): Promise<void> {
     const body = state.ex.body!
-    const len = Number(state.ex.contentLength)
+    const len = state.ex.contentLength
     // A body known to be too big streams at once; one of unknown length (chunked) is read up
     // to the limit, and streams on from there when it turns out bigger.
-    if (Number.isFinite(len) && len > this.config.retry.bufferBytes) state.streamed = true
+    if (len > this.config.retry.bufferBytes) state.streamed = true
     else {
       try {
         const read = await readBody(body, this.config.retry.bufferBytes)
@@ -337,6 +342,7 @@ export class Service {
         method: state.ex.method,
         headers: state.headers,
         body: state.nextBody(),
+        contentLength: state.ex.contentLength,
         headersTimeoutMs: Math.min(this.config.retry.perTryTimeoutMs, remaining),
         bodyTimeoutMs: this.config.bodyTimeoutMs,
       },
@@ -390,7 +396,8 @@ export class Service {
     const code = err instanceof ProxyError ? err.code : 'ZP_ERR_UPSTREAM_RESET'
     const status = err instanceof ProxyError && err.statusCode !== undefined ? err.statusCode : 502
     if (!(err instanceof ProxyError)) this.#log.error({ err }, 'unexpected error on the request path')
-    sendError(res, status, code, err instanceof Error ? err.message : String(err), this.name)
+    // A message of our own errors only: an unexpected one's text may name files or internals.
+    sendError(res, status, code, err instanceof ProxyError ? err.message : 'internal error', this.name)
   }
 
   /** Closes every pool, letting requests already queued on them finish. */

@@ -1,6 +1,12 @@
 // What the proxy does with an upstream answer's head: which headers are hop-by-hop, the header
 // lines the client gets, and a parser for the plain heads nearly every upstream sends.
 
+/**
+ * The one limit on a head, in bytes, on every path: requests and answers, llhttp or
+ * parsePlainHead, fresh connection or one whose read buffer has grown (Node's default).
+ */
+export const MAX_HEADER_BYTES = 16 * 1024
+
 /** RFC 9110 §7.6.1 connection-specific headers, plus `expect` (the proxy answers 100-continue itself). */
 export const HOP_BY_HOP = new Set([
   'connection',
@@ -147,6 +153,8 @@ export function keepAliveTimeoutS(value: string): number {
  * came instead of being joined again from the strings.
  */
 export function parsePlainHead(buf: Buffer, end: number): PlainHead | null {
+  // A long head is llhttp's to judge (and refuse past MAX_HEADER_BYTES), whatever the read size.
+  if (end > MAX_HEADER_BYTES) return null
   // Status line: "HTTP/1.x NNN reason\r\n".
   if (end < 19 || buf[0] !== 0x48 || buf[1] !== 0x54 || buf[2] !== 0x54 || buf[3] !== 0x50 || buf[4] !== 0x2f || buf[5] !== 0x31 || buf[6] !== 0x2e || buf[8] !== SP) return null
   const minor = buf[7]! - 0x30

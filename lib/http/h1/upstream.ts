@@ -18,7 +18,7 @@ import net from 'node:net'
 import { Readable } from 'node:stream'
 import { UpstreamError, classifyTransportError } from '../../errors.js'
 import type { FailureKind } from '../../errors.js'
-import { ResponseHead, keepAliveTimeoutS, parsePlainHead, rawHeader } from './headers.js'
+import { MAX_HEADER_BYTES, ResponseHead, keepAliveTimeoutS, parsePlainHead, rawHeader } from './headers.js'
 import { H1Parser, RAW_BODY, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 
@@ -28,9 +28,11 @@ export type HeldBody = readonly Buffer[]
 export interface UpstreamRequest {
   readonly method: string
   readonly path: string
-  /** [name, value, ...]; no hop-by-hop headers (the pool adds its own framing). */
+  /** [name, value, ...]; no hop-by-hop or framing headers (the pool writes its own framing). */
   readonly headers: readonly string[]
   readonly body: HeldBody | Readable | null
+  /** The client's Content-Length as llhttp framed it; -1: none (a streamed body goes chunked). */
+  readonly contentLength: number
   /** From the request being sent to the answer's head. */
   readonly headersTimeoutMs: number
   /** Longest silence between two pieces of the answer's body (0: none). */
@@ -301,7 +303,7 @@ class Connection implements ParserEvents, AttemptControl {
     this.#clock = pool.options.clock
     this.keepAliveMs = pool.options.keepAliveTimeoutMs
     const { host, port, connectTimeoutMs } = pool.options
-    this.#parser = new H1Parser('response', this, 0)
+    this.#parser = new H1Parser('response', this, MAX_HEADER_BYTES)
     // Reads land in this connection's own buffer and go to `#onRead` (no Buffer per read).
     const s = (this.socket = net.connect({ host, port, noDelay: true, onread: { buffer: this.#nextBuffer, callback: this.#onRead } }))
     s.setTimeout(connectTimeoutMs, this.#onConnectTimeout)
@@ -412,25 +414,25 @@ class Connection implements ParserEvents, AttemptControl {
     if (this.#sink === null) return // aborted at once
     let head = `${req.method} ${req.path} HTTP/1.1\r\n`
     const h = req.headers
-    let length = false
     let host = false
     for (let i = 0; i < h.length; i += 2) {
       const n = h[i]!
-      if (n.length === 14) length ||= n.toLowerCase() === 'content-length'
-      else if (n.length === 4) host ||= n.toLowerCase() === 'host'
+      if (n.length === 4) host ||= n.toLowerCase() === 'host'
       head += `${n}: ${h[i + 1]!}\r\n`
     }
     // HTTP/1.1 wants a Host; a client of HTTP/1.0 may have sent none: name the instance (nginx's default).
     if (!host) head += `host: ${this.#pool.authority}\r\n`
+    // The framing is the proxy's own, written from what was parsed: canonical digits, never the
+    // client's bytes (a `039`, a look-alike), so the instance reads exactly the body sent.
     const body = req.body
     const s = this.socket
     if (body === null) {
-      s.write(`${head}\r\n`, 'latin1')
+      s.write(req.contentLength >= 0 ? `${head}content-length: 0\r\n\r\n` : `${head}\r\n`, 'latin1')
       this.#bodySent = true
       return
     }
     if (!(body instanceof Readable)) {
-      if (!length) head += `content-length: ${heldLength(body)}\r\n`
+      head += `content-length: ${heldLength(body)}\r\n`
       s.cork()
       s.write(`${head}\r\n`, 'latin1')
       for (const piece of body) s.write(piece)
@@ -441,7 +443,8 @@ class Connection implements ParserEvents, AttemptControl {
     // A streamed body: as it comes, chunked unless the client gave its length. Not a byte is
     // read from the client before the connection stands, so a refused connection leaves the
     // body untouched and the request can still go elsewhere.
-    s.write(`${head}${length ? '' : 'transfer-encoding: chunked\r\n'}\r\n`, 'latin1')
+    const length = req.contentLength >= 0
+    s.write(`${head}${length ? `content-length: ${req.contentLength}\r\n` : 'transfer-encoding: chunked\r\n'}\r\n`, 'latin1')
     if (this.#connected) this.#pipe(body, !length)
     else
       s.once('connect', () => {
