@@ -274,6 +274,8 @@ class Connection implements ParserEvents, AttemptControl {
   #reused = false
   /** The head of the answer arrived (and went on): from here nothing can be sent again. */
   #headSeen = false
+  /** A byte of an answer to the request out arrived (a malformed one counts): no replay then. */
+  #answerBytes = false
   /** An answer with 1xx status is parsed as a message of its own; its end is not the end. */
   #informational = false
   #reusable = false
@@ -337,6 +339,7 @@ class Connection implements ParserEvents, AttemptControl {
       this.socket.destroy()
       return false
     }
+    this.#answerBytes = true
     if (this.#rawLeft > 0) return this.#rawBody(buf, 0, n)
     const data = Buffer.from(buf.buffer, buf.byteOffset, n)
     // An answer whose whole head came in this read, of the plain kind: parsed here, its body
@@ -407,6 +410,7 @@ class Connection implements ParserEvents, AttemptControl {
     this.#reused = reused
     this.#answered = false
     this.#headSeen = false
+    this.#answerBytes = false
     this.#bodySent = false
     this.#parser.skipBody = req.method === 'HEAD'
     this.#headDeadline = headDeadline
@@ -639,9 +643,10 @@ class Connection implements ParserEvents, AttemptControl {
     this.#unpipe?.()
     this.socket.destroy()
     if (sink === null || req === null) return
-    // The upstream closed a kept-alive connection just as we sent on it: nothing of the answer
+    // The upstream closed a kept-alive connection just as we sent on it: not a byte of the answer
     // came, so the request goes again once, on a fresh connection, if sending twice is harmless.
-    if (kind === 'reset' && this.#reused && !this.#headSeen && REPLAYABLE.has(req.method) && !(req.body instanceof Readable)) {
+    // (An answer that came malformed is the instance's answer, not a stale connection.)
+    if (kind === 'reset' && this.#reused && !this.#answerBytes && REPLAYABLE.has(req.method) && !(req.body instanceof Readable)) {
       this.#pool.dispatchFresh(req, sink, performance.now() + req.headersTimeoutMs)
       return
     }
