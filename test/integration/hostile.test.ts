@@ -64,12 +64,15 @@ async function scriptedUpstream(script: (path: string) => Script | undefined) {
   }
 }
 
-/** A whole answer on a new connection: its status and body (Content-Length framed), or a close. */
+/** A whole answer on a new connection (Content-Length or chunked framed, or up to a close): status and body. */
 async function get(port: number, path: string): Promise<{ status: number; body: string }> {
   const { got } = await raw(port, `GET ${path} HTTP/1.1\r\nHost: t\r\n\r\n`, (g) => {
     const end = g.indexOf('\r\n\r\n')
-    const len = /\r\ncontent-length: (\d+)/i.exec(g)
-    return end >= 0 && len !== null && g.length - end - 4 >= Number(len[1])
+    if (end < 0) return false
+    const head = g.slice(0, end)
+    if (/\r\ntransfer-encoding: chunked/i.test(head)) return g.endsWith('\r\n0\r\n\r\n')
+    const len = /\r\ncontent-length: (\d+)/i.exec(head)
+    return len !== null && g.length - end - 4 >= Number(len[1])
   })
   const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(got)?.[1] ?? 0)
   return { status, body: got.slice(got.indexOf('\r\n\r\n') + 4) }
@@ -93,6 +96,8 @@ describe('hostile input (the proxy as a child process)', function () {
     proxy = await spawnProxy({
       zookeeper: { connect: ctx.zk.connectString, sessionTimeoutMs: 4000 },
       log: { level: 'info' },
+      clientBodyTimeoutMs: 500,
+      limits: { maxBodyBytes: 10_000, maxHeaders: 20 },
       services: [{ name: 'hostile', path, maxConnectionsPerInstance: 1, timeoutMs: 5000, retry: { attempts: 1, bufferBytes: 1024 } }],
     })
   })
@@ -112,7 +117,7 @@ describe('hostile input (the proxy as a child process)', function () {
 
   describe('a client that leaves while its body streams (no emitter without an error listener)', () => {
     const bodies = {
-      'fixed-length': 'Content-Length: 100000\r\n\r\n0123456789',
+      'fixed-length': 'Content-Length: 9000\r\n\r\n0123456789',
       chunked: `Transfer-Encoding: chunked\r\n\r\n800\r\n${'x'.repeat(0x800)}\r\n`,
       'fixed-length, held (under bufferBytes)': 'Content-Length: 1000\r\n\r\n0123456789',
     }
@@ -222,6 +227,150 @@ describe('hostile input (the proxy as a child process)', function () {
         expect(closed).to.equal(true)
         expect(got === '' || got.startsWith('HTTP/1.1 400 ')).to.equal(true, got)
       }
+    })
+  })
+
+  describe('an answer that is not HTTP/1.x, or malformed later on a connection (a prompt 502, never a hang)', () => {
+    /** Answers before the bad one, each read by a different path of the upstream side. */
+    const before: Record<string, Script> = {
+      'a head split over two reads (llhttp)': (s) => {
+        s.write('HTTP/1.1 200 OK\r\nContent-')
+        setTimeout(() => s.write('Length: 2\r\n\r\nok'), 20)
+      },
+      'a chunked answer (llhttp)': (s) => s.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'),
+      'a plain answer (parsed in JS)': (s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'),
+      'a long body that grew the read buffer': (s) => s.write(`HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n${'o'.repeat(70_000)}`),
+    }
+    const bad: Record<string, string> = {
+      'status 2000': 'HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok',
+      'two Content-Lengths': 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok',
+      'Content-Length and Transfer-Encoding': 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n',
+      'status 099': 'HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok',
+      'a control byte in the reason': 'HTTP/1.1 200 OK\x01junk\r\nContent-Length: 2\r\n\r\nok',
+      'a 101 nobody asked for, then a 200': 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+      'HTTP/2.0 in the status line': 'HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok',
+      'a head of 40 KiB': `HTTP/1.1 200 OK\r\n${'X-Long: '.concat('l'.repeat(1000), '\r\n').repeat(40)}Content-Length: 2\r\n\r\nok`,
+    }
+    for (const [beforeName, first] of Object.entries(before))
+      for (const [badName, answer] of Object.entries(bad))
+        it(`answers 502 to ${badName} after ${beforeName} on the same connection`, async () => {
+          scripts.set('/first', first)
+          scripts.set('/bad', (s) => s.write(answer))
+          expect((await get(proxy.port, '/first')).status).to.equal(200)
+          const connections = upstream.connections
+          const r = await get(proxy.port, '/bad')
+          expect(r.status).to.equal(502)
+          expect(JSON.parse(r.body).error).to.equal('ZP_ERR_UPSTREAM_RESET')
+          expect(upstream.connections, `the pooled connection of the first answer carried the second: ${JSON.stringify(upstream.seen)}`).to.equal(connections)
+        })
+
+    for (const [badName, answer] of Object.entries(bad))
+      it(`answers 502 to ${badName} on a fresh connection`, async () => {
+        scripts.set('/bad', (s) => s.write(answer))
+        expect((await get(proxy.port, '/bad')).status).to.equal(502)
+      })
+  })
+
+  describe('requests that frame, name a host or a version ambiguously', () => {
+    /** Sends `text` and returns what came back, and the heads the upstream saw meanwhile. */
+    async function exchange(text: string, done?: (got: string) => boolean) {
+      upstream.seen.length = 0
+      const r = await raw(proxy.port, text, done)
+      return { ...r, seen: [...upstream.seen] }
+    }
+    const answered = (g: string) => /\r\n\r\n/.test(g) && /content-length: (\d+)\r\n[\s\S]*\r\n\r\n/i.test(g)
+
+    for (const [name, header] of Object.entries({ 'Transfer_Encoding': 'Transfer_Encoding: chunked', 'Content_Length': 'Content_Length: 39', 'X_Any': 'X_Any: 1' }))
+      it(`never forwards the look-alike ${name}`, async () => {
+        scripts.set('/look', (s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'))
+        const { got, seen } = await exchange(`GET /look HTTP/1.1\r\nHost: t\r\n${header}\r\n\r\n`, answered)
+        expect(got).to.match(/^HTTP\/1\.1 200 /)
+        expect(seen).to.have.length(1)
+        expect(seen[0]).not.to.include('_')
+        expect(seen[0]).to.match(/\r\nvia: 1\.1 zoo-proxy/i)
+      })
+
+    it('sends the Content-Length it framed by, in canonical digits', async () => {
+      scripts.set('/len', (s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'))
+      const { seen } = await exchange('POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 005\r\n\r\nhello', answered)
+      expect(seen[0]).to.match(/\r\ncontent-length: 5$/im)
+      expect(seen[0]).not.to.include('005')
+    })
+
+    const hosts: Record<string, string> = {
+      'two Host headers': 'Host: t\r\nHost: t\r\n',
+      'no Host on HTTP/1.1': '',
+      'a Host naming two hosts': 'Host: t, evil.test\r\n',
+      'a Host with userinfo': 'Host: t@evil.test\r\n',
+      'a Host with a path': 'Host: evil.test/x?y\r\n',
+      'an empty Host': 'Host: \r\n',
+    }
+    for (const [name, lines] of Object.entries(hosts))
+      it(`answers 400 to ${name}, forwards nothing, and closes`, async () => {
+        const { got, closed, seen } = await exchange(`GET /ok/h HTTP/1.1\r\n${lines}\r\n`)
+        expect(got).to.match(/^HTTP\/1\.1 400 /)
+        expect(closed).to.equal(true)
+        expect(seen).to.deep.equal([])
+      })
+
+    it('keeps the Host when Connection names it', async () => {
+      const { got, seen } = await exchange('GET /ok/keep HTTP/1.1\r\nHost: kept.test\r\nConnection: host\r\n\r\n', answered)
+      expect(got).to.match(/^HTTP\/1\.1 200 /)
+      expect(seen[0]).to.match(/\r\nHost: kept\.test\r\n/)
+    })
+
+    it('answers 400 to an HTTP/0.9-style request line and forwards nothing', async () => {
+      const { got, closed, seen } = await exchange('GET /c\r\nX-Injected: 1 HTTP/1.1\r\nHost: t\r\n\r\n')
+      expect(got).to.match(/^HTTP\/1\.1 400 /)
+      expect(closed).to.equal(true)
+      expect(seen).to.deep.equal([])
+    })
+
+    it('answers the valid request of a pipeline followed by garbage, then 400, then closes', async () => {
+      const { got, closed, seen } = await exchange('GET /ok/first HTTP/1.1\r\nHost: t\r\n\r\nGARBAGE\x01\r\n\r\n')
+      expect(closed).to.equal(true)
+      expect(got).to.match(/^HTTP\/1\.1 200 [\s\S]*\r\n\r\nfirstHTTP\/1\.1 400 /)
+      expect(seen).to.have.length(1)
+    })
+
+    it('answers the request that says Connection: close and serves nothing pipelined after it', async () => {
+      const { got, closed, seen } = await exchange('GET /ok/one HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /ok/two HTTP/1.1\r\nHost: t\r\n\r\n')
+      expect(closed).to.equal(true)
+      expect(got).to.match(/^HTTP\/1\.1 200 [\s\S]*connection: close\r\n\r\none$/i)
+      expect(seen).to.have.length(1)
+    })
+  })
+
+  describe('slow, endless and oversized requests', () => {
+    it('answers 408 to a body that stops coming for longer than clientBodyTimeoutMs, and closes', async () => {
+      scripts.set('/slow', () => {})
+      const { got, closed } = await raw(proxy.port, 'POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789')
+      expect(got).to.match(/^HTTP\/1\.1 408 /)
+      expect(JSON.parse(got.slice(got.indexOf('\r\n\r\n') + 4)).error).to.equal('ZP_ERR_CLIENT_TIMEOUT')
+      expect(closed).to.equal(true)
+    })
+
+    it('answers 413 to a declared body over limits.maxBodyBytes without forwarding it', async () => {
+      upstream.seen.length = 0
+      const { got } = await raw(proxy.port, 'POST /ok/big HTTP/1.1\r\nHost: t\r\nContent-Length: 10001\r\n\r\n', (g) => g.includes('}'))
+      expect(got).to.match(/^HTTP\/1\.1 413 /)
+      expect(upstream.seen).to.deep.equal([])
+    })
+
+    it('answers 413 to a chunked body that grows over limits.maxBodyBytes', async () => {
+      scripts.set('/grow', () => {})
+      const chunk = `1000\r\n${'x'.repeat(0x1000)}\r\n`
+      const { got, closed } = await raw(proxy.port, ['POST /grow HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n', chunk, chunk, chunk])
+      expect(got).to.match(/^HTTP\/1\.1 413 /)
+      expect(closed).to.equal(true)
+    })
+
+    it('answers 431 to more header fields than limits.maxHeaders', async () => {
+      upstream.seen.length = 0
+      const { got, closed } = await raw(proxy.port, `GET /ok/many HTTP/1.1\r\nHost: t\r\n${'X-A: 1\r\n'.repeat(20)}\r\n`)
+      expect(got).to.match(/^HTTP\/1\.1 431 /)
+      expect(closed).to.equal(true)
+      expect(upstream.seen).to.deep.equal([])
     })
   })
 })
