@@ -4,7 +4,7 @@
 // and end-to-end headers.
 
 import { expect } from 'chai'
-import { HOP_BY_HOP, parsePlainHead } from '../../lib/http/h1/headers.js'
+import { HOP_BY_HOP, MAX_HEADER_BYTES, parsePlainHead } from '../../lib/http/h1/headers.js'
 import { H1Parser } from '../../lib/http/h1/parser.js'
 import { seededRandom } from '../../lib/random.js'
 
@@ -36,7 +36,7 @@ function llhttp(bytes: Buffer): Parsed | null {
       onBody() {},
       onComplete() {},
     },
-    0,
+    MAX_HEADER_BYTES, // as the proxy's upstream side runs it
   )
   // The head only: what follows is the body's business (bytes beyond a Content-Length are the
   // proxy's to refuse, by not reusing the connection).
@@ -80,7 +80,13 @@ function mutate(base: string, random: () => number): Buffer {
     if (what < 0.3) bytes.splice(at, 0, BYTES[Math.floor(random() * BYTES.length)]!)
     else if (what < 0.5) bytes.splice(at, 1)
     else if (what < 0.7) bytes[Math.min(at, bytes.length - 1)] = BYTES[Math.floor(random() * BYTES.length)]!
-    else if (what < 0.85) {
+    else if (what < 0.78) {
+      // A long line, its length around the head limit (llhttp counts fewer bytes than the whole
+      // head: names and values, not ': ' or CRLF), or far beyond it.
+      const starts = bytes.flatMap((b, i) => (b === 0x0a && i < base.indexOf('\r\n\r\n') + 2 ? [i + 1] : []))
+      const n = random() < 0.8 ? MAX_HEADER_BYTES - 600 + Math.floor(random() * 1200) : 20_000 + Math.floor(random() * 30_000)
+      bytes.splice(starts[Math.floor(random() * starts.length)] ?? at, 0, ...Buffer.from(`X-Long: ${'l'.repeat(n)}\r\n`, 'latin1'))
+    } else if (what < 0.85) {
       // A whole line, at the start of some line of the head.
       const starts = bytes.flatMap((b, i) => (b === 0x0a && i < base.indexOf('\r\n\r\n') + 2 ? [i + 1] : []))
       const line = Buffer.from(LINES[Math.floor(random() * LINES.length)]!, 'latin1')
@@ -94,6 +100,12 @@ function mutate(base: string, random: () => number): Buffer {
 }
 
 describe('the plain-head parser against llhttp', () => {
+  it('leaves a head over the limit to llhttp whatever the read size, and llhttp refuses it', () => {
+    const head = Buffer.from(`HTTP/1.1 200 OK\r\nX-Long: ${'l'.repeat(40 * 1024)}\r\nContent-Length: 2\r\n\r\n`, 'latin1')
+    expect(plain(head)).to.equal(null)
+    expect(llhttp(head)).to.equal(null)
+  })
+
   it('takes every base head llhttp takes that is plain, and reads it alike', () => {
     for (const base of BASES) {
       const b = Buffer.from(base, 'latin1')
@@ -107,6 +119,7 @@ describe('the plain-head parser against llhttp', () => {
     const random = seededRandom(20261126)
     let taken = 0
     let left = 0
+    let long = 0
     for (let i = 0; i < 20_000; i++) {
       const bytes = mutate(BASES[i % BASES.length]!, random)
       const mine = plain(bytes)
@@ -115,12 +128,14 @@ describe('the plain-head parser against llhttp', () => {
         continue
       }
       taken++
+      if (bytes.length > MAX_HEADER_BYTES - 600) long++
       const theirs = llhttp(bytes)
       expect(theirs, `llhttp refuses what parsePlainHead took: ${JSON.stringify(bytes.toString('latin1'))}`).to.not.equal(null)
       expect(mine, JSON.stringify(bytes.toString('latin1'))).to.deep.equal(theirs)
     }
-    // Both kinds happen often enough for the test to mean something.
+    // Both kinds happen often enough for the test to mean something, long heads among them.
     expect(taken).to.be.above(2_000)
     expect(left).to.be.above(2_000)
+    expect(long).to.be.above(100)
   })
 })
