@@ -605,6 +605,10 @@ class Connection implements ParserEvents {
       this.socket.end('HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-length: 0\r\n\r\n', 'latin1')
       return
     }
+    // Not flowing: the tunnel reads the socket from here (pipe), and bytes it unshifts (the
+    // client's first bytes after the head) must wait for it, not go to no 'data' listener at all
+    // (node:http's server does the same: readableFlowing = null before 'upgrade').
+    this.socket.pause()
     const req = new IncomingMessage(this.socket)
     neverUnhandled(req)
     req.method = u.method
