@@ -1,12 +1,12 @@
-// The baseline Node proxy: node-http-proxy over a keep-alive agent, round-robin over the upstreams.
+// The baseline Node proxy: http-proxy (its maintained fork, http-proxy-3) over a keep-alive agent, round-robin over the upstreams.
 //   node dist/bench/http-proxy-baseline.js <port> '[upstream ports]'
 import http from 'node:http'
-import httpProxy from 'http-proxy'
+import { createProxyServer } from 'http-proxy-3'
 
 const port = Number(process.argv[2])
 const upstreams = JSON.parse(process.argv[3] ?? '[]') as number[]
 const agent = new http.Agent({ keepAlive: true, maxSockets: 128 })
-const proxy = httpProxy.createProxyServer({ agent, xfwd: true })
+const proxy = createProxyServer({ agent, xfwd: true })
 proxy.on('error', (_err, _req, res) => {
   const r = res as http.ServerResponse
   if (!r.headersSent) r.writeHead(502)

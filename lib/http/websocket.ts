@@ -1,4 +1,5 @@
-// WebSocket (and any HTTP/1.1 Upgrade) tunnels, through http-proxy: pick an instance with the
+// WebSocket (and any HTTP/1.1 Upgrade) tunnels, through http-proxy-3 (node-http-proxy's maintained
+// fork; the original calls util._extend, runtime-deprecated since Node 22): pick an instance with the
 // service's strategy, hold its lease for the tunnel's whole life (so least-loaded counts open
 // tunnels), and answer 503 with no instance or 502 when the instance cannot be reached.
 // An upgrade is not retried elsewhere: once the handshake went upstream, it is that instance's.
@@ -6,7 +7,7 @@
 import { performance } from 'node:perf_hooks'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import httpProxy from 'http-proxy'
+import { createProxyServer } from 'http-proxy-3'
 import type { Logger } from '../log.js'
 import type { Service } from './service.js'
 
@@ -16,7 +17,7 @@ function reject(socket: Duplex, status: number, reason: string): void {
 }
 
 export class UpgradeTunnel {
-  readonly #proxy = httpProxy.createProxyServer({ xfwd: true, ws: true })
+  readonly #proxy = createProxyServer({ xfwd: true, ws: true })
   readonly #log: Logger
 
   constructor(logger: Logger) {
