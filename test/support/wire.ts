@@ -91,11 +91,11 @@ export interface ProxyProcess {
  * The proxy's CLI on `config` (JSON), listening on ports the kernel picks (read back from its
  * "zoo-proxy listening" log line); resolves once its admin `/readyz` answers 200.
  */
-export async function spawnProxy(config: Record<string, unknown>): Promise<ProxyProcess> {
+export async function spawnProxy(config: Record<string, unknown>, nodeArgs: readonly string[] = []): Promise<ProxyProcess> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-wire-'))
   const file = path.join(dir, 'proxy.json')
   writeFileSync(file, JSON.stringify({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', log: { level: 'info' }, ...config }))
-  const child = spawn(process.execPath, [CLI, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...nodeArgs, CLI, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
   let stderr = ''
   let stdout = ''
   const state: { exited: ProxyProcess['exited'] } = { exited: null }
