@@ -194,6 +194,8 @@ const configSchema = z.strictObject({
   log: z
     .strictObject({
       level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      /** One JSON line per request on stdout (lib/log.ts AccessEntry), whatever the level. */
+      access: z.boolean().default(false),
     })
     .prefault({}),
 })

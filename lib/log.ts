@@ -17,3 +17,27 @@ export function createLogger(level: LogLevel = 'info'): Logger {
 }
 
 export const silentLogger: Logger = pino({ level: 'silent' })
+
+/** One line of the access log (`log.access: true`): what a request was and how it ended. */
+export interface AccessEntry {
+  readonly service: string | null
+  readonly method: string
+  readonly path: string
+  readonly status: number
+  /** host:port of the instance of the last attempt; null when none was tried. */
+  readonly instance: string | null
+  readonly attempts: number
+  readonly durationMs: number
+  /** Body bytes written to the client. */
+  readonly bytesOut: number
+  readonly requestId: string
+  readonly client: string
+}
+
+export type AccessLog = (entry: AccessEntry) => void
+
+/** Writes each entry as one JSON line on stdout (pino: `time` first, `msg: "access"`). */
+export function createAccessLog(): AccessLog {
+  const out = pino({ level: 'info', base: null, timestamp: pino.stdTimeFunctions.isoTime })
+  return (entry) => out.info(entry, 'access')
+}

@@ -6,11 +6,11 @@ import { AdminServer, upstreamsReport } from './ops/admin.js'
 import { Balancer } from './balancing/balancer.js'
 import type { Config } from './config.js'
 import { Discovery, ZkSession } from './discovery/index.js'
-import { createLogger } from './log.js'
+import { createAccessLog, createLogger } from './log.js'
 import { Metrics } from './ops/metrics.js'
 import type { MetricsSource } from './ops/metrics.js'
 import type { Endpoint } from './discovery/endpoint.js'
-import type { Logger } from './log.js'
+import type { AccessLog, Logger } from './log.js'
 import { Router } from './http/routes.js'
 import { ProxyServer } from './http/server.js'
 import { Service } from './http/service.js'
@@ -31,6 +31,8 @@ export interface ProxyDeps {
   readonly onSnapshot?: (service: string, endpoints: readonly Endpoint[]) => void
   /** What the admin listener's /metrics serves instead of this process's registry (cluster). */
   readonly metricsSource?: MetricsSource
+  /** Where access log lines go when `log.access` is on (default: JSON lines on stdout). */
+  readonly accessLog?: AccessLog
 }
 
 export interface ZooProxy {
@@ -55,6 +57,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
   const services: Service[] = []
   const balancers: Balancer[] = []
   const metrics = new Metrics()
+  const accessLog = config.log.access ? (deps.accessLog ?? createAccessLog()) : undefined
   for (const sc of config.services) {
     const strategy = await buildStrategy(sc.strategy, { random })
     const balancer = new Balancer({
@@ -67,7 +70,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
       outlier: sc.outlier,
     })
     balancers.push(balancer)
-    services.push(new Service({ config: sc, balancer, logger, metrics: metrics.forService(sc.name), underscoresInHeaders: config.underscoresInHeaders }))
+    services.push(new Service({ config: sc, balancer, logger, metrics: metrics.forService(sc.name), underscoresInHeaders: config.underscoresInHeaders, accessLog }))
   }
   const byName = new Map(services.map((s) => [s.name, s]))
   const fed = new Set<string>()
@@ -94,7 +97,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
         })
   metrics.observe({ discovery, balancers })
   const router = new Router(services.map((s) => ({ match: s.config.match, target: s })))
-  const server = role === 'primary' ? null : new ProxyServer(router, logger, { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits })
+  const server = role === 'primary' ? null : new ProxyServer(router, logger, { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits }, accessLog ?? null)
   const admin =
     config.admin === undefined || discovery === null ? null : new AdminServer({ discovery, services, metrics: deps.metricsSource ?? metrics })
   let closing: Promise<void> | null = null

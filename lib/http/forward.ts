@@ -40,7 +40,8 @@ const VIA = '1.1 zoo-proxy'
  * kept), less hop-by-hop ones and the framing (Content-Length, Transfer-Encoding: the upstream
  * side writes its own from what llhttp framed), less names with `_` unless `keepUnderscores`
  * (nginx's underscores_in_headers: a backend that reads `Content_Length` as `Content-Length`
- * must never see one), with X-Forwarded-For appended to, -Proto/-Host set, and Via.
+ * must never see one), with X-Forwarded-For appended to, -Proto/-Host set, Via, and the
+ * request's X-Request-Id (the client's when sane, else a new one).
  */
 export function upstreamHeaders(ex: Exchange, keepUnderscores = false): string[] {
   const raw = ex.rawHeaders
@@ -50,7 +51,7 @@ export function upstreamHeaders(ex: Exchange, keepUnderscores = false): string[]
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!
     const lower = name.toLowerCase()
-    if (HOP_BY_HOP.has(lower) || FORWARDED.has(lower) || lower === 'content-length' || (extra !== null && extra.has(lower))) {
+    if (HOP_BY_HOP.has(lower) || FORWARDED.has(lower) || lower === 'content-length' || lower === 'x-request-id' || (extra !== null && extra.has(lower))) {
       if (lower === 'x-forwarded-for') xff = xff === undefined ? raw[i + 1]! : `${xff}, ${raw[i + 1]!}`
       continue
     }
@@ -62,6 +63,7 @@ export function upstreamHeaders(ex: Exchange, keepUnderscores = false): string[]
   out.push('x-forwarded-proto', 'http')
   if (ex.host !== undefined) out.push('x-forwarded-host', ex.host)
   out.push('via', VIA)
+  out.push('x-request-id', ex.requestId)
   return out
 }
 

@@ -10,7 +10,7 @@ import { UpgradeTunnel } from './websocket.js'
 import { sendError } from './service.js'
 import type { Service } from './service.js'
 import type { HostPort } from '../config.js'
-import type { Logger } from '../log.js'
+import type { AccessLog, Logger } from '../log.js'
 
 /** Binds `server` to `at`; rejects (EADDRINUSE...) instead of emitting 'error'. */
 export function listen(server: http.Server, at: HostPort): Promise<AddressInfo> {
@@ -34,9 +34,12 @@ export class ProxyServer {
   #draining = false
   #idle: (() => void) | null = null
 
-  constructor(router: Router<Service>, logger: Logger, limits: FrontLimits = DEFAULT_LIMITS) {
+  readonly #access: AccessLog | null
+
+  constructor(router: Router<Service>, logger: Logger, limits: FrontLimits = DEFAULT_LIMITS, accessLog: AccessLog | null = null) {
     this.#router = router
     this.#log = logger
+    this.#access = accessLog
     this.#server = new H1Server({ request: this.#onRequest, refuse: this.#onRefuse, upgrade: this.#onUpgrade }, limits)
     this.#tunnel = new UpgradeTunnel(logger)
   }
@@ -48,16 +51,19 @@ export class ProxyServer {
   readonly #onRequest = (ex: Exchange): void => {
     if (this.#draining) {
       sendError(ex, 503, 'ZP_ERR_SHUTTING_DOWN', 'proxy is shutting down', undefined, true)
+      this.#logUnrouted(ex)
       return
     }
     const url = ex.url
     if (url.charCodeAt(0) !== 47 /* '/' */) {
       sendError(ex, 400, 'ZP_ERR_BAD_REQUEST', 'request target must be a path (origin-form)', undefined, true)
+      this.#logUnrouted(ex)
       return
     }
     const service = this.#router.route(ex.host, url)
     if (service === null) {
       sendError(ex, 404, 'ZP_ERR_NO_ROUTE', 'no service matches this request')
+      this.#logUnrouted(ex)
       return
     }
     this.#inFlight++
@@ -67,6 +73,23 @@ export class ProxyServer {
   /** Refused before routing: answered here, and the connection closes after it. */
   readonly #onRefuse = (ex: Exchange, r: Refusal): void => {
     sendError(ex, r.status, r.code, r.message, undefined, true)
+    this.#logUnrouted(ex)
+  }
+
+  /** The access log's line for a request answered here, before any service saw it. */
+  #logUnrouted(ex: Exchange): void {
+    this.#access?.({
+      service: null,
+      method: ex.method,
+      path: ex.url,
+      status: ex.statusCode,
+      instance: null,
+      attempts: 0,
+      durationMs: 0,
+      bytesOut: ex.bytesOut,
+      requestId: ex.requestId,
+      client: ex.remoteAddress,
+    })
   }
 
   /** `Upgrade:` requests (WebSocket): routed like any request, then tunnelled. */

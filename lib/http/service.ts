@@ -13,7 +13,7 @@ import { BodyTap, forwardAttempt, upstreamHeaders } from './forward.js'
 import type { AttemptListener } from './forward.js'
 import type { ResponseHead } from './h1/headers.js'
 import type { HeldBody } from './h1/upstream.js'
-import type { Logger } from '../log.js'
+import type { AccessLog, Logger } from '../log.js'
 import { HealthChecker } from '../balancing/health.js'
 import { isGatewayStatus, isRetryable, retryAfterMs } from '../balancing/retry.js'
 import { RetryBudget } from '../balancing/retry-budget.js'
@@ -72,6 +72,8 @@ class RequestState implements AttemptListener {
   /** Affinity key for consistent-hash (PickContext). */
   hashKey: string | undefined = undefined
   attempts = 0
+  /** The instance of the latest attempt (the access log's). */
+  lastHost: Host | null = null
   lastError: Error | null = null
   /** A retry was already granted (and paid for from the budget) for the failure in flight. */
   retryGranted = false
@@ -162,6 +164,8 @@ export interface ServiceOptions {
   readonly metrics?: ServiceMetrics
   /** Pass request headers whose names have `_` (config `underscoresInHeaders`). */
   readonly underscoresInHeaders?: boolean
+  /** Where each request's access log line goes (config `log.access`); none when absent. */
+  readonly accessLog?: AccessLog
 }
 
 export class Service {
@@ -176,6 +180,7 @@ export class Service {
   readonly #health: HealthChecker | null
   readonly #metrics: ServiceMetrics
   readonly #underscores: boolean
+  readonly #access: AccessLog | null
   #closed = false
 
   constructor(opts: ServiceOptions) {
@@ -186,6 +191,7 @@ export class Service {
     this.#budget = new RetryBudget(opts.config.retry.budget)
     this.#metrics = opts.metrics ?? NO_METRICS
     this.#underscores = opts.underscoresInHeaders ?? false
+    this.#access = opts.accessLog ?? null
     this.#health = opts.config.healthCheck ? new HealthChecker(this.balancer, opts.config.healthCheck, opts.logger) : null
     // Instances that leave: finish what is queued on their pools, then let the pools go.
     this.balancer.onRemoved = (hosts) => {
@@ -285,7 +291,24 @@ export class Service {
   #finish(state: RequestState): void {
     const ex = state.ex
     // 499 (nginx's): the client went away before its answer was complete.
-    this.#metrics.request(ex.finished ? ex.statusCode : 499, (performance.now() - state.startedAt) / 1000)
+    const status = ex.finished ? ex.statusCode : 499
+    const ms = performance.now() - state.startedAt
+    this.#metrics.request(status, ms / 1000)
+    if (this.#access !== null) {
+      const host = state.lastHost
+      this.#access({
+        service: this.name,
+        method: ex.method,
+        path: ex.url,
+        status,
+        instance: host === null ? null : `${host.host.includes(':') ? `[${host.host}]` : host.host}:${host.port}`,
+        attempts: state.attempts,
+        durationMs: Math.round(ms * 1000) / 1000,
+        bytesOut: ex.bytesOut,
+        requestId: ex.requestId,
+        client: ex.remoteAddress,
+      })
+    }
     state.done()
   }
 
@@ -324,6 +347,7 @@ export class Service {
       return
     }
     state.attemptAt(lease.host.key)
+    state.lastHost = lease.host
     state.attempts++
     const remaining = state.deadline - Date.now()
     if (remaining <= 0) {
@@ -412,9 +436,13 @@ export class Service {
   }
 }
 
-/** A short JSON error body that names the service; the connection is kept unless asked otherwise. */
+/**
+ * A short JSON error body that names the service and the request's ID (also in X-Request-Id);
+ * the connection is kept unless asked otherwise.
+ */
 export function sendError(res: Exchange, status: number, code: string, message: string, service?: string, close = false): void {
-  const body = JSON.stringify(service === undefined ? { error: code, message } : { error: code, service, message })
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, close)
+  const requestId = res.requestId
+  const body = JSON.stringify(service === undefined ? { error: code, message, requestId } : { error: code, service, message, requestId })
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId }, close)
   res.end(body)
 }

@@ -11,6 +11,7 @@
 // requests handed over as an IncomingMessage (for http-proxy).
 
 import { Buffer } from 'node:buffer'
+import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { IncomingMessage, STATUS_CODES } from 'node:http'
 import type { IncomingHttpHeaders } from 'node:http'
@@ -116,6 +117,8 @@ export class Exchange {
   /** Called when the client socket drained after `write` returned false. */
   onDrain: (() => void) | null = null
   statusCode = 0
+  /** Body bytes written to the client (the access log's bytesOut). */
+  bytesOut = 0
   headersSent = false
   /** The whole answer went to the socket. */
   finished = false
@@ -128,6 +131,7 @@ export class Exchange {
   #pendingHead: string | null = null
 
   #headers: IncomingHttpHeaders | null = null
+  #requestId: string | null = null
 
   constructor(conn: Connection, method: string, url: string, minor: number, raw: string[], keepAlive: boolean) {
     this.#conn = conn
@@ -189,6 +193,24 @@ export class Exchange {
     return this.#conn.closed
   }
 
+  /**
+   * The client's X-Request-Id when it is sane (1 to 128 visible ASCII characters), else one made
+   * here; made once, on first use. It goes upstream, into the access log and into error bodies.
+   */
+  get requestId(): string {
+    if (this.#requestId !== null) return this.#requestId
+    const raw = this.rawHeaders
+    let id: string | undefined
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i]!
+      if (n.length === 12 && n.toLowerCase() === 'x-request-id') {
+        id = raw[i + 1]!
+        break
+      }
+    }
+    return (this.#requestId = id !== undefined && SANE_REQUEST_ID.test(id) ? id : randomUUID())
+  }
+
   /** Writes the head of an upstream's answer, choosing the framing toward this client. */
   writeResponseHead(head: ResponseHead): void {
     this.#head(head.status, head.text, head.lines, head.hasLength)
@@ -244,6 +266,7 @@ export class Exchange {
   write(chunk: Buffer): boolean {
     if (!this.headersSent) this.writeHead(200, {})
     if (this.#noBody || this.#conn.closed || this.finished) return true
+    this.bytesOut += chunk.length
     const s = this.#conn.socket
     const head = this.#pendingHead
     if (head === null && !this.#chunked) return s.write(chunk)
@@ -303,6 +326,8 @@ export class Exchange {
     if (!this.finished) cb?.()
   }
 }
+
+const SANE_REQUEST_ID = /^[\x21-\x7e]{1,128}$/
 
 const BAD_HOST: Refusal = { status: 400, code: 'ZP_ERR_BAD_REQUEST', message: 'a request needs one Host header of the form host[:port]' }
 const BAD_HOST_TWICE: Refusal = { status: 400, code: 'ZP_ERR_BAD_REQUEST', message: 'more than one Host header' }
@@ -584,7 +609,7 @@ class Connection implements ParserEvents {
   #answerError(err: ParseError): void {
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
     const code = status === 431 ? 'ZP_ERR_HEADERS_TOO_LARGE' : 'ZP_ERR_BAD_REQUEST'
-    const body = JSON.stringify({ error: code, message: `malformed request (${err.code})` })
+    const body = JSON.stringify({ error: code, message: `malformed request (${err.code})`, requestId: randomUUID() })
     this.socket.end(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
       'latin1',
