@@ -5,7 +5,8 @@
 import process from 'node:process'
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { loadConfig } from './config.js'
+import { stringify as toYaml } from 'yaml'
+import { effectiveConfig, loadConfig } from './config.js'
 import { ConfigError } from './errors.js'
 import { createLogger } from './log.js'
 import cluster from 'node:cluster'
@@ -16,7 +17,7 @@ import { register } from './discovery/registry.js'
 
 const USAGE = `Usage:
   zoo-proxy --config <file>            run the proxy (same as: zoo-proxy run --config <file>)
-  zoo-proxy check --config <file>      validate a config file and exit (0 valid, 2 invalid)
+  zoo-proxy check --config <file>      validate a config file, print the effective config (YAML), exit 0 / 2
   zoo-proxy register --zookeeper <connect> --path <service path> --host <host> --port <port>
                      [--weight <n>] [--check <url>] [--check-interval-ms <ms>] [--drain-ms <ms>]
                      [--session-timeout-ms <ms>]
@@ -49,7 +50,10 @@ async function runProxy(configFile: string | undefined, checkOnly: boolean): Pro
   if (configFile === undefined) throw new UsageError('--config <file> is required')
   const config = await loadConfig(configFile)
   if (checkOnly) {
-    console.log(`${configFile}: ok (${config.services.length} service${config.services.length === 1 ? '' : 's'})`)
+    // The effective config, every default written out, as YAML a file could hold (the first
+    // line a YAML comment, so the whole output is that YAML).
+    console.log(`# ${configFile}: ok (${config.services.length} service${config.services.length === 1 ? '' : 's'}); the effective config:`)
+    process.stdout.write(toYaml(effectiveConfig(config)))
     return 0
   }
   const logger = createLogger(config.log.level)

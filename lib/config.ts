@@ -318,6 +318,28 @@ export async function validateConfig(input: unknown, baseDir: string): Promise<C
   return deepFreeze({ ...raw, zookeeper, services })
 }
 
+/** `host:port` as a config file writes it (`[v6]:port` for IPv6). */
+function hostPortText(at: HostPort): string {
+  return `${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`
+}
+
+/**
+ * The config as a file would say it with every default written out (`zoo-proxy check` prints it
+ * as YAML): validating it again gives the same config.
+ */
+export function effectiveConfig(config: Config): Record<string, unknown> {
+  return {
+    ...config,
+    listen: hostPortText(config.listen),
+    ...(config.admin === undefined ? {} : { admin: hostPortText(config.admin) }),
+    services: config.services.map((s) => ({
+      ...s,
+      strategy: s.strategy.module !== undefined ? { module: s.strategy.module, ...s.strategy.options } : { name: s.strategy.name, ...s.strategy.options },
+      keepLastOnEmpty: s.keepLastOnEmpty ?? config.zookeeper.keepLastOnEmpty,
+    })),
+  }
+}
+
 /** Reads and validates a config file; `.json` is parsed as JSON, anything else as YAML. */
 export async function loadConfig(file: string): Promise<Config> {
   let text: string

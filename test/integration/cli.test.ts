@@ -4,6 +4,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { parse as parseYaml } from 'yaml'
+import { effectiveConfig, validateConfig } from '../../lib/config.js'
 import { freePort } from '../../scripts/zookeeper.js'
 import { putNode, send, startUpstream, uniquePath, useZooKeeper, waitFor } from '../support/helpers.js'
 
@@ -56,9 +58,19 @@ describe('command line', function () {
     expect((await run(['register', '--zookeeper', '127.0.0.1:1', '--path', '/x', '--host', 'h', '--port', 'http']).done).code).to.equal(2)
   })
 
-  it('checks a good config with `check` and exits 0', async () => {
-    const r = await run(['check', '--config', tmpFile('ok.json', JSON.stringify({ services: [{ name: 'a', path: '/a' }] }))]).done
+  it('checks a good config with `check`, prints the effective config as YAML and exits 0', async () => {
+    const file = tmpFile('ok.json', JSON.stringify({ admin: '[::1]:9901', services: [{ name: 'a', path: '/a', strategy: { name: 'least-loaded', choices: 2 } }] }))
+    const r = await run(['check', '--config', file]).done
     expect(r.code, r.stderr).to.equal(0)
+    const printed = parseYaml(r.stdout) as Record<string, unknown>
+    // Every default is written out...
+    expect(printed).to.include({ listen: '127.0.0.1:8080', admin: '[::1]:9901', workers: 1, shutdownTimeoutMs: 10000, clientBodyTimeoutMs: 60000 })
+    const service = (printed.services as Record<string, unknown>[])[0]!
+    expect(service).to.include({ name: 'a', timeoutMs: 30000, keepLastOnEmpty: true })
+    expect(service.strategy).to.deep.equal({ name: 'least-loaded', choices: 2 })
+    expect(service.retry).to.include({ attempts: 3, perTryTimeoutMs: 30000 })
+    // ...and read again, it is the same config: printed again, the same YAML.
+    expect(effectiveConfig(await validateConfig(printed, os.tmpdir()))).to.deep.equal(printed)
   })
 
   it('runs the proxy from a config file and exits 0 on SIGTERM', async function () {
