@@ -5,6 +5,7 @@
 // line, all of them at once, before anything binds a port.
 
 import { readFile } from 'node:fs/promises'
+import { isIP } from 'node:net'
 import path from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
@@ -50,6 +51,25 @@ const hostPort = z
 
 /** Optional: absent, or written empty in YAML (`key:` is null), both mean "not set". */
 const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((v) => v ?? undefined)
+
+/** `address/prefix` (a bare address is /32 or /128), as node:net's BlockList takes it. */
+export interface Cidr {
+  readonly address: string
+  readonly prefix: number
+  readonly family: 'ipv4' | 'ipv6'
+}
+
+const cidr = z.string().transform((v, ctx): Cidr => {
+  const [address = '', prefixText, ...rest] = v.trim().split('/')
+  const version = isIP(address)
+  const max = version === 6 ? 128 : 32
+  const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : -1
+  if (version === 0 || rest.length > 0 || prefix < 0 || prefix > max) {
+    ctx.addIssue({ code: 'custom', message: `must be a CIDR like 10.0.0.0/8 or fd00::/8, got ${JSON.stringify(v)}` })
+    return z.NEVER
+  }
+  return { address, prefix, family: version === 6 ? 'ipv6' : 'ipv4' }
+})
 
 const ms = (def: number) => z.number().int().nonnegative().default(def)
 const positiveMs = (def: number) => z.number().int().positive().default(def)
@@ -189,6 +209,12 @@ const configSchema = z.strictObject({
       maxBodyBytes: z.number().int().nonnegative().default(0),
       /** Most header fields in a request (431); HAProxy's tune.http.maxhdr is 101. */
       maxHeaders: z.number().int().positive().max(10_000).default(100),
+    })
+    .prefault({}),
+  upstreams: z
+    .strictObject({
+      /** Instances must have an IP address inside one of these CIDRs (`10.0.0.0/8`, `::1/128`); absent: any. */
+      allow: optional(z.array(cidr).min(1, { message: 'must list at least one CIDR (leave allow out for any address)' })),
     })
     .prefault({}),
   log: z
@@ -331,6 +357,7 @@ export function effectiveConfig(config: Config): Record<string, unknown> {
   return {
     ...config,
     listen: hostPortText(config.listen),
+    upstreams: config.upstreams.allow === undefined ? {} : { allow: config.upstreams.allow.map((c) => `${c.address}/${c.prefix}`) },
     ...(config.admin === undefined ? {} : { admin: hostPortText(config.admin) }),
     services: config.services.map((s) => ({
       ...s,

@@ -1,10 +1,11 @@
 // createProxy: builds every part from a config, wires them in the one direction they know each
 // other, and closes them in order.
 
+import { BlockList, isIP } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { AdminServer, upstreamsReport } from './ops/admin.js'
 import { Balancer } from './balancing/balancer.js'
-import type { Config } from './config.js'
+import type { Cidr, Config } from './config.js'
 import { Discovery, ZkSession } from './discovery/index.js'
 import { createAccessLog, createLogger } from './log.js'
 import { Metrics } from './ops/metrics.js'
@@ -50,6 +51,21 @@ export interface ZooProxy {
   readonly metrics: Metrics
 }
 
+/**
+ * upstreams.allow as a discovery filter (node:net's BlockList holds the CIDRs): an instance must
+ * have an IP address inside one of them. A host name is refused too: what it resolves to cannot
+ * be held to the list, and a poisoned znode must not point the proxy at internal addresses.
+ */
+function allowList(cidrs: readonly Cidr[]): (e: Endpoint) => string | null {
+  const list = new BlockList()
+  for (const c of cidrs) list.addSubnet(c.address, c.prefix, c.family)
+  return (e) => {
+    const version = isIP(e.host)
+    if (version === 0) return `host ${e.host} is not an IP address, and upstreams.allow is set`
+    return list.check(e.host, version === 6 ? 'ipv6' : 'ipv4') ? null : `address ${e.host} is outside upstreams.allow`
+  }
+}
+
 export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise<ZooProxy> {
   const role = deps.role ?? 'single'
   const logger = deps.logger ?? createLogger(config.log.level)
@@ -80,6 +96,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     service.balancer.update(endpoints)
     fed.add(name)
   }
+  const allow = config.upstreams.allow === undefined ? undefined : allowList(config.upstreams.allow)
   const discovery =
     role === 'worker'
       ? null
@@ -88,6 +105,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
           services: config.services.map((s) => ({ name: s.name, path: s.path, keepLastOnEmpty: s.keepLastOnEmpty ?? config.zookeeper.keepLastOnEmpty })),
           snapshotFile: config.zookeeper.snapshotFile,
           resyncJitterMs: config.zookeeper.resyncJitterMs,
+          admit: allow,
           logger,
           random,
           onSnapshot: (name, endpoints) => {

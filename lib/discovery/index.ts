@@ -21,6 +21,8 @@ export interface DiscoveryOptions {
   readonly logger: Logger
   readonly onSnapshot: (service: string, endpoints: readonly Endpoint[]) => void
   readonly random?: () => number
+  /** Why an instance must be skipped though it decoded well (upstreams.allow), or null. */
+  readonly admit?: (endpoint: Endpoint) => string | null
 }
 
 export interface DiscoveryStatus {
@@ -54,6 +56,7 @@ export class Discovery {
           logger: opts.logger,
           random: opts.random,
           keepLastOnEmpty: s.keepLastOnEmpty,
+          admit: opts.admit,
           initial: saved.get(s.path),
           onSnapshot: (endpoints) => {
             this.#writer?.update(s.name, s.path, endpoints)

@@ -26,6 +26,8 @@ export interface ServiceWatcherOptions {
    * the previous instances instead, marked stale, until ZooKeeper lists some again. Default true.
    */
   readonly keepLastOnEmpty?: boolean
+  /** Why an instance that decoded well must still be skipped (upstreams.allow), or null. */
+  readonly admit?: (endpoint: Endpoint) => string | null
   /** Instances known before the first read (from a snapshot file); served until ZooKeeper answers. */
   readonly initial?: readonly Endpoint[]
 }
@@ -84,7 +86,8 @@ export class ServiceWatcher {
 
   /** Hands over the snapshot-file instances (asynchronously, like every snapshot). */
   start(): void {
-    const initial = this.#o.initial
+    const admit = this.#o.admit
+    const initial = admit === undefined ? this.#o.initial : this.#o.initial?.filter((e) => admit(e) === null)
     if (initial === undefined || initial.length === 0 || this.#synced) return
     this.#fromSnapshot = true
     setImmediate(() => {
@@ -197,16 +200,18 @@ export class ServiceWatcher {
       return
     }
     const decoded = decodeInstance(key, name, data)
-    if (decoded.ok) {
+    const refused = decoded.ok ? (this.#o.admit?.(decoded.endpoint) ?? null) : null
+    if (decoded.ok && refused === null) {
       this.#children.set(name, decoded.endpoint)
       this.#warned.delete(name)
       return
     }
-    this.#children.set(name, { skipped: decoded.reason })
+    const reason = decoded.ok ? refused! : decoded.reason
+    this.#children.set(name, { skipped: reason })
     const text = data.toString('utf8').slice(0, 200)
     if (this.#warned.get(name) !== text) {
       this.#warned.set(name, text)
-      this.#log.warn({ znode: key, reason: decoded.reason, data: text }, 'skipping malformed instance znode')
+      this.#log.warn({ znode: key, reason, data: text }, decoded.ok ? 'skipping instance znode' : 'skipping malformed instance znode')
     }
   }
 
