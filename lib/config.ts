@@ -6,6 +6,7 @@
 
 import { readFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
+import process from 'node:process'
 import path from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
@@ -178,7 +179,18 @@ const serviceSchema = z.strictObject({
 
 const configSchema = z.strictObject({
   listen: hostPort.default({ host: '127.0.0.1', port: 8080 }),
-  admin: optional(hostPort),
+  /** `host:port`, or `{ listen: host:port, token?, tokenFile? }`: a bearer token for every endpoint but /healthz and /readyz. */
+  admin: optional(
+    z.union([
+      hostPort,
+      z.strictObject({
+        listen: hostPort,
+        token: optional(z.string().min(1)),
+        /** A file holding the token (relative to the config file), so the secret stays out of the config. */
+        tokenFile: optional(z.string().min(1)),
+      }),
+    ]),
+  ),
   zookeeper: z
     .strictObject({
       connect: z.string().min(1).default('127.0.0.1:2181'),
@@ -234,9 +246,18 @@ export interface ServiceConfig extends Omit<RawService, 'strategy' | 'retry'> {
   readonly retry: Readonly<RawService['retry']> & { readonly perTryTimeoutMs: number }
 }
 
-export interface Config extends Omit<RawConfig, 'services'> {
+export interface Config extends Omit<RawConfig, 'services' | 'admin'> {
   readonly services: readonly ServiceConfig[]
+  readonly admin: HostPort | undefined
+  /**
+   * The admin listener's bearer token: `admin.token`, else the content of `admin.tokenFile`, else
+   * the environment variable ZOO_PROXY_ADMIN_TOKEN; none: the admin listener asks for nothing.
+   */
+  readonly adminToken: string | undefined
 }
+
+/** Environment variable with the admin token, when the config names none. */
+export const ADMIN_TOKEN_ENV = 'ZOO_PROXY_ADMIN_TOKEN'
 
 function fieldPath(segments: readonly PropertyKey[]): string {
   let out = ''
@@ -286,7 +307,7 @@ function deepFreeze<T>(value: T): T {
  * Validates a parsed config object. `baseDir` resolves relative strategy modules. Throws
  * ConfigError with every problem found; returns a frozen Config.
  */
-export async function validateConfig(input: unknown, baseDir: string): Promise<Config> {
+export async function validateConfig(input: unknown, baseDir: string, env: Readonly<Record<string, string | undefined>> = process.env): Promise<Config> {
   const parsed = configSchema.safeParse(input ?? {})
   if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues))
   const raw = parsed.data
@@ -341,7 +362,22 @@ export async function validateConfig(input: unknown, baseDir: string): Promise<C
   if (problems.length > 0) throw new ConfigError(problems.sort())
   const zookeeper =
     raw.zookeeper.snapshotFile === undefined ? raw.zookeeper : { ...raw.zookeeper, snapshotFile: path.resolve(baseDir, raw.zookeeper.snapshotFile) }
-  return deepFreeze({ ...raw, zookeeper, services })
+  let admin: HostPort | undefined
+  let adminToken = env[ADMIN_TOKEN_ENV] || undefined
+  if (raw.admin !== undefined && 'listen' in raw.admin) {
+    admin = raw.admin.listen
+    if (raw.admin.token !== undefined) adminToken = raw.admin.token
+    else if (raw.admin.tokenFile !== undefined) {
+      const file = path.resolve(baseDir, raw.admin.tokenFile)
+      try {
+        adminToken = (await readFile(file, 'utf8')).trim()
+      } catch (err) {
+        throw new ConfigError([`admin.tokenFile: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`])
+      }
+      if (adminToken === '') throw new ConfigError([`admin.tokenFile: ${file} is empty`])
+    }
+  } else admin = raw.admin
+  return deepFreeze({ ...raw, admin, adminToken, zookeeper, services })
 }
 
 /** `host:port` as a config file writes it (`[v6]:port` for IPv6). */
@@ -358,7 +394,9 @@ export function effectiveConfig(config: Config): Record<string, unknown> {
     ...config,
     listen: hostPortText(config.listen),
     upstreams: config.upstreams.allow === undefined ? {} : { allow: config.upstreams.allow.map((c) => `${c.address}/${c.prefix}`) },
-    ...(config.admin === undefined ? {} : { admin: hostPortText(config.admin) }),
+    // The token itself is never printed.
+    ...(config.admin === undefined ? {} : { admin: config.adminToken === undefined ? hostPortText(config.admin) : { listen: hostPortText(config.admin), token: '<redacted>' } }),
+    adminToken: undefined,
     services: config.services.map((s) => ({
       ...s,
       strategy: s.strategy.module !== undefined ? { module: s.strategy.module, ...s.strategy.options } : { name: s.strategy.name, ...s.strategy.options },

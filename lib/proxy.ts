@@ -117,7 +117,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
   const router = new Router(services.map((s) => ({ match: s.config.match, target: s })))
   const server = role === 'primary' ? null : new ProxyServer(router, logger, { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits }, accessLog ?? null)
   const admin =
-    config.admin === undefined || discovery === null ? null : new AdminServer({ discovery, services, metrics: deps.metricsSource ?? metrics })
+    config.admin === undefined || discovery === null ? null : new AdminServer({ discovery, services, metrics: deps.metricsSource ?? metrics, token: config.adminToken })
   let closing: Promise<void> | null = null
 
   return {

@@ -1,6 +1,7 @@
 // The admin listener: liveness, readiness, and what the proxy knows of every service.
 
 import { Buffer } from 'node:buffer'
+import { timingSafeEqual } from 'node:crypto'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Discovery } from '../discovery/index.js'
@@ -13,6 +14,18 @@ export interface AdminSources {
   readonly discovery: Discovery
   readonly services: readonly Service[]
   readonly metrics?: MetricsSource
+  /** Asked as `Authorization: Bearer <token>` on every endpoint but /healthz and /readyz. */
+  readonly token?: string
+}
+
+/** Liveness and readiness stay open to probes (a load balancer, Kubernetes) that hold no secret. */
+const OPEN = new Set(['/healthz', '/readyz'])
+
+/** The Authorization header carries the token; compared in constant time. */
+function authorized(header: string | undefined, expected: Buffer): boolean {
+  if (header === undefined || !/^Bearer /i.test(header)) return false
+  const given = Buffer.from(header.slice(7).trim())
+  return given.length === expected.length && timingSafeEqual(given, expected)
 }
 
 /** The body of `GET /upstreams`. */
@@ -63,8 +76,13 @@ export class AdminServer {
   readonly #server: http.Server
 
   constructor(src: AdminSources) {
+    const token = src.token === undefined ? null : Buffer.from(src.token)
     this.#server = http.createServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0]
+      const path = (req.url ?? '/').split('?')[0]!
+      if (token !== null && !OPEN.has(path) && !authorized(req.headers.authorization, token)) {
+        res.setHeader('www-authenticate', 'Bearer realm="zoo-proxy admin"')
+        return json(res, 401, { error: 'unauthorized', message: 'this endpoint needs Authorization: Bearer <admin token>' })
+      }
       if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method not allowed' })
       switch (path) {
         case '/healthz':
