@@ -223,6 +223,16 @@ const configSchema = z.strictObject({
       maxHeaders: z.number().int().positive().max(10_000).default(100),
     })
     .prefault({}),
+  /** HTTPS on `listen` (only): PEM files, relative to the config file. */
+  tls: optional(
+    z.strictObject({
+      cert: z.string().min(1),
+      key: z.string().min(1),
+      /** CA certificates to send along with the chain (and to verify client certificates, not asked for yet). */
+      ca: optional(z.string().min(1)),
+      minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+    }),
+  ),
   upstreams: z
     .strictObject({
       /** Instances must have an IP address inside one of these CIDRs (`10.0.0.0/8`, `::1/128`); absent: any. */
@@ -377,7 +387,23 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
       if (adminToken === '') throw new ConfigError([`admin.tokenFile: ${file} is empty`])
     }
   } else admin = raw.admin
-  return deepFreeze({ ...raw, admin, adminToken, zookeeper, services })
+  let tls = raw.tls
+  if (tls !== undefined) {
+    // Paths made absolute, and each file read once now, so a missing one is exit 2 naming it.
+    const files = { cert: tls.cert, key: tls.key, ...(tls.ca === undefined ? {} : { ca: tls.ca }) }
+    const resolved: Record<string, string> = {}
+    for (const [field, file] of Object.entries(files)) {
+      resolved[field] = path.resolve(baseDir, file)
+      try {
+        await readFile(resolved[field]!)
+      } catch (err) {
+        problems.push(`tls.${field}: cannot read ${resolved[field]}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      }
+    }
+    if (problems.length > 0) throw new ConfigError(problems)
+    tls = { ...tls, ...resolved }
+  }
+  return deepFreeze({ ...raw, admin, adminToken, tls, zookeeper, services })
 }
 
 /** `host:port` as a config file writes it (`[v6]:port` for IPv6). */

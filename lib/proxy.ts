@@ -3,6 +3,8 @@
 
 import { BlockList, isIP } from 'node:net'
 import type { AddressInfo } from 'node:net'
+import { readFile } from 'node:fs/promises'
+import type { SecureContextOptions } from 'node:tls'
 import { AdminServer, upstreamsReport } from './ops/admin.js'
 import { Balancer } from './balancing/balancer.js'
 import type { Cidr, Config } from './config.js'
@@ -66,6 +68,12 @@ function allowList(cidrs: readonly Cidr[]): (e: Endpoint) => string | null {
   }
 }
 
+/** The listener's certificate, key and CA as node:tls takes them (files read at start). */
+async function readTls(t: NonNullable<Config['tls']>): Promise<SecureContextOptions> {
+  const [cert, key, ca] = await Promise.all([readFile(t.cert), readFile(t.key), t.ca === undefined ? undefined : readFile(t.ca)])
+  return { cert, key, ...(ca === undefined ? {} : { ca }), minVersion: t.minVersion }
+}
+
 export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise<ZooProxy> {
   const role = deps.role ?? 'single'
   const logger = deps.logger ?? createLogger(config.log.level)
@@ -115,7 +123,8 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
         })
   metrics.observe({ discovery, balancers })
   const router = new Router(services.map((s) => ({ match: s.config.match, target: s })))
-  const server = role === 'primary' ? null : new ProxyServer(router, logger, { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits }, accessLog ?? null)
+  const secure = config.tls === undefined ? undefined : await readTls(config.tls)
+  const server = role === 'primary' ? null : new ProxyServer(router, logger, { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits }, accessLog ?? null, secure)
   const admin =
     config.admin === undefined || discovery === null ? null : new AdminServer({ discovery, services, metrics: deps.metricsSource ?? metrics, token: config.adminToken })
   let closing: Promise<void> | null = null

@@ -60,7 +60,7 @@ export function upstreamHeaders(ex: Exchange, keepUnderscores = false): string[]
   }
   const client = ex.remoteAddress
   out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`)
-  out.push('x-forwarded-proto', 'http')
+  out.push('x-forwarded-proto', ex.secure ? 'https' : 'http')
   if (ex.host !== undefined) out.push('x-forwarded-host', ex.host)
   out.push('via', VIA)
   out.push('x-request-id', ex.requestId)

@@ -3,6 +3,7 @@
 import type http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Socket } from 'node:net'
+import type { SecureContextOptions } from 'node:tls'
 import { DEFAULT_LIMITS, H1Server } from './h1/front.js'
 import type { Exchange, FrontLimits, Refusal } from './h1/front.js'
 import type { Router } from './routes.js'
@@ -36,11 +37,11 @@ export class ProxyServer {
 
   readonly #access: AccessLog | null
 
-  constructor(router: Router<Service>, logger: Logger, limits: FrontLimits = DEFAULT_LIMITS, accessLog: AccessLog | null = null) {
+  constructor(router: Router<Service>, logger: Logger, limits: FrontLimits = DEFAULT_LIMITS, accessLog: AccessLog | null = null, secure?: SecureContextOptions) {
     this.#router = router
     this.#log = logger
     this.#access = accessLog
-    this.#server = new H1Server({ request: this.#onRequest, refuse: this.#onRefuse, upgrade: this.#onUpgrade }, limits)
+    this.#server = new H1Server({ request: this.#onRequest, refuse: this.#onRefuse, upgrade: this.#onUpgrade }, limits, secure)
     this.#tunnel = new UpgradeTunnel(logger)
   }
 

@@ -16,6 +16,7 @@ import { performance } from 'node:perf_hooks'
 import { IncomingMessage, STATUS_CODES } from 'node:http'
 import type { IncomingHttpHeaders } from 'node:http'
 import net from 'node:net'
+import tls from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import { ProxyError, clientGone } from '../../errors.js'
@@ -28,6 +29,9 @@ import type { ParseError, ParserEvents } from './parser.js'
 export { MAX_HEADER_BYTES } from './headers.js'
 export const KEEP_ALIVE_TIMEOUT_MS = 5_000
 export const HEADERS_TIMEOUT_MS = 60_000
+
+/** A TLS handshake must be done within this (Node's default is 120 s: a cheap way to hold sockets). */
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
 
 /** Bodies up to this size leave with their head in one copied Buffer (see Exchange.write). */
 const SMALL_BODY = 4096
@@ -108,6 +112,8 @@ export class Exchange {
   /** The Content-Length llhttp framed the body by, as a number; -1: none (chunked, or no body). */
   readonly contentLength: number
   readonly remoteAddress: string
+  /** The connection is TLS (X-Forwarded-Proto: https). */
+  readonly secure: boolean
   /** Set when the request must be answered with an error instead of being routed. */
   refusal: Refusal | null = null
   /** The request body, or null when the request has none. */
@@ -176,6 +182,7 @@ export class Exchange {
     // llhttp took only digits (and refused two lengths, or a length with chunked): this is the number.
     this.contentLength = chunked || length === undefined ? -1 : Number(length)
     this.remoteAddress = conn.socket.remoteAddress ?? ''
+    this.secure = conn.secure
     this.#keepAlive = keepAlive
     this.body = chunked || this.contentLength > 0 ? new RequestBody(conn) : null
     // RFC 9112 §3.2: a request with no Host (HTTP/1.1), more than one, or one that is not
@@ -353,6 +360,7 @@ interface PendingUpgrade {
 /** One client connection: parses requests in order and answers them one at a time. */
 class Connection implements ParserEvents {
   readonly socket: Socket
+  readonly secure: boolean
   readonly #server: H1Server
   readonly #parser: H1Parser
   /** The request being answered. */
@@ -390,7 +398,10 @@ class Connection implements ParserEvents {
     this.#server = server
     this.#parser = new H1Parser('request', this, MAX_HEADER_BYTES)
     socket.setNoDelay(true)
-    if (this.#parser.consume(socket, this.#onExecute)) socket.resume() // flowing, so 'end' is emitted
+    this.secure = socket instanceof tls.TLSSocket
+    // A TLS socket is read through its stream, not consumed: parser.ts's rules were checked for
+    // plain TCP handles only, and on HTTPS the crypto costs more than the 'data' event saves.
+    if (!this.secure && this.#parser.consume(socket, this.#onExecute)) socket.resume() // flowing, so 'end' is emitted
     else socket.on('data', this.#onData)
     socket.on('end', this.#onEnd)
     socket.on('drain', this.#onDrain)
@@ -659,17 +670,40 @@ export class H1Server {
   readonly limits: FrontLimits
   readonly #server: net.Server
   readonly #connections = new Set<Connection>()
+  /** TCP sockets of a TLS listener whose handshake is not done yet. */
+  readonly #handshaking = new Set<Socket>()
   readonly #sweeper: NodeJS.Timeout
   draining = false
 
-  constructor(handlers: H1Handlers, limits: FrontLimits = DEFAULT_LIMITS) {
+  constructor(handlers: H1Handlers, limits: FrontLimits = DEFAULT_LIMITS, secure?: tls.SecureContextOptions) {
     this.handlers = handlers
     this.limits = limits
     // allowHalfOpen: a client that sends its request and then shuts down its sending side still
     // gets its answer (node:http does the same).
-    this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    const accept = (socket: Socket): void => {
       this.#connections.add(new Connection(socket, this))
-    })
+    }
+    if (secure === undefined) this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, accept)
+    else {
+      // HTTPS only on this port; ALPN says http/1.1 (a client asking for h2 alone is refused).
+      const server = tls.createServer(
+        { ...secure, allowHalfOpen: true, noDelay: true, ALPNProtocols: ['http/1.1'], handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS },
+        (socket) => {
+          this.#handshaking.delete(socket)
+          accept(socket)
+        },
+      )
+      // Sockets still in their handshake are no Connection yet: tracked so close() cuts them too
+      // (a client that refused our certificate leaves a half-open one behind).
+      server.on('connection', (raw: Socket) => {
+        this.#handshaking.add(raw)
+        raw.once('close', () => this.#handshaking.delete(raw))
+      })
+      // A failed handshake (plain HTTP, an untrusting client) is the client's problem: its socket
+      // is closed, nothing else happens (with a listener here, closing it is ours to do).
+      server.on('tlsClientError', (_err, socket) => socket.destroy())
+      this.#server = server
+    }
     // Once a second: idle keep-alive connections past their timeout, and heads that take too
     // long to arrive (slowloris), are closed. One timer for all instead of one per socket.
     this.#sweeper = setInterval(() => this.#sweep(), Math.min(1_000, Math.max(50, limits.clientBodyTimeoutMs / 4))).unref()
@@ -708,6 +742,7 @@ export class H1Server {
     this.draining = true
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
     for (const c of this.#connections) if (c.idle) c.socket.destroy()
+    for (const s of this.#handshaking) s.destroy()
     return closed
   }
 
