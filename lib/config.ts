@@ -144,6 +144,17 @@ const healthCheckSchema = z.strictObject({
   unhealthyThreshold: z.number().int().positive().default(3),
 })
 
+/** How instances that speak TLS are verified (and, with cert and key, how the proxy proves itself: mTLS). */
+const upstreamTlsSchema = z.strictObject({
+  /** CA certificates (PEM file) an instance's certificate must chain to. */
+  ca: z.string().min(1),
+  /** A client certificate and its key (PEM files), for instances that ask for one. */
+  cert: optional(z.string().min(1)),
+  key: optional(z.string().min(1)),
+  /** The name the certificate must carry (and SNI); default: the instance's host. */
+  servername: optional(z.string().min(1)),
+})
+
 const matchSchema = z.strictObject({
   host: optional(z.string().min(1)),
   pathPrefix: optional(z.string().startsWith('/', { message: 'must start with /' })),
@@ -175,6 +186,8 @@ const serviceSchema = z.strictObject({
   outlier: outlierSchema,
   /** Active health: optional periodic checks of every instance. */
   healthCheck: optional(healthCheckSchema),
+  /** Overrides the top-level upstreamTls for this service. */
+  upstreamTls: optional(upstreamTlsSchema),
 })
 
 const configSchema = z.strictObject({
@@ -233,6 +246,8 @@ const configSchema = z.strictObject({
       minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
     }),
   ),
+  /** Verification for instances whose znode says TLS; absent: the system's CAs. Never off. */
+  upstreamTls: optional(upstreamTlsSchema),
   upstreams: z
     .strictObject({
       /** Instances must have an IP address inside one of these CIDRs (`10.0.0.0/8`, `::1/128`); absent: any. */
@@ -348,8 +363,13 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
       if (parsed.success) weights = { ...s.weights, ...parsed.data }
       else problems.push(...formatIssues(parsed.error.issues).map((l) => `${at}.strategy.weights${l.startsWith('(root)') ? l.slice(6) : `.${l}`}`))
     }
+    const upstreamTls = s.upstreamTls ?? raw.upstreamTls
+    if ((upstreamTls?.cert === undefined) !== (upstreamTls?.key === undefined)) {
+      problems.push(`${s.upstreamTls !== undefined ? `${at}.upstreamTls` : 'upstreamTls'}: cert and key go together (mTLS)`)
+    }
     return {
       ...s,
+      upstreamTls: upstreamTls === undefined ? undefined : resolveFiles(upstreamTls, ['ca', 'cert', 'key'], baseDir),
       weights,
       strategy,
       retry: { ...s.retry, perTryTimeoutMs: Math.min(s.retry.perTryTimeoutMs ?? s.timeoutMs, s.timeoutMs) },
@@ -387,23 +407,32 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
       if (adminToken === '') throw new ConfigError([`admin.tokenFile: ${file} is empty`])
     }
   } else admin = raw.admin
-  let tls = raw.tls
-  if (tls !== undefined) {
-    // Paths made absolute, and each file read once now, so a missing one is exit 2 naming it.
-    const files = { cert: tls.cert, key: tls.key, ...(tls.ca === undefined ? {} : { ca: tls.ca }) }
-    const resolved: Record<string, string> = {}
-    for (const [field, file] of Object.entries(files)) {
-      resolved[field] = path.resolve(baseDir, file)
-      try {
-        await readFile(resolved[field]!)
-      } catch (err) {
-        problems.push(`tls.${field}: cannot read ${resolved[field]}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-      }
+  // Certificate paths made absolute, and each file read once now, so a missing one is exit 2 naming it.
+  const tls = raw.tls === undefined ? undefined : resolveFiles(raw.tls, ['cert', 'key', 'ca'], baseDir)
+  const upstreamTls = raw.upstreamTls === undefined ? undefined : resolveFiles(raw.upstreamTls, ['ca', 'cert', 'key'], baseDir)
+  const files: [string, string][] = []
+  if (tls !== undefined) for (const f of ['cert', 'key', 'ca'] as const) if (tls[f] !== undefined) files.push([`tls.${f}`, tls[f]!])
+  if (upstreamTls !== undefined) for (const f of ['ca', 'cert', 'key'] as const) if (upstreamTls[f] !== undefined) files.push([`upstreamTls.${f}`, upstreamTls[f]!])
+  services.forEach((s, i) => {
+    if (raw.services[i]!.upstreamTls !== undefined && s.upstreamTls !== undefined)
+      for (const f of ['ca', 'cert', 'key'] as const) if (s.upstreamTls[f] !== undefined) files.push([`services[${i}].upstreamTls.${f}`, s.upstreamTls[f]!])
+  })
+  for (const [field, file] of files) {
+    try {
+      await readFile(file)
+    } catch (err) {
+      problems.push(`${field}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
     }
-    if (problems.length > 0) throw new ConfigError(problems)
-    tls = { ...tls, ...resolved }
   }
-  return deepFreeze({ ...raw, admin, adminToken, tls, zookeeper, services })
+  if (problems.length > 0) throw new ConfigError(problems)
+  return deepFreeze({ ...raw, admin, adminToken, tls, upstreamTls, zookeeper, services })
+}
+
+/** `obj` with the file paths in `fields` made absolute against the config file's folder. */
+function resolveFiles<T extends object>(obj: T, fields: readonly string[], baseDir: string): T {
+  const out = { ...obj } as Record<string, unknown>
+  for (const f of fields) if (typeof out[f] === 'string') out[f] = path.resolve(baseDir, out[f] as string)
+  return out as T
 }
 
 /** `host:port` as a config file writes it (`[v6]:port` for IPv6). */

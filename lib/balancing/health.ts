@@ -4,6 +4,7 @@
 
 import { Agent, request } from 'undici'
 import type { Balancer, Host } from './balancer.js'
+import type { SecureContext } from 'node:tls'
 import type { Logger } from '../log.js'
 
 export interface HealthCheckOptions {
@@ -29,11 +30,13 @@ export class HealthChecker {
   #timer: NodeJS.Timeout | undefined
   #closed = false
 
-  constructor(balancer: Balancer, opts: HealthCheckOptions, logger: Logger) {
+  /** `secure`: how instances that speak TLS (meta.tls) are verified, as for requests. */
+  constructor(balancer: Balancer, opts: HealthCheckOptions, logger: Logger, secure?: { readonly context: SecureContext | null; readonly servername: string | undefined }) {
     this.#balancer = balancer
     this.#opts = opts
     this.#log = logger.child({ service: balancer.service, component: 'health-check' })
-    this.#agent = new Agent({ connections: 1, keepAliveTimeout: opts.intervalMs * 2, connect: { timeout: opts.timeoutMs } })
+    const tlsOptions = { ...(secure?.context ? { secureContext: secure.context } : {}), ...(secure?.servername === undefined ? {} : { servername: secure.servername }) }
+    this.#agent = new Agent({ connections: 1, keepAliveTimeout: opts.intervalMs * 2, connect: { timeout: opts.timeoutMs, ...tlsOptions } })
   }
 
   start(): void {
@@ -57,7 +60,8 @@ export class HealthChecker {
     let why = ''
     try {
       const h = host.host.includes(':') ? `[${host.host}]` : host.host
-      const res = await request(`http://${h}:${host.port}${this.#opts.path}`, {
+      const scheme = host.endpoint.meta.tls === true ? 'https' : 'http'
+      const res = await request(`${scheme}://${h}:${host.port}${this.#opts.path}`, {
         dispatcher: this.#agent,
         headersTimeout: this.#opts.timeoutMs,
         bodyTimeout: this.#opts.timeoutMs,

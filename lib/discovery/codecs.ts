@@ -1,10 +1,11 @@
 // Decoding a service child znode into an endpoint. Four layouts are accepted, tried in this order:
-//   1. ours:       {"host":"10.0.0.5","port":8080,"weight":2,"state":"up"}
+//   1. ours:       {"host":"10.0.0.5","port":8080,"weight":2,"state":"up","scheme":"https"}
 //   2. Curator x-discovery ServiceInstance (also Spring Cloud Zookeeper):
 //                  {"name":..,"id":..,"address":..,"port":..,"sslPort":..,"payload":..,"enabled":..}
 //   3. Finagle/Aurora ServerSet member: {"serviceEndpoint":{"host":..,"port":..},"status":"ALIVE",..}
 //   4. plain text `host:port`, or empty data with the child's own name being `host:port`.
-// Anything else is rejected with a reason, never thrown.
+// Anything else is rejected with a reason, never thrown. An instance reached over TLS carries
+// `meta.tls: true` (ours: "scheme": "https"; Curator: an sslPort, which is then the port used).
 
 import type { Endpoint } from './endpoint.js'
 
@@ -44,14 +45,19 @@ function decodeOurs(key: string, d: Json): DecodeResult {
   if (weight === null) return { ok: false, reason: 'weight must be a number >= 0' }
   const state = d.state ?? 'up'
   if (state !== 'up' && state !== 'draining') return { ok: false, reason: 'state must be "up" or "draining"' }
+  const scheme = d.scheme ?? 'http'
+  if (scheme !== 'http' && scheme !== 'https') return { ok: false, reason: 'scheme must be "http" or "https"' }
   const meta: Json = { format: 'zoo-proxy' }
+  if (scheme === 'https') meta.tls = true
   if (isObject(d.meta)) meta.meta = d.meta
   return ok(key, d.host, d.port, weight ?? 1, state, meta)
 }
 
 function decodeCurator(key: string, d: Json): DecodeResult {
   if (!validHost(d.address)) return { ok: false, reason: 'Curator address must be a non-empty string' }
-  if (!validPort(d.port)) return { ok: false, reason: 'Curator port must be an integer 1-65535 (sslPort alone is not served)' }
+  const tls = d.sslPort !== undefined && d.sslPort !== null
+  if (tls && !validPort(d.sslPort)) return { ok: false, reason: 'Curator sslPort must be an integer 1-65535' }
+  if (!tls && !validPort(d.port)) return { ok: false, reason: 'Curator port must be an integer 1-65535' }
   const payload = isObject(d.payload) ? d.payload : {}
   const metadata = isObject(payload.metadata) ? payload.metadata : {}
   const weight = readWeight(payload.weight ?? metadata.weight)
@@ -61,7 +67,8 @@ function decodeCurator(key: string, d: Json): DecodeResult {
   const meta: Json = { format: 'curator' }
   if (typeof d.name === 'string') meta.name = d.name
   if (typeof d.id === 'string') meta.id = d.id
-  return ok(key, d.address, d.port, weight ?? 1, draining ? 'draining' : 'up', meta)
+  if (tls) meta.tls = true
+  return ok(key, d.address, (tls ? d.sslPort : d.port) as number, weight ?? 1, draining ? 'draining' : 'up', meta)
 }
 
 function decodeServerSet(key: string, d: Json): DecodeResult {

@@ -1,6 +1,9 @@
 // One service's request path: pick an instance, forward, and on failure try another one.
 
+import { readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
+import { createSecureContext } from 'node:tls'
+import type { SecureContext } from 'node:tls'
 import { Buffer } from 'node:buffer'
 import type { Readable } from 'node:stream'
 import pRetry from 'p-retry'
@@ -180,6 +183,8 @@ export class Service {
   readonly #health: HealthChecker | null
   readonly #metrics: ServiceMetrics
   readonly #underscores: boolean
+  /** How instances that speak TLS are verified (upstreamTls), made once for every connection. */
+  readonly #tls: { readonly context: SecureContext | null; readonly servername: string | undefined }
   readonly #access: AccessLog | null
   #closed = false
 
@@ -192,7 +197,8 @@ export class Service {
     this.#metrics = opts.metrics ?? NO_METRICS
     this.#underscores = opts.underscoresInHeaders ?? false
     this.#access = opts.accessLog ?? null
-    this.#health = opts.config.healthCheck ? new HealthChecker(this.balancer, opts.config.healthCheck, opts.logger) : null
+    this.#tls = upstreamTlsContext(opts.config.upstreamTls)
+    this.#health = opts.config.healthCheck ? new HealthChecker(this.balancer, opts.config.healthCheck, opts.logger, this.#tls) : null
     // Instances that leave: finish what is queued on their pools, then let the pools go.
     this.balancer.onRemoved = (hosts) => {
       for (const h of hosts) {
@@ -215,6 +221,7 @@ export class Service {
         keepAliveTimeoutMs: c.keepAliveTimeoutMs,
         connectTimeoutMs: c.connectTimeoutMs,
         clock: this.#clock,
+        tls: host.endpoint.meta.tls === true ? this.#tls : null,
       })
       this.#pools.set(host, pool)
     }
@@ -434,6 +441,17 @@ export class Service {
     this.#pools.clear()
     this.#clock.stop()
   }
+}
+
+/** upstreamTls's files as one shared context (read once, at start); none configured: the system's CAs. */
+export function upstreamTlsContext(t: ServiceConfig['upstreamTls']): { readonly context: SecureContext | null; readonly servername: string | undefined } {
+  if (t === undefined) return { context: null, servername: undefined }
+  const context = createSecureContext({
+    ca: readFileSync(t.ca),
+    ...(t.cert === undefined ? {} : { cert: readFileSync(t.cert) }),
+    ...(t.key === undefined ? {} : { key: readFileSync(t.key) }),
+  })
+  return { context, servername: t.servername }
 }
 
 /**

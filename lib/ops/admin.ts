@@ -60,6 +60,7 @@ export function upstreamsReport(src: AdminSources): object {
         failures: h.failures,
         latencyEwmaMs: Math.round(h.latencyEwmaMs * 100) / 100,
         format: h.endpoint.meta.format,
+        scheme: h.endpoint.meta.tls === true ? 'https' : 'http',
       })),
     }
   }

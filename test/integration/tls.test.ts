@@ -4,7 +4,7 @@
 import { expect } from 'chai'
 import https from 'node:https'
 import net from 'node:net'
-import tls from 'node:tls'
+import type tls from 'node:tls'
 import { validateConfig } from '../../lib/config.js'
 import { ConfigError } from '../../lib/errors.js'
 import { makeCerts } from '../support/certs.js'

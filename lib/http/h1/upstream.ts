@@ -15,6 +15,7 @@
 import { Buffer } from 'node:buffer'
 import { performance } from 'node:perf_hooks'
 import net from 'node:net'
+import tls from 'node:tls'
 import { Readable } from 'node:stream'
 import { UpstreamError, classifyTransportError } from '../../errors.js'
 import type { FailureKind } from '../../errors.js'
@@ -69,6 +70,8 @@ export interface PoolOptions {
   readonly connectTimeoutMs: number
   /** The service's timer for deadlines and idle connections. */
   readonly clock: UpstreamClock
+  /** The instance speaks TLS: verified with this context (null: the system's CAs), never unverified. */
+  readonly tls: { readonly context: tls.SecureContext | null; readonly servername: string | undefined } | null
 }
 
 /** Methods a server may not act on twice; a request of these that hit a connection the
@@ -265,6 +268,8 @@ const READ_BUFFER_MAX_BYTES = 64 * 1024
 
 class Connection implements ParserEvents, AttemptControl {
   readonly socket: net.Socket
+  /** When requests may be written: TCP connected, or (TLS) the handshake verified. */
+  readonly #readyEvent: 'connect' | 'secureConnect'
   readonly #pool: UpstreamPool
   readonly #clock: UpstreamClock
   readonly #parser: H1Parser
@@ -304,12 +309,24 @@ class Connection implements ParserEvents, AttemptControl {
     this.#pool = pool
     this.#clock = pool.options.clock
     this.keepAliveMs = pool.options.keepAliveTimeoutMs
-    const { host, port, connectTimeoutMs } = pool.options
+    const { host, port, connectTimeoutMs, tls: secure } = pool.options
     this.#parser = new H1Parser('response', this, MAX_HEADER_BYTES)
     // Reads land in this connection's own buffer and go to `#onRead` (no Buffer per read).
-    const s = (this.socket = net.connect({ host, port, noDelay: true, onread: { buffer: this.#nextBuffer, callback: this.#onRead } }))
+    const onread = { buffer: this.#nextBuffer, callback: this.#onRead }
+    let s: net.Socket
+    if (secure === null) s = net.connect({ host, port, noDelay: true, onread })
+    else {
+      // Verified against the service's CA (or the system's); SNI only for a name, not an IP.
+      const servername = secure.servername ?? (net.isIP(host) === 0 ? host : undefined)
+      // (`onread` works on TLS sockets too; @types/node only lists it for net.)
+      const options = { host, port, onread, ALPNProtocols: ['http/1.1'], ...(secure.context === null ? {} : { secureContext: secure.context }), ...(servername === undefined ? {} : { servername }) }
+      s = tls.connect(options as tls.ConnectionOptions)
+      s.setNoDelay(true)
+    }
+    this.socket = s
+    this.#readyEvent = secure === null ? 'connect' : 'secureConnect'
     s.setTimeout(connectTimeoutMs, this.#onConnectTimeout)
-    s.once('connect', this.#onConnect)
+    s.once(this.#readyEvent, this.#onConnect)
     s.on('end', this.#onEnd)
     s.on('error', this.#onError)
     s.once('close', this.#onClose)
@@ -451,7 +468,7 @@ class Connection implements ParserEvents, AttemptControl {
     s.write(`${head}${length ? `content-length: ${req.contentLength}\r\n` : 'transfer-encoding: chunked\r\n'}\r\n`, 'latin1')
     if (this.#connected) this.#pipe(body, !length)
     else
-      s.once('connect', () => {
+      s.once(this.#readyEvent, () => {
         if (this.#req === req) this.#pipe(body, !length)
       })
   }
