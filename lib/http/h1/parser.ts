@@ -33,6 +33,9 @@
 //     (got_exception_), and in a consumed read it is an uncaught exception that ends the process.
 //     Each callback is wrapped here; a throw ends the parse as an error of code ZP_CALLBACK_THREW,
 //     which the owner handles like a malformed message (close the connection).
+//  8. What the binding hands over in pieces (flushed headers, a chunked message's trailers, the
+//     URL) belongs to one message: gathered pieces are cleared at its head and at its end, so
+//     nothing of one message (a trailer, its URL) ever lands in the next one's head.
 
 import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
@@ -176,18 +179,16 @@ export class H1Parser {
       upgrade: boolean,
       keepAlive: boolean,
     ): number => {
-      if (headers === undefined) {
-        headers = this.#headers
-        this.#headers = []
-      }
-      if (!url) {
-        url = this.#url
-        this.#url = ''
-      }
+      // Flushed pieces (a slow head) were gathered in #headers/#url; a fast head comes whole and
+      // what was gathered is not its own. Either way nothing gathered outlives this head.
+      if (headers === undefined) headers = this.#headers
+      if (!url) url = this.#url
+      this.#headers = []
+      this.#url = ''
       if (!this.#live()) return SKIP_BODY
       let r: number | void = 0
       try {
-        r = events.onHead(major, minor, headers, method === undefined ? '' : methods[method]!, url, status ?? 0, statusText ?? '', upgrade, keepAlive)
+        r = events.onHead(major, minor, headers, method === undefined ? '' : (methods[method] ?? ''), url, status ?? 0, statusText ?? '', upgrade, keepAlive)
       } catch (err) {
         this.#threw = callbackThrew(err)
         return SKIP_BODY
@@ -198,6 +199,11 @@ export class H1Parser {
       if (this.#live()) this.#guard(() => events.onBody(chunk))
     }
     p[HTTPParser.kOnMessageComplete] = () => {
+      // A chunked message's trailers arrive through kOnHeaders (with the message's URL) just
+      // before this: dropped here, never left for the next message's head (node:http clears
+      // them in parserOnMessageComplete too). The proxy does not pass trailers on.
+      this.#headers = []
+      this.#url = ''
       if (this.#live()) this.#guard(() => events.onComplete())
     }
     this.#native = p
