@@ -20,7 +20,7 @@ import { Readable } from 'node:stream'
 import { UpstreamError, classifyTransportError } from '../../errors.js'
 import type { FailureKind } from '../../errors.js'
 import { MAX_HEADER_BYTES, ResponseHead, keepAliveTimeoutS, parsePlainHead, rawHeader } from './headers.js'
-import { H1Parser, RAW_BODY, startReading, stopReading } from './parser.js'
+import { H1Parser, RAW_BODY, SKIP_BODY, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 
 /** A request body held whole (so it can be sent again): the pieces as read, never joined. */
@@ -283,6 +283,8 @@ class Connection implements ParserEvents, AttemptControl {
   #answerBytes = false
   /** An answer with 1xx status is parsed as a message of its own; its end is not the end. */
   #informational = false
+  /** A 1xx came before this answer: the connection is not reused (see onHead). */
+  #afterInterim = false
   #reusable = false
   #bodySent = false
   /** Detaches a streamed request body from this connection (it ended early or failed). */
@@ -428,6 +430,7 @@ class Connection implements ParserEvents, AttemptControl {
     this.#answered = false
     this.#headSeen = false
     this.#answerBytes = false
+    this.#afterInterim = false
     this.#bodySent = false
     this.#parser.skipBody = req.method === 'HEAD'
     this.#headDeadline = headDeadline
@@ -534,8 +537,13 @@ class Connection implements ParserEvents, AttemptControl {
       return 0
     }
     if (status < 200) {
+      // An interim answer has no body (RFC 9110 §15.2), whatever it says: llhttp frames only
+      // 100-103 so, and bytes after any other 1xx head would be passed on as a made-up 200's body.
+      // The connection is not reused after it: an upstream that sends those is not one to trust
+      // with the next request.
       this.#informational = true
-      return 0
+      this.#afterInterim = true
+      return SKIP_BODY
     }
     if (keepAlive) {
       const hint = rawHeader(headers, 'keep-alive')
@@ -601,7 +609,10 @@ class Connection implements ParserEvents, AttemptControl {
    */
   #settle(extra: boolean): void {
     this.#answered = false
-    const dirty = extra || this.#extra
+    // After a HEAD or a 1xx the connection is closed too: a backend that sends a body it should
+    // not (a HEAD answered like a GET is a common bug) may send it late, in a later read, where it
+    // would be taken as the next request's answer (the keep-alive race nginx has as well).
+    const dirty = extra || this.#extra || this.#parser.skipBody || this.#afterInterim
     this.#extra = false
     if (!dirty && this.#reusable && this.#bodySent && this.keepAliveMs > 0 && !this.socket.destroyed) this.#pool.release(this)
     else this.socket.destroy()
