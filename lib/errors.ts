@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'ZP_ERR_CLOSED'
   | 'ZP_ERR_CLIENT_TIMEOUT'
   | 'ZP_ERR_BODY_TOO_LARGE'
+  | 'ZP_ERR_BAD_REQUEST'
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
   ZP_ERR_NO_ROUTE: 404,

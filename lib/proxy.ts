@@ -124,7 +124,12 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
   metrics.observe({ discovery, balancers })
   const router = new Router(services.map((s) => ({ match: s.config.match, target: s })))
   const secure = config.tls === undefined ? undefined : await readTls(config.tls)
-  const server = role === 'primary' ? null : new ProxyServer(router, logger, { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits }, accessLog ?? null, secure)
+  const server = role === 'primary' ? null : new ProxyServer(router, logger, {
+          limits: { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits },
+          ...(accessLog === undefined ? {} : { accessLog }),
+          ...(secure === undefined ? {} : { tls: secure }),
+          underscoresInHeaders: config.underscoresInHeaders,
+        })
   const admin =
     config.admin === undefined || discovery === null ? null : new AdminServer({ discovery, services, metrics: deps.metricsSource ?? metrics, token: config.adminToken })
   let closing: Promise<void> | null = null

@@ -3,9 +3,8 @@
 import type http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Socket } from 'node:net'
-import type { SecureContextOptions } from 'node:tls'
-import { DEFAULT_LIMITS, H1Server } from './h1/front.js'
-import type { Exchange, FrontLimits, Refusal } from './h1/front.js'
+import { H1Server } from './h1/front.js'
+import type { Exchange, FrontOptions, Refusal } from './h1/front.js'
 import type { Router } from './routes.js'
 import { UpgradeTunnel } from './websocket.js'
 import { sendError } from './service.js'
@@ -37,11 +36,11 @@ export class ProxyServer {
 
   readonly #access: AccessLog | null
 
-  constructor(router: Router<Service>, logger: Logger, limits: FrontLimits = DEFAULT_LIMITS, accessLog: AccessLog | null = null, secure?: SecureContextOptions) {
+  constructor(router: Router<Service>, logger: Logger, options: FrontOptions & { readonly accessLog?: AccessLog } = {}) {
     this.#router = router
     this.#log = logger
-    this.#access = accessLog
-    this.#server = new H1Server({ request: this.#onRequest, refuse: this.#onRefuse, upgrade: this.#onUpgrade }, limits, secure)
+    this.#access = options.accessLog ?? null
+    this.#server = new H1Server({ request: this.#onRequest, refuse: this.#onRefuse, upgrade: this.#onUpgrade }, options)
     this.#tunnel = new UpgradeTunnel(logger)
   }
 

@@ -11,7 +11,7 @@ import type { Balancer, Host, Lease } from '../balancing/balancer.js'
 import type { Exchange } from './h1/front.js'
 import { UpstreamClock, UpstreamPool } from './h1/upstream.js'
 import type { ServiceConfig } from '../config.js'
-import { ProxyError, UpstreamError, isClientGone } from '../errors.js'
+import { ProxyError, UpstreamError, clientGone, isClientGone } from '../errors.js'
 import { BodyTap, forwardAttempt, upstreamHeaders } from './forward.js'
 import type { AttemptListener } from './forward.js'
 import type { ResponseHead } from './h1/headers.js'
@@ -129,6 +129,11 @@ type ReadBody = { readonly complete: true; readonly body: HeldBody } | { readonl
  */
 function readBody(req: Readable, limit: number): Promise<ReadBody> {
   return new Promise((resolve, reject) => {
+    // Failed before anyone read it (too slow, too large, malformed): its error was emitted already.
+    if (req.destroyed && !req.readableEnded) {
+      reject(req.errored ?? clientGone('client aborted the request body'))
+      return
+    }
     const chunks: Buffer[] = []
     let size = 0
     const onData = (c: Buffer) => {

@@ -497,11 +497,19 @@ class Connection implements ParserEvents {
     // HTTP/0.9 (a request line without a version, which llhttp takes) and versions above 1.x.
     if (major !== 1) refusal = major === 0 ? BAD_VERSION : UNSUPPORTED_VERSION
     else if (headers.length > limits.maxHeaders * 2) refusal = TOO_MANY_HEADERS
-    else if (upgrade) {
-      this.#upgrade = { method, url, minor, headers }
-      return
+    // A method llhttp parses but this Node names not (QUERY on Node 20): never sent as "undefined".
+    else if (method === '') refusal = UNKNOWN_METHOD
+    const ex = new Exchange(this, method === '' ? 'GET' : method, url, major === 1 ? minor : 0, headers, keepAlive && refusal === null && !upgrade)
+    if (upgrade && refusal === null && ex.refusal === null) {
+      // An upgrade is held to the same rules (one sane Host, origin-form), and carries no body:
+      // bytes after its head belong to the tunnel, so a length there would frame nothing.
+      if (ex.body !== null || ex.contentLength > 0) refusal = UPGRADE_WITH_BODY
+      else if (url.charCodeAt(0) !== 47 /* '/' */) refusal = BAD_TARGET
+      else {
+        this.#upgrade = { method, url, minor, headers }
+        return
+      }
     }
-    const ex = new Exchange(this, method, url, major === 1 ? minor : 0, headers, keepAlive && refusal === null)
     if (refusal === null && limits.maxBodyBytes > 0 && ex.contentLength > limits.maxBodyBytes) refusal = BODY_TOO_LARGE
     if (refusal !== null) ex.refusal = refusal
     if (ex.refusal !== null || !keepAlive) this.#lastRead = true
@@ -553,7 +561,8 @@ class Connection implements ParserEvents {
 
   #start(ex: Exchange): void {
     this.#current = ex
-    if (ex.body !== null && ex.httpMinor >= 1 && /^100-continue$/i.test(ex.expect ?? '')) {
+    // Not for a request about to be refused: its body would only be read and dropped.
+    if (ex.refusal === null && ex.body !== null && ex.httpMinor >= 1 && /^100-continue$/i.test(ex.expect ?? '')) {
       this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1')
     }
     if (ex.refusal !== null) this.#server.handlers.refuse(ex, ex.refusal)
@@ -605,8 +614,13 @@ class Connection implements ParserEvents {
     startReading(this.socket)
     if (this.#closing || this.#lastRead) return
     if (this.#reading !== null) {
-      // In the middle of a body: the framing is lost, nothing sane can be answered.
-      this.socket.destroy()
+      // In the middle of a body (a bad chunk, a Transfer-Encoding llhttp refused after the head):
+      // the rest cannot be framed. The request fails with a 400 if nothing was answered yet (or
+      // its connection is cut), and nothing after it is read.
+      const ex = this.#reading
+      this.#reading = null
+      this.#lastRead = true
+      ex.failBody(new ProxyError('ZP_ERR_BAD_REQUEST', `malformed request body (${err.code})`, { statusCode: 400 }))
       return
     }
     if (this.#current !== null) {
@@ -652,8 +666,17 @@ class Connection implements ParserEvents {
     req.httpVersionMajor = 1
     req.httpVersionMinor = u.minor
     req.httpVersion = `1.${u.minor}`
-    req.rawHeaders = u.headers
-    req.headers = headerObject(u.headers)
+    // Handed on as every request goes upstream: no names with `_` (unless kept), no framing
+    // headers (an upgrade has no body), and Via.
+    const kept: string[] = []
+    for (let i = 0; i < u.headers.length; i += 2) {
+      const lower = u.headers[i]!.toLowerCase()
+      if (lower === 'content-length' || lower === 'transfer-encoding' || (!this.#server.underscoresInHeaders && lower.includes('_'))) continue
+      kept.push(u.headers[i]!, u.headers[i + 1]!)
+    }
+    kept.push('Via', '1.1 zoo-proxy')
+    req.rawHeaders = kept
+    req.headers = headerObject(kept)
     req.complete = true
     req.push(null)
     this.#server.handlers.upgrade(req, this.socket, head)
@@ -662,12 +685,24 @@ class Connection implements ParserEvents {
 
 const BAD_VERSION: Refusal = { status: 400, code: 'ZP_ERR_BAD_REQUEST', message: 'not an HTTP/1.x request line' }
 const UNSUPPORTED_VERSION: Refusal = { status: 505, code: 'ZP_ERR_BAD_REQUEST', message: 'only HTTP/1.0 and HTTP/1.1 are served here' }
+const UNKNOWN_METHOD: Refusal = { status: 501, code: 'ZP_ERR_BAD_REQUEST', message: 'method not implemented' }
+const UPGRADE_WITH_BODY: Refusal = { status: 400, code: 'ZP_ERR_BAD_REQUEST', message: 'an upgrade request carries no body' }
+const BAD_TARGET: Refusal = { status: 400, code: 'ZP_ERR_BAD_REQUEST', message: 'request target must be a path (origin-form)' }
 const TOO_MANY_HEADERS: Refusal = { status: 431, code: 'ZP_ERR_HEADERS_TOO_LARGE', message: 'too many header fields' }
 const BODY_TOO_LARGE: Refusal = { status: 413, code: 'ZP_ERR_BODY_TOO_LARGE', message: 'request body too large' }
+
+export interface FrontOptions {
+  readonly limits?: FrontLimits
+  /** HTTPS only: the listener's certificate and key. */
+  readonly tls?: tls.SecureContextOptions
+  /** Keep header names with `_` (upgrade requests are handed on with them dropped otherwise). */
+  readonly underscoresInHeaders?: boolean
+}
 
 export class H1Server {
   readonly handlers: H1Handlers
   readonly limits: FrontLimits
+  readonly underscoresInHeaders: boolean
   readonly #server: net.Server
   readonly #connections = new Set<Connection>()
   /** TCP sockets of a TLS listener whose handshake is not done yet. */
@@ -675,9 +710,11 @@ export class H1Server {
   readonly #sweeper: NodeJS.Timeout
   draining = false
 
-  constructor(handlers: H1Handlers, limits: FrontLimits = DEFAULT_LIMITS, secure?: tls.SecureContextOptions) {
+  constructor(handlers: H1Handlers, options: FrontOptions = {}) {
+    const { limits = DEFAULT_LIMITS, tls: secure } = options
     this.handlers = handlers
     this.limits = limits
+    this.underscoresInHeaders = options.underscoresInHeaders ?? false
     // allowHalfOpen: a client that sends its request and then shuts down its sending side still
     // gets its answer (node:http does the same).
     const accept = (socket: Socket): void => {
