@@ -13,8 +13,8 @@ import type { ProxyProcess } from '../support/wire.js'
 type Script = (socket: net.Socket, path: string) => void
 
 /**
- * A TCP upstream that reads request heads (bodies are not parsed: a request with one is the last
- * on its connection) and answers each by `script(path)`; `/ok/<id>` gets `200` with body `<id>`.
+ * A TCP upstream that reads requests (a body framed by the proxy: a Content-Length, or chunked up
+ * to its last chunk) and answers each by `script(path)`; `/ok/<id>` gets `200` with body `<id>`.
  */
 async function scriptedUpstream(script: (path: string) => Script | undefined) {
   const sockets = new Set<net.Socket>()
@@ -26,17 +26,30 @@ async function scriptedUpstream(script: (path: string) => Script | undefined) {
     s.on('close', () => sockets.delete(s))
     s.on('error', () => {})
     let buf = ''
-    let body = false
+    /** Body bytes still to skip (Content-Length), or -1: skipping a chunked body to its end. */
+    let skip = 0
     s.on('data', (d) => {
-      if (body) return
       buf += d.toString('latin1')
-      let end: number
-      while (!body && (end = buf.indexOf('\r\n\r\n')) >= 0) {
+      for (;;) {
+        if (skip > 0) {
+          const n = Math.min(skip, buf.length)
+          buf = buf.slice(n)
+          skip -= n
+          if (skip > 0) return
+        } else if (skip < 0) {
+          const last = buf.indexOf('0\r\n\r\n')
+          if (last < 0) return
+          buf = buf.slice(last + 5)
+          skip = 0
+        }
+        const end = buf.indexOf('\r\n\r\n')
+        if (end < 0) return
         const head = buf.slice(0, end)
         buf = buf.slice(end + 4)
         const path = head.split(' ')[1] ?? ''
         seen.push(head)
-        body = /\r\n(content-length: [1-9]|transfer-encoding)/i.test(head)
+        const length = /\r\ncontent-length: (\d+)/i.exec(head)
+        skip = length !== null ? Number(length[1]) : /\r\ntransfer-encoding: chunked/i.test(head) ? -1 : 0
         const own = script(path)
         if (own !== undefined) own(s, path)
         else {
@@ -371,6 +384,128 @@ describe('hostile input (the proxy as a child process)', function () {
       expect(got).to.match(/^HTTP\/1\.1 431 /)
       expect(closed).to.equal(true)
       expect(upstream.seen).to.deep.equal([])
+    })
+  })
+
+  describe('what one message leaves behind never reaches the next (found by review, each a class)', () => {
+    const TRAILERS = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: Set-Cookie\r\n\r\n1\r\nA\r\n0\r\nSet-Cookie: session=SECRET-OF-A\r\nX-Extra: a\r\n\r\n'
+    const next: Record<string, Script> = {
+      'a 204': (s) => s.write('HTTP/1.1 204 No Content\r\n\r\n'),
+      'a chunked answer': (s) => s.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'),
+      'a 304': (s) => s.write('HTTP/1.1 304 Not Modified\r\n\r\n'),
+      'a head split over two reads': (s) => {
+        s.write('HTTP/1.1 200 OK\r\nContent-')
+        setTimeout(() => s.write('Length: 2\r\n\r\nok'), 20)
+      },
+      'a plain answer': (s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'),
+    }
+    for (const [name, answer] of Object.entries(next))
+      it(`never puts an answer's trailers into the head of the next answer on its connection (${name})`, async () => {
+        scripts.set('/trailers', (s) => s.write(TRAILERS))
+        scripts.set('/next', answer)
+        const first = await get(proxy.port, '/trailers')
+        expect(first.status).to.equal(200)
+        const connections = upstream.connections
+        const { got } = await raw(proxy.port, 'GET /next HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+        expect(got).to.match(/^HTTP\/1\.1 (200|204|304) /)
+        expect(got).not.to.include('SECRET-OF-A')
+        expect(got).not.to.include('X-Extra')
+        expect(upstream.connections, 'the same pooled connection').to.equal(connections)
+      })
+
+    it("never puts a request's trailers or URL into the next request pipelined on its connection", async () => {
+      upstream.seen.length = 0
+      const { got } = await raw(proxy.port, 'POST /ok/first HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Injected: from-trailer\r\n\r\nGET /ok/second HTTP/1.1\r\nHost: t\r\n\r\n', (g) => g.endsWith('second'))
+      expect(got).to.match(/first[\s\S]*second$/)
+      expect(upstream.seen.map((h) => h.split('\r\n')[0])).to.deep.equal(['POST /ok/first HTTP/1.1', 'GET /ok/second HTTP/1.1'])
+      expect(upstream.seen.join('\n')).not.to.include('X-Injected')
+    })
+
+    const interim: Record<string, string> = {
+      '150 with a Content-Length body': 'HTTP/1.1 150 X\r\nContent-Length: 5\r\n\r\nHELLOHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+      '199 with a chunked body': 'HTTP/1.1 199 X\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nHELLO\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+      // (A 1xx has no body, RFC 9110 §15.2: bytes after its head are the next answer's, and these
+      // are no status line.)
+      '104 with a Content-Length body': 'HTTP/1.1 104 X\r\nContent-Length: 5\r\n\r\nevil!HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+    }
+    for (const [name, answer] of Object.entries(interim))
+      it(`never passes the body of an interim answer on as a made-up 200 (${name})`, async () => {
+        scripts.set('/interim', (s) => s.write(answer))
+        const { got } = await raw(proxy.port, 'GET /interim HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+        expect(got).to.match(/^HTTP\/1\.1 502 /)
+        expect(got).not.to.include('HELLO')
+        expect(got).not.to.include('evil')
+      })
+
+    it('never gives a queued client the late body of a HEAD answer (the connection is not reused)', async () => {
+      let release: () => void = () => {}
+      const held = new Promise<void>((r) => (release = r))
+      scripts.set('/head', (s) => {
+        void held.then(() => {
+          s.write('HTTP/1.1 200 OK\r\nContent-Length: 44\r\n\r\n')
+          setTimeout(() => s.write('HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON'), 5)
+        })
+      })
+      const head = raw(proxy.port, 'HEAD /head HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+      await waitFor(() => upstream.seen.some((h) => h.startsWith('HEAD /head')), 'the upstream to get the HEAD')
+      const others = ['b1', 'b2', 'b3'].map((id) => get(proxy.port, `/ok/${id}`))
+      await waitFor(async () => {
+        const r = (await (await fetch(`http://127.0.0.1:${proxy.adminPort}/upstreams`)).json()) as { services: Record<string, { instances: { inFlight: number }[] }> }
+        return r.services.hostile!.instances[0]!.inFlight === 4
+      }, 'the three to wait for the connection')
+      release()
+      expect((await head).got).to.match(/^HTTP\/1\.1 200 [\s\S]*\r\n\r\n$/)
+      expect((await Promise.all(others)).map((o) => o.body)).to.deep.equal(['b1', 'b2', 'b3'])
+      upstream.seen.length = 0
+    })
+
+    it('answers 501 to a method this Node cannot name, and forwards nothing', async () => {
+      upstream.seen.length = 0
+      const { got, closed } = await raw(proxy.port, 'QUERY /ok/q HTTP/1.1\r\nHost: t\r\n\r\n')
+      expect(got).to.match(/^HTTP\/1\.(1 501 |1 400 )/)
+      expect(closed).to.equal(true)
+      expect(upstream.seen).to.deep.equal([])
+    })
+
+    it('answers 400 to a malformed chunk in the middle of a body, rather than only closing', async () => {
+      scripts.set('/chunks', () => {})
+      const { got, closed } = await raw(proxy.port, 'POST /chunks HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n+5\r\nworld\r\n0\r\n\r\n')
+      expect(got).to.match(/^HTTP\/1\.1 400 /)
+      expect(closed).to.equal(true)
+    })
+
+    it('sends no 100 Continue before refusing a request (413)', async () => {
+      const { got } = await raw(proxy.port, 'POST /ok/big HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 10001\r\n\r\n', (g) => g.includes('}'))
+      expect(got).to.match(/^HTTP\/1\.1 413 /)
+    })
+  })
+
+  describe('upgrade requests are held to the same rules', () => {
+    const up = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n'
+    const refused: Record<string, string> = {
+      'two Host headers': `GET /ws HTTP/1.1\r\nHost: t\r\nHost: t\r\n${up}\r\n`,
+      'a Host with userinfo': `GET /ws HTTP/1.1\r\nHost: t@evil.test\r\n${up}\r\n`,
+      'no Host on HTTP/1.1': `GET /ws HTTP/1.1\r\n${up}\r\n`,
+      'an absolute-form target': `GET http://t/ws HTTP/1.1\r\nHost: t\r\n${up}\r\n`,
+      'a body': `GET /ws HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n${up}\r\nhello`,
+    }
+    for (const [name, text] of Object.entries(refused))
+      it(`answers 400 to an upgrade with ${name}, and forwards nothing`, async () => {
+        upstream.seen.length = 0
+        const { got, closed } = await raw(proxy.port, text)
+        expect(got).to.match(/^HTTP\/1\.1 400 /)
+        expect(closed).to.equal(true)
+        expect(upstream.seen).to.deep.equal([])
+      })
+
+    it('hands an upgrade on without header names with "_", and with Via', async () => {
+      scripts.set('/ws', (s) => s.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n'))
+      upstream.seen.length = 0
+      const { got } = await raw(proxy.port, `GET /ws HTTP/1.1\r\nHost: t\r\nX_User: admin\r\nContent_Length: 5\r\n${up}\r\n`)
+      expect(got).to.match(/^HTTP\/1\.1 404 /)
+      expect(upstream.seen).to.have.length(1)
+      expect(upstream.seen[0]).not.to.include('_')
+      expect(upstream.seen[0]).to.match(/\r\nvia: 1\.1 zoo-proxy/i)
     })
   })
 })
