@@ -6,7 +6,7 @@ import process from 'node:process'
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { stringify as toYaml } from 'yaml'
-import { effectiveConfig, loadConfig } from './config.js'
+import { ZK_CREDENTIALS_ENV, effectiveConfig, loadConfig } from './config.js'
 import { ConfigError } from './errors.js'
 import { createLogger } from './log.js'
 import cluster from 'node:cluster'
@@ -20,7 +20,7 @@ const USAGE = `Usage:
   zoo-proxy check --config <file>      validate a config file, print the effective config (YAML), exit 0 / 2
   zoo-proxy register --zookeeper <connect> --path <service path> --host <host> --port <port>
                      [--weight <n>] [--check <url>] [--check-interval-ms <ms>] [--drain-ms <ms>]
-                     [--session-timeout-ms <ms>]
+                     [--session-timeout-ms <ms>] [--auth <user:pass>]
                                        keep an ephemeral instance znode while this runs
   zoo-proxy --help | --version
 Exit status: 0 stopped cleanly, 1 run-time failure, 2 bad config or arguments.`
@@ -102,6 +102,9 @@ async function runRegister(v: Record<string, string | boolean | undefined>): Pro
   const checkUrl = str('check')
   if (checkUrl !== undefined && !/^https?:\/\/[^/]+/.test(checkUrl)) throw new UsageError(`--check must be an http:// URL, got "${checkUrl}"`)
   const checkIntervalMs = intArg('check-interval-ms', str('check-interval-ms'), 10)
+  // ZooKeeper digest credentials (also from ZOO_PROXY_ZK_CREDENTIALS, to keep them off the command line).
+  const auth = str('auth') ?? (process.env[ZK_CREDENTIALS_ENV] || undefined)
+  if (auth !== undefined && !/^[^:]+:.+$/.test(auth)) throw new UsageError('--auth must be user:pass')
   const logger = createLogger('info')
   const reg = await register({
     connect: str('zookeeper')!,
@@ -111,6 +114,7 @@ async function runRegister(v: Record<string, string | boolean | undefined>): Pro
     weight,
     sessionTimeoutMs,
     check: checkUrl === undefined ? undefined : { url: checkUrl, intervalMs: checkIntervalMs },
+    ...(auth === undefined ? {} : { auth: [{ scheme: 'digest', credentials: auth }] }),
     logger,
   })
   const sig = await untilSignal()
@@ -139,6 +143,7 @@ export async function main(argv: string[]): Promise<number> {
       'session-timeout-ms': { type: 'string' },
       check: { type: 'string' },
       'check-interval-ms': { type: 'string' },
+      auth: { type: 'string' },
     },
   })
   if (values.help) {

@@ -214,6 +214,18 @@ const configSchema = z.strictObject({
       snapshotFile: optional(z.string().min(1)),
       /** Re-reads after a new session start within a random 0..this ms (herd control). */
       resyncJitterMs: ms(250),
+      /** Credentials for the session (`digest`, `user:pass`), inline or from a file; see ZK_CREDENTIALS_ENV. */
+      auth: z
+        .array(
+          z
+            .strictObject({
+              scheme: z.string().min(1).default('digest'),
+              credentials: optional(z.string().min(1)),
+              credentialsFile: optional(z.string().min(1)),
+            })
+            .refine((a) => (a.credentials === undefined) !== (a.credentialsFile === undefined), { message: 'give credentials or credentialsFile (one of them)' }),
+        )
+        .default([]),
     })
     .prefault({}),
   services: z.array(serviceSchema).min(1, { message: 'must list at least one service' }),
@@ -271,7 +283,17 @@ export interface ServiceConfig extends Omit<RawService, 'strategy' | 'retry'> {
   readonly retry: Readonly<RawService['retry']> & { readonly perTryTimeoutMs: number }
 }
 
-export interface Config extends Omit<RawConfig, 'services' | 'admin'> {
+/** One credential of the ZooKeeper session, read from wherever the config said. */
+export interface ZkAuthConfig {
+  readonly scheme: string
+  readonly credentials: string
+}
+
+/** Environment variable with `user:pass` digest credentials, when zookeeper.auth names none. */
+export const ZK_CREDENTIALS_ENV = 'ZOO_PROXY_ZK_CREDENTIALS'
+
+export interface Config extends Omit<RawConfig, 'services' | 'admin' | 'zookeeper'> {
+  readonly zookeeper: Omit<RawConfig['zookeeper'], 'auth'> & { readonly auth: readonly ZkAuthConfig[] }
   readonly services: readonly ServiceConfig[]
   readonly admin: HostPort | undefined
   /**
@@ -390,8 +412,25 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
     }),
   )
   if (problems.length > 0) throw new ConfigError(problems.sort())
-  const zookeeper =
-    raw.zookeeper.snapshotFile === undefined ? raw.zookeeper : { ...raw.zookeeper, snapshotFile: path.resolve(baseDir, raw.zookeeper.snapshotFile) }
+  const auth: ZkAuthConfig[] = []
+  for (const [i, a] of raw.zookeeper.auth.entries()) {
+    if (a.credentials !== undefined) auth.push({ scheme: a.scheme, credentials: a.credentials })
+    else {
+      const file = path.resolve(baseDir, a.credentialsFile!)
+      try {
+        auth.push({ scheme: a.scheme, credentials: (await readFile(file, 'utf8')).trim() })
+      } catch (err) {
+        throw new ConfigError([`zookeeper.auth[${i}].credentialsFile: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`])
+      }
+    }
+  }
+  const fromEnv = env[ZK_CREDENTIALS_ENV]
+  if (auth.length === 0 && fromEnv) auth.push({ scheme: 'digest', credentials: fromEnv })
+  const zookeeper = {
+    ...raw.zookeeper,
+    auth,
+    ...(raw.zookeeper.snapshotFile === undefined ? {} : { snapshotFile: path.resolve(baseDir, raw.zookeeper.snapshotFile) }),
+  }
   let admin: HostPort | undefined
   let adminToken = env[ADMIN_TOKEN_ENV] || undefined
   if (raw.admin !== undefined && 'listen' in raw.admin) {
@@ -445,13 +484,22 @@ function hostPortText(at: HostPort): string {
  * as YAML): validating it again gives the same config.
  */
 export function effectiveConfig(config: Config): Record<string, unknown> {
+  // Through JSON: fields left unset (undefined) are left out, as a file would leave them.
+  return JSON.parse(JSON.stringify(effectiveFields(config))) as Record<string, unknown>
+}
+
+function effectiveFields(config: Config): Record<string, unknown> {
+  // The admin token is never printed (its place is admin.token, redacted, below).
+  const rest: { -readonly [K in keyof Config]?: Config[K] } = { ...config }
+  delete rest.adminToken
   return {
-    ...config,
+    ...rest,
     listen: hostPortText(config.listen),
     upstreams: config.upstreams.allow === undefined ? {} : { allow: config.upstreams.allow.map((c) => `${c.address}/${c.prefix}`) },
     // The token itself is never printed.
     ...(config.admin === undefined ? {} : { admin: config.adminToken === undefined ? hostPortText(config.admin) : { listen: hostPortText(config.admin), token: '<redacted>' } }),
-    adminToken: undefined,
+    // Credentials are never printed either.
+    zookeeper: { ...config.zookeeper, auth: config.zookeeper.auth.map((a) => ({ scheme: a.scheme, credentials: '<redacted>' })) },
     services: config.services.map((s) => ({
       ...s,
       strategy: s.strategy.module !== undefined ? { module: s.strategy.module, ...s.strategy.options } : { name: s.strategy.name, ...s.strategy.options },

@@ -109,7 +109,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     role === 'worker'
       ? null
       : new Discovery({
-          session: deps.session ?? new ZkSession({ connect: config.zookeeper.connect, sessionTimeoutMs: config.zookeeper.sessionTimeoutMs, logger }),
+          session: deps.session ?? new ZkSession({ connect: config.zookeeper.connect, sessionTimeoutMs: config.zookeeper.sessionTimeoutMs, auth: config.zookeeper.auth, logger }),
           services: config.services.map((s) => ({ name: s.name, path: s.path, keepLastOnEmpty: s.keepLastOnEmpty ?? config.zookeeper.keepLastOnEmpty })),
           snapshotFile: config.zookeeper.snapshotFile,
           resyncJitterMs: config.zookeeper.resyncJitterMs,

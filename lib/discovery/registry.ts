@@ -5,6 +5,7 @@
 import { Buffer } from 'node:buffer'
 import { request } from 'undici'
 import { ZkSession, isNodeExists } from './zk-session.js'
+import type { ZkAuth } from './zk-session.js'
 import { silentLogger } from '../log.js'
 import type { Logger } from '../log.js'
 
@@ -21,6 +22,11 @@ export interface RegisterOptions {
   readonly name?: string
   /** Default 10000 ms. */
   readonly sessionTimeoutMs?: number
+  /**
+   * Credentials for the session; with them the nodes made (the instance and any missing parent)
+   * are the credential's to change or delete, and readable by everyone.
+   */
+  readonly auth?: readonly ZkAuth[]
   /** Register only while a GET of this URL answers 2xx, checked every `intervalMs` (default 2000). */
   readonly check?: { readonly url: string; readonly intervalMs?: number; readonly timeoutMs?: number }
   readonly logger?: Logger
@@ -53,7 +59,7 @@ async function passes(url: string, timeoutMs: number): Promise<boolean> {
 export async function register(opts: RegisterOptions): Promise<Registration> {
   const logger = opts.logger ?? silentLogger
   const log = logger.child({ component: 'registry' })
-  const session = new ZkSession({ connect: opts.connect, sessionTimeoutMs: opts.sessionTimeoutMs ?? 10_000, logger })
+  const session = new ZkSession({ connect: opts.connect, sessionTimeoutMs: opts.sessionTimeoutMs ?? 10_000, logger, ...(opts.auth === undefined ? {} : { auth: opts.auth }) })
   const name = opts.name ?? `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`
   const znode = `${opts.path === '/' ? '' : opts.path}/${name}`
   let data = { host: opts.host, port: opts.port, weight: opts.weight ?? 1, state: 'up' as 'up' | 'draining' }

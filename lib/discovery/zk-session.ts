@@ -11,7 +11,7 @@
 
 import { Buffer } from 'node:buffer'
 import zookeeper from 'node-zookeeper-client'
-import type { Client, Event as ZkEvent } from 'node-zookeeper-client'
+import type { ACL, Client, Event as ZkEvent } from 'node-zookeeper-client'
 import { ProxyError } from '../errors.js'
 import type { Logger } from '../log.js'
 
@@ -36,7 +36,21 @@ export interface ZkSessionOptions {
   /** Watchdog probe period and deadline. Default: a third of the session timeout, at least 200 ms. */
   readonly watchdogMs?: number
   readonly logger: Logger
+  /** Credentials added to every connection of the session (`digest` with `user:pass`). */
+  readonly auth?: readonly ZkAuth[]
 }
+
+export interface ZkAuth {
+  readonly scheme: string
+  readonly credentials: string
+}
+
+/**
+ * Nodes an authenticated session creates: all rights to the credential that made them, read to
+ * everyone. A node's children can then be created or deleted only by holders of the credential.
+ */
+const PROTECTED_ACL = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('auth', '')), new zookeeper.ACL(zookeeper.Permission.READ, new zookeeper.Id('world', 'anyone'))]
+const OPEN_ACL = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('world', 'anyone'))]
 
 function errorCode(err: unknown): number | undefined {
   const fn = (err as { getCode?: () => number } | null)?.getCode
@@ -57,6 +71,8 @@ export class ZkSession {
   readonly #callTimeoutMs: number
   readonly #watchdogMs: number
   readonly #listeners = new Set<SessionListener>()
+  /** Calls held until the session is connected (with credentials: see #call). */
+  #heldCalls: (() => void)[] = []
   #client: Client | null = null
   #state: SessionState = 'connecting'
   #sessionId = ''
@@ -118,6 +134,8 @@ export class ZkSession {
       spinDelay: 200,
       retries: 0,
     })
+    // Sent with the connect and again after every reconnect by the client library.
+    for (const a of this.#opts.auth ?? []) client.addAuthInfo(a.scheme, Buffer.from(a.credentials))
     this.#client = client
     client.on('state', (s) => {
       if (this.#client !== client) return
@@ -137,6 +155,9 @@ export class ZkSession {
     this.#sessionId = id
     this.#setState('connected')
     if (fresh) this.#sessions++
+    const held = this.#heldCalls
+    this.#heldCalls = []
+    for (const run of held) run()
     for (const l of [...this.#listeners]) {
       try {
         if (fresh) l.onSession?.()
@@ -225,16 +246,27 @@ export class ZkSession {
         settled = true
         reject(new ProxyError('ZP_ERR_ZK_TIMEOUT', `zookeeper ${what} ${path} timed out after ${this.#callTimeoutMs} ms`))
       }, this.#callTimeoutMs)
-      run(client, (err, value) => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        if (err) reject(err)
-        else {
-          this.#lastContactAt = Date.now()
-          resolve(value as T)
-        }
-      })
+      const send = (c: Client) =>
+        run(c, (err, value) => {
+          if (settled) return
+          settled = true
+          clearTimeout(timer)
+          if (err) reject(err)
+          else {
+            this.#lastContactAt = Date.now()
+            resolve(value as T)
+          }
+        })
+      // With credentials, a call waits for the connection: the client library sends the auth
+      // packets when its socket connects, behind whatever was queued before, so a call queued
+      // while connecting would reach the server unauthenticated (NO_AUTH, INVALID_ACL).
+      if ((this.#opts.auth?.length ?? 0) > 0 && this.#state !== 'connected') {
+        this.#heldCalls.push(() => {
+          if (!settled && this.#client !== null) send(this.#client)
+        })
+        return
+      }
+      send(client)
     })
   }
 
@@ -279,9 +311,13 @@ export class ZkSession {
     }
   }
 
-  create(path: string, data: Buffer, mode: 'persistent' | 'ephemeral'): Promise<void> {
+  /**
+   * With credentials, the node is the credential's to change (PROTECTED_ACL); without, open.
+   * `acl` overrides both (tests and tools that lock a path down further).
+   */
+  create(path: string, data: Buffer, mode: 'persistent' | 'ephemeral', acl: ACL[] = (this.#opts.auth?.length ?? 0) > 0 ? PROTECTED_ACL : OPEN_ACL): Promise<void> {
     const m = mode === 'ephemeral' ? CreateMode.EPHEMERAL : CreateMode.PERSISTENT
-    return this.#call<void>('create', path, (c, done) => c.create(path, data, m, (err) => done(err)))
+    return this.#call<void>('create', path, (c, done) => c.create(path, data, acl, m, (err) => done(err)))
   }
 
   setData(path: string, data: Buffer): Promise<void> {
