@@ -137,6 +137,8 @@ export class Balancer {
   readonly #outlier: OutlierOptions | null
   readonly #clock: () => number
   readonly #timers = new Set<NodeJS.Timeout>()
+  /** Ejections since start, every instance together (zoo_proxy_ejections_total). */
+  ejectionsTotal = 0
   #updates = 0
   /** Hosts on probation; while any is, candidates are filtered per request. */
   #probing = 0
@@ -290,6 +292,7 @@ export class Balancer {
     // The multiplier decays: healthy for longer than the longest ejection means starting over.
     if (host.healthySince !== 0 && this.#clock() - host.healthySince > o.maxEjectionMs) host.ejections = 0
     host.ejections++
+    this.ejectionsTotal++
     const ms = Math.min(o.baseEjectionMs * host.ejections, o.maxEjectionMs)
     host.ejectedUntil = this.#clock() + ms
     host.probing = false

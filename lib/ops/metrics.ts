@@ -4,6 +4,7 @@
 // become Prometheus counters and a histogram when scraped (prom-client's own observe() hashes its
 // labels on every call, which showed in the profile).
 
+import process from 'node:process'
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Balancer } from '../balancing/balancer.js'
 import type { Discovery } from '../discovery/index.js'
@@ -122,6 +123,9 @@ export class Metrics implements MetricsSource {
         }
       },
     })
+    this.#custom('zoo_proxy_ejections_total', 'Instances ejected by outlier detection, per service.', 'counter', () =>
+      balancers.map((b) => ({ value: b.ejectionsTotal, labels: { service: b.service } })),
+    )
     new Gauge({
       name: 'zoo_proxy_in_flight',
       help: 'Requests in flight to upstream instances, per service.',
@@ -146,6 +150,19 @@ export class Metrics implements MetricsSource {
       registers: [this.registry],
       collect() {
         this.set(discovery.status().session.sessions)
+      },
+    })
+    new Gauge({
+      name: 'zoo_proxy_discovery_age_seconds',
+      help: 'How old the instances a service is routed by may be: 0 while ZooKeeper is connected and the service synced, else the time since ZooKeeper last answered.',
+      labelNames: ['service'] as const,
+      registers: [this.registry],
+      collect() {
+        const st = discovery.status()
+        const live = st.session.state === 'connected'
+        // Never heard from ZooKeeper: as old as the process (the snapshot file it serves may be older).
+        const since = st.session.lastContactAgoMs === null ? process.uptime() : st.session.lastContactAgoMs / 1000
+        for (const [name, s] of Object.entries(st.services)) this.set({ service: name }, live && s.synced ? 0 : since)
       },
     })
     new Gauge({
