@@ -80,15 +80,38 @@ export class Host implements Candidate {
     return this.ejectedUntil === 0 && this.checkHealthy
   }
 
+  /** Set at run time on the admin listener (PUT /services/{name}/instances/{host:port}); wins over ZooKeeper and config. */
+  override: Override | null = null
+
+  /** `host:port` (`[v6]:port`), as the admin listener and `weights` name an instance. */
+  get hostPort(): string {
+    return hostPortOf(this.endpoint)
+  }
+
+  /** up or draining: the override's, else ZooKeeper's. */
+  get state(): 'up' | 'draining' {
+    return this.override?.state ?? this.endpoint.state
+  }
+
   /** Up and weighted above 0: may get new requests when healthy (or in panic mode). */
   get routable(): boolean {
-    return this.endpoint.state === 'up' && this.baseWeight > 0
+    return this.state === 'up' && this.baseWeight > 0
   }
 
   /** May get new requests. */
   get eligible(): boolean {
     return this.routable && this.healthy
   }
+}
+
+/** A run-time override of an instance (weight, state, or both). */
+export interface Override {
+  readonly weight?: number
+  readonly state?: 'up' | 'draining'
+}
+
+function hostPortOf(e: { readonly host: string; readonly port: number }): string {
+  return `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`
 }
 
 export class Lease {
@@ -137,6 +160,8 @@ export class Balancer {
   readonly #outlier: OutlierOptions | null
   readonly #clock: () => number
   readonly #timers = new Set<NodeJS.Timeout>()
+  /** Run-time overrides by host:port, kept until cleared or until the instance leaves ZooKeeper. */
+  readonly #overrides = new Map<string, Override>()
   /** Ejections since start, every instance together (zoo_proxy_ejections_total). */
   ejectionsTotal = 0
   #updates = 0
@@ -170,21 +195,29 @@ export class Balancer {
     const next = new Map<string, Host>()
     // The first snapshot is the fleet as it is, not newcomers: no slow start for it.
     const ramp = this.#updates++ > 0 ? this.#slowStartMs : 0
+    const present = new Set<string>()
     for (const e of endpoints) {
       const existing = this.#hosts.get(e.key)
-      const weight = this.#weights[`${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`] ?? e.weight
+      const at = hostPortOf(e)
+      present.add(at)
+      const override = this.#overrides.get(at) ?? null
+      const weight = override?.weight ?? this.#weights[at] ?? e.weight
       // Same key at a new address is a new instance to the transport (a new pool); only weight
       // and state changes keep the live figures.
       if (existing && existing.host === e.host && existing.port === e.port) {
         existing.endpoint = e
         existing.baseWeight = weight
+        existing.override = override
         next.set(e.key, existing)
       } else {
         const h = new Host(e, weight)
         if (ramp > 0) h.startRamp(ramp)
+        h.override = override
         next.set(e.key, h)
       }
     }
+    // An override lasts as long as its instance is in ZooKeeper.
+    for (const at of this.#overrides.keys()) if (!present.has(at)) this.#overrides.delete(at)
     const removed: Host[] = []
     for (const [key, h] of this.#hosts) if (next.get(key) !== h) removed.push(h)
     this.#hosts.clear()
@@ -192,6 +225,24 @@ export class Balancer {
     this.#all = [...next.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
     this.refresh()
     if (removed.length > 0) this.onRemoved?.(removed)
+  }
+
+  /**
+   * Sets (or, with null, clears) the run-time override of the instance at `hostPort`; false when
+   * no instance of this service is there. Takes effect for the next pick.
+   */
+  setOverride(hostPort: string, override: Override | null): boolean {
+    const hosts = this.#all.filter((h) => h.hostPort === hostPort)
+    if (hosts.length === 0) return false
+    if (override === null) this.#overrides.delete(hostPort)
+    else this.#overrides.set(hostPort, override)
+    for (const h of hosts) {
+      h.override = override
+      h.baseWeight = override?.weight ?? this.#weights[hostPort] ?? h.endpoint.weight
+    }
+    this.refresh()
+    this.#log.info({ instance: hostPort, override }, override === null ? 'override cleared' : 'override set')
+    return true
   }
 
   /** Recomputes who may get new requests; call after any change of health. */

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net'
 import type { Discovery } from '../discovery/index.js'
 import type { HostPort } from '../config.js'
 import type { MetricsSource } from './metrics.js'
+import type { Override } from '../balancing/balancer.js'
 import { listen } from '../http/server.js'
 import type { Service } from '../http/service.js'
 
@@ -53,7 +54,8 @@ export function upstreamsReport(src: AdminSources): object {
         host: h.host,
         port: h.port,
         weight: h.weight,
-        state: h.endpoint.state,
+        state: h.state,
+        override: h.override,
         healthy: h.eligible,
         inFlight: h.inFlight,
         requests: h.requests,
@@ -65,6 +67,55 @@ export function upstreamsReport(src: AdminSources): object {
     }
   }
   return { ready: src.discovery.ready, session: status.session.state, zookeeper: status.session, services }
+}
+
+/** `/services/{name}/instances/{host:port}`. */
+const INSTANCE_PATH = /^\/services\/([^/]+)\/instances\/([^/]+)$/
+
+/** What a PUT may say: a weight (a number >= 0), a state, or both. */
+function parseOverride(text: string): Override | string {
+  let body: unknown
+  try {
+    body = JSON.parse(text)
+  } catch {
+    return 'body must be JSON'
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return 'body must be a JSON object'
+  const { weight, state, ...rest } = body as Record<string, unknown>
+  const unknown = Object.keys(rest)
+  if (unknown.length > 0) return `unknown field ${JSON.stringify(unknown[0])} (weight and state are allowed)`
+  if (weight === undefined && state === undefined) return 'give weight, state or both'
+  if (weight !== undefined && (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0)) return 'weight must be a number >= 0'
+  if (state !== undefined && state !== 'up' && state !== 'draining') return 'state must be "up" or "draining"'
+  return { ...(weight === undefined ? {} : { weight }), ...(state === undefined ? {} : { state }) }
+}
+
+/**
+ * PUT sets a run-time override of one instance (kept until DELETE, or until the instance leaves
+ * ZooKeeper); DELETE clears it. 404 for an unknown service or instance, 400 for a bad body.
+ */
+function overrideInstance(src: AdminSources, req: http.IncomingMessage, res: http.ServerResponse, name: string, hostPort: string): void {
+  if (req.method !== 'PUT' && req.method !== 'DELETE') return json(res, 405, { error: 'method not allowed', allowed: ['PUT', 'DELETE'] })
+  const services = src.services.filter((s) => s.name === name)
+  if (services.length === 0) return json(res, 404, { error: 'unknown service', service: name })
+  if (!services[0]!.balancer.hosts.some((h) => h.hostPort === hostPort)) return json(res, 404, { error: 'unknown instance', service: name, instance: hostPort })
+  if (req.method === 'DELETE') {
+    for (const s of services) s.balancer.setOverride(hostPort, null)
+    return json(res, 200, { service: name, instance: hostPort, override: null })
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  req.on('data', (c: Buffer) => {
+    size += c.length
+    if (size <= 4096) chunks.push(c)
+  })
+  req.on('end', () => {
+    if (size > 4096) return json(res, 413, { error: 'body too large' })
+    const override = parseOverride(Buffer.concat(chunks).toString('utf8'))
+    if (typeof override === 'string') return json(res, 400, { error: 'bad override', message: override })
+    for (const s of services) s.balancer.setOverride(hostPort, override)
+    json(res, 200, { service: name, instance: hostPort, override })
+  })
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {
@@ -84,6 +135,8 @@ export class AdminServer {
         res.setHeader('www-authenticate', 'Bearer realm="zoo-proxy admin"')
         return json(res, 401, { error: 'unauthorized', message: 'this endpoint needs Authorization: Bearer <admin token>' })
       }
+      const instance = INSTANCE_PATH.exec(path)
+      if (instance !== null) return overrideInstance(src, req, res, decodeURIComponent(instance[1]!), decodeURIComponent(instance[2]!))
       if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method not allowed' })
       switch (path) {
         case '/healthz':

@@ -106,15 +106,18 @@ export class Metrics implements MetricsSource {
     const { discovery, balancers } = sources
     new Gauge({
       name: 'zoo_proxy_instances',
-      help: 'Instances known per service, by state (up, draining, ejected, unhealthy).',
+      help: 'Instances known per service, by state (up, draining, ejected, unhealthy; override: those with a run-time override).',
       labelNames: ['service', 'state'] as const,
       registers: [this.registry],
       collect() {
         this.reset()
         for (const b of balancers) {
-          const counts = { up: 0, draining: 0, ejected: 0, unhealthy: 0 }
+          // up/draining/ejected/unhealthy partition the instances; override counts those with a
+          // run-time override besides (their state above is the overridden one).
+          const counts = { up: 0, draining: 0, ejected: 0, unhealthy: 0, override: 0 }
           for (const h of b.hosts) {
-            if (h.endpoint.state === 'draining') counts.draining++
+            if (h.override !== null) counts.override++
+            if (h.state === 'draining') counts.draining++
             else if (h.ejectedUntil !== 0) counts.ejected++
             else if (!h.checkHealthy) counts.unhealthy++
             else counts.up++
