@@ -46,6 +46,13 @@ function untilSignal(): Promise<NodeJS.Signals> {
   })
 }
 
+/** SIGHUP reloads the config file (nginx's reload); what happens is logged by the reload itself. */
+function onHangup(reload: () => Promise<unknown>): void {
+  process.on('SIGHUP', () => {
+    reload().catch(() => {})
+  })
+}
+
 async function runProxy(configFile: string | undefined, checkOnly: boolean): Promise<number> {
   if (configFile === undefined) throw new UsageError('--config <file> is required')
   const config = await loadConfig(configFile)
@@ -60,16 +67,18 @@ async function runProxy(configFile: string | undefined, checkOnly: boolean): Pro
   if (!cluster.isWorker) adviseMalloc(logger)
   if (config.workers > 1) {
     if (cluster.isWorker) {
-      await runWorker(config, logger)
+      await runWorker(config, logger, configFile)
       return 0
     }
-    const primary = await runPrimary(config, logger, config.workers)
+    const primary = await runPrimary(config, logger, config.workers, configFile)
+    onHangup(() => primary.reload())
     const sig = await untilSignal()
     logger.info({ signal: sig }, 'shutting down')
     await primary.close()
     return 0
   }
-  const proxy = await createProxy(config, { logger })
+  const proxy = await createProxy(config, { logger, configFile })
+  onHangup(() => proxy.reloadFromFile())
   try {
     await proxy.start()
   } catch (err) {

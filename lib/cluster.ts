@@ -15,14 +15,18 @@ import type { Logger } from './log.js'
 import { createProxy } from './proxy.js'
 import type { ZooProxy } from './proxy.js'
 
-type ToWorker = { readonly zp: 'snapshot'; readonly service: string; readonly endpoints: readonly Endpoint[] } | { readonly zp: 'shutdown' }
+type ToWorker =
+  | { readonly zp: 'snapshot'; readonly service: string; readonly endpoints: readonly Endpoint[] }
+  | { readonly zp: 'shutdown' }
+  /** The primary validated and applied a reload: read the same file and switch too. */
+  | { readonly zp: 'reload' }
 
 function isToWorker(m: unknown): m is ToWorker {
   return m !== null && typeof m === 'object' && typeof (m as { zp?: unknown }).zp === 'string'
 }
 
 /** Runs in the primary: discovery, admin, N workers kept alive. Resolves with a stopper. */
-export async function runPrimary(config: Config, logger: Logger, workers: number): Promise<{ close(): Promise<void> }> {
+export async function runPrimary(config: Config, logger: Logger, workers: number, configFile?: string): Promise<{ close(): Promise<void>; reload(): Promise<unknown> }> {
   const latest = new Map<string, readonly Endpoint[]>()
   let stopping = false
   const send = (w: Worker, m: ToWorker) => {
@@ -37,6 +41,11 @@ export async function runPrimary(config: Config, logger: Logger, workers: number
       for (const w of Object.values(cluster.workers ?? {})) if (w) send(w, { zp: 'snapshot', service, endpoints })
     },
     metricsSource: { text: () => aggregator.clusterMetrics(), contentType: aggregator.contentType },
+    ...(configFile === undefined ? {} : { configFile }),
+    // The primary validates (a refused file changes nothing anywhere); the workers switch after it.
+    onReload: () => {
+      for (const w of Object.values(cluster.workers ?? {})) if (w) send(w, { zp: 'reload' })
+    },
   })
   const fork = (): void => {
     const w = cluster.fork()
@@ -56,6 +65,7 @@ export async function runPrimary(config: Config, logger: Logger, workers: number
   for (let i = 0; i < workers; i++) fork()
   logger.info({ workers }, 'zoo-proxy primary started its workers')
   return {
+    reload: () => proxy.reloadFromFile(),
     async close() {
       stopping = true
       const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
@@ -75,7 +85,7 @@ export async function runPrimary(config: Config, logger: Logger, workers: number
 }
 
 /** Runs in a worker: the request path, fed by the primary. Resolves once it has shut down. */
-export async function runWorker(config: Config, logger: Logger): Promise<void> {
+export async function runWorker(config: Config, logger: Logger, configFile?: string): Promise<void> {
   // Constructing one is what makes prom-client answer the primary's metrics requests in a worker;
   // first thing, so a scrape during start-up gets an (empty) answer rather than a 5 s timeout.
   new AggregatorRegistry()
@@ -89,6 +99,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
         return
       }
       if (m.zp === 'snapshot') proxy.applySnapshot(m.service, m.endpoints)
+      else if (m.zp === 'reload') void proxy.reloadFromFile().catch(() => {})
       else void proxy.close().then(resolve)
     })
   })
@@ -96,12 +107,14 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   // SIGINT/SIGTERM reach the whole process group; the primary decides when a worker stops.
   process.on('SIGINT', () => {})
   process.on('SIGTERM', () => {})
-  const p = await createProxy(config, { logger: logger.child({ worker: process.pid }), role: 'worker' })
+  process.on('SIGHUP', () => {})
+  const p = await createProxy(config, { logger: logger.child({ worker: process.pid }), role: 'worker', ...(configFile === undefined ? {} : { configFile }) })
   AggregatorRegistry.setRegistries([p.metrics.registry])
   proxy = p
   await p.start()
   for (const m of early.splice(0)) {
     if (m.zp === 'snapshot') p.applySnapshot(m.service, m.endpoints)
+    else if (m.zp === 'reload') void p.reloadFromFile().catch(() => {})
     else void p.close()
   }
   await done

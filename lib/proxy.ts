@@ -7,7 +7,9 @@ import { readFile } from 'node:fs/promises'
 import type { SecureContextOptions } from 'node:tls'
 import { AdminServer, upstreamsReport } from './ops/admin.js'
 import { Balancer } from './balancing/balancer.js'
-import type { Cidr, Config } from './config.js'
+import { loadConfig } from './config.js'
+import type { Cidr, Config, ServiceConfig } from './config.js'
+import { ConfigError } from './errors.js'
 import { Discovery, ZkSession } from './discovery/index.js'
 import { createAccessLog, createLogger } from './log.js'
 import { Metrics } from './ops/metrics.js'
@@ -36,6 +38,43 @@ export interface ProxyDeps {
   readonly metricsSource?: MetricsSource
   /** Where access log lines go when `log.access` is on (default: JSON lines on stdout). */
   readonly accessLog?: AccessLog
+  /** The file the config came from: what SIGHUP and POST /reload read again. */
+  readonly configFile?: string
+  /** After a reload was applied (the cluster primary passes it on to the workers). */
+  readonly onReload?: (config: Config) => void
+}
+
+/** What a reload changed, by service name. */
+export interface ReloadResult {
+  readonly added: string[]
+  readonly removed: string[]
+  readonly changed: string[]
+  readonly unchanged: string[]
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b)
+}
+
+/**
+ * What a reload cannot change in place, one line each (empty: it can). The listeners, the
+ * workers and the ZooKeeper session stay as they are; so do the client-side limits and logging.
+ * Certificate files are re-read, but HTTPS cannot be turned on or off.
+ */
+function restartOnly(now: Config, next: Config): string[] {
+  const out: string[] = []
+  const same = (field: string, a: unknown, b: unknown) => {
+    if (!sameJson(a, b)) out.push(`${field}: cannot change on a reload (restart to change it)`)
+  }
+  same('listen', now.listen, next.listen)
+  same('admin', [now.admin, now.adminToken], [next.admin, next.adminToken])
+  same('workers', now.workers, next.workers)
+  same('zookeeper', now.zookeeper, next.zookeeper)
+  same('tls', now.tls === undefined, next.tls === undefined)
+  same('upstreams', now.upstreams, next.upstreams)
+  same('limits', [now.limits, now.clientBodyTimeoutMs, now.underscoresInHeaders], [next.limits, next.clientBodyTimeoutMs, next.underscoresInHeaders])
+  same('log', now.log, next.log)
+  return out
 }
 
 export interface ZooProxy {
@@ -49,6 +88,16 @@ export interface ZooProxy {
   upstreams(): object
   /** Worker role: a whole snapshot of one service from the primary. */
   applySnapshot(service: string, endpoints: readonly Endpoint[]): void
+  /**
+   * Hot reload: services, routes, strategies, weights, retry / outlier / health-check options
+   * switch at once for new requests; requests in flight finish under the config they started
+   * with; no client connection is closed; the ZooKeeper session stays; an unchanged service
+   * keeps its live state and run-time overrides survive. Throws a ConfigError when `next`
+   * changes what needs a restart.
+   */
+  reload(next: Config): Promise<ReloadResult>
+  /** Reads `deps.configFile` again and reloads it (SIGHUP, POST /reload). */
+  reloadFromFile(): Promise<ReloadResult>
   readonly services: readonly Service[]
   readonly metrics: Metrics
 }
@@ -82,7 +131,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
   const balancers: Balancer[] = []
   const metrics = new Metrics()
   const accessLog = config.log.access ? (deps.accessLog ?? createAccessLog()) : undefined
-  for (const sc of config.services) {
+  const buildService = async (sc: ServiceConfig): Promise<Service> => {
     const strategy = await buildStrategy(sc.strategy, { random })
     const balancer = new Balancer({
       service: sc.name,
@@ -93,24 +142,33 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
       slowStartMs: sc.slowStartMs,
       outlier: sc.outlier,
     })
-    balancers.push(balancer)
-    services.push(new Service({ config: sc, balancer, logger, metrics: metrics.forService(sc.name), underscoresInHeaders: config.underscoresInHeaders, accessLog }))
+    return new Service({ config: sc, balancer, logger, metrics: metrics.forService(sc.name), underscoresInHeaders: config.underscoresInHeaders, accessLog })
   }
-  const byName = new Map(services.map((s) => [s.name, s]))
+  for (const sc of config.services) {
+    const s = await buildService(sc)
+    services.push(s)
+    balancers.push(s.balancer)
+  }
+  let byName = new Map(services.map((s) => [s.name, s]))
   const fed = new Set<string>()
+  /** Each service's latest list, kept even for a name no service has (yet): a reload feeds from it. */
+  const latest = new Map<string, readonly Endpoint[]>()
   const applySnapshot = (name: string, endpoints: readonly Endpoint[]): void => {
+    latest.set(name, endpoints)
     const service = byName.get(name)
     if (service === undefined) return
     service.balancer.update(endpoints)
     fed.add(name)
   }
+  let current = config
+  const discoveredServices = (c: Config) => c.services.map((s) => ({ name: s.name, path: s.path, keepLastOnEmpty: s.keepLastOnEmpty ?? c.zookeeper.keepLastOnEmpty }))
   const allow = config.upstreams.allow === undefined ? undefined : allowList(config.upstreams.allow)
   const discovery =
     role === 'worker'
       ? null
       : new Discovery({
           session: deps.session ?? new ZkSession({ connect: config.zookeeper.connect, sessionTimeoutMs: config.zookeeper.sessionTimeoutMs, auth: config.zookeeper.auth, logger }),
-          services: config.services.map((s) => ({ name: s.name, path: s.path, keepLastOnEmpty: s.keepLastOnEmpty ?? config.zookeeper.keepLastOnEmpty })),
+          services: discoveredServices(config),
           snapshotFile: config.zookeeper.snapshotFile,
           resyncJitterMs: config.zookeeper.resyncJitterMs,
           admit: allow,
@@ -130,14 +188,83 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
           ...(secure === undefined ? {} : { tls: secure }),
           underscoresInHeaders: config.underscoresInHeaders,
         })
-  const admin =
-    config.admin === undefined || discovery === null ? null : new AdminServer({ discovery, services, metrics: deps.metricsSource ?? metrics, token: config.adminToken })
   let closing: Promise<void> | null = null
+
+  /**
+   * Switches to `next` for new requests (see ZooProxy.reload). Throws a ConfigError listing what
+   * a reload cannot change in place; nothing changes then.
+   */
+  const reload = async (next: Config): Promise<ReloadResult> => {
+    const fixed = restartOnly(current, next)
+    if (fixed.length > 0) throw new ConfigError(fixed)
+    const result: ReloadResult = { added: [], removed: [], changed: [], unchanged: [] }
+    const nextServices: Service[] = []
+    const replaced: Service[] = []
+    for (const sc of next.services) {
+      const old = byName.get(sc.name)
+      if (old !== undefined && sameJson(old.config, sc)) {
+        nextServices.push(old)
+        result.unchanged.push(sc.name)
+        continue
+      }
+      const s = await buildService(sc)
+      if (old !== undefined) {
+        // The overrides outlive the reload; the instances are known at once when the path stays.
+        s.balancer.adoptOverrides(old.balancer.overrides)
+        replaced.push(old)
+        result.changed.push(sc.name)
+      } else result.added.push(sc.name)
+      const known = latest.get(sc.name)
+      if (known !== undefined && (old === undefined || old.config.path === sc.path)) {
+        s.balancer.update(known)
+        fed.add(sc.name)
+      } else fed.delete(sc.name)
+      nextServices.push(s)
+    }
+    const names = new Set(next.services.map((s) => s.name))
+    for (const s of services) if (!names.has(s.name)) {
+      replaced.push(s)
+      result.removed.push(s.name)
+      fed.delete(s.name)
+    }
+    // The switch, all at once for new requests: the admin listener and the metrics read these arrays.
+    services.splice(0, services.length, ...nextServices)
+    balancers.splice(0, balancers.length, ...nextServices.map((s) => s.balancer))
+    byName = new Map(services.map((s) => [s.name, s]))
+    server?.setRouter(new Router(services.map((s) => ({ match: s.config.match, target: s }))))
+    if (next.tls !== undefined) server?.setSecureContext(await readTls(next.tls))
+    discovery?.setServices(discoveredServices(next))
+    current = next
+    if (role !== 'primary') for (const s of nextServices) if (!result.unchanged.includes(s.name)) s.start()
+    // Requests in flight on a replaced service finish under its old config, then it closes.
+    for (const s of replaced) void s.close().catch(() => {})
+    metrics.reloaded('ok')
+    logger.info({ ...result }, 'config reloaded')
+    deps.onReload?.(next)
+    return result
+  }
+  const reloadFromFile = async (): Promise<ReloadResult> => {
+    if (deps.configFile === undefined) throw new ConfigError(['(reload): this proxy was not started from a config file'])
+    try {
+      return await reload(await loadConfig(deps.configFile))
+    } catch (err) {
+      metrics.reloaded('refused')
+      if (err instanceof ConfigError) logger.warn({ problems: err.problems }, 'config reload refused; the running config stays')
+      throw err
+    }
+  }
+
+  const admin =
+    config.admin === undefined || discovery === null
+      ? null
+      : new AdminServer({ discovery, services, metrics: deps.metricsSource ?? metrics, token: config.adminToken, reload: reloadFromFile })
 
   return {
     services,
     metrics,
     applySnapshot,
+    reload,
+    reloadFromFile,
     get ready() {
       return discovery !== null ? discovery.ready : fed.size === services.length
     },

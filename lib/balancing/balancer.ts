@@ -227,6 +227,16 @@ export class Balancer {
     if (removed.length > 0) this.onRemoved?.(removed)
   }
 
+  /** The run-time overrides, by host:port (a reload hands them to the service's new balancer). */
+  get overrides(): ReadonlyMap<string, Override> {
+    return this.#overrides
+  }
+
+  /** Takes over another balancer's overrides; applied with the next update(). */
+  adoptOverrides(from: ReadonlyMap<string, Override>): void {
+    for (const [at, o] of from) this.#overrides.set(at, o)
+  }
+
   /**
    * Sets (or, with null, clears) the run-time override of the instance at `hostPort`; false when
    * no instance of this service is there. Takes effect for the next pick.

@@ -30,9 +30,15 @@ export interface DiscoveryStatus {
   readonly services: Readonly<Record<string, ServiceWatcherStatus>>
 }
 
+/** One watched service path, as DiscoveryOptions lists them. */
+export type DiscoveredService = DiscoveryOptions['services'][number]
+
 export class Discovery {
   readonly #session: ZkSession
+  readonly #opts: DiscoveryOptions
+  readonly #saved: Map<string, readonly Endpoint[]>
   readonly #watchers = new Map<string, ServiceWatcher>()
+  readonly #specs = new Map<string, DiscoveredService>()
   readonly #writer: SnapshotWriter | null
   readonly #random: () => number
   readonly #jitterMs: number
@@ -45,25 +51,53 @@ export class Discovery {
     this.#random = opts.random ?? Math.random
     this.#jitterMs = opts.resyncJitterMs ?? 250
     this.#writer = opts.snapshotFile === undefined ? null : new SnapshotWriter(opts.snapshotFile, opts.logger)
-    const saved = opts.snapshotFile === undefined ? new Map() : readSnapshotFile(opts.snapshotFile, opts.logger)
-    for (const s of opts.services) {
-      this.#watchers.set(
-        s.name,
-        new ServiceWatcher({
-          name: s.name,
-          path: s.path,
-          session: opts.session,
-          logger: opts.logger,
-          random: opts.random,
-          keepLastOnEmpty: s.keepLastOnEmpty,
-          admit: opts.admit,
-          initial: saved.get(s.path),
-          onSnapshot: (endpoints) => {
-            this.#writer?.update(s.name, s.path, endpoints)
-            opts.onSnapshot(s.name, endpoints)
-          },
-        }),
-      )
+    this.#opts = opts
+    this.#saved = opts.snapshotFile === undefined ? new Map() : readSnapshotFile(opts.snapshotFile, opts.logger)
+    for (const s of opts.services) this.#watch(s)
+  }
+
+  #watch(s: DiscoveredService): ServiceWatcher {
+    const opts = this.#opts
+    const w = new ServiceWatcher({
+      name: s.name,
+      path: s.path,
+      session: opts.session,
+      logger: opts.logger,
+      random: opts.random,
+      keepLastOnEmpty: s.keepLastOnEmpty,
+      admit: opts.admit,
+      initial: this.#saved.get(s.path),
+      onSnapshot: (endpoints) => {
+        this.#writer?.update(s.name, s.path, endpoints)
+        opts.onSnapshot(s.name, endpoints)
+      },
+    })
+    this.#watchers.set(s.name, w)
+    this.#specs.set(s.name, s)
+    return w
+  }
+
+  /**
+   * Watches exactly these services from now on (a reload), on the same session: a new or moved
+   * path gets a watcher (read at once when the session is up), a removed one is unwatched, an
+   * unchanged one keeps its watcher and its last list.
+   */
+  setServices(services: readonly DiscoveredService[]): void {
+    const wanted = new Map(services.map((s) => [s.name, s]))
+    for (const [name, w] of [...this.#watchers]) {
+      const now = wanted.get(name)
+      const was = this.#specs.get(name)!
+      if (now !== undefined && now.path === was.path && now.keepLastOnEmpty === was.keepLastOnEmpty) continue
+      w.close()
+      this.#watchers.delete(name)
+      this.#specs.delete(name)
+    }
+    for (const s of services) {
+      if (this.#watchers.has(s.name)) continue
+      const w = this.#watch(s)
+      if (this.#unsubscribe === undefined) continue
+      w.start()
+      if (this.#session.state === 'connected') w.resync()
     }
   }
 

@@ -3,6 +3,7 @@
 import type http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Socket } from 'node:net'
+import type { SecureContextOptions } from 'node:tls'
 import { H1Server } from './h1/front.js'
 import type { Exchange, FrontOptions, Refusal } from './h1/front.js'
 import type { Router } from './routes.js'
@@ -25,7 +26,7 @@ export function listen(server: http.Server, at: HostPort): Promise<AddressInfo> 
 
 export class ProxyServer {
   readonly #server: H1Server
-  readonly #router: Router<Service>
+  #router: Router<Service>
   readonly #log: Logger
   /** Sockets handed to upgrade tunnels, cut at the end of a shutdown. */
   readonly #tunnels = new Set<Socket>()
@@ -46,6 +47,16 @@ export class ProxyServer {
 
   get inFlight(): number {
     return this.#inFlight
+  }
+
+  /** A reload's routes: every request from now on is routed by them (those in flight keep theirs). */
+  setRouter(router: Router<Service>): void {
+    this.#router = router
+  }
+
+  /** A reload's certificate and key (HTTPS listeners only). */
+  setSecureContext(options: SecureContextOptions): void {
+    this.#server.setSecureContext(options)
   }
 
   readonly #onRequest = (ex: Exchange): void => {

@@ -8,6 +8,7 @@ import type { Discovery } from '../discovery/index.js'
 import type { HostPort } from '../config.js'
 import type { MetricsSource } from './metrics.js'
 import type { Override } from '../balancing/balancer.js'
+import { ConfigError } from '../errors.js'
 import { listen } from '../http/server.js'
 import type { Service } from '../http/service.js'
 
@@ -17,6 +18,8 @@ export interface AdminSources {
   readonly metrics?: MetricsSource
   /** Asked as `Authorization: Bearer <token>` on every endpoint but /healthz and /readyz. */
   readonly token?: string
+  /** POST /reload: reads the config file again and switches to it (see ZooProxy.reload). */
+  readonly reload?: () => Promise<object>
 }
 
 /** Liveness and readiness stay open to probes (a load balancer, Kubernetes) that hold no secret. */
@@ -135,6 +138,18 @@ export class AdminServer {
         res.setHeader('www-authenticate', 'Bearer realm="zoo-proxy admin"')
         return json(res, 401, { error: 'unauthorized', message: 'this endpoint needs Authorization: Bearer <admin token>' })
       }
+      if (path === '/reload') {
+        if (req.method !== 'POST') return json(res, 405, { error: 'method not allowed', allowed: ['POST'] })
+        if (src.reload === undefined) return json(res, 404, { error: 'reload is not available here' })
+        src.reload().then(
+          (changed) => json(res, 200, { reloaded: true, ...changed }),
+          (err: unknown) =>
+            err instanceof ConfigError
+              ? json(res, 400, { reloaded: false, error: 'config refused; the running config stays', problems: err.problems })
+              : json(res, 500, { reloaded: false, error: 'reload failed', message: String((err as Error)?.message ?? err) }),
+        )
+        return
+      }
       const instance = INSTANCE_PATH.exec(path)
       if (instance !== null) return overrideInstance(src, req, res, decodeURIComponent(instance[1]!), decodeURIComponent(instance[2]!))
       if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method not allowed' })
@@ -162,7 +177,7 @@ export class AdminServer {
           return
         }
         default:
-          return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/upstreams', '/metrics'] })
+          return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/upstreams', '/metrics', 'POST /reload', 'PUT|DELETE /services/{name}/instances/{host:port}'] })
       }
     })
   }

@@ -61,6 +61,7 @@ type Value = { value: number; labels: Record<string, string | number>; metricNam
 export class Metrics implements MetricsSource {
   readonly registry = new Registry()
   readonly #stats: ServiceStats[] = []
+  readonly #reloads = { ok: 0, refused: 0 }
 
   #custom(name: string, help: string, type: 'counter' | 'histogram', values: () => Value[]): void {
     this.registry.registerMetric({
@@ -95,6 +96,9 @@ export class Metrics implements MetricsSource {
     )
     this.#custom('zoo_proxy_retries_total', 'Requests sent again to another instance.', 'counter', () =>
       each((s) => [{ value: s.retries, labels: { service: s.service } }]),
+    )
+    this.#custom('zoo_proxy_config_reloads_total', 'Config reloads (SIGHUP, POST /reload), by result: ok or refused.', 'counter', () =>
+      Object.entries(this.#reloads).map(([result, n]) => ({ value: n, labels: { result } })),
     )
     this.#custom('zoo_proxy_retry_budget_exhausted_total', 'Retries refused because the retry budget was spent.', 'counter', () =>
       each((s) => [{ value: s.budget, labels: { service: s.service } }]),
@@ -183,10 +187,16 @@ export class Metrics implements MetricsSource {
   }
 
   /** The record one service's request path writes to. */
+  /** The same record for the same name (a service rebuilt by a reload keeps its counters). */
   forService(service: string): ServiceMetrics {
-    const stats = new ServiceStats(service)
-    this.#stats.push(stats)
+    let stats = this.#stats.find((s) => s.service === service)
+    if (stats === undefined) this.#stats.push((stats = new ServiceStats(service)))
     return stats
+  }
+
+  /** A config reload was applied (`ok`) or refused. */
+  reloaded(result: 'ok' | 'refused'): void {
+    this.#reloads[result]++
   }
 
   get contentType(): string {

@@ -76,6 +76,8 @@ export async function rawUpstream(answer: (socket: net.Socket, n: number, reques
 const CLI = fileURLToPath(new URL('../../lib/cli.js', import.meta.url))
 
 export interface ProxyProcess {
+  /** The config file it runs on (a test may rewrite it and send SIGHUP). */
+  readonly configFile: string
   readonly port: number
   readonly adminPort: number
   readonly child: ChildProcess
@@ -123,6 +125,7 @@ export async function spawnProxy(config: Record<string, unknown>, nodeArgs: read
     const { port, adminPort } = await listening
     await waitFor(async () => (await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status === 200, 'proxy ready')
     return {
+      configFile: file,
       port,
       adminPort,
       child,

@@ -774,6 +774,11 @@ export class H1Server {
     return this.#server.address() as AddressInfo | null
   }
 
+  /** New certificate and key for connections from now on (HTTPS listeners only). */
+  setSecureContext(options: tls.SecureContextOptions): void {
+    if (this.#server instanceof tls.Server) this.#server.setSecureContext(options)
+  }
+
   /** Stops accepting and closes idle connections; resolves once every connection is gone. */
   close(): Promise<void> {
     this.draining = true
