@@ -9,6 +9,7 @@ import type { HostPort } from '../config.js'
 import type { MetricsSource } from './metrics.js'
 import type { Override } from '../balancing/balancer.js'
 import { ConfigError } from '../errors.js'
+import { STATUS_PAGE } from './status-page.js'
 import { listen } from '../http/server.js'
 import type { Service } from '../http/service.js'
 
@@ -60,6 +61,7 @@ export function upstreamsReport(src: AdminSources): object {
         state: h.state,
         override: h.override,
         healthy: h.eligible,
+        ejected: h.ejectedUntil !== 0,
         inFlight: h.inFlight,
         requests: h.requests,
         failures: h.failures,
@@ -154,6 +156,17 @@ export class AdminServer {
       if (instance !== null) return overrideInstance(src, req, res, decodeURIComponent(instance[1]!), decodeURIComponent(instance[2]!))
       if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method not allowed' })
       switch (path) {
+        case '/': {
+          // The status page: static, served whole from here; its script reads /upstreams.
+          res.writeHead(200, {
+            'content-type': 'text/html; charset=utf-8',
+            'content-length': Buffer.byteLength(STATUS_PAGE),
+            'cache-control': 'no-store',
+            'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+          })
+          res.end(req.method === 'HEAD' ? undefined : STATUS_PAGE)
+          return
+        }
         case '/healthz':
           return json(res, 200, { status: 'ok' })
         case '/readyz': {

@@ -1,0 +1,71 @@
+// The status page (issue 13), in real headless Chromium (Debian's, driven by playwright-core): it
+// loads from the admin listener alone, shows an instance that joins, and marks one that is drained.
+
+import { expect } from 'chai'
+import { existsSync } from 'node:fs'
+import process from 'node:process'
+import { chromium } from 'playwright-core'
+import type { Browser } from 'playwright-core'
+import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
+
+const CHROMIUM = '/usr/bin/chromium'
+
+describe('the status page (headless Chromium, real ZooKeeper)', function () {
+  this.timeout(60_000)
+  const ctx = useZooKeeper()
+  const closers = useClosers()
+  let browser: Browser
+
+  before(async function () {
+    this.timeout(60_000)
+    expect(existsSync(CHROMIUM), `${CHROMIUM} (Debian's chromium; scripts/ensure-zookeeper.sh installs it)`).to.equal(true)
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    })
+  })
+  after(async () => browser?.close())
+
+  it('loads, shows an instance that joins and marks one that is drained, at a phone width and a wall width', async () => {
+    const a = await startUpstream('a')
+    const b = await startUpstream('b')
+    closers.push(() => a.close(), () => b.close())
+    const path = uniquePath('status')
+    await putNode(ctx.admin, `${path}/a`, { host: '127.0.0.1', port: a.port })
+    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path, strategy: 'least-loaded' }]))
+    closers.push(() => p.close())
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 1, 'one instance')
+    for (let i = 0; i < 5; i++) await send(p.port)
+    const page = await browser.newPage({ viewport: { width: 390, height: 844 } })
+    closers.push(() => page.close())
+    const external: string[] = []
+    page.on('request', (r) => {
+      if (!r.url().startsWith(`http://127.0.0.1:${p.adminPort}/`)) external.push(r.url())
+    })
+    await page.goto(`http://127.0.0.1:${p.adminPort}/`)
+    const row = (port: number) => page.locator(`section[data-service="example"] tr[data-instance="127.0.0.1:${port}"]`)
+    await row(a.port).waitFor()
+    expect(await page.locator('#session').textContent()).to.equal('connected')
+    expect(await page.locator('section[data-service="example"] h2').textContent()).to.include('strategy least-loaded')
+    expect(await row(a.port).locator('td[data-state]').getAttribute('data-state')).to.equal('up')
+    // An instance joins: on the page within a few refreshes, without reloading it.
+    await putNode(ctx.admin, `${path}/b`, { host: '127.0.0.1', port: b.port })
+    await row(b.port).waitFor({ timeout: 10_000 })
+    // One is drained in ZooKeeper, the other by a run-time override.
+    await putNode(ctx.admin, `${path}/a`, { host: '127.0.0.1', port: a.port, state: 'draining' })
+    await waitFor(async () => (await row(a.port).locator('td[data-state]').getAttribute('data-state')) === 'draining', 'a marked draining')
+    expect((await fetch(`http://127.0.0.1:${p.adminPort}/services/example/instances/127.0.0.1:${b.port}`, { method: 'PUT', body: '{"state":"draining"}' })).status).to.equal(200)
+    await waitFor(async () => (await row(b.port).locator('[data-override]').count()) === 1, 'b marked as overridden')
+    expect(await row(b.port).locator('td[data-state]').getAttribute('data-state')).to.equal('draining')
+    // Nothing fits wider than a phone's screen but the table, which scrolls inside its card.
+    expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')).to.equal(true)
+    await page.setViewportSize({ width: 1920, height: 1080 })
+    expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')).to.equal(true)
+    expect(external).to.deep.equal([])
+    // SCREENSHOT=<file> saves the page as the README shows it.
+    if (process.env.SCREENSHOT) {
+      await page.setViewportSize({ width: 900, height: 200 })
+      await page.screenshot({ path: process.env.SCREENSHOT })
+    }
+  })
+})
