@@ -41,14 +41,17 @@ export class Host implements Candidate {
   probing = false
   /** Active health: false once the health check failed `unhealthyThreshold` times in a row. */
   checkHealthy = true
-  /** Slow start: the ramp ends at this performance.now() time (0: no ramp). */
+  /** Slow start: the ramp ends at this `#now()` time (0: no ramp). */
   #rampUntil = 0
   #rampMs = 0
+  readonly #now: () => number
 
-  constructor(endpoint: Endpoint, baseWeight: number) {
+  /** `now`: the slow-start ramp's clock, in ms; default performance.now. */
+  constructor(endpoint: Endpoint, baseWeight: number, now: () => number = () => performance.now()) {
     this.key = endpoint.key
     this.endpoint = endpoint
     this.baseWeight = baseWeight
+    this.#now = now
   }
 
   get host(): string {
@@ -62,7 +65,7 @@ export class Host implements Candidate {
   /** Effective weight: during slow start it ramps linearly from 10% to 100% of the base weight. */
   get weight(): number {
     if (this.#rampUntil === 0) return this.baseWeight
-    const left = this.#rampUntil - performance.now()
+    const left = this.#rampUntil - this.#now()
     if (left <= 0) {
       this.#rampUntil = 0
       return this.baseWeight
@@ -72,7 +75,7 @@ export class Host implements Candidate {
 
   startRamp(ms: number): void {
     this.#rampMs = ms
-    this.#rampUntil = performance.now() + ms
+    this.#rampUntil = this.#now() + ms
   }
 
   /** Not ejected and passing its health check (when one is configured). */
@@ -146,6 +149,7 @@ export interface BalancerOptions {
   /** New instances ramp from 10% to 100% of their weight over this long (0: off). */
   readonly slowStartMs?: number
   readonly outlier?: OutlierOptions
+  /** Time in ms for ejections and the slow-start ramp (tests); default Date.now and performance.now. */
   readonly clock?: () => number
   readonly strategy: Strategy
   readonly logger: Logger
@@ -159,6 +163,7 @@ export class Balancer {
   readonly #slowStartMs: number
   readonly #outlier: OutlierOptions | null
   readonly #clock: () => number
+  readonly #rampClock: (() => number) | undefined
   readonly #timers = new Set<NodeJS.Timeout>()
   /** Run-time overrides by host:port, kept until cleared or until the instance leaves ZooKeeper. */
   readonly #overrides = new Map<string, Override>()
@@ -186,6 +191,7 @@ export class Balancer {
     this.#slowStartMs = opts.slowStartMs ?? 0
     this.#outlier = opts.outlier && opts.outlier.consecutiveFailures > 0 ? opts.outlier : null
     this.#clock = opts.clock ?? Date.now
+    this.#rampClock = opts.clock
     this.#fallback = new RoundRobin(opts.random)
     this.#log = opts.logger.child({ service: opts.service })
   }
@@ -210,7 +216,7 @@ export class Balancer {
         existing.override = override
         next.set(e.key, existing)
       } else {
-        const h = new Host(e, weight)
+        const h = new Host(e, weight, this.#rampClock)
         if (ramp > 0) h.startRamp(ramp)
         h.override = override
         next.set(e.key, h)
