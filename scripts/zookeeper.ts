@@ -4,7 +4,7 @@
 
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -21,36 +21,69 @@ process.once('exit', () => {
   for (const p of live) p.kill('SIGKILL')
 })
 
-/** A port nobody listens on right now (bind to 0, read it, let it go). */
-export function freePort(host = '127.0.0.1'): Promise<number> {
+/**
+ * The kernel's ephemeral range (`ip_local_port_range`): what `listen(0)` and outgoing connections
+ * draw from. Ports handed out below it are not taken by anybody's port-0 listener a moment later.
+ */
+function ephemeralRange(): { low: number; high: number } {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+    if (Number.isInteger(low) && Number.isInteger(high)) return { low: low!, high: high! }
+  } catch {
+    // Not Linux: assume IANA's range.
+  }
+  return { low: 49152, high: 65535 }
+}
+
+/** Binds `port` (0: any) and reads the port it got; rejects with the bind error (EADDRINUSE...). */
+function bind(port: number, host: string): Promise<net.Server> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer()
     srv.unref()
     srv.once('error', reject)
-    srv.listen(0, host, () => {
-      const { port } = srv.address() as net.AddressInfo
-      srv.close(() => resolve(port))
-    })
+    srv.listen({ port, host, exclusive: true }, () => resolve(srv))
   })
 }
 
-/** `n` distinct free ports: all bound at once, then let go, so none repeats. */
+/**
+ * `n` distinct ports free right now, for servers that cannot listen on port 0 and say which port
+ * they got (ZooKeeper, the demo). They are picked at random below the ephemeral range, so no
+ * port-0 listener or outgoing connection takes one meanwhile; another process naming the same
+ * port still can, so whoever binds them must retry on EADDRINUSE (startZooKeeper does). Anything
+ * that can listen on port 0 should, and read the port back.
+ */
 export async function freePorts(n: number, host = '127.0.0.1'): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<net.Server>((resolve, reject) => {
-          const srv = net.createServer()
-          srv.unref()
-          srv.once('error', reject)
-          srv.listen(0, host, () => resolve(srv))
-        }),
-    ),
-  )
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port)
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))))
+  const { low } = ephemeralRange()
+  const floor = Math.max(1024, Math.min(10_000, low - 1000))
+  const held: net.Server[] = []
+  const ports: number[] = []
+  try {
+    for (let tries = 0; ports.length < n; tries++) {
+      if (tries > 100 * n) throw new Error(`no ${n} free ports found in ${floor}..${low - 1}`)
+      const port = floor + Math.floor(Math.random() * (low - floor))
+      if (ports.includes(port)) continue
+      const srv = await bind(port, host).catch(() => null)
+      if (srv === null) continue
+      held.push(srv)
+      ports.push(port)
+    }
+  } finally {
+    await Promise.all(held.map((s) => new Promise((r) => s.close(r))))
+  }
   return ports
+}
+
+/** One port of freePorts(); whoever binds it retries on EADDRINUSE. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return (await freePorts(1, host))[0]!
+}
+
+/** True when `port` on `host` cannot be bound right now. */
+export async function portTaken(port: number, host = '127.0.0.1'): Promise<boolean> {
+  const srv = await bind(port, host).catch((err: NodeJS.ErrnoException) => err)
+  if (srv instanceof Error) return srv.code === 'EADDRINUSE'
+  await new Promise((r) => srv.close(r))
+  return false
 }
 
 /** Sends a four-letter word and returns the answer ('' when nobody answers). */
@@ -73,13 +106,17 @@ export function fourLetterWord(port: number, word: string, host = '127.0.0.1', t
 export class ZkServerNode {
   readonly id: number
   readonly clientPort: number
+  /** Its data dir: snapshots and transaction logs under version-2/. */
+  readonly dataDir: string
   readonly #cfg: string
   readonly #log: string
   #proc: ChildProcess | null = null
+  #exited: Promise<number | null> = Promise.resolve(null)
 
-  constructor(id: number, clientPort: number, cfg: string, log: string) {
+  constructor(id: number, clientPort: number, dataDir: string, cfg: string, log: string) {
     this.id = id
     this.clientPort = clientPort
+    this.dataDir = dataDir
     this.#cfg = cfg
     this.#log = log
   }
@@ -110,12 +147,30 @@ export class ZkServerNode {
       ],
       { stdio: ['ignore', out, out] },
     )
+    closeSync(out)
     live.add(proc)
-    proc.once('exit', () => {
-      live.delete(proc)
-      if (this.#proc === proc) this.#proc = null
-    })
+    this.#exited = new Promise((resolve) =>
+      proc.once('exit', (code) => {
+        live.delete(proc)
+        if (this.#proc === proc) this.#proc = null
+        resolve(code)
+      }),
+    )
     this.#proc = proc
+  }
+
+  /** Resolves with the exit code once the process last started exits. */
+  exited(): Promise<number | null> {
+    return this.#exited
+  }
+
+  /** The last `lines` lines of its log. */
+  logTail(lines = 30): string {
+    try {
+      return readFileSync(this.#log, 'utf8').split('\n').slice(-lines).join('\n')
+    } catch {
+      return ''
+    }
   }
 
   /** Answers `srvr` with a Mode line (standalone, leader or follower: it serves). */
@@ -129,8 +184,10 @@ export class ZkServerNode {
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const proc = this.#proc
     if (proc === null) return
-    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
+    const exited = this.#exited
     proc.kill(signal)
+    // A frozen (SIGSTOPped) server gets the signal only once it runs again.
+    if (signal !== 'SIGKILL') proc.kill('SIGCONT')
     const timer = setTimeout(() => proc.kill('SIGKILL'), 5000)
     await exited
     clearTimeout(timer)
@@ -166,7 +223,7 @@ export class ZkCluster {
     for (;;) {
       const modes = await Promise.all(this.nodes.map((n) => (n.running ? n.serving() : Promise.resolve(null))))
       if (modes.filter((m) => m !== null).length >= want) return
-      if (Date.now() > deadline) throw new Error(`zookeeper not serving after ${timeoutMs} ms (see ${this.dir})`)
+      if (Date.now() > deadline) throw new Error(`zookeeper not serving after ${timeoutMs} ms`)
       await new Promise((r) => setTimeout(r, 100))
     }
   }
@@ -194,7 +251,29 @@ export interface StartOptions {
   readonly dir?: string
 }
 
+/** A server could not bind one of its ports (another process took it after freePorts() saw it free). */
+class PortTakenError extends Error {
+  readonly code = 'EADDRINUSE'
+}
+
+/**
+ * Starts the servers and waits until they serve. A port of ours taken meanwhile by another process
+ * (ZooKeeper cannot listen on port 0) is retried with fresh ports; a `clientPort` the caller chose
+ * that is taken is an EADDRINUSE error at once.
+ */
 export async function startZooKeeper(opts: StartOptions = {}): Promise<ZkCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(opts)
+    } catch (err) {
+      // A port the caller chose stays taken: only ports we picked are worth picking again.
+      if (!(err instanceof PortTakenError) || attempt >= 5 || (opts.clientPort !== undefined && (await portTaken(opts.clientPort)))) throw err
+    }
+  }
+}
+
+async function startOnce(opts: StartOptions): Promise<ZkCluster> {
+  if (opts.clientPort !== undefined && (await portTaken(opts.clientPort))) throw new PortTakenError(`zookeeper client port ${opts.clientPort} is taken`)
   const count = opts.servers ?? 1
   const tickTime = opts.tickTime ?? 500
   const dir = opts.dir ?? mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-zk-'))
@@ -231,15 +310,32 @@ export async function startZooKeeper(opts: StartOptions = {}): Promise<ZkCluster
     }
     const cfg = path.join(dir, `zoo${id}.cfg`)
     writeFileSync(cfg, lines.join('\n') + '\n')
-    nodes.push(new ZkServerNode(id, ports[i]!.client, cfg, path.join(dir, `zk${id}.log`)))
+    nodes.push(new ZkServerNode(id, ports[i]!.client, dataDir, cfg, path.join(dir, `zk${id}.log`)))
   }
   const cluster = new ZkCluster(nodes, dir)
   nodes.forEach((n) => n.start())
+  let starting = true
+  // A server that exits while starting has failed: say why at once rather than at the deadline.
+  const died = nodes.map(async (n) => {
+    const code = await n.exited()
+    if (!starting) return
+    const log = n.logTail()
+    if (/BindException|Address already in use/.test(log)) throw new PortTakenError(`zookeeper server ${n.id} could not bind a port:\n${log}`)
+    throw new Error(`zookeeper server ${n.id} exited with ${code} while starting:\n${log}`)
+  })
   try {
-    await cluster.waitServing()
+    await Promise.race([cluster.waitServing(), ...died])
+    // Serving, and by our processes (not by another server that holds a port ours could not bind).
+    const gone = nodes.find((n) => !n.running)
+    if (gone !== undefined) await died[nodes.indexOf(gone)]
   } catch (err) {
+    starting = false
+    const logs = nodes.map((n) => `--- server ${n.id}\n${n.logTail()}`).join('\n')
     await cluster.stop().catch(() => {})
-    throw err
+    if (err instanceof PortTakenError) throw err
+    throw new Error(`${(err as Error).message}\n${logs}`, { cause: err })
+  } finally {
+    starting = false
   }
   return cluster
 }

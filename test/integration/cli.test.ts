@@ -1,61 +1,82 @@
 import { expect } from 'chai'
-import { spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
+import net from 'node:net'
+import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse as parseYaml } from 'yaml'
 import { effectiveConfig, validateConfig } from '../../lib/config.js'
-import { freePort } from '../../scripts/zookeeper.js'
-import { putNode, send, startUpstream, uniquePath, useZooKeeper, waitFor } from '../support/helpers.js'
+import { listeningPorts, putNode, send, spawnNode, startUpstream, tempDir, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
 
 const CLI = fileURLToPath(new URL('../../lib/cli.js', import.meta.url))
 
-function run(args: string[]): { done: Promise<{ code: number | null; stdout: string; stderr: string }>; kill(sig: NodeJS.Signals): void; output(): string } {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d) => (stdout += d))
-  child.stderr.on('data', (d) => (stderr += d))
-  return {
-    done: new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr }))),
-    kill: (sig) => child.kill(sig),
-    output: () => stdout + stderr,
-  }
-}
-
-function tmpFile(name: string, text: string): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-cli-'))
-  const file = path.join(dir, name)
-  writeFileSync(file, text)
-  return file
-}
-
 describe('command line', function () {
+  this.timeout(60_000)
   const ctx = useZooKeeper()
+  const closers = useClosers()
+
+  /** The CLI as a child process, killed after the test if it is still running. */
+  function run(args: string[]) {
+    const p = spawnNode(closers, [CLI, ...args])
+    return {
+      ...p,
+      done: p.exited.then((code) => ({ code, stdout: p.stdout(), stderr: p.stderr() })),
+      kill: (sig: NodeJS.Signals) => p.child.kill(sig),
+    }
+  }
+
+  function tmpFile(name: string, text: string): string {
+    const file = path.join(tempDir(closers, 'zoo-proxy-cli-'), name)
+    writeFileSync(file, text)
+    return file
+  }
+
+  /** A port this test holds a listener on, so nobody else can bind it. */
+  async function heldPort(): Promise<number> {
+    const server = net.createServer((s) => s.destroy())
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    closers.push(() => new Promise((r) => server.close(r)))
+    return (server.address() as AddressInfo).port
+  }
 
   it('exits 2 with one line per problem, naming the field, before binding any port', async () => {
-    const port = await freePort()
-    const file = tmpFile('bad.yaml', `listen: 127.0.0.1:${port}\nservices:\n  - name: a\n    path: /a\n    strategy: nope\n  - name: a\n    path: /b\n    match: { pathPrefix: /b }\n    colour: red\n`)
-    const { code, stderr } = await run(['--config', file]).done
+    // Both ports are taken: a proxy that tried to bind before validating would fail with
+    // EADDRINUSE (exit 1), not with the config's problems.
+    const [listen, admin] = [await heldPort(), await heldPort()]
+    const file = tmpFile('bad.yaml', `listen: 127.0.0.1:${listen}\nadmin: 127.0.0.1:${admin}\nservices:\n  - name: a\n    path: /a\n    strategy: nope\n  - name: a\n    path: /b\n    match: { pathPrefix: /b }\n    colour: red\n`)
+    const { code, stdout, stderr } = await run(['--config', file]).done
     expect(code).to.equal(2)
-    const lines = stderr.trim().split('\n')
-    expect(lines).to.include('services[0].strategy: unknown strategy "nope"')
-    expect(lines).to.include('services[1].colour: unknown key')
+    expect(stderr.trim().split('\n')).to.deep.equal(['services[0].strategy: unknown strategy "nope"', 'services[1].colour: unknown key'])
+    expect(stdout).to.equal('')
+  })
+
+  it('exits 1 naming the port when the listen port is taken', async () => {
+    const listen = await heldPort()
+    const svc = uniquePath()
+    const file = tmpFile('taken.yaml', `listen: 127.0.0.1:${listen}\nzookeeper:\n  connect: ${ctx.zk.connectString}\nservices:\n  - name: a\n    path: ${svc}\n`)
+    const { code, stdout } = await run(['--config', file]).done
+    expect(code).to.equal(1)
+    expect(stdout).to.include('EADDRINUSE')
   })
 
   it('exits 2 for a missing file, unparsable YAML and a missing services list', async () => {
-    expect((await run(['--config', '/nonexistent/proxy.yaml']).done).code).to.equal(2)
-    expect((await run(['--config', tmpFile('x.yaml', 'services: [')]).done).code).to.equal(2)
-    const r = await run(['--config', tmpFile('x.json', '{"listen": "127.0.0.1:1"}')]).done
-    expect(r.code).to.equal(2)
-    expect(r.stderr).to.match(/^services: /m)
+    const [missing, unparsable, noServices] = await Promise.all([
+      run(['--config', '/nonexistent/proxy.yaml']).done,
+      run(['--config', tmpFile('x.yaml', 'services: [')]).done,
+      run(['--config', tmpFile('x.json', '{"listen": "127.0.0.1:1"}')]).done,
+    ])
+    expect([missing.code, unparsable.code, noServices.code]).to.deep.equal([2, 2, 2])
+    expect(noServices.stderr).to.match(/^services: /m)
   })
 
   it('exits 2 for bad arguments', async () => {
-    expect((await run(['--nope']).done).code).to.equal(2)
-    expect((await run(['register', '--path', '/x']).done).code).to.equal(2)
-    expect((await run(['register', '--zookeeper', '127.0.0.1:1', '--path', '/x', '--host', 'h', '--port', 'http']).done).code).to.equal(2)
+    const runs = await Promise.all([
+      run(['--nope']).done,
+      run(['register', '--path', '/x']).done,
+      run(['register', '--zookeeper', '127.0.0.1:1', '--path', '/x', '--host', 'h', '--port', 'http']).done,
+    ])
+    expect(runs.map((r) => r.code)).to.deep.equal([2, 2, 2])
   })
 
   it('checks a good config with `check`, prints the effective config as YAML and exits 0', async () => {
@@ -73,28 +94,21 @@ describe('command line', function () {
     expect(effectiveConfig(await validateConfig(printed, os.tmpdir()))).to.deep.equal(printed)
   })
 
-  it('runs the proxy from a config file and exits 0 on SIGTERM', async function () {
-    this.timeout(30_000)
+  it('runs the proxy from a config file and exits 0 on SIGTERM', async () => {
     const up = await startUpstream('a')
+    closers.push(() => up.close())
     const svc = uniquePath()
     await putNode(ctx.admin, `${svc}/a`, { host: '127.0.0.1', port: up.port })
-    const port = await freePort()
-    const admin = await freePort()
-    const file = tmpFile('proxy.yaml', `listen: 127.0.0.1:${port}\nadmin: 127.0.0.1:${admin}\nzookeeper:\n  connect: ${ctx.zk.connectString}\nservices:\n  - name: example\n    path: ${svc}\n`)
+    const file = tmpFile('proxy.yaml', `listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nzookeeper:\n  connect: ${ctx.zk.connectString}\nservices:\n  - name: example\n    path: ${svc}\n`)
     const proc = run(['--config', file])
-    try {
-      await waitFor(async () => (await fetch(`http://127.0.0.1:${admin}/readyz`)).status === 200, 'ready')
-      expect((await send(port)).body).to.equal('a')
-    } finally {
-      proc.kill('SIGTERM')
-    }
-    const { code } = await proc.done
-    expect(code).to.equal(0)
-    await up.close()
+    const { port, adminPort } = await listeningPorts(proc)
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status === 200, 'ready')
+    expect((await send(port)).body).to.equal('a')
+    proc.kill('SIGTERM')
+    expect((await proc.done).code).to.equal(0)
   })
 
-  it('registers an instance with `register` and removes it on SIGTERM', async function () {
-    this.timeout(30_000)
+  it('registers an instance with `register` and removes it on SIGTERM', async () => {
     const svc = uniquePath()
     const proc = run(['register', '--zookeeper', ctx.zk.connectString, '--path', svc, '--host', '127.0.0.1', '--port', '9001', '--weight', '2'])
     const node = `${svc}/127.0.0.1:9001`

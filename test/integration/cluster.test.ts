@@ -1,11 +1,12 @@
 import { expect } from 'chai'
-import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import os from 'node:os'
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { fourLetterWord, freePorts } from '../../scripts/zookeeper.js'
-import { putNode, send, startUpstream, uniquePath, useZooKeeper, waitFor } from '../support/helpers.js'
+import { fourLetterWord } from '../../scripts/zookeeper.js'
+import { listeningPorts, metric, putNode, scrape, send, spawnNode, tempDir, uniquePath, useClosers, useZooKeeper, waitFor, waitThroughErrors } from '../support/helpers.js'
+import type { Reply } from '../support/helpers.js'
 
 const CLI = fileURLToPath(new URL('../../lib/cli.js', import.meta.url))
 
@@ -15,44 +16,152 @@ async function zkConnections(port: number): Promise<number> {
   return cons.split('\n').filter((l) => l.includes('sid=')).length
 }
 
+/** The child processes of `pid` (Linux /proc). */
+function childrenOf(pid: number): number[] {
+  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+}
+
+/** The local ports of the TCP sockets `pid` holds (Linux /proc: its socket inodes, looked up in /proc/net/tcp*). */
+function tcpPortsOf(pid: number): Set<number> {
+  const inodes = new Set<string>()
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
+      if (m !== null) inodes.add(m[1]!)
+    } catch {
+      // Closed since the listing.
+    }
+  }
+  const ports = new Set<number>()
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/)
+      if (cols.length > 9 && inodes.has(cols[9]!)) ports.add(parseInt(cols[1]!.split(':')[1]!, 16))
+    }
+  }
+  return ports
+}
+
+/** An upstream answering its name, that knows the client port of every request it got. */
+async function upstream(closers: (() => unknown)[], name: string): Promise<{ port: number; clientPorts: number[] }> {
+  const clientPorts: number[] = []
+  const server = http.createServer((req, res) => {
+    clientPorts.push(req.socket.remotePort!)
+    res.end(name)
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  closers.push(() => new Promise<void>((r) => (server.close(() => r()), server.closeAllConnections())))
+  return { port: (server.address() as AddressInfo).port, clientPorts }
+}
+
 describe('workers: N (node:cluster)', function () {
   this.timeout(60_000)
   const ctx = useZooKeeper()
+  const closers = useClosers()
+
+  /** Whether each of `workers` holds a connection `up` saw requests on: each has forwarded to it. */
+  const allForwardedTo = (workers: number[], up: { clientPorts: number[] }) => {
+    const seen = new Set(up.clientPorts)
+    return workers.every((w) => [...tcpPortsOf(w)].some((p) => seen.has(p)))
+  }
+
+  /**
+   * `zoo-proxy` with two workers on `svc`, once both serve (each has forwarded a request to `up`);
+   * every request sent through it is counted by status.
+   */
+  async function startCluster(svc: string, up: { clientPorts: number[] }) {
+    const file = path.join(tempDir(closers, 'zoo-proxy-cluster-'), 'proxy.json')
+    writeFileSync(file, JSON.stringify({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', workers: 2, zookeeper: { connect: ctx.zk.connectString }, log: { level: 'info' }, services: [{ name: 'example', path: svc }] }))
+    const proc = spawnNode(closers, [CLI, '--config', file])
+    const { adminPort } = await listeningPorts(proc, 'primary')
+    const { port } = await listeningPorts(proc, 'worker')
+    const answered: Record<number, number> = {}
+    /** One GET on a connection of its own, so the primary hands each to the next worker in turn. */
+    const get = async (): Promise<Reply> => {
+      const r = await send(port, '/', { headers: { connection: 'close' } })
+      answered[r.status] = (answered[r.status] ?? 0) + 1
+      return r
+    }
+    await waitThroughErrors(async () => (await get()).status === 200, 'a worker to serve')
+    const workers = childrenOf(proc.child.pid!)
+    expect(workers).to.have.length(2)
+    await waitFor(async () => (await get(), allForwardedTo(workers, up)), 'both workers to serve')
+    return { proc, port, adminPort, answered, get, workers }
+  }
 
   it('serves one port from two workers with one ZooKeeper session, and follows changes', async () => {
     const svc = uniquePath()
-    const a = await startUpstream('a')
-    const b = await startUpstream('b')
+    const a = await upstream(closers, 'a')
+    const b = await upstream(closers, 'b')
     await putNode(ctx.admin, `${svc}/a`, { host: '127.0.0.1', port: a.port })
-    const [port, admin] = await freePorts(2)
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-cluster-'))
-    const file = path.join(dir, 'proxy.json')
-    writeFileSync(file, JSON.stringify({ listen: `127.0.0.1:${port}`, admin: `127.0.0.1:${admin}`, workers: 2, zookeeper: { connect: ctx.zk.connectString }, log: { level: 'warn' }, services: [{ name: 'example', path: svc }] }))
     const before = await zkConnections(ctx.zk.nodes[0]!.clientPort)
-    const child = spawn(process.execPath, [CLI, '--config', file], { stdio: 'ignore' })
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
-    try {
-      await waitFor(async () => (await send(port!).catch(() => ({ body: '' }))).body === 'a', 'the workers to serve')
-      const workers = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/)
-      expect(workers).to.have.length(2)
-      expect(await zkConnections(ctx.zk.nodes[0]!.clientPort)).to.equal(before + 1)
-      await putNode(ctx.admin, `${svc}/b`, { host: '127.0.0.1', port: b.port })
-      // Every worker got the new snapshot: over many requests (spread by the kernel over both), both answer.
-      await waitFor(async () => {
-        const seen = new Set<string>()
-        for (let i = 0; i < 20; i++) seen.add((await send(port!)).body)
-        return seen.has('a') && seen.has('b')
-      }, 'b in rotation')
-      // Summed over the workers by the primary (a worker still starting may miss one scrape).
-      await waitFor(async () => {
-        const res = await fetch(`http://127.0.0.1:${admin}/metrics`)
-        return res.status === 200 && /zoo_proxy_requests_total\{service="example",code="200"\} \d+/.test(await res.text())
-      }, 'aggregated metrics', 20_000)
-    } finally {
-      child.kill('SIGTERM')
+    const { proc, get, workers } = await startCluster(svc, a)
+    expect(await zkConnections(ctx.zk.nodes[0]!.clientPort)).to.equal(before + 1)
+
+    await putNode(ctx.admin, `${svc}/b`, { host: '127.0.0.1', port: b.port })
+    // Every worker got the new snapshot: each of them sends requests to b.
+    await waitFor(async () => (await get(), allForwardedTo(workers, b)), 'b in rotation on both workers')
+    proc.child.kill('SIGTERM')
+    expect(await proc.exited).to.equal(0)
+  })
+
+  it("answers /metrics on the primary with the sum of the workers' counters", async () => {
+    const svc = uniquePath()
+    const a = await upstream(closers, 'a')
+    await putNode(ctx.admin, `${svc}/a`, { host: '127.0.0.1', port: a.port })
+    const { adminPort, answered, get, workers } = await startCluster(svc, a)
+    for (let i = 0; i < 40; i++) expect((await get()).body).to.equal('a')
+    // Both workers answered (the upstream sees each one's pooled connection), so the total is a sum.
+    const byWorker = workers.map((w) => {
+      const ports = tcpPortsOf(w)
+      return a.clientPorts.filter((p) => ports.has(p)).length
+    })
+    expect(byWorker.every((n) => n > 0), `requests by worker: ${byWorker}`).to.equal(true)
+    expect(byWorker[0]! + byWorker[1]!).to.equal(a.clientPorts.length)
+    // A worker still starting may miss a scrape; once both answer, the sum is exact.
+    const series = (code: string) => `zoo_proxy_requests_total{service="example",code="${code}"}`
+    let last = ''
+    await waitFor(
+      async () => {
+        last = await scrape(adminPort)
+        return Object.entries(answered).every(([code, n]) => metric(last, series(code)) === n)
+      },
+      `the summed counters to equal ${JSON.stringify(answered)}`,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; last scrape: ${last.split('\n').filter((l) => l.startsWith('zoo_proxy_requests_total')).join(', ')}`)
+    })
+  })
+
+  it('gives a worker restarted after a crash the latest snapshot', async () => {
+    const svc = uniquePath()
+    const a = await upstream(closers, 'a')
+    const b = await upstream(closers, 'b')
+    await putNode(ctx.admin, `${svc}/a`, { host: '127.0.0.1', port: a.port })
+    const { proc, get, workers } = await startCluster(svc, a)
+    // Three snapshots: [a], [a, b], [b]. The last is the one a new worker must get.
+    await putNode(ctx.admin, `${svc}/b`, { host: '127.0.0.1', port: b.port })
+    await ctx.admin.remove(`${svc}/a`)
+    await waitFor(async () => (await get(), allForwardedTo(workers, b)), 'both workers to know b')
+    // Connections go to the workers in turn: four answers in a row cover both.
+    await waitFor(async () => {
+      const answers = new Set<string>()
+      for (let i = 0; i < 4; i++) answers.add((await get()).body)
+      return answers.size === 1 && answers.has('b')
+    }, 'both workers to route to b only')
+
+    const [crashed, survivor] = workers as [number, number]
+    process.kill(crashed, 'SIGKILL')
+    const replacement = await waitFor(() => childrenOf(proc.child.pid!).find((w) => w !== survivor && w !== crashed), 'a new worker')
+    // Until it listens the primary hands every connection to the survivor; then to both in turn.
+    const served = () => {
+      const ports = tcpPortsOf(replacement)
+      return b.clientPorts.filter((p) => ports.has(p)).length
     }
-    expect(await exited).to.equal(0)
-    await a.close()
-    await b.close()
+    await waitFor(async () => {
+      const r = await get()
+      expect([r.status, r.body]).to.deep.equal([200, 'b'])
+      return served() >= 3
+    }, 'the new worker to answer')
+    expect(a.clientPorts.filter((p) => tcpPortsOf(replacement).has(p))).to.deep.equal([])
   })
 })

@@ -120,17 +120,28 @@ describe('discovery (real ZooKeeper, live traffic)', function () {
     const path = uniquePath()
     const [a, b] = await upstreams('a', 'b')
     await putNode(ctx.admin, `${path}/a`, { host: '127.0.0.1', port: a!.port })
-    const p = await proxyFor(path)
+    const session = new ZkSession({ connect: ctx.zk.connectString, sessionTimeoutMs: 2000, logger: recordingLogger() })
+    const p = await proxyFor(path, { session })
     expect(await answers(p.port, 3)).to.equal('a')
 
     const node = ctx.zk.nodes[0]!
     await node.stop()
-    await waitFor(() => p.upstreams() && (p.upstreams() as { zookeeper: { state: string } }).zookeeper.state !== 'connected', 'proxy to see the outage')
-    // Well past the point where a careless client would have emptied the service.
-    const until = Date.now() + 1500
-    while (Date.now() < until) expect((await send(p.port)).body).to.equal('a')
-    node.start()
-    await ctx.zk.waitServing()
+    try {
+      await waitFor(() => session.state !== 'connected', 'the proxy to see the outage')
+      // Disconnected longer than its session timeout, the proxy gives the session up and starts
+      // another: where a careless client would empty the service. It routes on all along.
+      let served = 0
+      await waitFor(async () => {
+        expect((await send(p.port)).body).to.equal('a')
+        served++
+        return session.state === 'connecting'
+      }, 'the proxy to give its session up', 20_000)
+      expect(served).to.be.above(1)
+      expect((await send(p.port)).body).to.equal('a')
+    } finally {
+      node.start()
+      await ctx.zk.waitServing()
+    }
 
     await waitFor(() => ctx.admin.state === 'connected', 'admin session back', 20_000)
     await putNode(ctx.admin, `${path}/b`, { host: '127.0.0.1', port: b!.port })
@@ -158,27 +169,101 @@ describe('discovery (real ZooKeeper, live traffic)', function () {
 
   it('moves past a server that accepts the connection but never answers the handshake', async function () {
     this.timeout(30_000)
-    // Three "frozen" servers (the kernel accepts, nobody answers) and the real one; the client
-    // shuffles them, so it usually starts on a frozen one and would wait there forever.
-    const held: net.Socket[] = []
-    const frozen = await Promise.all(
-      [0, 1, 2].map(
-        () =>
-          new Promise<net.Server>((resolve) => {
-            const s = net.createServer((sock) => held.push(sock))
-            s.listen(0, '127.0.0.1', () => resolve(s))
-          }),
-      ),
+    // Three addresses in front of the real server. The first connection made to any of them is
+    // accepted and never answered (a frozen server); every later one is passed through. The client
+    // shuffles its list, so whichever it tries first is frozen, and only the handshake watchdog
+    // gets it off.
+    const sockets = new Set<net.Socket>()
+    let frozen: net.Socket | null = null
+    let frozenClosedByClient = false
+    const zkPort = ctx.zk.nodes[0]!.clientPort
+    const fronts = await Promise.all(
+      [0, 1, 2].map(async () => {
+        const s = net.createServer((sock) => {
+          sockets.add(sock)
+          sock.on('error', () => {})
+          if (frozen === null) {
+            frozen = sock
+            // Read (and drop) what comes, so the client's close is seen.
+            sock.resume()
+            sock.once('end', () => (frozenClosedByClient = true))
+            sock.once('close', () => (frozenClosedByClient = true))
+            return
+          }
+          const real = net.connect(zkPort, '127.0.0.1')
+          sockets.add(real)
+          real.on('error', () => sock.destroy())
+          sock.on('close', () => real.destroy())
+          real.on('close', () => sock.destroy())
+          sock.pipe(real).pipe(sock)
+        })
+        await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
+        return s
+      }),
     )
     closers.push(async () => {
-      held.forEach((s) => s.destroy())
-      await Promise.all(frozen.map((s) => new Promise((r) => s.close(r))))
+      sockets.forEach((s) => s.destroy())
+      await Promise.all(fronts.map((s) => new Promise((r) => s.close(r))))
     })
-    const connect = [...frozen.map((s) => `127.0.0.1:${(s.address() as net.AddressInfo).port}`), ctx.zk.connectString].join(',')
+    const connect = fronts.map((s) => `127.0.0.1:${(s.address() as net.AddressInfo).port}`).join(',')
     const session = new ZkSession({ connect, sessionTimeoutMs: 2000, logger: recordingLogger() })
-    closers.push(async () => session.close())
+    closers.push(() => session.close())
     session.start()
+    await waitFor(() => frozen !== null, 'the first connection')
     await waitFor(() => session.state === 'connected', 'a session through the real server', 20_000)
+    // The frozen connection was given up by the client, not by the server or the test.
+    expect(frozenClosedByClient).to.equal(true)
+    expect(sockets.size).to.be.at.least(3)
+    expect(await session.exists('/')).to.equal(true)
+  })
+
+  describe('a service ZooKeeper suddenly lists empty', () => {
+    type Report = { services: Record<string, { keptLast: boolean; instances: unknown[] }> }
+
+    /** Two services of one instance each, `kept` on /kept; both instances then deleted. */
+    async function emptyBoth(zookeeper: object, kept: object, plain: object) {
+      const [a, b] = await upstreams('a', 'b')
+      const [pa, pb] = [uniquePath(), uniquePath()]
+      await putNode(ctx.admin, `${pa}/a`, { host: '127.0.0.1', port: a!.port })
+      await putNode(ctx.admin, `${pb}/b`, { host: '127.0.0.1', port: b!.port })
+      const config = await makeConfig(
+        ctx.zk.connectString,
+        [
+          { name: 'kept', path: pa, match: { pathPrefix: '/kept' }, ...kept },
+          { name: 'plain', path: pb, ...plain },
+        ],
+        { zookeeper: { connect: ctx.zk.connectString, sessionTimeoutMs: 4000, ...zookeeper } },
+      )
+      const p = await startProxy(config)
+      closers.push(() => p.close())
+      expect([(await send(p.port, '/kept')).body, (await send(p.port, '/')).body]).to.deep.equal(['a', 'b'])
+      await ctx.admin.remove(`${pa}/a`)
+      await ctx.admin.remove(`${pb}/b`)
+      return p
+    }
+
+    async function expectEmptied(p: { port: number; upstreams(): object }, name: string, path: string): Promise<void> {
+      await waitFor(async () => (await send(p.port, path)).status === 503, `${name} to be emptied`)
+      expect(JSON.parse((await send(p.port, path)).body)).to.include({ error: 'ZP_ERR_NO_ENDPOINT', service: name })
+      expect((p.upstreams() as Report).services[name]).to.deep.include({ keptLast: false, instances: [] })
+    }
+
+    async function expectKept(p: { port: number; upstreams(): object }, name: string, path: string, body: string): Promise<void> {
+      await waitFor(() => (p.upstreams() as Report).services[name]!.keptLast, `${name} to keep its last instances`)
+      expect((await send(p.port, path)).body).to.equal(body)
+    }
+
+    it('empties it with zookeeper.keepLastOnEmpty: false, unless the service says keepLastOnEmpty: true', async () => {
+      const p = await emptyBoth({ keepLastOnEmpty: false }, { keepLastOnEmpty: true }, {})
+      await expectEmptied(p, 'plain', '/')
+      await expectKept(p, 'kept', '/kept', 'a')
+    })
+
+    it('keeps its last instances by default, unless the service says keepLastOnEmpty: false', async () => {
+      const p = await emptyBoth({}, {}, { keepLastOnEmpty: false })
+      await expectEmptied(p, 'plain', '/')
+      await expectKept(p, 'kept', '/kept', 'a')
+    })
   })
 
   it('is not ready until the first full read of every service', async () => {

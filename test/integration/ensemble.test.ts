@@ -2,17 +2,33 @@
 // through the proxy while servers die, freeze, lose quorum, and the proxy's session expires.
 
 import { expect } from 'chai'
-import { spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import os from 'node:os'
+import { writeFileSync } from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ZkSession } from '../../lib/discovery/zk-session.js'
 import { silentLogger } from '../../lib/log.js'
-import { fourLetterWord, freePort } from '../../scripts/zookeeper.js'
+import { fourLetterWord } from '../../scripts/zookeeper.js'
 import type { ZkServerNode } from '../../scripts/zookeeper.js'
-import { expireSession, makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor, useClosers } from '../support/helpers.js'
+import {
+  deadPort,
+  expireSession,
+  listeningPorts,
+  makeConfig,
+  putNode,
+  send,
+  spawnNode,
+  startProxy,
+  startUpstream,
+  tempDir,
+  uniquePath,
+  useClosers,
+  useZooKeeper,
+  waitFor,
+  waitThroughErrors,
+} from '../support/helpers.js'
 import type { Upstream } from '../support/helpers.js'
+import { TXN, readTransactions } from '../support/zk-log.js'
 
 const CLI = fileURLToPath(new URL('../../lib/cli.js', import.meta.url))
 
@@ -52,10 +68,14 @@ describe('ZooKeeper ensemble (3 real servers): no failed request through server 
   const ctx = useZooKeeper(3)
   const closers = useClosers()
   beforeEach(async () => {
+    await waitFor(() => ctx.admin.state === 'connected', 'the test session', 20_000)
+  })
+  // Whatever a test did to the servers, and however it ended, the next one starts with all three.
+  afterEach(async function () {
+    this.timeout(60_000)
     for (const n of ctx.zk.nodes) n.thaw()
     for (const n of ctx.zk.nodes) n.start()
     await ctx.zk.waitServing(30_000)
-    await waitFor(() => ctx.admin.state === 'connected', 'the test session', 20_000)
   })
 
   async function upstream(name: string): Promise<Upstream> {
@@ -79,7 +99,7 @@ describe('ZooKeeper ensemble (3 real servers): no failed request through server 
   async function newInstanceGetsTraffic(svc: string, port: number, name: string): Promise<void> {
     const u = await upstream(name)
     await waitFor(() => ctx.admin.state === 'connected', 'the test session back', 30_000)
-    await waitFor(() => putNode(ctx.admin, `${svc}/${name}`, { host: '127.0.0.1', port: u.port }).then(() => true), 'registering', 20_000)
+    await waitThroughErrors(() => putNode(ctx.admin, `${svc}/${name}`, { host: '127.0.0.1', port: u.port }).then(() => true), 'registering', 20_000)
     await waitFor(async () => (await send(port)).body === name || (await send(port)).body === name, `${name} to get traffic`, 30_000)
   }
 
@@ -101,10 +121,12 @@ describe('ZooKeeper ensemble (3 real servers): no failed request through server 
     await second!.stop('SIGKILL')
     await third!.stop('SIGKILL')
     await waitFor(() => session.state !== 'connected', 'the proxy to lose its session connection', 20_000)
+    // Disconnected for longer than the session timeout, the proxy gives its session up and starts
+    // another: the point where a careless proxy would empty the service.
+    await waitFor(() => session.state === 'connecting', 'the proxy to give its session up', 20_000)
     const report = p.upstreams() as { services: { example: { stale: boolean } } }
     expect(report.services.example.stale).to.equal(true)
-    // Longer than the session timeout: a careless proxy would have emptied the service by now.
-    await new Promise((r) => setTimeout(r, 4000))
+    expect((await send(p.port)).body).to.equal('a')
     second!.start()
     third!.start()
     await ctx.zk.waitServing(30_000)
@@ -161,13 +183,13 @@ describe('ZooKeeper ensemble (3 real servers): no failed request through server 
     const svc = uniquePath()
     const a = await upstream('a')
     await putNode(ctx.admin, `${svc}/a`, { host: '127.0.0.1', port: a.port })
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-snap-'))
-    const snapshotFile = path.join(dir, 'instances.json')
+    const snapshotFile = path.join(tempDir(closers, 'zoo-proxy-snap-'), 'instances.json')
     const first = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path: svc }], { zookeeper: { connect: ctx.zk.connectString, snapshotFile } }))
+    closers.push(() => first.close())
     await waitFor(async () => (await send(first.port)).body === 'a', 'first proxy')
     await first.close()
     // A second proxy pointed at a ZooKeeper that is not there.
-    const dead = `127.0.0.1:${await freePort()}`
+    const dead = `127.0.0.1:${await deadPort(closers)}`
     const second = await startProxy(await makeConfig(dead, [{ name: 'example', path: svc }], { zookeeper: { connect: dead, snapshotFile } }))
     closers.push(() => second.close())
     expect((await send(second.port)).body).to.equal('a')
@@ -175,22 +197,21 @@ describe('ZooKeeper ensemble (3 real servers): no failed request through server 
   })
 })
 
+/** True once a new connection to `port` is refused. */
+function refuses(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1')
+    s.once('connect', () => (s.destroy(), resolve(false)))
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'))
+  })
+}
+
 describe('zoo-proxy register sidecar and proxy shutdown', function () {
   this.timeout(60_000)
   const ctx = useZooKeeper()
   const closers = useClosers()
 
-  function cli(args: string[]) {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
-    let stderr = ''
-    child.stderr.on('data', (d) => (stderr += d))
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
-    closers.push(async () => {
-      child.kill('SIGKILL')
-      await exited
-    })
-    return { child, exited, stderr: () => stderr }
-  }
+  const cli = (args: string[]) => spawnNode(closers, [CLI, ...args])
 
   it('registers while the check passes, drains on SIGTERM with no failed request', async () => {
     const svc = uniquePath()
@@ -206,7 +227,8 @@ describe('zoo-proxy register sidecar and proxy shutdown', function () {
     const b = await startUpstream('b')
     closers.push(() => a.close(), () => b.close())
     await putNode(ctx.admin, `${svc}/b`, { host: '127.0.0.1', port: b.port })
-    const sidecar = cli(['register', '--zookeeper', ctx.zk.connectString, '--path', svc, '--host', '127.0.0.1', '--port', String(a.port), '--check', `http://127.0.0.1:${a.port}/health`, '--check-interval-ms', '100', '--drain-ms', '500', '--session-timeout-ms', '2000'])
+    const drainMs = 500
+    const sidecar = cli(['register', '--zookeeper', ctx.zk.connectString, '--path', svc, '--host', '127.0.0.1', '--port', String(a.port), '--check', `http://127.0.0.1:${a.port}/health`, '--check-interval-ms', '100', '--drain-ms', String(drainMs), '--session-timeout-ms', '2000'])
     const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path: svc }]))
     closers.push(() => p.close())
     const node = `${svc}/127.0.0.1:${a.port}`
@@ -226,13 +248,19 @@ describe('zoo-proxy register sidecar and proxy shutdown', function () {
     const load = steadyLoad(p.port, 3)
     await waitFor(() => load.bodies.has('a'), 'load reaching a')
     sidecar.child.kill('SIGTERM')
-    await waitFor(async () => {
-      const d = await ctx.admin.getData(node)
-      return d === null || JSON.parse(d.toString()).state === 'draining'
-    }, 'draining state')
     expect(await sidecar.exited).to.equal(0)
     expect(await ctx.admin.exists(node)).to.equal(false)
     expect(await load.stop()).to.have.keys('200')
+
+    // What ZooKeeper recorded, on its own clock: the last write before the delete said draining,
+    // and it stood for at least --drain-ms.
+    const changes = readTransactions(ctx.zk.nodes[0]!.dataDir).filter((t) => t.path === node)
+    const deleted = changes.findLastIndex((t) => t.type === TXN.delete)
+    expect(deleted).to.equal(changes.length - 1)
+    const draining = changes[deleted - 1]!
+    expect(draining.type).to.equal(TXN.setData)
+    expect(JSON.parse(draining.data!.toString())).to.include({ state: 'draining', port: a.port })
+    expect(changes[deleted]!.time - draining.time).to.be.at.least(drainMs)
   })
 
   it('re-registers after its session is forced to expire', async () => {
@@ -247,21 +275,25 @@ describe('zoo-proxy register sidecar and proxy shutdown', function () {
 
   it('finishes every in-flight request on SIGTERM, refuses new ones, and exits 0', async () => {
     const svc = uniquePath()
-    const slow = await startUpstream('slow', (_req, res) => setTimeout(() => res.end('done'), 400))
+    // Holds every answer until the test lets them go: they are in flight for as long as it wants.
+    let release: () => void = () => {}
+    const released = new Promise<void>((r) => (release = r))
+    const slow = await startUpstream('slow', (req, res) => void released.then(() => res.end(req.url === '/ready' ? 'ready' : 'done')))
     closers.push(() => slow.close())
     await putNode(ctx.admin, `${svc}/slow`, { host: '127.0.0.1', port: slow.port })
-    const [port, admin] = [await freePort(), await freePort()]
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-term-'))
-    const file = path.join(dir, 'proxy.json')
-    writeFileSync(file, JSON.stringify({ listen: `127.0.0.1:${port}`, admin: `127.0.0.1:${admin}`, zookeeper: { connect: ctx.zk.connectString }, log: { level: 'warn' }, services: [{ name: 'example', path: svc }] }))
+    const file = path.join(tempDir(closers, 'zoo-proxy-term-'), 'proxy.json')
+    writeFileSync(file, JSON.stringify({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', zookeeper: { connect: ctx.zk.connectString }, log: { level: 'info' }, services: [{ name: 'example', path: svc }] }))
     const proxy = cli(['--config', file])
-    await waitFor(async () => (await send(port).catch(() => ({ status: 0 }))).status === 200, 'the proxy to serve')
-    const inFlight = Array.from({ length: 10 }, () => send(port))
-    await waitFor(() => slow.hits >= 11, 'requests to reach the upstream')
+    const { port, adminPort } = await listeningPorts(proxy)
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status === 200, 'the proxy to be ready')
+    const inFlight = Array.from({ length: 10 }, () => send(port, '/', { headers: { connection: 'close' } }))
+    await waitFor(() => slow.hits === 10, 'requests to reach the upstream')
     proxy.child.kill('SIGTERM')
+    await waitFor(() => refuses(port), 'the port to refuse new connections')
+    expect(proxy.child.exitCode).to.equal(null)
+    release()
     const results = await Promise.all(inFlight)
-    expect(results.map((r) => r.status)).to.deep.equal(Array(10).fill(200))
+    expect(results.map((r) => [r.status, r.body])).to.deep.equal(Array(10).fill([200, 'done']))
     expect(await proxy.exited).to.equal(0)
-    await waitFor(async () => send(port).then(() => false, () => true), 'the port to refuse')
   })
 })

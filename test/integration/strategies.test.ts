@@ -1,6 +1,8 @@
 import { expect } from 'chai'
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
+import { seededRandom } from '../../lib/random.js'
+import type { ProxyDeps } from '../../lib/proxy.js'
 import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor, useClosers } from '../support/helpers.js'
 import type { Upstream } from '../support/helpers.js'
 
@@ -38,30 +40,43 @@ describe('strategies driven by ZooKeeper data (real ZooKeeper, real upstreams)',
     return u
   }
 
-  async function proxy(path: string, service: object) {
-    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path, ...service }]))
+  async function proxy(path: string, service: object, deps: ProxyDeps = {}) {
+    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path, ...service }]), deps)
     closers.push(() => p.close())
     return p
   }
 
-  for (const strategy of ['weighted', 'random']) {
-    it(`${strategy}: weights 3:1 in znode data give 75% / 25%, and a live setData to 1:1 moves the split`, async () => {
-      const svc = uniquePath()
-      const [a, b] = [await upstream('a'), await upstream('b')]
-      await putNode(ctx.admin, `${svc}/a`, { host: '127.0.0.1', port: a.port, weight: 3 })
-      await putNode(ctx.admin, `${svc}/b`, { host: '127.0.0.1', port: b.port, weight: 1 })
-      const p = await proxy(svc, { strategy })
-      await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
-      const before = await load(p.port, 3000, 16)
-      expect(before.a).to.be.closeTo(0.75, 0.03)
-      expect(before.b).to.be.closeTo(0.25, 0.03)
+  it('weighted: weights 3:1 in znode data give exactly 3 of every 4 requests to the first, and a live setData to 1:1 halves them', async () => {
+    const svc = uniquePath()
+    const [a, b] = [await upstream('a'), await upstream('b')]
+    await putNode(ctx.admin, `${svc}/a`, { host: '127.0.0.1', port: a.port, weight: 3 })
+    await putNode(ctx.admin, `${svc}/b`, { host: '127.0.0.1', port: b.port, weight: 1 })
+    const p = await proxy(svc, { strategy: 'weighted' })
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
+    // Smooth weighted round-robin is exact whatever the concurrency: every pick is the next in turn.
+    expect(await load(p.port, 400, 16)).to.deep.equal({ a: 0.75, b: 0.25 })
 
-      await ctx.admin.setData(`${svc}/a`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: a.port, weight: 1 })))
-      await waitFor(() => p.services[0]!.balancer.hosts.every((h) => h.weight === 1), 'the new weight')
-      const after = await load(p.port, 3000, 16)
-      expect(after.a).to.be.closeTo(0.5, 0.03)
-    })
-  }
+    await ctx.admin.setData(`${svc}/a`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: a.port, weight: 1 })))
+    await waitFor(() => p.services[0]!.balancer.hosts.every((h) => h.weight === 1), 'the new weight')
+    expect(await load(p.port, 400, 16)).to.deep.equal({ a: 0.5, b: 0.5 })
+  })
+
+  it('random: weights 3:1 in znode data give 75% / 25% (seeded), and a live setData to 1:1 moves the split', async () => {
+    const svc = uniquePath()
+    const [a, b] = [await upstream('a'), await upstream('b')]
+    await putNode(ctx.admin, `${svc}/a`, { host: '127.0.0.1', port: a.port, weight: 3 })
+    await putNode(ctx.admin, `${svc}/b`, { host: '127.0.0.1', port: b.port, weight: 1 })
+    const p = await proxy(svc, { strategy: 'random' }, { random: seededRandom(42) })
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'two instances')
+    const before = await load(p.port, 2000, 16)
+    expect(before.a).to.be.closeTo(0.75, 0.03)
+    expect(before.b).to.be.closeTo(0.25, 0.03)
+
+    await ctx.admin.setData(`${svc}/a`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: a.port, weight: 1 })))
+    await waitFor(() => p.services[0]!.balancer.hosts.every((h) => h.weight === 1), 'the new weight')
+    const after = await load(p.port, 2000, 16)
+    expect(after.a).to.be.closeTo(0.5, 0.03)
+  })
 
   it('weighted: weight 0 and draining in znode data take an instance out of new traffic', async () => {
     const svc = uniquePath()
@@ -76,16 +91,45 @@ describe('strategies driven by ZooKeeper data (real ZooKeeper, real upstreams)',
     await waitFor(async () => (await load(p.port, 10, 1)).a === 1, 'only a')
   })
 
-  it('least-loaded sends fewer requests to an instance that answers slowly', async () => {
+  it('least-loaded sends nothing to an instance while it holds a request and the others hold none, nor while it is slower', async () => {
     const svc = uniquePath()
-    const ups = [await upstream('fast1', 2), await upstream('fast2', 2), await upstream('slow', 60)]
-    for (const u of ups) await putNode(ctx.admin, `${svc}/${u.name}`, { host: '127.0.0.1', port: u.port })
+    const fast = [await upstream('fast1'), await upstream('fast2')]
+    // Holds every request until the test lets it go.
+    let arrived: () => void = () => {}
+    const got = new Promise<void>((r) => (arrived = r))
+    let release: () => void = () => {}
+    const released = new Promise<void>((r) => (release = r))
+    const slow = await startUpstream('slow', (_req, res) => {
+      arrived()
+      void released.then(() => res.end('slow'))
+    })
+    closers.push(() => slow.close())
+    for (const u of [...fast, slow]) await putNode(ctx.admin, `${svc}/${u.name}`, { host: '127.0.0.1', port: u.port })
     const p = await proxy(svc, { strategy: 'least-loaded' })
     await waitFor(() => p.services[0]!.balancer.hosts.length === 3, 'three instances')
-    const got = await load(p.port, 600, 12)
-    expect(got.slow ?? 0).to.be.below(0.2)
-    expect(got.fast1).to.be.above(got.slow ?? 0)
-    expect(got.fast2).to.be.above(got.slow ?? 0)
+    // One at a time until a request lands on slow (with no latency figure yet, it wins ties soon).
+    let held: Promise<unknown> | null = null
+    for (let i = 0; held === null; i++) {
+      expect(i, 'requests before one reached slow').to.be.below(50)
+      const r = send(p.port)
+      if ((await Promise.race([r.then(() => 'answered'), got.then(() => 'held')])) === 'held') held = r
+    }
+    const answers = async (n: number) => {
+      const seen: Record<string, number> = {}
+      for (let i = 0; i < n; i++) {
+        const body = (await send(p.port)).body
+        seen[body] = (seen[body] ?? 0) + 1
+      }
+      return Object.keys(seen).sort()
+    }
+    // One in flight at slow, none at the others: whichever two it compares, slow loses.
+    expect(await answers(30)).to.deep.equal(['fast1', 'fast2'])
+    expect(slow.hits).to.equal(1)
+    release()
+    expect((await (held as Promise<{ body: string }>)).body).to.equal('slow')
+    // Idle again, but its latency is far above theirs: equal load, so the faster one wins.
+    expect(await answers(30)).to.deep.equal(['fast1', 'fast2'])
+    expect(slow.hits).to.equal(1)
   })
 
   it('consistent-hash keeps a user on one instance', async () => {

@@ -1,11 +1,18 @@
 // Shared test fixtures: real HTTP upstreams on port 0, a real ZooKeeper, polling with a deadline.
 
+import { expect } from 'chai'
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
 import http from 'node:http'
+import net from 'node:net'
 import type { AddressInfo } from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
 import zookeeper from 'node-zookeeper-client'
 import { validateConfig } from '../../lib/config.js'
 import type { Config } from '../../lib/config.js'
-import { ZkSession } from '../../lib/discovery/zk-session.js'
+import { ZkSession, isNodeExists } from '../../lib/discovery/zk-session.js'
 import { silentLogger } from '../../lib/log.js'
 import type { Logger } from '../../lib/log.js'
 import { createProxy } from '../../lib/proxy.js'
@@ -13,8 +20,25 @@ import type { ProxyDeps, ZooProxy } from '../../lib/proxy.js'
 import { startZooKeeper } from '../../scripts/zookeeper.js'
 import type { ZkCluster } from '../../scripts/zookeeper.js'
 
-/** Polls `check` until it returns a truthy value or the deadline passes. */
+/**
+ * Polls `check` until it returns a truthy value or the deadline passes. A check that throws fails
+ * the wait at once: an `expect` inside it is a verdict, not a "not yet". For checks that may throw
+ * while the thing they look at is still coming up, say so with waitThroughErrors().
+ */
 export async function waitFor<T>(check: () => T | Promise<T>, what: string, timeoutMs = 10_000, everyMs = 20): Promise<NonNullable<T>> {
+  return poll(check, what, timeoutMs, everyMs, () => false)
+}
+
+/**
+ * waitFor() for checks that may throw while the thing they look at is not there yet (a connection
+ * refused before a process listens, a ZooKeeper call during an election): such errors mean "not
+ * yet" and the last one is reported at the deadline. An assertion still fails the wait at once.
+ */
+export async function waitThroughErrors<T>(check: () => T | Promise<T>, what: string, timeoutMs = 10_000, everyMs = 20): Promise<NonNullable<T>> {
+  return poll(check, what, timeoutMs, everyMs, (err) => (err as Error | null)?.name !== 'AssertionError')
+}
+
+async function poll<T>(check: () => T | Promise<T>, what: string, timeoutMs: number, everyMs: number, transient: (err: unknown) => boolean): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs
   let last: unknown
   for (;;) {
@@ -22,9 +46,10 @@ export async function waitFor<T>(check: () => T | Promise<T>, what: string, time
       const v = await check()
       if (v) return v as NonNullable<T>
     } catch (err) {
+      if (!transient(err)) throw err
       last = err
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`)
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`, { cause: last })
     await new Promise((r) => setTimeout(r, everyMs))
   }
 }
@@ -75,7 +100,10 @@ export async function startUpstream(name: string, handler?: Handler): Promise<Up
 
 export interface Reply {
   status: number
+  /** The body as UTF-8 text. */
   body: string
+  /** The body's bytes. */
+  bytes: Buffer
   headers: Record<string, string | string[] | undefined>
 }
 
@@ -87,7 +115,10 @@ export function send(port: number, path = '/', opts: { method?: string; headers?
     const req = http.request({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: opts.headers, agent }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), headers: res.headers }))
+      res.on('end', () => {
+        const bytes = Buffer.concat(chunks)
+        resolve({ status: res.statusCode ?? 0, body: bytes.toString(), bytes, headers: res.headers })
+      })
       res.on('error', reject)
     })
     req.on('error', reject)
@@ -95,13 +126,115 @@ export function send(port: number, path = '/', opts: { method?: string; headers?
   })
 }
 
-/** Things to close after each test, closed last-in first-out (mocha afterEach). */
-export function useClosers(): (() => Promise<unknown>)[] {
-  const closers: (() => Promise<unknown>)[] = []
+export type Closers = (() => unknown)[]
+
+/**
+ * Things to close after each test, closed last-in first-out (mocha afterEach), every one of them
+ * even when one fails; the first failure is reported after.
+ */
+export function useClosers(): Closers {
+  const closers: Closers = []
   afterEach(async () => {
-    while (closers.length) await closers.pop()!()
+    let first: unknown = null
+    while (closers.length) {
+      try {
+        await closers.pop()!()
+      } catch (err) {
+        first ??= err
+      }
+    }
+    if (first !== null) throw first
   })
   return closers
+}
+
+/** A fresh temp dir, removed by `closers`. */
+export function tempDir(closers: Closers, prefix = 'zoo-proxy-test-'): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix))
+  closers.push(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/**
+ * A port on 127.0.0.1 that refuses connections and that no process can listen on while the test
+ * runs: the local end of a connection we hold open (a bound port, but not a listening one), let go
+ * by `closers`. An instance registered there is a dead one.
+ */
+export async function deadPort(closers: Closers): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const held = new Set<net.Socket>()
+  server.on('connection', (s) => held.add(s))
+  const client = net.connect((server.address() as AddressInfo).port, '127.0.0.1')
+  await new Promise<void>((resolve, reject) => client.once('connect', resolve).once('error', reject))
+  closers.push(
+    () =>
+      new Promise<void>((r) => {
+        client.destroy()
+        held.forEach((s) => s.destroy())
+        server.close(() => r())
+      }),
+  )
+  return client.localPort!
+}
+
+export interface Child {
+  readonly child: ChildProcess
+  /** Resolves with the exit code (null when a signal ended it). */
+  readonly exited: Promise<number | null>
+  stdout(): string
+  stderr(): string
+}
+
+/**
+ * `node <args>` as a child process with its output kept, killed by `closers` (SIGKILL, its whole
+ * process group when `group`: for a child that starts children of its own) if still running.
+ */
+export function spawnNode(closers: Closers, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; group?: boolean } = {}): Child {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env, detached: opts.group ?? false })
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.on('data', (d) => (stdout += d))
+  child.stderr!.on('data', (d) => (stderr += d))
+  let done = false
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      done = true
+      resolve(code)
+    }),
+  )
+  closers.push(async () => {
+    if (opts.group) {
+      try {
+        process.kill(-child.pid!, 'SIGKILL')
+      } catch {
+        // The group is gone already.
+      }
+    } else if (!done) child.kill('SIGKILL')
+    await exited
+  })
+  return { child, exited, stdout: () => stdout, stderr: () => stderr }
+}
+
+/** The ports a zoo-proxy process logged in its "zoo-proxy listening" line (log level info). */
+export async function listeningPorts(p: Child, role = 'single'): Promise<{ port: number; adminPort: number }> {
+  const line = await waitFor(() => p.stdout().split('\n').find((l) => l.includes('"zoo-proxy listening"') && l.includes(`"role":"${role}"`)), `the ${role} process to listen`, 20_000)
+  const { listen, admin } = JSON.parse(line) as { listen: string | null; admin: string | null }
+  const port = (at: string | null) => (at === null ? 0 : Number(at.slice(at.lastIndexOf(':') + 1)))
+  return { port: port(listen), adminPort: port(admin) }
+}
+
+/** The value of one Prometheus series, e.g. `zoo_proxy_requests_total{service="example",code="200"}`; 0 when absent. */
+export function metric(text: string, series: string): number {
+  for (const line of text.split('\n')) if (line.startsWith(`${series} `)) return Number(line.slice(series.length + 1))
+  return 0
+}
+
+/** The admin listener's /metrics text. */
+export async function scrape(adminPort: number): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`)
+  expect(res.status).to.equal(200)
+  return res.text()
 }
 
 /** A ZooKeeper for the whole file: mocha before/after hooks. */
@@ -127,7 +260,8 @@ export async function putNode(s: ZkSession, path: string, data: string | object 
   await s.ensureParents(path)
   try {
     await s.create(path, buf, 'persistent')
-  } catch {
+  } catch (err) {
+    if (!isNodeExists(err)) throw err
     await s.setData(path, buf)
   }
 }
@@ -184,15 +318,18 @@ export async function expireSession(connect: string, creds: () => { sessionId: B
     if (c === null) throw new Error('no session to expire')
     const options = { sessionTimeout: 4000, sessionId: c.sessionId, sessionPassword: c.password } as object
     const client = zookeeper.createClient(connect, options)
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('could not attach to the session to expire it')), 10_000)
-      client.once('connected', () => {
-        clearTimeout(timer)
-        resolve()
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('could not attach to the session to expire it')), 10_000)
+        client.once('connected', () => {
+          clearTimeout(timer)
+          resolve()
+        })
+        client.connect()
       })
-      client.connect()
-    })
-    client.close()
+    } finally {
+      client.close()
+    }
     await waitFor(expired, 'the session to expire', 2000).catch(() => {})
   }
   if (!expired()) throw new Error('could not expire the session')

@@ -41,4 +41,26 @@ describe('proxy shutdown', () => {
     expect(responses[1]).to.match(/\r\nconnection: close\r\n/i)
     expect(responses[1]).to.include('ZP_ERR_SHUTTING_DOWN')
   })
+
+  it('cuts a request still in flight when the shutdown timeout runs out, and says so', async function () {
+    // Far below mocha's timeout: a close that waited for the answer would never end.
+    this.timeout(5_000)
+    let started: () => void = () => {}
+    const inFlight = new Promise<void>((r) => (started = r))
+    const never = { handle: () => started() } as unknown as Service
+    const logger = recordingLogger()
+    const server = new ProxyServer(new Router([{ target: never }]), logger)
+    const at = await server.listen({ host: '127.0.0.1', port: 0 })
+    const sock = net.connect(at.port, '127.0.0.1')
+    let out = ''
+    sock.on('data', (d) => (out += d))
+    sock.on('error', () => {})
+    const closed = new Promise<void>((r) => sock.on('close', () => r()))
+    sock.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+    await inFlight
+    await server.close(100)
+    await closed
+    expect(out).to.equal('')
+    expect(logger.lines.filter((l) => l.level === 'warn').map((l) => [l.msg, l.obj])).to.deep.equal([['shutdown timeout reached, cutting in-flight requests', { inFlight: 1 }]])
+  })
 })

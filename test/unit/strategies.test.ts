@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { Balancer } from '../../lib/balancing/balancer.js'
@@ -165,13 +165,53 @@ describe('the balancer around a strategy', () => {
     expect(b.hosts.map((h) => h.weight)).to.deep.equal([3, 1])
   })
 
-  it('ramps a newcomer from 10% of its weight with slow start', () => {
-    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), random: () => 0, slowStartMs: 60_000 })
+  it('ramps a newcomer linearly from 10% to 100% of its weight over slowStartMs, and not the first fleet', () => {
+    let now = 5_000
+    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), random: () => 0, slowStartMs: 1000, clock: () => now })
     b.update([ep('/s/1', 10)])
     b.update([ep('/s/1', 10), ep('/s/2', 10)])
     const [old, fresh] = b.hosts
-    expect(old!.weight).to.equal(10)
-    expect(fresh!.weight).to.be.closeTo(1, 0.05)
+    const at = (ms: number) => {
+      now = 5_000 + ms
+      return [old!.weight, fresh!.weight]
+    }
+    expect([0, 250, 500, 750, 999].map((ms) => at(ms)[1])).to.deep.equal([1, 3.25, 5.5, 7.75, 9.991])
+    expect(at(0)[0]).to.equal(10)
+    expect(at(1000)).to.deep.equal([10, 10])
+    expect(at(5000)).to.deep.equal([10, 10])
+  })
+
+  it('ramps the new weight when a ramping instance changes weight, and keeps its place in the ramp', () => {
+    let now = 0
+    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), random: () => 0, slowStartMs: 1000, clock: () => now })
+    b.update([ep('/s/1')])
+    b.update([ep('/s/1'), ep('/s/2', 10)])
+    now = 500
+    b.update([ep('/s/1'), ep('/s/2', 20)])
+    expect(b.hosts[1]!.weight).to.equal(11)
+    now = 1000
+    expect(b.hosts[1]!.weight).to.equal(20)
+  })
+
+  it('sends a ramping instance a share of the picks that grows with its weight', () => {
+    let now = 0
+    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), random: () => 0, slowStartMs: 1000, clock: () => now })
+    b.update([ep('/s/1', 10)])
+    b.update([ep('/s/1', 10), ep('/s/2', 10)])
+    const share = () => {
+      let fresh = 0
+      for (let i = 0; i < 1000; i++) {
+        const l = b.acquire(null, ctx)!
+        if (l.host.key === '/s/2') fresh++
+        l.release({ ok: true, latencyMs: 1 })
+      }
+      return fresh / 1000
+    }
+    const shares = [0, 500, 1000].map((ms) => ((now = ms), share()))
+    // Weights 10:1, 10:5.5 and 10:10.
+    expect(shares[0]).to.be.closeTo(1 / 11, 0.01)
+    expect(shares[1]).to.be.closeTo(5.5 / 15.5, 0.01)
+    expect(shares[2]).to.equal(0.5)
   })
 
   it('keeps live figures across a weight change but not across an address change', () => {
@@ -189,6 +229,7 @@ describe('the balancer around a strategy', () => {
 
 describe('user strategy modules', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-strategy-'))
+  after(() => rmSync(dir, { recursive: true, force: true }))
   const write = (name: string, text: string) => writeFileSync(path.join(dir, name), text)
   const load = (module: string) => validateConfig({ services: [{ name: 'a', path: '/a', strategy: { module, answer: 42 } }] }, dir)
   const problems = async (module: string) => {
