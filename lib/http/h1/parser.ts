@@ -162,7 +162,12 @@ export class H1Parser {
     for (let k = 0; k <= HTTPParser.kOnExecute; k++) p[k] = null
     if (events.onBegin !== undefined)
       p[HTTPParser.kOnMessageBegin] = () => {
-        if (this.#live()) this.#guard(() => events.onBegin!())
+        if (!this.#live()) return
+        try {
+          events.onBegin!()
+        } catch (err) {
+          this.#threw = callbackThrew(err)
+        }
       }
     p[HTTPParser.kOnHeaders] = (headers: string[], url: string) => {
       for (const h of headers) this.#headers.push(h)
@@ -183,7 +188,8 @@ export class H1Parser {
       // what was gathered is not its own. Either way nothing gathered outlives this head.
       if (headers === undefined) headers = this.#headers
       if (!url) url = this.#url
-      this.#headers = []
+      // (No new array for the common head that came whole and gathered nothing.)
+      if (this.#headers.length > 0) this.#headers = []
       this.#url = ''
       if (!this.#live()) return SKIP_BODY
       let r: number | void = 0
@@ -196,15 +202,25 @@ export class H1Parser {
       return this.skipBody ? SKIP_BODY : (r ?? 0)
     }
     p[HTTPParser.kOnBody] = (chunk: Buffer) => {
-      if (this.#live()) this.#guard(() => events.onBody(chunk))
+      if (!this.#live()) return
+      try {
+        events.onBody(chunk)
+      } catch (err) {
+        this.#threw = callbackThrew(err)
+      }
     }
     p[HTTPParser.kOnMessageComplete] = () => {
       // A chunked message's trailers arrive through kOnHeaders (with the message's URL) just
       // before this: dropped here, never left for the next message's head (node:http clears
       // them in parserOnMessageComplete too). The proxy does not pass trailers on.
-      this.#headers = []
+      if (this.#headers.length > 0) this.#headers = []
       this.#url = ''
-      if (this.#live()) this.#guard(() => events.onComplete())
+      if (!this.#live()) return
+      try {
+        events.onComplete()
+      } catch (err) {
+        this.#threw = callbackThrew(err)
+      }
     }
     this.#native = p
   }
@@ -212,14 +228,6 @@ export class H1Parser {
   /** Callbacks reach the owner only while the parser is open and no callback has thrown. */
   #live(): boolean {
     return !this.#closed && this.#threw === null
-  }
-
-  #guard(fn: () => void): void {
-    try {
-      fn()
-    } catch (err) {
-      this.#threw = callbackThrew(err)
-    }
   }
 
   /** The error a callback threw in the parse that just returned, once; else `ret`. */
