@@ -107,6 +107,10 @@ export class ProxyServer {
   readonly #onUpgrade = (req: http.IncomingMessage, socket: Socket, head: Buffer): void => {
     this.#tunnels.add(socket)
     socket.once('close', () => this.#tunnels.delete(socket))
+    // Once our side of a tunnel (or of the answer refusing one) is ended, the socket goes: it is
+    // not read any more (the hand-over paused it), so a client that never closes, or whose FIN or
+    // reset is never read, would hold its file descriptor for ever.
+    socket.once('finish', () => socket.destroy())
     const service = this.#draining ? null : this.#router.route(req.headers.host, req.url ?? '/')
     if (service === null) {
       const status = this.#draining ? '503 Service Unavailable' : '404 Not Found'

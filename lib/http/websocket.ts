@@ -5,7 +5,7 @@
 // An upgrade is not retried elsewhere: once the handshake went upstream, it is that instance's.
 
 import { performance } from 'node:perf_hooks'
-import type { IncomingMessage } from 'node:http'
+import type { ClientRequest, IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { createProxyServer } from 'http-proxy-3'
 import type { Logger } from '../log.js'
@@ -25,6 +25,15 @@ export class UpgradeTunnel {
     // Errors come through each ws() call's callback; this listener only keeps a stray one from
     // being an unhandled 'error' event.
     this.#proxy.on('error', () => {})
+    // http-proxy-3 ends the client's socket when the instance's closes, but not the other way
+    // round when the client's is destroyed (a reset, a client gone mid-stream): the pipe does not
+    // end its destination then, and the instance's socket (and its file descriptor) stayed.
+    this.#proxy.on('proxyReqWs', ((proxyReq: ClientRequest, _req: IncomingMessage, socket: Duplex) => {
+      proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Duplex) => {
+        if (socket.destroyed) upstream.destroy()
+        else socket.once('close', () => upstream.destroy())
+      })
+    }) as never)
   }
 
   handle(service: Service, req: IncomingMessage, socket: Duplex, head: Buffer): void {

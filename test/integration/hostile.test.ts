@@ -3,9 +3,10 @@
 // Each `describe` is one class of attack; its cases are generated over the ways the class varies.
 
 import { expect } from 'chai'
+import { readdirSync } from 'node:fs'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
-import { putNode, uniquePath, useZooKeeper, waitFor } from '../support/helpers.js'
+import { makeConfig, putNode, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor } from '../support/helpers.js'
 import { raw, spawnProxy } from '../support/wire.js'
 import type { ProxyProcess } from '../support/wire.js'
 
@@ -506,6 +507,84 @@ describe('hostile input (the proxy as a child process)', function () {
       expect(upstream.seen).to.have.length(1)
       expect(upstream.seen[0]).not.to.include('_')
       expect(upstream.seen[0]).to.match(/\r\nvia: 1\.1 zoo-proxy/i)
+    })
+  })
+
+  describe('connections that must neither stall nor leak (found by the fuzz run, each a class)', () => {
+    it('reads the next request after a streamed body that filled its buffer and ended in the same read', async () => {
+      // In-process, with the default limits: a 40 KB body, over the body stream's 16 KiB buffer.
+      const up = await startUpstream('u', (req, res) => {
+        let n = 0
+        req.on('data', (c: Buffer) => (n += c.length))
+        req.on('end', () => res.end(`${req.url} ${n}`))
+      })
+      const path = uniquePath('bodyfull')
+      await putNode(ctx.admin, `${path}/u`, { host: '127.0.0.1', port: up.port })
+      const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path }]))
+      try {
+        await waitFor(() => p.services[0]!.balancer.hosts.length === 1, 'one instance')
+        const s = net.connect(p.port, '127.0.0.1')
+        s.on('error', () => {})
+        let got = ''
+        s.on('data', (d) => (got += d.toString('latin1')))
+        s.write(`POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: 40000\r\n\r\n${'a'.repeat(40_000)}`)
+        await waitFor(() => got.endsWith('/big 40000'), 'the first answer')
+        s.write('GET /second HTTP/1.1\r\nHost: t\r\n\r\n')
+        await waitFor(() => got.endsWith('/second 0'), 'the second answer on the same connection')
+        s.destroy()
+      } finally {
+        await p.close()
+        await up.close()
+      }
+    })
+
+    it('answers requests sent before a half-close, all of them, then closes', async () => {
+      const s = net.connect(proxy.port, '127.0.0.1')
+      s.on('error', () => {})
+      let got = ''
+      s.on('data', (d) => (got += d.toString('latin1')))
+      const closed = new Promise<void>((r) => s.on('close', () => r()))
+      s.end('GET /ok/one HTTP/1.1\r\nHost: t\r\n\r\nGET /ok/two HTTP/1.1\r\nHost: t\r\n\r\n')
+      await closed
+      expect(got).to.match(/\r\n\r\none[\s\S]*\r\n\r\ntwo$/)
+    })
+
+    it('answers an upgrade pipelined behind a request in its turn, never ahead of the earlier answer', async () => {
+      scripts.set('/slowish', (s) => setTimeout(() => s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst'), 50))
+      const { got } = await raw(proxy.port, `GET /slowish HTTP/1.1\r\nHost: t\r\n\r\nGET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`)
+      expect(got).to.match(/^HTTP\/1\.1 200 [\s\S]*first\r?\n?HTTP\/1\.1 400 /)
+    })
+
+    it('leaves no socket behind when tunnel clients leave at any stage', async () => {
+      scripts.set('/ws-ok', (s) => {
+        s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n')
+        s.on('data', (d) => s.write(d))
+      })
+      const fds = () => readdirSync(`/proc/${proxy.child.pid}/fd`).length
+      const baseline = fds()
+      const head = 'GET /ws-ok HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'
+      const leaves: ((s: net.Socket) => void)[] = [
+        (s) => s.destroy(),
+        (s) => s.resetAndDestroy(),
+        (s) => s.end(),
+        (s) => {
+          s.write('x'.repeat(3000))
+          s.destroy()
+        },
+        (s) => {
+          s.write('x'.repeat(3000))
+          s.resetAndDestroy()
+        },
+      ]
+      for (const leave of leaves)
+        for (let i = 0; i < 4; i++)
+          await new Promise<void>((resolve) => {
+            const s = net.connect(proxy.port, '127.0.0.1', () => s.write(head))
+            s.on('error', () => {})
+            s.once('data', () => leave(s))
+            s.on('close', () => resolve())
+          })
+      await waitFor(() => fds() <= baseline + 1, `the proxy's sockets back to ${baseline} (now ${fds()})`, 15_000, 100)
     })
   })
 })

@@ -502,8 +502,12 @@ class Connection implements ParserEvents {
     const ex = new Exchange(this, method === '' ? 'GET' : method, url, major === 1 ? minor : 0, headers, keepAlive && refusal === null && !upgrade)
     if (upgrade && refusal === null && ex.refusal === null) {
       // An upgrade is held to the same rules (one sane Host, origin-form), and carries no body:
-      // bytes after its head belong to the tunnel, so a length there would frame nothing.
-      if (ex.body !== null || ex.contentLength > 0) refusal = UPGRADE_WITH_BODY
+      // bytes after its head belong to the tunnel, so a length there would frame nothing. CONNECT
+      // is not tunnelled; an upgrade pipelined behind requests still being answered is refused in
+      // its turn (its answer must not overtake theirs).
+      if (method === 'CONNECT') refusal = CONNECT_REFUSED
+      else if (this.#current !== null || this.#queue.length > 0) refusal = UPGRADE_PIPELINED
+      else if (ex.body !== null || ex.contentLength > 0) refusal = UPGRADE_WITH_BODY
       else if (url.charCodeAt(0) !== 47 /* '/' */) refusal = BAD_TARGET
       else {
         this.#upgrade = { method, url, minor, headers }
@@ -548,6 +552,13 @@ class Connection implements ParserEvents {
     this.#reading = null
     ex.requestComplete = true
     ex.body?.push(null)
+    // The body held the client back (its buffer was full) and ended in the same read: nobody will
+    // ask for more of it (_read is not called after the end), so reading resumes here, or the
+    // connection's next request, and the client's FIN, would never be read.
+    if (this.#bodyFull) {
+      this.#bodyFull = false
+      if (this.#queue.length === 0) startReading(this.socket)
+    }
   }
 
   /** The body's reader wants more: let the client send again. */
@@ -573,7 +584,9 @@ class Connection implements ParserEvents {
   answered(ex: Exchange, close: boolean): void {
     if (ex !== this.#current) return
     this.#current = null
-    if (close || this.#peerEnded || !ex.requestComplete) {
+    // A client that half-closed still gets the answers to what it sent before its FIN (as
+    // node:http does); the connection ends after the last of them.
+    if (close || (this.#peerEnded && this.#queue.length === 0) || !ex.requestComplete) {
       this.#closing = true
       this.socket.end()
       if (!ex.requestComplete) {
@@ -652,6 +665,7 @@ class Connection implements ParserEvents {
     this.#parser.close()
     if (this.#current !== null || u.method === 'CONNECT') {
       // An upgrade pipelined behind a request in flight, or a CONNECT: not something we tunnel.
+      this.socket.once('finish', () => this.socket.destroy())
       this.socket.end('HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-length: 0\r\n\r\n', 'latin1')
       return
     }
@@ -686,6 +700,8 @@ class Connection implements ParserEvents {
 const BAD_VERSION: Refusal = { status: 400, code: 'ZP_ERR_BAD_REQUEST', message: 'not an HTTP/1.x request line' }
 const UNSUPPORTED_VERSION: Refusal = { status: 505, code: 'ZP_ERR_BAD_REQUEST', message: 'only HTTP/1.0 and HTTP/1.1 are served here' }
 const UNKNOWN_METHOD: Refusal = { status: 501, code: 'ZP_ERR_BAD_REQUEST', message: 'method not implemented' }
+const CONNECT_REFUSED: Refusal = { status: 405, code: 'ZP_ERR_BAD_REQUEST', message: 'CONNECT is not served here' }
+const UPGRADE_PIPELINED: Refusal = { status: 400, code: 'ZP_ERR_BAD_REQUEST', message: 'an upgrade request must not be pipelined' }
 const UPGRADE_WITH_BODY: Refusal = { status: 400, code: 'ZP_ERR_BAD_REQUEST', message: 'an upgrade request carries no body' }
 const BAD_TARGET: Refusal = { status: 400, code: 'ZP_ERR_BAD_REQUEST', message: 'request target must be a path (origin-form)' }
 const TOO_MANY_HEADERS: Refusal = { status: 431, code: 'ZP_ERR_HEADERS_TOO_LARGE', message: 'too many header fields' }
