@@ -86,7 +86,7 @@ describe('workers: N (node:cluster)', function () {
     const workers = childrenOf(proc.child.pid!)
     expect(workers).to.have.length(2)
     await waitFor(async () => (await get(), allForwardedTo(workers, up)), 'both workers to serve')
-    return { proc, port, adminPort, answered, get, workers }
+    return { proc, port, adminPort, answered, get, workers, file }
   }
 
   it('serves one port from two workers with one ZooKeeper session, and follows changes', async () => {
@@ -103,6 +103,30 @@ describe('workers: N (node:cluster)', function () {
     await waitFor(async () => (await get(), allForwardedTo(workers, b)), 'b in rotation on both workers')
     proc.child.kill('SIGTERM')
     expect(await proc.exited).to.equal(0)
+  })
+
+  it('reloads on POST /reload: the primary refuses a bad file, and on a good one both workers switch', async () => {
+    const svc = uniquePath()
+    const other = uniquePath('other')
+    const a = await upstream(closers, 'a')
+    const c = await upstream(closers, 'c')
+    await putNode(ctx.admin, `${svc}/a`, { host: '127.0.0.1', port: a.port })
+    await putNode(ctx.admin, `${other}/c`, { host: '127.0.0.1', port: c.port })
+    const { port, adminPort, workers, file } = await startCluster(svc, a)
+    const config = JSON.parse(readFileSync(file, 'utf8')) as { services: object[] }
+    const reload = async () => {
+      const r = await fetch(`http://127.0.0.1:${adminPort}/reload`, { method: 'POST' })
+      return { status: r.status, body: (await r.json()) as Record<string, unknown> }
+    }
+    writeFileSync(file, JSON.stringify({ ...config, services: [{ name: 'example', path: svc, strategy: 'nope' }] }))
+    expect((await reload()).status).to.equal(400)
+    writeFileSync(file, JSON.stringify({ ...config, services: [...config.services, { name: 'other', path: other, match: { pathPrefix: '/other' } }] }))
+    expect(await reload()).to.deep.equal({ status: 200, body: { reloaded: true, added: ['other'], removed: [], changed: [], unchanged: ['example'] } })
+    // Each worker routes /other to c once it has switched (one connection per request, so the
+    // primary hands them out in turn).
+    const other1 = async () => (await send(port, '/other/x', { headers: { connection: 'close' } })).body
+    await waitFor(async () => ((await other1()) === 'c' ? allForwardedTo(workers, c) : false), 'both workers to route /other to c')
+    expect((await send(port, '/', { headers: { connection: 'close' } })).body).to.equal('a')
   })
 
   it("answers /metrics on the primary with the sum of the workers' counters", async () => {
