@@ -123,7 +123,8 @@ for (const [svc, ports] of [['/bench/three', three], ['/bench/hundred', hundred]
   for (const p of ports) await admin.create(`${svc}/i-${p}`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: p })), 'persistent')
 }
 
-async function startZooProxy(servicePath: string, count: number, workers = 1, cpu: string | null = PROXY_CPU): Promise<Peer> {
+/** `access`: with the access log on (one JSON line a request, to stdout, which goes to /dev/null here). */
+async function startZooProxy(servicePath: string, count: number, workers = 1, cpu: string | null = PROXY_CPU, access = false): Promise<Peer> {
   const port = await freePort()
   const adminPort = await freePort()
   const file = path.join(dir, `zoo-proxy-${port}.json`)
@@ -133,7 +134,7 @@ async function startZooProxy(servicePath: string, count: number, workers = 1, cp
       listen: `127.0.0.1:${port}`,
       admin: `127.0.0.1:${adminPort}`,
       zookeeper: { connect: zk.connectString },
-      log: { level: 'warn' },
+      log: { level: 'warn', access },
       workers,
       services: [{ name: 'bench', path: servicePath, strategy: 'round-robin' }],
     }),
@@ -151,7 +152,7 @@ async function startZooProxy(servicePath: string, count: number, workers = 1, cp
     if (Date.now() > deadline) throw new Error('zoo-proxy not ready')
     await new Promise((r) => setTimeout(r, 100))
   }
-  const name = workers > 1 ? `zoo-proxy (${workers} workers)` : count === 3 ? 'zoo-proxy' : `zoo-proxy (${count} instances)`
+  const name = workers > 1 ? `zoo-proxy (${workers} workers)` : access ? 'zoo-proxy (access log)' : count === 3 ? 'zoo-proxy' : `zoo-proxy (${count} instances)`
   return { name, port, child, pids: () => (workers > 1 ? [child.pid!, ...childPids(child.pid!)] : [child.pid!]) }
 }
 
@@ -306,6 +307,8 @@ for (const s of scenarios) {
     // What Node's socket I/O alone costs a small GET here: the part of zoo-proxy's CPU no code of
     // ours can remove (the floor answers nothing but the small GETs of this scenario).
     if (s.name === 'get') targets.push(await startNodeFloor(await freePort(), three, PROXY_CPU))
+    // What the access log costs (log.access: true, issue 13).
+    if (s.name === 'get') targets.push(await startZooProxy('/bench/three', 3, 1, PROXY_CPU, true))
   }
   results[s.name] = {}
   for (const tool of scenarioTools) {
