@@ -308,7 +308,7 @@ describe('hostile input (the proxy as a child process)', function () {
       scripts.set('/len', (s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'))
       const { seen } = await exchange('POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 005\r\n\r\nhello', answered)
       expect(seen[0]).to.match(/\r\ncontent-length: 5$/im)
-      expect(seen[0]).not.to.include('005')
+      expect(seen[0]).not.to.match(/\r\ncontent-length: 0/i)
     })
 
     const hosts: Record<string, string> = {
