@@ -41,6 +41,8 @@ async function waitPort(port: number, timeoutMs = 10_000): Promise<void> {
 export interface Peer {
   readonly name: string
   readonly port: number
+  /** It serves HTTPS (the https scenario). */
+  readonly https?: boolean
   /** The processes whose CPU counts for it (nginx: the worker, not the master). */
   pids(): number[]
   readonly child: ChildProcess
@@ -86,8 +88,10 @@ http {
 }
 
 /** nginx, one worker, as a round-robin reverse proxy with upstream keep-alive. */
-export async function startNginxProxy(dir: string, port: number, upstreams: readonly number[], cpus: string | null): Promise<Peer> {
+/** `tls`: serve HTTPS with this certificate and key (PEM files), TLS 1.2 and 1.3 as zoo-proxy. */
+export async function startNginxProxy(dir: string, port: number, upstreams: readonly number[], cpus: string | null, tls?: { cert: string; key: string }): Promise<Peer> {
   mkdirSync(dir, { recursive: true })
+  const ssl = tls === undefined ? '' : ` ssl;\n    ssl_certificate ${tls.cert};\n    ssl_certificate_key ${tls.key};\n    ssl_protocols TLSv1.2 TLSv1.3`
   const conf = `${NGINX_COMMON}
 http {
   access_log off;
@@ -99,7 +103,7 @@ http {
     keepalive_requests 1000000;
   }
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${port}${ssl};
     location / {
       proxy_pass http://backends;
       proxy_http_version 1.1;
@@ -115,7 +119,7 @@ http {
   const [cmd, args] = pinned(cpus, 'nginx', ['-e', 'stderr', '-p', dir, '-c', path.join(dir, 'nginx.conf')])
   const child = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] }))
   await waitPort(port)
-  return { name: 'nginx', port, child, pids: () => childPids(child.pid!) }
+  return { name: tls === undefined ? 'nginx' : 'nginx (https)', port, ...(tls === undefined ? {} : { https: true }), child, pids: () => childPids(child.pid!) }
 }
 
 /** HAProxy, one thread, round-robin with upstream keep-alive (http-reuse). */

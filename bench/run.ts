@@ -3,7 +3,7 @@
 // writes bench/results/latest.{json,md,svg}.
 //
 //   npm run bench -- [--with-peers] [--quick] [--reps N] [--duration S] [--warmup S] [--proxy-cpu N]
-//                    [--scenarios get,post64k,big,idle1000,rate,many,workers] [--tools wrk,autocannon] [--untuned]
+//                    [--scenarios get,post64k,big,idle1000,rate,many,https,workers] [--tools wrk,autocannon] [--untuned]
 //
 // Pinning (shared/PERFORMANCE-NOTES.md): the proxy under test alone on one CPU (the last, or
 // --proxy-cpu); this process (the autocannon load), wrk, the upstreams and ZooKeeper on the others.
@@ -81,6 +81,8 @@ interface Scenario {
    */
   readonly thinkMs?: number
   readonly workers?: boolean
+  /** Over HTTPS: zoo-proxy and nginx with the same certificate (made with openssl for the run). */
+  readonly https?: boolean
 }
 const SCENARIOS: Scenario[] = [
   { name: 'get', title: 'small GET, keep-alive, 50 connections', path: '/', method: 'GET', connections: 50 },
@@ -91,6 +93,7 @@ const SCENARIOS: Scenario[] = [
   // this one asks what a proxy adds to a request when it is not the bottleneck.
   { name: 'rate', title: 'latency below saturation: small GET, 50 connections, each waiting 0-20 ms between requests', path: '/', method: 'GET', connections: 50, thinkMs: 10 },
   { name: 'many', title: 'discovery size: 100 registered instances against 3 (small GET, 50 connections)', path: '/', method: 'GET', connections: 50, many: true },
+  { name: 'https', title: 'small GET over HTTPS (keep-alive, the same certificate for both), 50 connections', path: '/', method: 'GET', connections: 50, https: true },
   // Last: it unpins everything for the scenarios after it.
   { name: 'workers', title: '1 worker against 2 (node:cluster), small GET, 50 connections, nothing pinned', path: '/', method: 'GET', connections: 50, workers: true },
 ]
@@ -124,7 +127,7 @@ for (const [svc, ports] of [['/bench/three', three], ['/bench/hundred', hundred]
 }
 
 /** `access`: with the access log on (one JSON line a request, to stdout, which goes to /dev/null here). */
-async function startZooProxy(servicePath: string, count: number, workers = 1, cpu: string | null = PROXY_CPU, access = false): Promise<Peer> {
+async function startZooProxy(servicePath: string, count: number, workers = 1, cpu: string | null = PROXY_CPU, access = false, tls?: { cert: string; key: string }): Promise<Peer> {
   const port = await freePort()
   const adminPort = await freePort()
   const file = path.join(dir, `zoo-proxy-${port}.json`)
@@ -135,6 +138,7 @@ async function startZooProxy(servicePath: string, count: number, workers = 1, cp
       admin: `127.0.0.1:${adminPort}`,
       zookeeper: { connect: zk.connectString },
       log: { level: 'warn', access },
+      ...(tls === undefined ? {} : { tls }),
       workers,
       services: [{ name: 'bench', path: servicePath, strategy: 'round-robin' }],
     }),
@@ -147,13 +151,14 @@ async function startZooProxy(servicePath: string, count: number, workers = 1, cp
     const n = await fetch(`http://127.0.0.1:${adminPort}/upstreams`)
       .then((r) => r.json() as Promise<{ ready: boolean; services: { bench: { instances: unknown[] } } }>)
       .then((b) => (b.ready ? b.services.bench.instances.length : 0), () => 0)
-    const serving = n === count && (await fetch(`http://127.0.0.1:${port}/`).then((r) => (r.body?.cancel(), r.status === 200), () => false))
+    // (Over HTTPS, ready is enough: fetch would refuse the run's own certificate.)
+    const serving = n === count && (tls !== undefined || (await fetch(`http://127.0.0.1:${port}/`).then((r) => (r.body?.cancel(), r.status === 200), () => false)))
     if (serving) break
     if (Date.now() > deadline) throw new Error('zoo-proxy not ready')
     await new Promise((r) => setTimeout(r, 100))
   }
-  const name = workers > 1 ? `zoo-proxy (${workers} workers)` : access ? 'zoo-proxy (access log)' : count === 3 ? 'zoo-proxy' : `zoo-proxy (${count} instances)`
-  return { name, port, child, pids: () => (workers > 1 ? [child.pid!, ...childPids(child.pid!)] : [child.pid!]) }
+  const name = workers > 1 ? `zoo-proxy (${workers} workers)` : access ? 'zoo-proxy (access log)' : tls !== undefined ? 'zoo-proxy (https)' : count === 3 ? 'zoo-proxy' : `zoo-proxy (${count} instances)`
+  return { name, port, ...(tls === undefined ? {} : { https: true }), child, pids: () => (workers > 1 ? [child.pid!, ...childPids(child.pid!)] : [child.pid!]) }
 }
 
 // ---- measuring one target ------------------------------------------------------------------------
@@ -230,7 +235,7 @@ async function idleConnections(port: number, n: number): Promise<net.Socket[]> {
 }
 
 async function measure(peer: Peer, s: Scenario, tool: string): Promise<Sample> {
-  const url = `http://127.0.0.1:${peer.port}${s.path}`
+  const url = `${peer.https ? 'https' : 'http'}://127.0.0.1:${peer.port}${s.path}`
   const run = (seconds: number) =>
     tool === 'wrk' ? runWrk(url, s, seconds) : cannon(url, { connections: s.connections, durationS: seconds, method: s.method, body: s.body })
   const idle = s.idle ? await idleConnections(peer.port, s.idle) : []
@@ -285,7 +290,8 @@ console.log(
 )
 
 for (const s of scenarios) {
-  const scenarioTools = s.thinkMs === undefined ? tools : tools.filter((t) => t === 'wrk')
+  // wrk only below saturation and over HTTPS (autocannon refuses the run's self-signed certificate).
+  const scenarioTools = s.thinkMs === undefined && !s.https ? tools : tools.filter((t) => t === 'wrk')
   if (scenarioTools.length === 0) {
     console.log(`\n## ${s.name}: skipped (it needs wrk; --with-peers installs it)`)
     continue
@@ -296,6 +302,13 @@ for (const s of scenarios) {
     loadCpu = null
     if (multiCore) execFileSync('taskset', ['-a', '-p', '-c', `0-${os.cpus().length - 1}`, String(process.pid)], { stdio: 'ignore' })
     targets.push(await startZooProxy('/bench/three', 3, 1, null), await startZooProxy('/bench/three', 3, 2, null))
+  } else if (s.https) {
+    // One self-signed certificate for both, made for this run.
+    const cert = path.join(dir, 'bench.crt')
+    const key = path.join(dir, 'bench.key')
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
+    targets.push(await startZooProxy('/bench/three', 3, 1, PROXY_CPU, false, { cert, key }))
+    if (haveNginx) targets.push(await startNginxProxy(path.join(dir, `nginx-${s.name}`), await freePort(), three, PROXY_CPU, { cert, key }))
   } else if (s.many) {
     targets.push(await startZooProxy('/bench/three', 3), await startZooProxy('/bench/hundred', 100))
   } else {
