@@ -517,10 +517,13 @@ class Connection implements ParserEvents {
     if (refusal === null && limits.maxBodyBytes > 0 && ex.contentLength > limits.maxBodyBytes) refusal = BODY_TOO_LARGE
     if (refusal !== null) ex.refusal = refusal
     if (ex.refusal !== null || !keepAlive) this.#lastRead = true
-    this.#bodyBytes = 0
-    this.bodyAt = performance.now()
     if (ex.body === null) ex.requestComplete = true
-    else this.#reading = ex
+    else {
+      // The body's clock (clientBodyTimeoutMs, maxBodyBytes) starts only for a request with one.
+      this.#reading = ex
+      this.#bodyBytes = 0
+      this.bodyAt = performance.now()
+    }
     if (this.#current === null) this.#start(ex)
     else {
       this.#queue.push(ex)
@@ -663,12 +666,6 @@ class Connection implements ParserEvents {
     this.socket.off('drain', this.#onDrain)
     // Rule 4 of parser.ts: unconsumed before anyone else reads the socket (close() does it first).
     this.#parser.close()
-    if (this.#current !== null || u.method === 'CONNECT') {
-      // An upgrade pipelined behind a request in flight, or a CONNECT: not something we tunnel.
-      this.socket.once('finish', () => this.socket.destroy())
-      this.socket.end('HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-length: 0\r\n\r\n', 'latin1')
-      return
-    }
     // Not flowing: the tunnel reads the socket from here (pipe), and bytes it unshifts (the
     // client's first bytes after the head) must wait for it, not go to no 'data' listener at all
     // (node:http's server does the same: readableFlowing = null before 'upgrade').
