@@ -2,19 +2,8 @@
 
 import { expect } from 'chai'
 import { readFileSync } from 'node:fs'
-import net from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
-
-/** A port nothing listens on (bound, then closed: connections to it are refused). */
-async function refusedPort(): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const { port } = s.address() as AddressInfo
-  await new Promise<void>((r) => s.close(() => r()))
-  return port
-}
+import { deadPort, makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
 
 describe('metrics: ejections and discovery age (real ZooKeeper)', function () {
   const ctx = useZooKeeper()
@@ -25,7 +14,7 @@ describe('metrics: ejections and discovery age (real ZooKeeper)', function () {
     closers.push(() => up.close())
     const path = uniquePath('metrics')
     await putNode(ctx.admin, `${path}/a`, { host: '127.0.0.1', port: up.port })
-    await putNode(ctx.admin, `${path}/dead`, { host: '127.0.0.1', port: await refusedPort() })
+    await putNode(ctx.admin, `${path}/dead`, { host: '127.0.0.1', port: await deadPort(closers) })
     const config = await makeConfig(ctx.zk.connectString, [
       { name: 'example', path, strategy: 'round-robin', outlier: { consecutiveFailures: 2, baseEjectionMs: 60_000 } },
     ])
@@ -50,7 +39,7 @@ describe('metrics: ejections and discovery age (real ZooKeeper)', function () {
     closers.push(() => up.close())
     const path = uniquePath('every-metric')
     await putNode(ctx.admin, `${path}/a`, { host: '127.0.0.1', port: up.port })
-    await putNode(ctx.admin, `${path}/dead`, { host: '127.0.0.1', port: await refusedPort() })
+    await putNode(ctx.admin, `${path}/dead`, { host: '127.0.0.1', port: await deadPort(closers) })
     const p = await startProxy(
       await makeConfig(ctx.zk.connectString, [{ name: 'example', path, strategy: 'round-robin', outlier: { consecutiveFailures: 0 }, retry: { budget: { percent: 0, minRetriesPerSecond: 1, windowMs: 60_000 } } }]),
     )
