@@ -123,12 +123,12 @@ const HTAB = 9
 const COLON = 58
 
 /** RFC 9110 §5.6.2 tchar: what a header name is made of. */
-const TOKEN = new Uint8Array(256)
+export const TOKEN = new Uint8Array(256)
 for (const c of "!#$%&'*+-.^_`|~") TOKEN[c.charCodeAt(0)] = 1
 for (let c = 0x30; c <= 0x39; c++) TOKEN[c] = 1
 for (let c = 0x41; c <= 0x5a; c++) TOKEN[c] = TOKEN[c + 0x20] = 1
 /** RFC 9110 §5.5 field-vchar, SP and HTAB: what a header value (and a reason phrase) is made of. */
-const FIELD = new Uint8Array(256)
+export const FIELD = new Uint8Array(256)
 for (let c = 0x20; c <= 0xff; c++) FIELD[c] = c === 0x7f ? 0 : 1
 FIELD[HTAB] = 1
 

@@ -4,7 +4,10 @@
 // per request, which cost more CPU than everything else on the request path together.
 //
 // `_http_common` is Node's internal module that exports the binding; it has been there, with
-// this interface, since Node 12 and still is in Node 26. Loaded once, checked at start-up.
+// this interface, since Node 12 and still is in Node 26. Loaded once and checked at start-up by
+// ./engine.ts; where it is missing or of another shape (or ZOO_PROXY_PARSER=portable), the same
+// class drives the portable parser (./portable.ts) instead, which has the same interface and never
+// consumes a socket. The rules below are the binding's; the portable parser is held to them too.
 //
 // THE RULES OF THE BINDING. It is C++ behind a JS object, and it trusts its caller the way
 // node:http's `_http_server.js` / `_http_client.js` / `_http_common.js` use it. Breaking a rule
@@ -37,42 +40,18 @@
 //     URL) belongs to one message: gathered pieces are cleared at its head and at its end, so
 //     nothing of one message (a trailer, its URL) ever lands in the next one's head.
 
-import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
 import { setImmediate } from 'node:timers'
-
-interface ParserBinding {
-  new (): NativeParser
-  readonly REQUEST: number
-  readonly RESPONSE: number
-  readonly kOnMessageBegin: number
-  readonly kOnHeaders: number
-  readonly kOnHeadersComplete: number
-  readonly kOnBody: number
-  readonly kOnMessageComplete: number
-  readonly kOnExecute: number
-}
-
-interface NativeParser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void
-  /** Bytes consumed, or an Error with `code` (HPE_*) and `bytesParsed`. */
-  execute(data: Buffer): number | ParseError
-  finish(): number | ParseError | undefined
-  close(): void
-  consume(handle: object): void
-  unconsume(): void
-  getCurrentBuffer(): Buffer
-  [k: number]: unknown
-}
+import { ENGINE } from './engine.js'
+import type { NativeParser } from './engine.js'
 
 export interface ParseError extends Error {
   readonly code: string
   readonly bytesParsed: number
 }
 
-const require = createRequire(import.meta.url)
-const common = require('_http_common') as { HTTPParser: ParserBinding; methods: readonly string[] }
-const { HTTPParser, methods } = common
+/** llhttp's binding, or the portable parser (./engine.ts chooses, once). */
+const { Parser: HTTPParser, methods } = ENGINE
 
 /** What a parser reports; `headers` is the flat [name, value, ...] list as received. */
 export interface ParserEvents {
@@ -90,27 +69,35 @@ interface StreamHandle {
   reading: boolean
   readStart(): number
   readStop(): number
+  _consumed?: boolean
 }
 
-function handleOf(socket: Socket): StreamHandle | null {
-  return (socket as unknown as { _handle: StreamHandle | null })._handle
+/** The handle of a socket a parser reads itself (consume), else null. */
+function consumedHandle(socket: Socket): StreamHandle | null {
+  if (!ENGINE.consumes) return null
+  const h = (socket as unknown as { _handle: StreamHandle | null })._handle
+  return h !== null && h !== undefined && h._consumed === true ? h : null
 }
 
 /**
- * Stops reading from a socket whose reads go straight to a parser (`consume`): with the parser
- * reading, `socket.pause()` would stop nothing. node:http's server does the same on 'pause'.
+ * Stops reading from a socket. One whose reads go straight to a parser (`consume`) is stopped at
+ * its handle, as node:http's server does on 'pause' (`socket.pause()` would stop nothing there);
+ * any other through the public stream API.
  */
 export function stopReading(socket: Socket): void {
-  const h = handleOf(socket)
-  if (h !== null && h.reading) {
+  const h = consumedHandle(socket)
+  if (h === null) socket.pause()
+  else if (h.reading) {
     h.reading = false
     h.readStop()
   }
 }
 
 export function startReading(socket: Socket): void {
-  const h = handleOf(socket)
-  if (h !== null && !h.reading && !socket.destroyed) {
+  if (socket.destroyed) return
+  const h = consumedHandle(socket)
+  if (h === null) socket.resume()
+  else if (!h.reading) {
     h.reading = true
     h.readStart()
   }
@@ -249,8 +236,10 @@ export class H1Parser {
    * from then on ('end', 'close' and writes are as before). False if the socket cannot be consumed.
    */
   consume(socket: Socket, onExecute: (ret: number | ParseError) => void): boolean {
-    const h = handleOf(socket) as (StreamHandle & { _consumed?: boolean }) | null
-    if (this.#closed || h === null || h.isStreamBase !== true || h._consumed === true) return false
+    const h = (socket as unknown as { _handle: StreamHandle | null })._handle
+    // Only a handle of the shape node:http consumes; any other socket is read through its stream.
+    if (!ENGINE.consumes || this.#closed || h === null || h === undefined || h.isStreamBase !== true || h._consumed === true) return false
+    if (typeof h.readStart !== 'function' || typeof h.readStop !== 'function') return false
     h._consumed = true
     this.#native[HTTPParser.kOnExecute] = (ret: number | ParseError) => {
       if (this.#closed) return
