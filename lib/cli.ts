@@ -14,6 +14,7 @@ import { runPrimary, runWorker } from './cluster.js'
 import { createProxy } from './proxy.js'
 import { adviseMalloc } from './ops/tuning.js'
 import { register } from './discovery/registry.js'
+import { ENGINE, PARSER_SETTINGS } from './http/h1/engine.js'
 
 const USAGE = `Usage:
   zoo-proxy --config <file>            run the proxy (same as: zoo-proxy run --config <file>)
@@ -23,6 +24,7 @@ const USAGE = `Usage:
                      [--session-timeout-ms <ms>] [--auth <user:pass>]
                                        keep an ephemeral instance znode while this runs
   zoo-proxy --help | --version
+Environment: ZOO_PROXY_PARSER=portable runs on the portable HTTP/1.1 parser (see README).
 Exit status: 0 stopped cleanly, 1 run-time failure, 2 bad config or arguments.`
 
 class UsageError extends Error {}
@@ -55,6 +57,10 @@ function onHangup(reload: () => Promise<unknown>): void {
 
 async function runProxy(configFile: string | undefined, checkOnly: boolean): Promise<number> {
   if (configFile === undefined) throw new UsageError('--config <file> is required')
+  const setting = process.env.ZOO_PROXY_PARSER
+  if (setting !== undefined && setting !== '' && !(PARSER_SETTINGS as readonly string[]).includes(setting)) {
+    throw new UsageError(`ZOO_PROXY_PARSER must be ${PARSER_SETTINGS.join(' or ')}, got "${setting}"`)
+  }
   const config = await loadConfig(configFile)
   if (checkOnly) {
     // The effective config, every default written out, as YAML a file could hold (the first
@@ -64,7 +70,11 @@ async function runProxy(configFile: string | undefined, checkOnly: boolean): Pro
     return 0
   }
   const logger = createLogger(config.log.level)
-  if (!cluster.isWorker) adviseMalloc(logger)
+  if (!cluster.isWorker) {
+    adviseMalloc(logger)
+    // The portable path works, but costs more CPU per request: say so once, and why (issue 15).
+    if (ENGINE.name === 'portable') logger.warn({ parser: 'portable', reason: ENGINE.reason }, `HTTP/1.1 parser: portable path (${ENGINE.reason})`)
+  }
   if (config.workers > 1) {
     if (cluster.isWorker) {
       await runWorker(config, logger, configFile)
