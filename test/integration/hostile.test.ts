@@ -460,12 +460,19 @@ describe('hostile input (the proxy as a child process)', function () {
       upstream.seen.length = 0
     })
 
-    it('answers 501 to a method this Node cannot name, and forwards nothing', async () => {
+    it('never forwards a method under a name it cannot give: QUERY goes on as QUERY, or is refused (501) with nothing forwarded', async () => {
+      // llhttp parses QUERY but Node's binding reports it by an index its method list has no
+      // name at (the native path refuses it); the portable parser names it, and it is forwarded.
       upstream.seen.length = 0
-      const { got, closed } = await raw(proxy.port, 'QUERY /ok/q HTTP/1.1\r\nHost: t\r\n\r\n')
-      expect(got).to.match(/^HTTP\/1\.(1 501 |1 400 )/)
+      const { got, closed } = await raw(proxy.port, 'QUERY /ok/q HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+      if (/^HTTP\/1\.1 200 /.test(got)) {
+        expect(upstream.seen).to.have.length(1)
+        expect(upstream.seen[0]).to.match(/^QUERY \/ok\/q HTTP\/1\.1\r\n/)
+      } else {
+        expect(got).to.match(/^HTTP\/1\.(1 501 |1 400 )/)
+        expect(upstream.seen).to.deep.equal([])
+      }
       expect(closed).to.equal(true)
-      expect(upstream.seen).to.deep.equal([])
     })
 
     it('answers 400 to a malformed chunk in the middle of a body, rather than only closing', async () => {

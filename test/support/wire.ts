@@ -85,6 +85,8 @@ export interface ProxyProcess {
   readonly exited: { code: number | null; signal: NodeJS.Signals | null } | null
   /** What it wrote to stderr (an unhandled error's stack, a native abort's message). */
   stderr(): string
+  /** Its log so far (JSON lines on stdout). */
+  stdout(): string
   /** SIGTERM, wait for the exit, remove its config. */
   stop(): Promise<void>
 }
@@ -93,11 +95,11 @@ export interface ProxyProcess {
  * The proxy's CLI on `config` (JSON), listening on ports the kernel picks (read back from its
  * "zoo-proxy listening" log line); resolves once its admin `/readyz` answers 200.
  */
-export async function spawnProxy(config: Record<string, unknown>, nodeArgs: readonly string[] = []): Promise<ProxyProcess> {
+export async function spawnProxy(config: Record<string, unknown>, nodeArgs: readonly string[] = [], env: NodeJS.ProcessEnv = process.env): Promise<ProxyProcess> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-wire-'))
   const file = path.join(dir, 'proxy.json')
   writeFileSync(file, JSON.stringify({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', log: { level: 'info' }, ...config }))
-  const child = spawn(process.execPath, [...nodeArgs, CLI, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...nodeArgs, CLI, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env })
   let stderr = ''
   let stdout = ''
   const state: { exited: ProxyProcess['exited'] } = { exited: null }
@@ -133,6 +135,7 @@ export async function spawnProxy(config: Record<string, unknown>, nodeArgs: read
         return state.exited
       },
       stderr: () => stderr,
+      stdout: () => stdout,
       stop,
     }
   } catch (err) {
