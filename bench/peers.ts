@@ -150,9 +150,9 @@ ${upstreams.map((p, i) => `  server s${i} 127.0.0.1:${p}`).join('\n')}
   return { name: 'haproxy', port, child, pids: () => [child.pid!] }
 }
 
-/** A Node script of bench/ as a target: `node <script> <port> '[upstream ports]'`. */
-async function startNodeScript(name: string, script: string, port: number, upstreams: readonly number[], cpus: string | null): Promise<Peer> {
-  const [cmd, args] = pinned(cpus, process.execPath, [path.join(here, script), String(port), JSON.stringify(upstreams)])
+/** A Node script of bench/ as a target: `node <script> <port> '[upstream ports]'`, on `node` (this one by default). */
+async function startNodeScript(name: string, script: string, port: number, upstreams: readonly number[], cpus: string | null, node = process.execPath): Promise<Peer> {
+  const [cmd, args] = pinned(cpus, node, [path.join(here, script), String(port), JSON.stringify(upstreams)])
   const child = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] }))
   await waitPort(port)
   return { name, port, child, pids: () => [child.pid!] }
@@ -164,6 +164,6 @@ export function startHttpProxy(port: number, upstreams: readonly number[], cpus:
 }
 
 /** bench/node-floor.ts: Node's socket I/O alone, the floor under a proxy on node:net (small GETs only). */
-export function startNodeFloor(port: number, upstreams: readonly number[], cpus: string | null): Promise<Peer> {
-  return startNodeScript('node floor (no HTTP)', 'node-floor.js', port, upstreams, cpus)
+export function startNodeFloor(port: number, upstreams: readonly number[], cpus: string | null, node?: { bin: string; label: string }): Promise<Peer> {
+  return startNodeScript(`node floor (no HTTP)${node === undefined ? '' : ` (${node.label})`}`, 'node-floor.js', port, upstreams, cpus, node?.bin)
 }

@@ -4,6 +4,11 @@
 //
 //   npm run bench -- [--with-peers] [--quick] [--reps N] [--duration S] [--warmup S] [--proxy-cpu N]
 //                    [--scenarios get,post64k,big,idle1000,rate,many,https,workers] [--tools wrk,autocannon] [--untuned]
+//                    [--node <binary>[,<binary>...]]
+//
+// The small-GET scenario measures zoo-proxy on both parser paths (Node's llhttp binding, and the
+// portable parser: ZOO_PROXY_PARSER=portable), and with --node (or ZOO_PROXY_BENCH_NODE) zoo-proxy
+// and the Node floor again under each Node binary given: is a newer Node a runtime below today's floor?
 //
 // Pinning (shared/PERFORMANCE-NOTES.md): the proxy under test alone on one CPU (the last, or
 // --proxy-cpu); this process (the autocannon load), wrk, the upstreams and ZooKeeper on the others.
@@ -37,8 +42,14 @@ const { values: opt } = parseArgs({
     tools: { type: 'string' },
     'proxy-cpu': { type: 'string' },
     untuned: { type: 'boolean', default: false },
+    node: { type: 'string', multiple: true },
   },
 })
+/** Other Node binaries to run zoo-proxy and the floor under (small GET), each with its version. */
+const otherNodes = (opt.node ?? (process.env.ZOO_PROXY_BENCH_NODE ?? '').split(','))
+  .flatMap((n) => n.split(','))
+  .filter((n) => n !== '')
+  .map((bin) => ({ bin, label: `Node ${execFileSync(bin, ['--version'], { encoding: 'utf8' }).trim()}` }))
 const here = path.dirname(fileURLToPath(import.meta.url))
 // README "Tuning": every process measured here (the Node baselines too) runs with glibc's heap
 // trimming raised, as the Docker image runs zoo-proxy; --untuned measures glibc's default.
@@ -126,8 +137,14 @@ for (const [svc, ports] of [['/bench/three', three], ['/bench/hundred', hundred]
   for (const p of ports) await admin.create(`${svc}/i-${p}`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: p })), 'persistent')
 }
 
+/** How a zoo-proxy target differs from the plain one: the Node it runs on, its parser path. */
+interface Variant {
+  readonly node?: { bin: string; label: string }
+  readonly portable?: boolean
+}
+
 /** `access`: with the access log on (one JSON line a request, to stdout, which goes to /dev/null here). */
-async function startZooProxy(servicePath: string, count: number, workers = 1, cpu: string | null = PROXY_CPU, access = false, tls?: { cert: string; key: string }): Promise<Peer> {
+async function startZooProxy(servicePath: string, count: number, workers = 1, cpu: string | null = PROXY_CPU, access = false, tls?: { cert: string; key: string }, variant: Variant = {}): Promise<Peer> {
   const port = await freePort()
   const adminPort = await freePort()
   const file = path.join(dir, `zoo-proxy-${port}.json`)
@@ -144,8 +161,12 @@ async function startZooProxy(servicePath: string, count: number, workers = 1, cp
     }),
   )
   // Several workers need every CPU: nothing is pinned for them.
-  const [cmd, args] = pinned(workers > 1 ? null : cpu, process.execPath, [CLI, '--config', file])
-  const child = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] }))
+  const [cmd, args] = pinned(workers > 1 ? null : cpu, variant.node?.bin ?? process.execPath, [CLI, '--config', file])
+  const env = { ...process.env }
+  if (variant.portable === true) env.ZOO_PROXY_PARSER = 'portable'
+  else delete env.ZOO_PROXY_PARSER
+  // (stdout, the log, is dropped: the portable path's warn line goes nowhere.)
+  const child = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'], env }))
   const deadline = Date.now() + 20_000
   for (;;) {
     const n = await fetch(`http://127.0.0.1:${adminPort}/upstreams`)
@@ -157,7 +178,20 @@ async function startZooProxy(servicePath: string, count: number, workers = 1, cp
     if (Date.now() > deadline) throw new Error('zoo-proxy not ready')
     await new Promise((r) => setTimeout(r, 100))
   }
-  const name = workers > 1 ? `zoo-proxy (${workers} workers)` : access ? 'zoo-proxy (access log)' : tls !== undefined ? 'zoo-proxy (https)' : count === 3 ? 'zoo-proxy' : `zoo-proxy (${count} instances)`
+  const name =
+    variant.node !== undefined
+      ? `zoo-proxy (${variant.node.label})`
+      : variant.portable === true
+        ? 'zoo-proxy (portable parser)'
+        : workers > 1
+          ? `zoo-proxy (${workers} workers)`
+          : access
+            ? 'zoo-proxy (access log)'
+            : tls !== undefined
+              ? 'zoo-proxy (https)'
+              : count === 3
+                ? 'zoo-proxy'
+                : `zoo-proxy (${count} instances)`
   return { name, port, ...(tls === undefined ? {} : { https: true }), child, pids: () => (workers > 1 ? [child.pid!, ...childPids(child.pid!)] : [child.pid!]) }
 }
 
@@ -322,6 +356,14 @@ for (const s of scenarios) {
     if (s.name === 'get') targets.push(await startNodeFloor(await freePort(), three, PROXY_CPU))
     // What the access log costs (log.access: true, issue 13).
     if (s.name === 'get') targets.push(await startZooProxy('/bench/three', 3, 1, PROXY_CPU, true))
+    // The portable parser path (issue 15), and each other Node line with its own floor beside it.
+    if (s.name === 'get') {
+      targets.push(await startZooProxy('/bench/three', 3, 1, PROXY_CPU, false, undefined, { portable: true }))
+      for (const node of otherNodes) {
+        targets.push(await startZooProxy('/bench/three', 3, 1, PROXY_CPU, false, undefined, { node }))
+        targets.push(await startNodeFloor(await freePort(), three, PROXY_CPU, node))
+      }
+    }
   }
   results[s.name] = {}
   for (const tool of scenarioTools) {
@@ -386,7 +428,7 @@ function printTable(s: Scenario, tool: string, rows: Row[]): void {
 
 const outDir = path.join(here, '..', '..', 'bench', 'results')
 mkdirSync(outDir, { recursive: true })
-const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, memGb: Math.round(os.totalmem() / 2 ** 30), upstreams: upstreamKind, tuning, pinned: multiCore }
+const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, otherNodes: otherNodes.map((n) => n.label), memGb: Math.round(os.totalmem() / 2 ** 30), upstreams: upstreamKind, tuning, pinned: multiCore }
 // A run of some scenarios keeps the others of the previous run (each scenario says when it ran).
 const previous = existsSync(path.join(outDir, 'latest.json'))
   ? (JSON.parse(readFileSync(path.join(outDir, 'latest.json'), 'utf8')) as { scenarios?: Record<string, unknown> }).scenarios ?? {}
