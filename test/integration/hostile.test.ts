@@ -304,6 +304,21 @@ describe('hostile input (the proxy as a child process)', function () {
         expect(seen[0]).to.match(/\r\nvia: 1\.1 zoo-proxy/i)
       })
 
+    it("gives the client an answer's Content-Length as the number it framed by, whichever parser read the head", async () => {
+      // Plain heads (one read) are parsed in JS, split ones by llhttp: both write the number.
+      scripts.set('/len-plain', (s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 002\r\nX-A: b\r\n\r\nok'))
+      scripts.set('/len-split', (s) => {
+        s.write('HTTP/1.1 200 OK\r\nContent-Len')
+        setTimeout(() => s.write('gth: 0002\r\nX-A: b\r\n\r\nok'), 20)
+      })
+      for (const path of ['/len-plain', '/len-split']) {
+        const { got } = await exchange(`GET ${path} HTTP/1.1\r\nHost: t\r\n\r\n`, (g) => g.endsWith('ok'))
+        expect(got, path).to.match(/^HTTP\/1\.1 200 OK\r\n/)
+        expect(got.match(/content-length:[^\r]*/gi), path).to.deep.equal(['content-length: 2'])
+        expect(got, path).to.match(/\r\n\r\nok$/)
+      }
+    })
+
     it('sends the Content-Length it framed by, in canonical digits', async () => {
       scripts.set('/len', (s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'))
       const { seen } = await exchange('POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 005\r\n\r\nhello', answered)

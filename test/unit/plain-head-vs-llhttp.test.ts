@@ -28,7 +28,8 @@ function llhttp(bytes: Buffer): Parsed | null {
         for (let i = 0; i < headers.length; i += 2) {
           const name = headers[i]!.toLowerCase()
           if (name === 'content-length') length = Number(headers[i + 1])
-          if (!HOP_BY_HOP.has(name)) kept.push(name, headers[i + 1]!)
+          // (The client gets the length as the proxy writes it, not as a header line passed on.)
+          if (!HOP_BY_HOP.has(name) && name !== 'content-length') kept.push(name, headers[i + 1]!)
         }
         got = { status, text, length, keepAlive, headers: kept }
         return 0

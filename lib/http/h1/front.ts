@@ -220,7 +220,9 @@ export class Exchange {
 
   /** Writes the head of an upstream's answer, choosing the framing toward this client. */
   writeResponseHead(head: ResponseHead): void {
-    this.#head(head.status, head.text, head.lines, head.hasLength)
+    const n = head.contentLength
+    // The length goes out as the number the answer is framed by, never as the upstream wrote it.
+    this.#head(head.status, head.text, n < 0 ? head.lines : `${head.lines}content-length: ${n}\r\n`, n >= 0)
   }
 
   /** Writes the head of an answer the proxy makes itself. */

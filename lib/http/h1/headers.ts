@@ -28,25 +28,28 @@ for (const name of [...HOP_BY_HOP, 'content-length']) SPECIAL_LENGTHS[name.lengt
 export class ResponseHead {
   readonly status: number
   readonly text: string
-  /** Header lines (`name: value\r\n` each), hop-by-hop ones left out. */
+  /** Header lines (`name: value\r\n` each), hop-by-hop ones and Content-Length left out. */
   readonly lines: string
-  /** A Content-Length is among them: it frames the body toward the client too. */
-  readonly hasLength: boolean
+  /**
+   * The answer's Content-Length as the number it was framed by (-1: none). Its line is not in
+   * `lines`: the proxy writes the framing toward the client itself, never the upstream's bytes.
+   */
+  readonly contentLength: number
   #raw: readonly string[] | null
 
   /** `raw`: the headers as [name, value, ...], when they were parsed that way. */
-  constructor(status: number, text: string, lines: string, hasLength: boolean, raw: readonly string[] | null = null) {
+  constructor(status: number, text: string, lines: string, contentLength: number, raw: readonly string[] | null = null) {
     this.status = status
     this.text = text
     this.lines = lines
-    this.hasLength = hasLength
+    this.contentLength = contentLength
     this.#raw = raw
   }
 
-  /** From llhttp's [name, value, ...] list. */
+  /** From llhttp's [name, value, ...] list (which llhttp has checked: at most one length, digits). */
   static fromRaw(status: number, text: string, raw: readonly string[]): ResponseHead {
-    const { lines, length } = responseLines(raw)
-    return new ResponseHead(status, text, lines, length, raw)
+    const { lines, contentLength } = responseLines(raw)
+    return new ResponseHead(status, text, lines, contentLength, raw)
   }
 
   /** The first value of header `name` (lower case), or undefined. */
@@ -75,11 +78,12 @@ function splitLines(lines: string): string[] {
 
 /**
  * An upstream's raw response headers ([name, value, ...]) as header lines for the client,
- * hop-by-hop ones (and those its `Connection` lists) left out; `length`: a Content-Length is there.
+ * hop-by-hop ones (and those its `Connection` lists) and Content-Length left out; the length's
+ * value as a number (-1: none).
  */
-export function responseLines(raw: readonly string[]): { lines: string; length: boolean } {
+export function responseLines(raw: readonly string[]): { lines: string; contentLength: number } {
   let lines = ''
-  let length = false
+  let contentLength = -1
   let connection: string | null = null
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!
@@ -90,7 +94,10 @@ export function responseLines(raw: readonly string[]): { lines: string; length: 
         if (lower === 'connection') connection = connection === null ? raw[i + 1]! : `${connection},${raw[i + 1]!}`
         continue
       }
-      if (lower === 'content-length') length = true
+      if (lower === 'content-length') {
+        contentLength = Number(raw[i + 1])
+        continue
+      }
     }
     lines += `${name}: ${raw[i + 1]!}\r\n`
   }
@@ -104,7 +111,7 @@ export function responseLines(raw: readonly string[]): { lines: string; length: 
       .filter((l) => l === '' || !listed.has(l.slice(0, l.indexOf(':')).toLowerCase()))
       .join('\r\n')
   }
-  return { lines, length }
+  return { lines, contentLength }
 }
 
 /** What `parsePlainHead` makes of a head. */
@@ -198,11 +205,10 @@ export function parsePlainHead(buf: Buffer, end: number): PlainHead | null {
     if (equalsLower(buf, nameAt, nameLength, 'content-length')) {
       if (contentLength >= 0) return null
       // Digits and nothing after them: llhttp refuses some trailing whitespace, so any is its call.
+      // Cut out like the hop-by-hop lines: the client gets the number, written by the proxy.
       contentLength = digits(buf, valueAt, lineEnd)
       if (contentLength < 0) return null
-      continue
-    }
-    if (equalsLower(buf, nameAt, nameLength, 'connection')) {
+    } else if (equalsLower(buf, nameAt, nameLength, 'connection')) {
       // A second one (close and keep-alive both?) is llhttp's to settle.
       if (connection) return null
       connection = true
@@ -220,7 +226,7 @@ export function parsePlainHead(buf: Buffer, end: number): PlainHead | null {
   }
   if (contentLength < 0) return null
   if (i > from) lines += buf.toString('latin1', from, i)
-  return { head: new ResponseHead(status, text, lines, true), contentLength, keepAlive, keepAliveTimeoutS: timeoutS }
+  return { head: new ResponseHead(status, text, lines, contentLength), contentLength, keepAlive, keepAliveTimeoutS: timeoutS }
 }
 
 /**
