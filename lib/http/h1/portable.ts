@@ -19,7 +19,9 @@
 import { Buffer } from 'node:buffer'
 import { METHODS } from 'node:http'
 import { FIELD, TOKEN } from './headers.js'
-import type { ParseError } from './parser.js'
+
+/** What llhttp's binding returns for a refused input (parser.ts's ParseError). */
+type ParseError = Error & { readonly code: string; readonly reason: string; readonly bytesParsed: number }
 
 const CR = 13
 const LF = 10
