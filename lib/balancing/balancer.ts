@@ -292,8 +292,13 @@ export class Balancer {
     // Panic mode (Envoy's panic threshold at 0%): when every routable instance is ejected or
     // failing its health check, spread over all of them rather than fail every request.
     if (candidates.length === 0) candidates = this.#all.filter((h) => h.routable)
-    if ((tried !== null && tried.size > 0) || this.#probing > 0) {
+    const retry = tried !== null && tried.size > 0
+    if (retry || this.#probing > 0) {
       candidates = candidates.filter((h) => !(tried !== null && tried.has(h.key)) && !(h.probing && h.inFlight > 0))
+      // A first attempt that finds nothing only because the one healthy instance is on probation
+      // with its probe in flight (the others ejected) goes to any routable instance, as in panic
+      // mode, rather than a 503 while instances exist. (A retry keeps to healthy instances.)
+      if (candidates.length === 0 && !retry) candidates = this.#all.filter((h) => h.routable)
     }
     if (candidates.length === 0) return null
     const host = candidates.length === 1 ? candidates[0]! : this.#pick(candidates, ctx)

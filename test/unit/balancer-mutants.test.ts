@@ -232,6 +232,24 @@ describe('the balancer, passive health at its edges', () => {
     b.close()
   })
 
+  it('sends a first attempt to some instance when every one is on probation with its probe in flight, rather than answering 503', async () => {
+    const { b } = balancer({ outlier: outlier({ baseEjectionMs: 1 }) })
+    b.update([ep(1), ep(2)])
+    const h1 = attempt(b, '/s/1', false)
+    const h2 = attempt(b, '/s/2', false)
+    await waitFor(() => h1.probing && h2.probing, 'both on probation')
+    const probes = [b.acquire(new Set(['/s/2']), ctx)!, b.acquire(new Set(['/s/1']), ctx)!]
+    expect(probes.map((p) => p.host.key)).to.deep.equal(['/s/1', '/s/2'])
+    const first = b.acquire(new Set(), ctx)
+    expect(first, 'a first attempt').to.not.equal(null)
+    // A retry still keeps to instances that may take it: not past a probe in flight.
+    expect(b.acquire(new Set([first!.host.key]), ctx)).to.equal(null)
+    expect(b.hasUntried(new Set([first!.host.key]))).to.equal(false)
+    first!.release({ ok: true, latencyMs: 1 })
+    for (const p of probes) p.release({ ok: true, latencyMs: 1 })
+    b.close()
+  })
+
   it('counts an instance on probation with nothing in flight as one a retry could go to', async () => {
     const { b } = balancer({ outlier: outlier({ baseEjectionMs: 1 }) })
     b.update([ep(1), ep(2)])
