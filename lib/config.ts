@@ -11,6 +11,7 @@ import path from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from './errors.js'
+import { DEFAULT_LIMITS } from './http/h1/limits.js'
 import { buildStrategy, isBuiltinStrategy } from '../strategies/index.js'
 import type { StrategySpec } from '../strategies/index.js'
 
@@ -237,15 +238,15 @@ const configSchema = z.strictObject({
    * Longest silence between two reads of a request body (nginx's client_body_timeout): 408, or a
    * close once the answer started. Time the proxy itself stops reading (backpressure) is not counted.
    */
-  clientBodyTimeoutMs: positiveMs(60_000),
+  clientBodyTimeoutMs: positiveMs(DEFAULT_LIMITS.clientBodyTimeoutMs),
   /** Keep request headers whose names have `_` (nginx's underscores_in_headers); dropped by default. */
   underscoresInHeaders: z.boolean().default(false),
   limits: z
     .strictObject({
       /** Largest request body in bytes, declared or streamed (413); 0: no limit. */
-      maxBodyBytes: z.number().int().nonnegative().default(0),
+      maxBodyBytes: z.number().int().nonnegative().default(DEFAULT_LIMITS.maxBodyBytes),
       /** Most header fields in a request (431); HAProxy's tune.http.maxhdr is 101. */
-      maxHeaders: z.number().int().positive().max(10_000).default(100),
+      maxHeaders: z.number().int().positive().max(10_000).default(DEFAULT_LIMITS.maxHeaders),
     })
     .prefault({}),
   /** HTTPS on `listen` (only): PEM files, relative to the config file. */

@@ -22,6 +22,8 @@ import { Readable } from 'node:stream'
 import { ProxyError, clientGone } from '../../errors.js'
 import { MAX_HEADER_BYTES } from './headers.js'
 import type { ResponseHead } from './headers.js'
+import { DEFAULT_LIMITS } from './limits.js'
+import type { FrontLimits } from './limits.js'
 import { H1Parser, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 
@@ -36,17 +38,9 @@ const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
 /** Bodies up to this size leave with their head in one copied Buffer (see Exchange.write). */
 const SMALL_BODY = 4096
 
-/** What the client side enforces (config: clientBodyTimeoutMs, limits.*). */
-export interface FrontLimits {
-  /** Longest silence between two reads of a request body while the proxy is reading it. */
-  readonly clientBodyTimeoutMs: number
-  /** Largest request body, declared or streamed; 0: none. */
-  readonly maxBodyBytes: number
-  /** Most header fields in a request. */
-  readonly maxHeaders: number
-}
-
-export const DEFAULT_LIMITS: FrontLimits = { clientBodyTimeoutMs: 60_000, maxBodyBytes: 0, maxHeaders: 100 }
+/** What the client side enforces (config: clientBodyTimeoutMs, limits.*), and its defaults. */
+export { DEFAULT_LIMITS } from './limits.js'
+export type { FrontLimits } from './limits.js'
 
 /**
  * `host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a name of unreserved characters (or %-escapes),

@@ -1,0 +1,13 @@
+// What the client side enforces, with its defaults written once: the config's defaults
+// (lib/config.ts) and a front end built without a config (tests, the library API) both use these.
+
+export interface FrontLimits {
+  /** Longest silence between two reads of a request body while the proxy reads it, ms (nginx's client_body_timeout). */
+  readonly clientBodyTimeoutMs: number
+  /** Largest request body in bytes, declared or streamed; 0: none. */
+  readonly maxBodyBytes: number
+  /** Most header fields in a request (HAProxy's tune.http.maxhdr is 101). */
+  readonly maxHeaders: number
+}
+
+export const DEFAULT_LIMITS: FrontLimits = { clientBodyTimeoutMs: 60_000, maxBodyBytes: 0, maxHeaders: 100 }
