@@ -51,6 +51,15 @@ interface Ring {
 /** Virtual nodes per unit of weight: enough for a ~10% spread at a handful of instances. */
 const VNODES = 160
 
+function vnodes(weight: number): number {
+  return Math.max(1, Math.round(VNODES * weight))
+}
+
+/** An instance as the ring holds it: its key and its number of points. */
+function member(c: Candidate): string {
+  return `${c.key}\0${vnodes(c.weight)}`
+}
+
 /**
  * Consistent hashing on a ring (Karger et al. 1997; Ketama's layout): each instance owns
  * `160 x weight` points, a key goes to the first point clockwise from its hash, so when one of N
@@ -65,11 +74,17 @@ export class ConsistentHash implements Strategy {
   readonly #loadFactor: number
   readonly #random: () => number
   #ring: Ring | null = null
+  #ringBuilds = 0
 
   constructor(source: HashSource, loadFactor: number, random: () => number) {
     this.#source = source
     this.#loadFactor = loadFactor
     this.#random = random
+  }
+
+  /** How many times the ring was built (each costs 160 hashes per unit of weight and a sort). */
+  get ringBuilds(): number {
+    return this.#ringBuilds
   }
 
   hashKey(req: RequestInfo): string | undefined {
@@ -87,21 +102,25 @@ export class ConsistentHash implements Strategy {
 
   #ringFor(candidates: readonly Candidate[]): Ring {
     const ring = this.#ring
-    // Reuse the ring while it covers every candidate with the same weights; a retry's smaller
-    // candidate list walks the same ring and skips what is not in it.
-    if (ring !== null && candidates.every((c) => ring.members.has(`${c.key}\0${c.weight}`))) return ring
+    // Reuse the ring while it covers every candidate with the same number of points; a retry's
+    // smaller candidate list walks the same ring and skips what is not in it. Points, not raw
+    // weights: an instance in slow start changes its weight a little on every request, and the
+    // ring is rebuilt only when that moves its point count (at most 160 times per unit of weight
+    // over the whole ramp, instead of on every request).
+    if (ring !== null && candidates.every((c) => ring.members.has(member(c)))) return ring
     const points: { h: number; key: string }[] = []
     for (const c of candidates) {
-      const n = Math.max(1, Math.round(VNODES * c.weight))
+      const n = vnodes(c.weight)
       for (let i = 0; i < n; i++) points.push({ h: hash32(`${c.key}#${i}`), key: c.key })
     }
     points.sort((a, b) => a.h - b.h)
     const next: Ring = {
       hashes: Uint32Array.from(points, (p) => p.h),
       keys: points.map((p) => p.key),
-      members: new Set(candidates.map((c) => `${c.key}\0${c.weight}`)),
+      members: new Set(candidates.map(member)),
     }
     this.#ring = next
+    this.#ringBuilds++
     return next
   }
 

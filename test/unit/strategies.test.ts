@@ -89,6 +89,17 @@ describe('consistent-hash', () => {
     }
   })
 
+  it('builds its ring again only when an instance gains or loses a point, not on every small weight change (slow start)', () => {
+    const s = new ConsistentHash({ clientAddress: true }, 1.25, seededRandom(9))
+    const fixed = ring(2)
+    // A newcomer ramping from 0.1 to 1 over 1,000 requests: its weight differs on every one.
+    for (let i = 0; i < 1000; i++) s.pick([...fixed, c('/s/new', 0.1 + (0.9 * i) / 999)], { hashKey: `k${i}` })
+    // 16 to 160 points: at most one build per point gained, not one per request.
+    expect(s.ringBuilds).to.be.within(100, 146)
+    s.pick([...fixed, c('/s/new', 1)], { hashKey: 'same' })
+    expect(s.ringBuilds).to.be.within(100, 146)
+  })
+
   it('spreads keys evenly enough (each of 5 within 10 points of 20%)', () => {
     const got = shares(new ConsistentHash({ clientAddress: true }, 1.25, seededRandom(7)), ring(5), 20_000, (i) => `k${i}`)
     for (const v of Object.values(got)) expect(v).to.be.closeTo(0.2, 0.1)
