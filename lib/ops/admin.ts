@@ -26,10 +26,21 @@ export interface AdminSources {
 /** Liveness and readiness stay open to probes (a load balancer, Kubernetes) that hold no secret. */
 const OPEN = new Set(['/healthz', '/readyz'])
 
-/** The Authorization header carries the token; compared in constant time. */
+/**
+ * The Authorization header carries the token, compared in constant time: `Bearer <token>` (curl,
+ * Prometheus), or HTTP Basic with the token as the password and any user name, which is what a
+ * browser sends after its own login prompt (how the status page is opened when a token is set).
+ */
 function authorized(header: string | undefined, expected: Buffer): boolean {
-  if (header === undefined || !/^Bearer /i.test(header)) return false
-  const given = Buffer.from(header.slice(7).trim())
+  if (header === undefined) return false
+  let given: Buffer
+  if (/^Bearer /i.test(header)) given = Buffer.from(header.slice(7).trim())
+  else if (/^Basic /i.test(header)) {
+    const pair = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8')
+    const colon = pair.indexOf(':')
+    if (colon < 0) return false
+    given = Buffer.from(pair.slice(colon + 1))
+  } else return false
   return given.length === expected.length && timingSafeEqual(given, expected)
 }
 
@@ -137,8 +148,10 @@ export class AdminServer {
     this.#server = http.createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0]!
       if (token !== null && !OPEN.has(path) && !authorized(req.headers.authorization, token)) {
-        res.setHeader('www-authenticate', 'Bearer realm="zoo-proxy admin"')
-        return json(res, 401, { error: 'unauthorized', message: 'this endpoint needs Authorization: Bearer <admin token>' })
+        // The status page challenges with Basic, so that a browser asks for the token (as the
+        // password) and sends it with the page's own requests; the API endpoints with Bearer.
+        res.setHeader('www-authenticate', path === '/' ? 'Basic realm="zoo-proxy admin", charset="UTF-8"' : 'Bearer realm="zoo-proxy admin"')
+        return json(res, 401, { error: 'unauthorized', message: 'this endpoint needs Authorization: Bearer <admin token> (or Basic, the token as the password)' })
       }
       if (path === '/reload') {
         if (req.method !== 'POST') return json(res, 405, { error: 'method not allowed', allowed: ['POST'] })

@@ -37,6 +37,12 @@ describe('the admin token (real ZooKeeper)', function () {
       expect(await status(p.adminPort, endpoint, 's3cret-token'), endpoint).to.equal(401)
     }
     expect(await status(p.adminPort, '/upstreams', 'Bearer s3cret-token')).to.equal(200)
+    // HTTP Basic, the token as the password (what a browser sends after its prompt), any user.
+    const basic = (pair: string) => `Basic ${Buffer.from(pair).toString('base64')}`
+    expect(await status(p.adminPort, '/upstreams', basic('ops:s3cret-token'))).to.equal(200)
+    expect(await status(p.adminPort, '/upstreams', basic(':s3cret-token'))).to.equal(200)
+    for (const bad of [basic('s3cret-token:x'), basic('s3cret-token'), basic('ops:s3cret-token!'), 'Basic !!!'])
+      expect(await status(p.adminPort, '/upstreams', bad), bad).to.equal(401)
     expect(await status(p.adminPort, '/metrics', 'bearer s3cret-token')).to.equal(200)
     expect(await status(p.adminPort, '/nope', 'Bearer s3cret-token')).to.equal(404)
   })

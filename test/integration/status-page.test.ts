@@ -68,4 +68,27 @@ describe('the status page (headless Chromium, real ZooKeeper)', function () {
       await page.screenshot({ path: process.env.SCREENSHOT })
     }
   })
+
+  it('opens in a browser with an admin token set, once the token is given as the password of its login prompt', async () => {
+    const a = await startUpstream('a')
+    closers.push(() => a.close())
+    const path = uniquePath('status-token')
+    await putNode(ctx.admin, `${path}/a`, { host: '127.0.0.1', port: a.port })
+    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'guarded', path }], { admin: { listen: '127.0.0.1:0', token: 'page-token-123' } }))
+    closers.push(() => p.close())
+    // Without the token: the page asks for it (Basic), and shows nothing.
+    const bare = await fetch(`http://127.0.0.1:${p.adminPort}/`)
+    expect(bare.status).to.equal(401)
+    expect(bare.headers.get('www-authenticate')).to.match(/^Basic realm="zoo-proxy admin"/)
+    const wrong = await browser.newContext({ httpCredentials: { username: 'ops', password: 'not-the-token' } })
+    closers.push(() => wrong.close())
+    expect((await (await wrong.newPage()).goto(`http://127.0.0.1:${p.adminPort}/`))!.status()).to.equal(401)
+    // With it, as a browser sends it after its prompt: the page and its own requests get through.
+    const right = await browser.newContext({ httpCredentials: { username: 'ops', password: 'page-token-123' } })
+    closers.push(() => right.close())
+    const page = await right.newPage()
+    expect((await page.goto(`http://127.0.0.1:${p.adminPort}/`))!.status()).to.equal(200)
+    await page.locator(`section[data-service="guarded"] tr[data-instance="127.0.0.1:${a.port}"]`).waitFor()
+    expect(await page.locator('#session').textContent()).to.equal('connected')
+  })
 })
