@@ -210,6 +210,23 @@ describe('hostile input (the proxy as a child process)', function () {
         upstream.seen.length = 0
       })
 
+    for (const [name, answer] of Object.entries({
+      'a chunked body whose last read fills the client socket': `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${(40000).toString(16)}\r\n${'b'.repeat(40000)}\r\n0\r\n\r\n`,
+      'a head longer than one read (llhttp) and a small chunked body': `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX: ${'a'.repeat(16_344)}\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
+    }))
+      it(`answers the next request on a pooled connection at once after ${name}`, async () => {
+        scripts.set('/paused', (s) => s.write(answer))
+        scripts.set('/after', (s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nafter'))
+        const first = await raw(proxy.port, 'GET /paused HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', (g) => g.endsWith('0\r\n\r\n'))
+        expect(first.got).to.match(/^HTTP\/1\.1 200 /)
+        const before = upstream.connections
+        // The connection that carried it went back to the pool: the next request takes it, and is
+        // answered by it rather than waiting out its 5 s deadline (504) on a connection left paused.
+        const next = await raw(proxy.port, 'GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', (g) => g.endsWith('after') || /^HTTP\/1\.1 5/.test(g))
+        expect(next.got).to.match(/^HTTP\/1\.1 200 [\s\S]*after$/)
+        expect(upstream.connections).to.equal(before)
+      })
+
     it('closes an idle pooled connection that receives bytes nobody asked for', async () => {
       scripts.set('/chatty', (s) => {
         s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')

@@ -614,8 +614,14 @@ class Connection implements ParserEvents, AttemptControl {
     // would be taken as the next request's answer (the keep-alive race nginx has as well).
     const dirty = extra || this.#extra || this.#parser.skipBody || this.#afterInterim
     this.#extra = false
-    if (!dirty && this.#reusable && this.#bodySent && this.keepAliveMs > 0 && !this.socket.destroyed) this.#pool.release(this)
-    else this.socket.destroy()
+    if (!dirty && this.#reusable && this.#bodySent && this.keepAliveMs > 0 && !this.socket.destroyed) {
+      // An idle pooled connection reads, so that its close, or bytes nobody asked for, are seen at
+      // once. Reading may have been stopped for a slow client in the very read that ended the
+      // answer (a chunked body's last piece filled the client's socket): left so, the next request
+      // on it would get no answer until its head deadline (found by a hostile-input review).
+      startReading(this.socket)
+      this.#pool.release(this)
+    } else this.socket.destroy()
   }
 
   resume(): void {
