@@ -588,6 +588,19 @@ describe('hostile input (the proxy as a child process)', function () {
       expect(got).to.match(/\r\n\r\none[\s\S]*\r\n\r\ntwo$/)
     })
 
+    it('answers the complete requests sent before a half-close even when a cut one follows them, then closes', async () => {
+      // On either parser path: the FIN is taken in its turn, after the requests waiting before it.
+      scripts.set('/slow-first', (s) => setTimeout(() => s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst'), 100))
+      const s = net.connect(proxy.port, '127.0.0.1')
+      s.on('error', () => {})
+      let got = ''
+      s.on('data', (d) => (got += d.toString('latin1')))
+      const closed = new Promise<void>((r) => s.on('close', () => r()))
+      s.end('GET /slow-first HTTP/1.1\r\nHost: t\r\n\r\nGET /ok/two HTTP/1.1\r\nHost: t\r\n\r\nPOST /ok/three HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc')
+      await closed
+      expect(got).to.match(/^HTTP\/1\.1 200 [\s\S]*\r\n\r\nfirstHTTP\/1\.1 200 [\s\S]*\r\n\r\ntwo$/)
+    })
+
     it('answers an upgrade pipelined behind a request in its turn, never ahead of the earlier answer', async () => {
       scripts.set('/slowish', (s) => setTimeout(() => s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst'), 50))
       const { got } = await raw(proxy.port, `GET /slowish HTTP/1.1\r\nHost: t\r\n\r\nGET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`)

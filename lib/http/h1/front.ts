@@ -459,8 +459,19 @@ class Connection implements ParserEvents {
     if (this.headStartedAt < 0 && this.#current === null && this.#reading === null && !this.#closing && !this.upgraded) this.headStartedAt = performance.now()
   }
 
+  /** The client's FIN came while pipelined requests wait (portable path): handled once they are answered. */
+  #endDeferred = false
+
   readonly #onEnd = (): void => {
     this.#peerEnded = true
+    // Reading is stopped while requests wait behind the one in flight. A consumed socket then
+    // reads no FIN either; a socket read through its stream (the portable path, TLS) still emits
+    // 'end' once its buffer is empty. Either way the FIN is taken in its turn, after the requests
+    // sent before it are answered (node:http keeps those answers too), not as a cut request now.
+    if (this.#queue.length > 0) {
+      this.#endDeferred = true
+      return
+    }
     const err = this.#parser.finish()
     if (this.#reading !== null || err !== null) {
       // The client stopped sending in the middle of a request.
@@ -601,6 +612,10 @@ class Connection implements ParserEvents {
     if (next !== undefined) {
       if (this.#queue.length === 0 && !this.#bodyFull) startReading(this.socket)
       this.#start(next)
+      if (this.#queue.length === 0 && this.#endDeferred) {
+        this.#endDeferred = false
+        this.#onEnd()
+      }
       return
     }
     if (this.#pendingError !== null) {

@@ -47,6 +47,9 @@ const TRAILERS = 15
 const PAUSED = 16
 const FAILED = 17
 
+/** Node's limit on one chunk's extensions, in bytes (node_http_parser.cc, since CVE-2024-22019). */
+const MAX_CHUNK_EXTENSIONS = 16 * 1024
+
 const HEX = new Int8Array(256).fill(-1)
 for (let c = 0; c < 10; c++) HEX[0x30 + c] = c
 for (let c = 0; c < 6; c++) HEX[0x41 + c] = HEX[0x61 + c] = 10 + c
@@ -145,6 +148,8 @@ export class PortableParser {
   /** Body bytes still to come (SIZED, CHUNK_DATA), or the chunk size being read. */
   #left = 0
   #digits = 0
+  /** Bytes of the current chunk's extensions: over MAX_CHUNK_EXTENSIONS, refused (as Node, CVE-2024-22019). */
+  #extBytes = 0
 
   initialize(type: number, _resource?: object, maxHeaderSize?: number, _lenient?: number): void {
     this.#request = type === PortableParser.REQUEST
@@ -253,7 +258,11 @@ export class PortableParser {
 
   /** One byte of a chunk's size line or of the CRLF after its data. */
   #chunkByte(c: number, at: number): ParseError | null {
-    switch (this.#state) {
+    const state = this.#state
+    if (state >= CHUNK_EXT_NAME && state <= CHUNK_EXT_QUOTED_END && c !== CR && ++this.#extBytes > MAX_CHUNK_EXTENSIONS) {
+      return this.#fail('HPE_CHUNK_EXTENSIONS_OVERFLOW', 'Chunk extensions overflow', at)
+    }
+    switch (state) {
       case CHUNK_SIZE: {
         const h = HEX[c]!
         if (h >= 0) {
@@ -263,7 +272,10 @@ export class PortableParser {
           return null
         }
         if (this.#digits === 0) return this.#fail('HPE_INVALID_CHUNK_SIZE', 'Invalid character in chunk size', at)
-        if (c === 0x3b) this.#state = CHUNK_EXT_NAME
+        if (c === 0x3b) {
+          this.#state = CHUNK_EXT_NAME
+          this.#extBytes = 0
+        }
         else if (c === CR) this.#state = CHUNK_SIZE_LF
         else return this.#fail('HPE_INVALID_CHUNK_SIZE', 'Invalid character in chunk size', at)
         this.#digits = 0
@@ -346,7 +358,7 @@ export class PortableParser {
     const name = line.slice(0, colon)
     const raw = line.slice(colon + 1)
     this.#headers.push(name, trimOws(raw))
-    if (name.length === 14 || name.length === 17 || name.length === 10 || name.length === 7) return this.#framing(name.toLowerCase(), raw, at)
+    if (name.length === 14 || name.length === 17 || name.length === 10 || name.length === 16 || name.length === 7) return this.#framing(name.toLowerCase(), raw, at)
     return null
   }
 
@@ -380,7 +392,8 @@ export class PortableParser {
         this.#chunked = t.toLowerCase() === 'chunked'
       }
       this.#transferEncoding = true
-    } else if (lower === 'connection') {
+    } else if (lower === 'connection' || lower === 'proxy-connection') {
+      // llhttp reads the old Proxy-Connection as Connection (http_parser did): so does this one.
       for (const token of value.split(',')) {
         const t = trimSp(token).toLowerCase()
         if (t === 'close') this.#connClose = true
@@ -506,7 +519,7 @@ export class PortableParser {
     const err = this.#field(line, at)
     if (err !== null) return err
     const name = line.slice(0, line.indexOf(':')).toLowerCase()
-    if (name === 'content-length' || name === 'transfer-encoding' || name === 'connection' || name === 'upgrade' || name === 'keep-alive') {
+    if (name === 'content-length' || name === 'transfer-encoding' || name === 'connection' || name === 'proxy-connection' || name === 'upgrade' || name === 'keep-alive') {
       return this.#fail('HPE_INVALID_HEADER_TOKEN', `${name} in trailers`, at)
     }
     return null
