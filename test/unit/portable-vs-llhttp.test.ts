@@ -203,6 +203,23 @@ describe('the portable parser against llhttp', () => {
     }
   })
 
+  it('refuses a start line that cannot become valid at its first bad read, before its LF, as llhttp does', () => {
+    for (const [kind, text] of [
+      ['request', 'GET / HTTP/1.1\r\nHost: t\r\n\r\nxyz'],
+      ['request', 'G3T'],
+      ['request', 'GETX / HT'],
+      ['response', 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTQ'],
+    ] as const) {
+      const bytes = Buffer.from(text, 'latin1')
+      expect(trace(native, kind, bytes, [], 0).end, `llhttp: ${text}`).to.equal('error')
+      expect(trace(portable, kind, bytes, [], 0).end, text).to.equal('error')
+    }
+    // A valid start, still waiting for the rest, is not refused.
+    for (const [kind, text] of [['request', 'GE'], ['request', 'M-SEARCH * HT'], ['response', 'HTT'], ['response', 'HTTP/1.1 20']] as const) {
+      expect(trace(portable, kind, Buffer.from(text, 'latin1'), [], 0), text).to.deep.equal(trace(native, kind, Buffer.from(text, 'latin1'), [], 0))
+    }
+  })
+
   it('refuses the smuggling classes llhttp refuses', () => {
     const refused = [
       'POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',

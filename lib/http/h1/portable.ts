@@ -214,6 +214,11 @@ export class PortableParser {
           if (this.#line.length + (n - i) > this.#maxHeaderSize + 64) return this.#fail('HPE_HEADER_OVERFLOW', 'Header overflow', i)
           this.#line += data.toString('latin1', i, n)
           i = n
+          // A start line that cannot become valid is refused now, as llhttp refuses its first bad
+          // byte, not when its LF comes (it may never: the answer would wait for the idle sweep).
+          if (this.#startLine && !this.#startPrefixOk(this.#line)) {
+            return this.#fail(this.#request ? 'HPE_INVALID_METHOD' : 'HPE_INVALID_CONSTANT', 'Invalid start line', n)
+          }
           break
         }
         let line = data.toString('latin1', i, lf)
@@ -338,6 +343,14 @@ export class PortableParser {
   #extNext(): void {
     this.#state = CHUNK_EXT_NAME
     this.#digits = 0
+  }
+
+  /** Whether `partial`, the start of a start line whose LF has not come yet, may still be valid. */
+  #startPrefixOk(partial: string): boolean {
+    if (!this.#request) return partial.length < 5 ? 'HTTP/'.startsWith(partial) : partial.startsWith('HTTP/')
+    const sp = partial.indexOf(' ')
+    if (sp >= 0) return METHOD_INDEX.has(partial.slice(0, sp))
+    return METHODS.some((m) => m.startsWith(partial))
   }
 
   /** Counts URL, reason, names and values toward maxHeaderSize (as Node's binding counts them). */
