@@ -41,7 +41,10 @@ export class ProxyServer {
     this.#router = router
     this.#log = logger
     this.#access = options.accessLog ?? null
-    this.#server = new H1Server({ request: this.#onRequest, refuse: this.#onRefuse, upgrade: this.#onUpgrade }, options)
+    // Node's parser, but sockets read the portable way (issue 15): one warn line, naming why.
+    const onStreamReading = (reason: string) =>
+      logger.warn({ parser: 'native', reading: 'stream', reason }, `HTTP/1.1 sockets: read through their stream, the portable path (${reason})`)
+    this.#server = new H1Server({ request: this.#onRequest, refuse: this.#onRefuse, upgrade: this.#onUpgrade }, { onStreamReading, ...options })
     this.#tunnel = new UpgradeTunnel(logger)
   }
 

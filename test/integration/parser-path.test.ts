@@ -17,6 +17,7 @@ interface LogLine {
   level: number
   msg: string
   parser?: string
+  reading?: string
   reason?: string
 }
 
@@ -107,6 +108,30 @@ Module._load = function (request, ...rest) {
     expect(said).to.have.length(1)
     expect(said[0]).to.include({ level: 40, parser: 'portable' })
     expect(said[0]!.reason).to.match(/_http_common cannot be loaded/)
+  })
+
+  it("reads sockets through their stream when their handles are of another shape, and says so once", async function () {
+    if (process.env.ZOO_PROXY_PARSER === 'portable') this.skip()
+    const dir = tempDir(closers)
+    const preload = path.join(dir, 'odd-handles.cjs')
+    // What a Node whose socket handles changed shape would look like: not a stream base any more.
+    writeFileSync(
+      preload,
+      `const net = require('node:net')
+const emit = net.Server.prototype.emit
+net.Server.prototype.emit = function (event, socket, ...rest) {
+  if (event === 'connection' && socket && socket._handle) Object.defineProperty(socket._handle, 'isStreamBase', { value: false })
+  return emit.call(this, event, socket, ...rest)
+}
+`,
+    )
+    const env = { ...process.env }
+    delete env.ZOO_PROXY_PARSER
+    const proxy = await exercise(env, ['--require', preload])
+    const said = logLines(proxy).filter((l) => l.parser !== undefined)
+    expect(said).to.have.length(1)
+    expect(said[0]).to.include({ level: 40, parser: 'native', reading: 'stream', reason: 'the socket handle is not a stream base' })
+    expect(said[0]!.msg).to.match(/portable path/)
   })
 
   it('is not taken, and not mentioned, where the binding is there', async function () {

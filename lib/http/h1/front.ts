@@ -24,7 +24,8 @@ import { MAX_HEADER_BYTES } from './headers.js'
 import type { ResponseHead } from './headers.js'
 import { DEFAULT_LIMITS } from './limits.js'
 import type { FrontLimits } from './limits.js'
-import { H1Parser, startReading, stopReading } from './parser.js'
+import { ENGINE } from './engine.js'
+import { H1Parser, handleProblem, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 
 /** Node's http server defaults, which users of it and of nginx expect. */
@@ -398,7 +399,11 @@ class Connection implements ParserEvents {
     // A TLS socket is read through its stream, not consumed: parser.ts's rules were checked for
     // plain TCP handles only, and on HTTPS the crypto costs more than the 'data' event saves.
     if (!this.secure && this.#parser.consume(socket, this.#onExecute)) socket.resume() // flowing, so 'end' is emitted
-    else socket.on('data', this.#onData)
+    else {
+      socket.on('data', this.#onData)
+      // A plain socket Node's parser could have read itself but for its handle's shape: said once.
+      if (!this.secure && ENGINE.consumes && !socket.destroyed) server.streamReading(handleProblem(socket))
+    }
     socket.on('end', this.#onEnd)
     socket.on('drain', this.#onDrain)
     socket.on('error', () => {}) // 'close' follows; a client's reset is not our error
@@ -721,6 +726,8 @@ export interface FrontOptions {
   readonly tls?: tls.SecureContextOptions
   /** Keep header names with `_` (upgrade requests are handed on with them dropped otherwise). */
   readonly underscoresInHeaders?: boolean
+  /** Told once, with the reason, when sockets are read through their stream for their handle's shape. */
+  readonly onStreamReading?: (reason: string) => void
 }
 
 export class H1Server {
@@ -732,6 +739,8 @@ export class H1Server {
   /** TCP sockets of a TLS listener whose handshake is not done yet. */
   readonly #handshaking = new Set<Socket>()
   readonly #sweeper: NodeJS.Timeout
+  readonly #onStreamReading: ((reason: string) => void) | undefined
+  #streamReadingTold = false
   draining = false
 
   constructor(handlers: H1Handlers, options: FrontOptions = {}) {
@@ -739,6 +748,7 @@ export class H1Server {
     this.handlers = handlers
     this.limits = limits
     this.underscoresInHeaders = options.underscoresInHeaders ?? false
+    this.#onStreamReading = options.onStreamReading
     // allowHalfOpen: a client that sends its request and then shuts down its sending side still
     // gets its answer (node:http does the same).
     const accept = (socket: Socket): void => {
@@ -768,6 +778,13 @@ export class H1Server {
     // Once a second: idle keep-alive connections past their timeout, and heads that take too
     // long to arrive (slowloris), are closed. One timer for all instead of one per socket.
     this.#sweeper = setInterval(() => this.#sweep(), Math.min(1_000, Math.max(50, limits.clientBodyTimeoutMs / 4))).unref()
+  }
+
+  /** A plain socket is read through its stream (see Connection): the first reason is passed on, once. */
+  streamReading(reason: string | null): void {
+    if (reason === null || this.#streamReadingTold) return
+    this.#streamReadingTold = true
+    this.#onStreamReading?.(reason)
   }
 
   forget(conn: Connection): void {

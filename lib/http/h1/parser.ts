@@ -80,6 +80,20 @@ function consumedHandle(socket: Socket): StreamHandle | null {
 }
 
 /**
+ * Why a connected plain TCP socket cannot be consumed as node:http's server consumes one (its
+ * handle missing, not a stream base, without readStart/readStop, or consumed already), or null.
+ * Such a socket is read through its stream instead: the public, portable way.
+ */
+export function handleProblem(socket: Socket): string | null {
+  const h = (socket as unknown as { _handle?: StreamHandle | null })._handle
+  if (h === null || h === undefined) return 'the socket has no handle'
+  if (h._consumed === true) return 'the socket handle is consumed already'
+  if (h.isStreamBase !== true) return 'the socket handle is not a stream base'
+  if (typeof h.readStart !== 'function' || typeof h.readStop !== 'function') return 'the socket handle has no readStart/readStop'
+  return null
+}
+
+/**
  * Stops reading from a socket. One whose reads go straight to a parser (`consume`) is stopped at
  * its handle, as node:http's server does on 'pause' (`socket.pause()` would stop nothing there);
  * any other through the public stream API.
@@ -236,10 +250,8 @@ export class H1Parser {
    * from then on ('end', 'close' and writes are as before). False if the socket cannot be consumed.
    */
   consume(socket: Socket, onExecute: (ret: number | ParseError) => void): boolean {
-    const h = (socket as unknown as { _handle: StreamHandle | null })._handle
-    // Only a handle of the shape node:http consumes; any other socket is read through its stream.
-    if (!ENGINE.consumes || this.#closed || h === null || h === undefined || h.isStreamBase !== true || h._consumed === true) return false
-    if (typeof h.readStart !== 'function' || typeof h.readStop !== 'function') return false
+    if (!ENGINE.consumes || this.#closed || handleProblem(socket) !== null) return false
+    const h = (socket as unknown as { _handle: StreamHandle })._handle
     h._consumed = true
     this.#native[HTTPParser.kOnExecute] = (ret: number | ParseError) => {
       if (this.#closed) return
