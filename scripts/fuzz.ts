@@ -721,6 +721,9 @@ function outcomeOf(a: Answer | undefined, wire: Wire, spec?: ReqSpec): string {
 function allowed(spec: ReqSpec, outcome: string): boolean {
   if (outcome === 'dropped' || outcome === '503-no-endpoint') return true
   if (spec.ok === null) return outcome !== 'timeout' && outcome !== 'malformed'
+  // No answer after the client's half-close, where a cut connection is a right answer (a broken
+  // upstream answer): the same outcome, seen from a client that had stopped sending.
+  if (outcome === 'closed-after-client-end') return allowed(spec, 'closed')
   if (spec.ok !== undefined) return spec.ok.includes(outcome)
   const k = KINDS[spec.kind]
   if (k === undefined) return true
