@@ -827,7 +827,7 @@ class Case {
             : outcome === 'timeout'
               ? `; ${describeCase(this.rec, true)}`
               : ''
-      this.unexpected(`${spec.method} ${spec.kind} -> ${outcome}`, `id ${spec.id}${why}`)
+      this.unexpected(`${spec.method} ${spec.kind} -> ${outcome}`, `id ${spec.id}${why}${process.env.FUZZ_DESCRIBE ? `; ${describeCase(this.rec, true)}` : ''}`)
     }
     return outcome
   }

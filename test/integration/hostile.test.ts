@@ -601,6 +601,22 @@ describe('hostile input (the proxy as a child process)', function () {
       expect(got).to.match(/^HTTP\/1\.1 200 [\s\S]*\r\n\r\nfirstHTTP\/1\.1 200 [\s\S]*\r\n\r\ntwo$/)
     })
 
+    it('answers the request being answered when a head cut short follows it before a half-close, then closes', async () => {
+      // Found by the long fuzz run on the portable path, where 'end' can come in the same turn as
+      // the data: the cut head then took the earlier request's answer down with it.
+      scripts.set('/slow-second', (s) => setTimeout(() => s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst'), 50))
+      for (const cut of ['GET /ok/never HTTP/1.1\r\nHost: t\r\n\r', 'GET /ok/nev', 'G']) {
+        const s = net.connect(proxy.port, '127.0.0.1')
+        s.on('error', () => {})
+        let got = ''
+        s.on('data', (d) => (got += d.toString('latin1')))
+        const closed = new Promise<void>((r) => s.on('close', () => r()))
+        s.end(`GET /slow-second HTTP/1.1\r\nHost: t\r\n\r\n${cut}`)
+        await closed
+        expect(got, cut).to.match(/^HTTP\/1\.1 200 [\s\S]*\r\n\r\nfirst$/)
+      }
+    })
+
     it('answers an upgrade pipelined behind a request in its turn, never ahead of the earlier answer', async () => {
       scripts.set('/slowish', (s) => setTimeout(() => s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst'), 50))
       const { got } = await raw(proxy.port, `GET /slowish HTTP/1.1\r\nHost: t\r\n\r\nGET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`)

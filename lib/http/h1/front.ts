@@ -478,8 +478,10 @@ class Connection implements ParserEvents {
       return
     }
     const err = this.#parser.finish()
-    if (this.#reading !== null || err !== null) {
-      // The client stopped sending in the middle of a request.
+    // The client stopped sending in the middle of a request's body, or of a head with nothing
+    // before it to answer: cut. A head cut short behind a request being answered is dropped, and
+    // that answer still goes out before the connection ends (as nginx does; answered() ends it).
+    if (this.#reading !== null || (err !== null && this.#current === null)) {
       this.socket.destroy()
       return
     }
