@@ -78,6 +78,18 @@ async function scriptedUpstream(script: (path: string) => Script | undefined) {
   }
 }
 
+/** Sends `text` and half-closes at once; everything read until the proxy closes. */
+function halfClosed(port: number, text: string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1')
+    s.on('error', () => {})
+    let got = ''
+    s.on('data', (d: Buffer) => (got += d.toString('latin1')))
+    s.on('close', () => resolve(got))
+    s.end(text)
+  })
+}
+
 /** A whole answer on a new connection (Content-Length or chunked framed, or up to a close): status and body. */
 async function get(port: number, path: string): Promise<{ status: number; body: string }> {
   const { got } = await raw(port, `GET ${path} HTTP/1.1\r\nHost: t\r\n\r\n`, (g) => {
@@ -578,26 +590,14 @@ describe('hostile input (the proxy as a child process)', function () {
     })
 
     it('answers requests sent before a half-close, all of them, then closes', async () => {
-      const s = net.connect(proxy.port, '127.0.0.1')
-      s.on('error', () => {})
-      let got = ''
-      s.on('data', (d) => (got += d.toString('latin1')))
-      const closed = new Promise<void>((r) => s.on('close', () => r()))
-      s.end('GET /ok/one HTTP/1.1\r\nHost: t\r\n\r\nGET /ok/two HTTP/1.1\r\nHost: t\r\n\r\n')
-      await closed
+      const got = await halfClosed(proxy.port, 'GET /ok/one HTTP/1.1\r\nHost: t\r\n\r\nGET /ok/two HTTP/1.1\r\nHost: t\r\n\r\n')
       expect(got).to.match(/\r\n\r\none[\s\S]*\r\n\r\ntwo$/)
     })
 
     it('answers the complete requests sent before a half-close even when a cut one follows them, then closes', async () => {
       // On either parser path: the FIN is taken in its turn, after the requests waiting before it.
       scripts.set('/slow-first', (s) => setTimeout(() => s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst'), 100))
-      const s = net.connect(proxy.port, '127.0.0.1')
-      s.on('error', () => {})
-      let got = ''
-      s.on('data', (d) => (got += d.toString('latin1')))
-      const closed = new Promise<void>((r) => s.on('close', () => r()))
-      s.end('GET /slow-first HTTP/1.1\r\nHost: t\r\n\r\nGET /ok/two HTTP/1.1\r\nHost: t\r\n\r\nPOST /ok/three HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc')
-      await closed
+      const got = await halfClosed(proxy.port, 'GET /slow-first HTTP/1.1\r\nHost: t\r\n\r\nGET /ok/two HTTP/1.1\r\nHost: t\r\n\r\nPOST /ok/three HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc')
       expect(got).to.match(/^HTTP\/1\.1 200 [\s\S]*\r\n\r\nfirstHTTP\/1\.1 200 [\s\S]*\r\n\r\ntwo$/)
     })
 
@@ -606,13 +606,7 @@ describe('hostile input (the proxy as a child process)', function () {
       // the data: the cut head then took the earlier request's answer down with it.
       scripts.set('/slow-second', (s) => setTimeout(() => s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst'), 50))
       for (const cut of ['GET /ok/never HTTP/1.1\r\nHost: t\r\n\r', 'GET /ok/nev', 'G']) {
-        const s = net.connect(proxy.port, '127.0.0.1')
-        s.on('error', () => {})
-        let got = ''
-        s.on('data', (d) => (got += d.toString('latin1')))
-        const closed = new Promise<void>((r) => s.on('close', () => r()))
-        s.end(`GET /slow-second HTTP/1.1\r\nHost: t\r\n\r\n${cut}`)
-        await closed
+        const got = await halfClosed(proxy.port, `GET /slow-second HTTP/1.1\r\nHost: t\r\n\r\n${cut}`)
         expect(got, cut).to.match(/^HTTP\/1\.1 200 [\s\S]*\r\n\r\nfirst$/)
       }
     })
