@@ -52,6 +52,18 @@ export interface ZkAuth {
 const PROTECTED_ACL = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('auth', '')), new zookeeper.ACL(zookeeper.Permission.READ, new zookeeper.Id('world', 'anyone'))]
 const OPEN_ACL = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('world', 'anyone'))]
 
+/** What the patched client library (patches/node-zookeeper-client+*.patch) keeps of unreadable frames. */
+interface WireGuard {
+  readonly readSocketData?: unknown
+  readonly wireErrors?: number
+  readonly lastWireError?: Error | null
+  readonly socket?: { remoteAddress?: string; remotePort?: number; destroy(): void }
+}
+
+function connectionManager(client: Client): WireGuard | undefined {
+  return (client as unknown as { connectionManager?: WireGuard }).connectionManager
+}
+
 function errorCode(err: unknown): number | undefined {
   const fn = (err as { getCode?: () => number } | null)?.getCode
   return typeof fn === 'function' ? fn.call(err) : undefined
@@ -84,6 +96,8 @@ export class ZkSession {
   /** When the session stopped being connected (0: connected), for the handshake watchdog. */
   #stuckSince = 0
   #sessions = 0
+  /** Unreadable frames already logged (the client library counts them). */
+  #wireErrorsSeen = 0
 
   constructor(opts: ZkSessionOptions) {
     this.#opts = opts
@@ -137,6 +151,13 @@ export class ZkSession {
     // Sent with the connect and again after every reconnect by the client library.
     for (const a of this.#opts.auth ?? []) client.addAuthInfo(a.scheme, Buffer.from(a.credentials))
     this.#client = client
+    this.#wireErrorsSeen = 0
+    const cm = connectionManager(client)
+    if (typeof cm?.readSocketData !== 'function') {
+      // Without the patch a frame the library cannot read throws from its socket handler and ends
+      // the process; say so rather than find out in production.
+      this.#log.error({}, 'node-zookeeper-client is not patched (run `npx patch-package` in the install directory): a malformed frame from ZooKeeper can end the process')
+    }
     client.on('state', (s) => {
       if (this.#client !== client) return
       if (s === State.SYNC_CONNECTED || s === State.CONNECTED_READ_ONLY) this.#onConnected(client)
@@ -169,6 +190,12 @@ export class ZkSession {
   }
 
   #onDisconnected(): void {
+    const cm = this.#client === null ? undefined : connectionManager(this.#client)
+    if (cm?.wireErrors !== undefined && cm.wireErrors > this.#wireErrorsSeen) {
+      this.#wireErrorsSeen = cm.wireErrors
+      const server = cm.socket?.remoteAddress === undefined ? undefined : `${cm.socket.remoteAddress}:${cm.socket.remotePort}`
+      this.#log.warn({ server, err: String(cm.lastWireError) }, 'zookeeper sent what is not a ZooKeeper reply; connection dropped, reconnecting')
+    }
     this.#setState('disconnected')
     clearTimeout(this.#disconnectTimer)
     // The server expires a session it has not heard from for the session timeout; once that much
