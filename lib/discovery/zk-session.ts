@@ -57,11 +57,21 @@ interface WireGuard {
   readonly readSocketData?: unknown
   readonly wireErrors?: number
   readonly lastWireError?: Error | null
+  readonly lastSocketError?: (Error & { code?: string }) | null
   readonly socket?: { remoteAddress?: string; remotePort?: number; destroy(): void }
+  /** The server the current connection is to (or being made to). */
+  readonly currentServer?: { host: string; port: number }
 }
 
 function connectionManager(client: Client): WireGuard | undefined {
   return (client as unknown as { connectionManager?: WireGuard }).connectionManager
+}
+
+/** `host:port` of the server the connection is with (or being made to), IPv6 in brackets. */
+function serverOf(cm: WireGuard | undefined): string | undefined {
+  const s = cm?.currentServer
+  if (s === undefined) return undefined
+  return s.host.includes(':') ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`
 }
 
 function errorCode(err: unknown): number | undefined {
@@ -193,8 +203,7 @@ export class ZkSession {
     const cm = this.#client === null ? undefined : connectionManager(this.#client)
     if (cm?.wireErrors !== undefined && cm.wireErrors > this.#wireErrorsSeen) {
       this.#wireErrorsSeen = cm.wireErrors
-      const server = cm.socket?.remoteAddress === undefined ? undefined : `${cm.socket.remoteAddress}:${cm.socket.remotePort}`
-      this.#log.warn({ server, err: String(cm.lastWireError) }, 'zookeeper sent what is not a ZooKeeper reply; connection dropped, reconnecting')
+      this.#log.warn({ server: serverOf(cm), err: String(cm.lastWireError) }, 'zookeeper sent what is not a ZooKeeper reply; connection dropped, reconnecting')
     }
     this.#setState('disconnected')
     clearTimeout(this.#disconnectTimer)
@@ -227,7 +236,12 @@ export class ZkSession {
       // kernel does) and never answers the session handshake, and the client waits forever.
       if (this.#stuckSince === 0) this.#stuckSince = Date.now()
       else if (Date.now() - this.#stuckSince >= 2 * this.#watchdogMs) {
-        this.#log.warn({ waitedMs: Date.now() - this.#stuckSince }, 'zookeeper handshake not answered, trying the next server')
+        const cm = connectionManager(client)
+        const err = cm?.lastSocketError
+        this.#log.warn(
+          { waitedMs: Date.now() - this.#stuckSince, server: serverOf(cm), lastError: err == null ? undefined : (err.code ?? err.message) },
+          `zookeeper handshake not answered by ${serverOf(cm) ?? this.#opts.connect}${err == null ? '' : ` (${err.code ?? err.message})`}, trying the next server`,
+        )
         this.#stuckSince = Date.now()
         this.#dropConnection(client)
       }

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net'
 import { ZkSession } from '../../lib/discovery/zk-session.js'
 import { silentLogger } from '../../lib/log.js'
 import type { Logger } from '../../lib/log.js'
-import { makeConfig, putNode, recordingLogger, send, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
+import { deadPort, makeConfig, putNode, recordingLogger, send, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
 import type { Closers } from '../support/helpers.js'
 
 const XID_PING = -2
@@ -174,6 +174,17 @@ describe('ZooKeeper wire: nothing a server sends can end the process', function 
     const line = await waitFor(() => logger.lines.find((l) => l.msg.startsWith('zookeeper sent what is not a ZooKeeper reply')), 'the warn line')
     expect(line.level).to.equal('warn')
     expect(line.obj).to.include({ server: `127.0.0.1:${server.port}`, err: 'Error: reply frame of -5 bytes' })
+  })
+
+  it('names the server and the error when it cannot connect', async () => {
+    const port = await deadPort(closers)
+    const logger = recordingLogger()
+    const s = new ZkSession({ connect: `127.0.0.1:${port}`, sessionTimeoutMs: 4000, watchdogMs: 200, logger })
+    s.start()
+    closers.push(() => s.close())
+    const line = await waitFor(() => logger.lines.find((l) => l.msg.startsWith('zookeeper handshake not answered')), 'the warn line')
+    expect(line.msg).to.equal(`zookeeper handshake not answered by 127.0.0.1:${port} (ECONNREFUSED), trying the next server`)
+    expect(line.obj).to.include({ server: `127.0.0.1:${port}`, lastError: 'ECONNREFUSED' })
   })
 
   it('ignores a notification of a type it does not know (a newer server\'s), on the same connection', async () => {
