@@ -150,7 +150,7 @@ export class ProxyServer {
       const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)))
       const outcome = await Promise.race([idle, timeout])
       clearTimeout(timer)
-      if (outcome === 'timeout') this.#log.warn({ inFlight: this.#inFlight }, 'shutdown timeout reached, cutting in-flight requests')
+      if (outcome === 'timeout') this.#log.warn({ inFlight: this.#inFlight, timeoutMs }, 'shutdown timeout reached, cutting in-flight requests')
     }
     this.#server.destroyAll()
     for (const s of this.#tunnels) s.destroy()
