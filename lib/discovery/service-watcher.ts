@@ -30,6 +30,8 @@ export interface ServiceWatcherOptions {
   readonly admit?: (endpoint: Endpoint) => string | null
   /** Instances known before the first read (from a snapshot file); served until ZooKeeper answers. */
   readonly initial?: readonly Endpoint[]
+  /** Once, after the first full read's list went to onSnapshot (a reload's warming waits for it). */
+  readonly onFirstRead?: () => void
 }
 
 export interface ServiceWatcherStatus {
@@ -169,13 +171,19 @@ export class ServiceWatcher {
         await Promise.all(toRead.map((n) => this.#read(n)))
       }
       if (this.#closed) return
-      if (!this.#synced) this.#log.info({ instances: this.#countUp() }, 'service first read done')
+      const first = !this.#synced
+      if (first) this.#log.info({ instances: this.#countUp() }, 'service first read done')
       this.#synced = true
       this.#fromSnapshot = false
       this.#failed = false
       this.#lastSyncAt = Date.now()
       this.#retryDelayMs = RETRY_MIN_MS
       this.#scheduleEmit()
+      // Queued after the emit's setImmediate, so it runs once the list was handed over.
+      const onFirstRead = this.#o.onFirstRead
+      if (first && onFirstRead !== undefined) setImmediate(() => {
+          if (!this.#closed) onFirstRead()
+        })
     } catch (err) {
       if (this.#closed) return
       // Keep what we had; put back what this pass owed, and try again later.
