@@ -3,7 +3,7 @@ import { ServiceWatcher } from './service-watcher.js'
 import { SnapshotWriter, readSnapshotFile } from './snapshot-file.js'
 import type { ServiceWatcherStatus } from './service-watcher.js'
 import type { Endpoint } from './endpoint.js'
-import type { SessionState, ZkSession } from './zk-session.js'
+import type { SessionState, Watcher, ZkSession } from './zk-session.js'
 import type { Logger } from '../log.js'
 import { ProxyError } from '../errors.js'
 
@@ -55,6 +55,8 @@ export class Discovery {
   readonly #specs = new Map<string, DiscoveredService>()
   /** Watchers a reload is warming (see warm()), not yet in use. */
   readonly #warming = new Set<ServiceWatcher>()
+  /** One pair of watch functions per path ever watched, relaying to that path's live watchers. */
+  readonly #relays = new Map<string, { readonly children: Watcher; readonly data: Watcher; readonly targets: Set<ServiceWatcher> }>()
   /** Each warm() in progress, to be refused when discovery closes. */
   readonly #cancels = new Set<(err: unknown) => void>()
   readonly #writer: SnapshotWriter | null
@@ -77,7 +79,17 @@ export class Discovery {
 
   #newWatcher(s: DiscoveredService, onSnapshot: (endpoints: readonly Endpoint[]) => void, onFirstRead?: () => void): ServiceWatcher {
     const opts = this.#opts
-    return new ServiceWatcher({
+    let relay = this.#relays.get(s.path)
+    if (relay === undefined) {
+      const targets = new Set<ServiceWatcher>()
+      relay = {
+        targets,
+        children: () => targets.forEach((w) => w.refresh()),
+        data: (event) => targets.forEach((w) => w.dataChanged(event)),
+      }
+      this.#relays.set(s.path, relay)
+    }
+    const w = new ServiceWatcher({
       name: s.name,
       path: s.path,
       session: opts.session,
@@ -87,8 +99,17 @@ export class Discovery {
       admit: opts.admit,
       initial: this.#saved.get(s.path),
       onSnapshot,
+      watchers: relay,
       ...(onFirstRead === undefined ? {} : { onFirstRead }),
     })
+    relay.targets.add(w)
+    return w
+  }
+
+  /** Closes a watcher and stops relaying its path's events to it. */
+  #retire(w: ServiceWatcher, path: string): void {
+    w.close()
+    this.#relays.get(path)?.targets.delete(w)
   }
 
   #deliver(s: DiscoveredService, endpoints: readonly Endpoint[]): void {
@@ -153,7 +174,7 @@ export class Discovery {
       clearTimeout(deadline.timer)
       for (const e of entries.values()) {
         this.#warming.delete(e.watcher)
-        if (!e.committed) e.watcher.close()
+        if (!e.committed) this.#retire(e.watcher, e.spec.path)
       }
       this.#cancels.delete(abort)
     }
@@ -164,7 +185,7 @@ export class Discovery {
         const wanted = new Set(services.map((s) => s.name))
         for (const [name, w] of [...this.#watchers]) {
           if (wanted.has(name) && !entries.has(name)) continue
-          w.close()
+          this.#retire(w, this.#specs.get(name)!.path)
           this.#watchers.delete(name)
           this.#specs.delete(name)
         }

@@ -32,6 +32,13 @@ export interface ServiceWatcherOptions {
   readonly initial?: readonly Endpoint[]
   /** Once, after the first full read's list went to onSnapshot (a reload's warming waits for it). */
   readonly onFirstRead?: () => void
+  /**
+   * The watch functions to arm instead of this watcher's own (which call refresh() and
+   * dataChanged()). The ZooKeeper client keeps every distinct function until its watch fires, so a
+   * watcher closed by a reload would stay referenced there; Discovery passes one pair per path,
+   * shared by every watcher that path ever has, and relays the events to the live ones.
+   */
+  readonly watchers?: { readonly children: Watcher; readonly data: Watcher }
 }
 
 export interface ServiceWatcherStatus {
@@ -75,14 +82,13 @@ export class ServiceWatcher {
   #keptLast = false
   #fromSnapshot = false
 
-  readonly #onChildren: Watcher = () => this.refresh()
-  readonly #onData: Watcher = (event) => {
-    this.#dirty.add(path.basename(event.getPath()))
-    this.refresh()
-  }
+  readonly #onChildren: Watcher
+  readonly #onData: Watcher
 
   constructor(opts: ServiceWatcherOptions) {
     this.#o = opts
+    this.#onChildren = opts.watchers?.children ?? (() => this.refresh())
+    this.#onData = opts.watchers?.data ?? ((event) => this.dataChanged(event))
     this.#log = opts.logger.child({ service: opts.name, path: opts.path })
   }
 
@@ -120,6 +126,12 @@ export class ServiceWatcher {
       keptLast: this.#keptLast,
       fromSnapshot: this.#fromSnapshot,
     }
+  }
+
+  /** A data watch on one instance fired: read that one again with the next listing. */
+  dataChanged(event: Parameters<Watcher>[0]): void {
+    this.#dirty.add(path.basename(event.getPath()))
+    this.refresh()
   }
 
   /** A new session: every watch is gone with the old one, so read every child again. */
