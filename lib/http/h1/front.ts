@@ -195,6 +195,11 @@ export class Exchange {
     return this.#conn.closed
   }
 
+  /** The listener's port the client connected to (X-Forwarded-Port). */
+  get localPort(): number {
+    return this.#conn.socket.localPort ?? 0
+  }
+
   /**
    * The client's X-Request-Id when it is sane (1 to 128 visible ASCII characters), else one made
    * here; made once, on first use. It goes upstream, into the access log and into error bodies.
