@@ -198,7 +198,6 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
           limits: { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits },
           ...(accessLog === undefined ? {} : { accessLog }),
           ...(secure === undefined ? {} : { tls: secure }),
-          underscoresInHeaders: config.underscoresInHeaders,
         })
   let closing: Promise<void> | null = null
   const shuttingDown = () => new ProxyError('ZP_ERR_SHUTTING_DOWN', 'the proxy is shutting down; reload refused')
