@@ -12,6 +12,7 @@ import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from './errors.js'
 import { DEFAULT_LIMITS } from './http/h1/limits.js'
+import { WEIGHT_MAX, WEIGHT_MIN } from './discovery/endpoint.js'
 import { buildStrategy, isBuiltinStrategy } from '../strategies/index.js'
 import type { StrategySpec } from '../strategies/index.js'
 
@@ -74,6 +75,9 @@ const cidr = z.string().transform((v, ctx): Cidr => {
 })
 
 const ms = (def: number) => z.number().int().nonnegative().default(def)
+
+/** Per-instance weights by `host:port`, in the one weight range (WEIGHT_MIN..WEIGHT_MAX, fractions allowed). */
+const weightsField = z.record(z.string(), z.number().min(WEIGHT_MIN).max(WEIGHT_MAX))
 const positiveMs = (def: number) => z.number().int().positive().default(def)
 
 const znodePath = z
@@ -178,7 +182,7 @@ const serviceSchema = z.strictObject({
   keepAliveTimeoutMs: positiveMs(4_000),
   retry: retrySchema,
   /** Per-instance weight overrides, by `host:port`; they win over the znode's weight. */
-  weights: z.record(z.string(), z.number().nonnegative()).default({}),
+  weights: weightsField.default({}),
   /** A newly seen instance's weight ramps from 10% to 100% over this long (0: off). */
   slowStartMs: ms(0),
   /** Keep the last instances when ZooKeeper suddenly lists none; default `zookeeper.keepLastOnEmpty`. */
@@ -382,7 +386,7 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
     const inStrategy = strategy.options.weights
     let weights = s.weights
     if (inStrategy !== undefined) {
-      const parsed = z.record(z.string(), z.number().nonnegative()).safeParse(inStrategy)
+      const parsed = weightsField.safeParse(inStrategy)
       if (parsed.success) weights = { ...s.weights, ...parsed.data }
       else problems.push(...formatIssues(parsed.error.issues).map((l) => `${at}.strategy.weights${l.startsWith('(root)') ? l.slice(6) : `.${l}`}`))
     }

@@ -38,6 +38,8 @@ export interface ServiceWatcherStatus {
   readonly lastSyncAt: number | null
   readonly instances: number
   readonly skipped: readonly { readonly name: string; readonly reason: string }[]
+  /** Children kept with a value brought into range (a weight clamped), and what was done. */
+  readonly warnings: readonly { readonly name: string; readonly reason: string }[]
   /** ZooKeeper listed no instance but the previous ones are kept (keepLastOnEmpty). */
   readonly keptLast: boolean
   /** Serving instances from the snapshot file, not yet read from ZooKeeper. */
@@ -52,6 +54,8 @@ export class ServiceWatcher {
   readonly #log: Logger
   /** Child name -> decoded endpoint, or the reason it was skipped. */
   readonly #children = new Map<string, Endpoint | { skipped: string }>()
+  /** Child name -> what was clamped in its data (the instance itself is in #children). */
+  readonly #clamped = new Map<string, string>()
   /** The names of the latest listing; a read of a name not in it is stale and dropped. */
   #listed = new Set<string>()
   /** Names whose data must be read again at the next listing (a data watch fired or a read failed). */
@@ -115,6 +119,7 @@ export class ServiceWatcher {
       lastSyncAt: this.#lastSyncAt,
       instances,
       skipped,
+      warnings: [...this.#clamped].map(([name, reason]) => ({ name, reason })),
       keptLast: this.#keptLast,
       fromSnapshot: this.#fromSnapshot,
     }
@@ -160,10 +165,12 @@ export class ServiceWatcher {
         const appeared = await this.#o.session.exists(this.#o.path, this.#onChildren)
         if (appeared) this.#relist = true
         this.#children.clear()
+        this.#clamped.clear()
       } else {
         this.#pathExists = true
         this.#listed = new Set(names)
         for (const name of this.#children.keys()) if (!this.#listed.has(name)) this.#children.delete(name)
+        for (const name of this.#clamped.keys()) if (!this.#listed.has(name)) this.#clamped.delete(name)
         const wanted = new Set(dirty)
         const toRead = names.filter((n) => full || wanted.has(n) || !this.#children.has(n))
         await Promise.all(toRead.map((n) => this.#read(n)))
@@ -197,22 +204,32 @@ export class ServiceWatcher {
     if (data === null) {
       // Vanished between listing and reading: simply gone (the children watch fires too).
       this.#children.delete(name)
+      this.#clamped.delete(name)
       return
     }
     const decoded = decodeInstance(key, name, data)
     const refused = decoded.ok ? (this.#o.admit?.(decoded.endpoint) ?? null) : null
+    this.#clamped.delete(name)
     if (decoded.ok && refused === null) {
       this.#children.set(name, decoded.endpoint)
-      this.#warned.delete(name)
+      if (decoded.warning === undefined) this.#warned.delete(name)
+      else {
+        this.#clamped.set(name, decoded.warning)
+        this.#warnOnce(name, key, data, decoded.warning, 'instance znode has a value out of range; kept with it clamped')
+      }
       return
     }
     const reason = decoded.ok ? refused! : decoded.reason
     this.#children.set(name, { skipped: reason })
+    this.#warnOnce(name, key, data, reason, decoded.ok ? 'skipping instance znode' : 'skipping malformed instance znode')
+  }
+
+  /** One warning per child and data, not one per read. */
+  #warnOnce(name: string, key: string, data: Buffer, reason: string, msg: string): void {
     const text = data.toString('utf8').slice(0, 200)
-    if (this.#warned.get(name) !== text) {
-      this.#warned.set(name, text)
-      this.#log.warn({ znode: key, reason, data: text }, decoded.ok ? 'skipping instance znode' : 'skipping malformed instance znode')
-    }
+    if (this.#warned.get(name) === text) return
+    this.#warned.set(name, text)
+    this.#log.warn({ znode: key, reason, data: text }, msg)
   }
 
   #scheduleRetry(): void {

@@ -105,6 +105,34 @@ describe('discovery (real ZooKeeper, live traffic)', function () {
     expect(await answers(p.port, 4)).to.equal('a')
   })
 
+  it('keeps an instance whose znode weight is out of range, clamped to 256 with one warning shown in /upstreams (issue 21)', async () => {
+    const path = uniquePath()
+    const [a, b] = await upstreams('a', 'b')
+    // 1e308 once gave the consistent-hash ring 1.6e310 points and the proxy ran out of heap.
+    await putNode(ctx.admin, `${path}/a`, { host: '127.0.0.1', port: a!.port, weight: 1e308 })
+    await putNode(ctx.admin, `${path}/b`, `{"address":"127.0.0.1","port":${b!.port},"payload":{"metadata":{"weight":"-3"}}}`)
+    const logger = recordingLogger()
+    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path, strategy: 'consistent-hash' }]), { logger })
+    closers.push(() => p.close())
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'both instances')
+    expect(p.services[0]!.balancer.hosts.map((h) => h.weight)).to.deep.equal([256, 0])
+    // b is kept at weight 0 (no new requests): every request goes to a.
+    expect(await answers(p.port, 6)).to.equal('a')
+    const report = p.upstreams() as { services: { example: { skipped: unknown[]; warnings: { name: string; reason: string }[] } } }
+    expect(report.services.example.skipped).to.deep.equal([])
+    expect(report.services.example.warnings).to.deep.equal([
+      { name: 'a', reason: 'weight 1e+308 is outside 0-256, clamped to 256' },
+      { name: 'b', reason: 'weight -3 is outside 0-256, clamped to 0' },
+    ])
+    // A re-read of the same data does not warn again; new data that is in range clears the warning.
+    await ctx.admin.setData(`${path}/b`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: b!.port, weight: 1 })))
+    await waitFor(() => p.services[0]!.balancer.hosts[1]!.weight === 1, 'b back in range')
+    expect((p.upstreams() as typeof report).services.example.warnings.map((w) => w.name)).to.deep.equal(['a'])
+    expect(logger.lines.filter((l) => l.level === 'warn' && l.msg.includes('out of range'))).to.have.length(2)
+    // Affinity by client address: every request of this client still goes to one instance.
+    expect(['a', 'b']).to.include(await answers(p.port, 4))
+  })
+
   it('treats a missing path as an empty service that starts working when it appears', async () => {
     const path = uniquePath('late')
     const [a] = await upstreams('a')
