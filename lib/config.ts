@@ -215,6 +215,18 @@ const configSchema = z.strictObject({
       sessionTimeoutMs: z.number().int().min(100).default(10_000),
       /** Keep a service's last instances when ZooKeeper suddenly lists none (default for services). */
       keepLastOnEmpty: z.boolean().default(true),
+      /**
+       * When ZooKeeper lists fewer than `minKeepPercent` % of the instances a service had within the
+       * last `holdMs`, the missing ones stay until `holdMs` after they went missing, then the removal
+       * is honoured (lib/discovery/service-watcher.ts, MassRemovalOptions). minKeepPercent 0: off.
+       */
+      massRemoval: z
+        .strictObject({
+          minKeepPercent: z.number().min(0).max(100).default(50),
+          // At most an hour: a hold is a bridge over a storm of expiries, not a second registry.
+          holdMs: z.number().int().min(0).max(3_600_000).default(30_000),
+        })
+        .prefault({}),
       /** Write the last known instances here; a proxy starting while ZooKeeper is down serves them. */
       snapshotFile: optional(z.string().min(1)),
       /** Re-reads after a new session start within a random 0..this ms (herd control). */

@@ -1,7 +1,7 @@
 // Discovery: one ZooKeeper session shared by every service, one watcher per service path.
 import { ServiceWatcher } from './service-watcher.js'
 import { SnapshotWriter, readSnapshotFile } from './snapshot-file.js'
-import type { ServiceWatcherStatus } from './service-watcher.js'
+import type { MassRemovalOptions, ServiceWatcherStatus } from './service-watcher.js'
 import type { Endpoint } from './endpoint.js'
 import type { SessionState, ZkSession } from './zk-session.js'
 import type { Logger } from '../log.js'
@@ -13,7 +13,13 @@ export type { SessionState } from './zk-session.js'
 
 export interface DiscoveryOptions {
   readonly session: ZkSession
-  readonly services: readonly { readonly name: string; readonly path: string; readonly keepLastOnEmpty?: boolean }[]
+  readonly services: readonly {
+    readonly name: string
+    readonly path: string
+    readonly keepLastOnEmpty?: boolean
+    /** Absent: off. */
+    readonly massRemoval?: MassRemovalOptions
+  }[]
   /** Write the last known instances here, and start from them when ZooKeeper is not there yet. */
   readonly snapshotFile?: string
   /** Re-reads after a new session wait a random 0..this ms, so a fleet does not re-read in step. */
@@ -65,6 +71,7 @@ export class Discovery {
       logger: opts.logger,
       random: opts.random,
       keepLastOnEmpty: s.keepLastOnEmpty,
+      massRemoval: s.massRemoval,
       admit: opts.admit,
       initial: this.#saved.get(s.path),
       onSnapshot: (endpoints) => {
@@ -87,7 +94,8 @@ export class Discovery {
     for (const [name, w] of [...this.#watchers]) {
       const now = wanted.get(name)
       const was = this.#specs.get(name)!
-      if (now !== undefined && now.path === was.path && now.keepLastOnEmpty === was.keepLastOnEmpty) continue
+      const sameHold = now?.massRemoval?.minKeepPercent === was.massRemoval?.minKeepPercent && now?.massRemoval?.holdMs === was.massRemoval?.holdMs
+      if (now !== undefined && now.path === was.path && now.keepLastOnEmpty === was.keepLastOnEmpty && sameHold) continue
       w.close()
       this.#watchers.delete(name)
       this.#specs.delete(name)

@@ -63,6 +63,7 @@ export function upstreamsReport(src: AdminSources): object {
       skipped: w?.skipped ?? [],
       warnings: w?.warnings ?? [],
       keptLast: w?.keptLast ?? false,
+      held: w?.held ?? 0,
       fromSnapshot: w?.fromSnapshot ?? false,
       stale: !connected || (w?.keptLast ?? false) || (w?.fromSnapshot ?? false),
       dataAgeMs: connected && w?.synced ? 0 : sinceContact,

@@ -17,7 +17,7 @@ describe('config', () => {
     const c = await validateConfig({ services: [{ name: 'a', path: '/services/a' }] }, '/')
     expect(c.listen).to.deep.equal({ host: '127.0.0.1', port: 8080 })
     expect(c.admin).to.equal(undefined)
-    expect(c.zookeeper).to.deep.equal({ connect: '127.0.0.1:2181', sessionTimeoutMs: 10000, keepLastOnEmpty: true, resyncJitterMs: 250, auth: [] })
+    expect(c.zookeeper).to.deep.equal({ connect: '127.0.0.1:2181', sessionTimeoutMs: 10000, keepLastOnEmpty: true, massRemoval: { minKeepPercent: 50, holdMs: 30000 }, resyncJitterMs: 250, auth: [] })
     expect(c.shutdownTimeoutMs).to.equal(10000)
     const s = c.services[0]!
     expect(s.strategy).to.deep.equal({ name: 'round-robin', options: {} })
