@@ -56,10 +56,10 @@ const VNODES = 160
 
 /**
  * The most points a ring has, every instance together (more only when there are more instances
- * than this: each has at least one, then a ring has one point per instance). Envoy's ring hash caps its ring too (maximum_ring_size).
- * Weights are bounded (0-256), but 256 instances at 256 would still make 10M points; above the cap
- * every instance's points are scaled down in proportion, so a build costs at most this many
- * hashes and one sort of as many numbers, whatever the weights.
+ * than this: each has at least one, so the ring then has one per instance). Envoy's ring hash caps
+ * its ring too (maximum_ring_size). Weights are bounded (0-256), but 256 instances at 256 would
+ * still make 10M points; above the cap every instance's points are scaled down in proportion, so a
+ * build costs at most this many hashes and one sort of as many numbers, whatever the weights.
  */
 export const MAX_RING_POINTS = 65_536
 
