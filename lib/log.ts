@@ -37,14 +37,28 @@ export interface AccessEntry {
 
 export type AccessLog = (entry: AccessEntry) => void
 
+/** Longest an access line waits in the buffer: `tail -f` shows a request within this at any rate. */
+const ACCESS_FLUSH_MS = 1000
+
 /**
  * Writes each entry as one JSON line on stdout (pino: `time` first, `msg: "access"`). Lines are
  * gathered into writes of 4 KiB or more (sonic-boom, pino's own destination), not one system call
- * a request; they are flushed when the process exits.
+ * a request, and flushed at least every ACCESS_FLUSH_MS (nginx's access_log `flush=` idea), so a
+ * quiet proxy does not sit on them; what is left is flushed when the process exits (the CLI exits
+ * after SIGTERM and SIGINT; a reload keeps the same log).
  */
 export function createAccessLog(): AccessLog {
   const dest = destination({ dest: 1, minLength: 4096, sync: false })
   process.once('exit', () => dest.flushSync())
+  let pending = false
+  setInterval(() => {
+    if (!pending) return
+    pending = false
+    dest.flush()
+  }, ACCESS_FLUSH_MS).unref()
   const out = pino({ level: 'info', base: null, timestamp: pino.stdTimeFunctions.isoTime }, dest)
-  return (entry) => out.info(entry, 'access')
+  return (entry) => {
+    pending = true
+    out.info(entry, 'access')
+  }
 }

@@ -108,6 +108,28 @@ describe('command line', function () {
     expect((await proc.done).code).to.equal(0)
   })
 
+  for (const signal of ['SIGTERM', 'SIGINT'] as const)
+    it(`writes an access line while the proxy runs at one request, and loses none on ${signal}`, async () => {
+      const up = await startUpstream('a')
+      closers.push(() => up.close())
+      const svc = uniquePath()
+      await putNode(ctx.admin, `${svc}/a`, { host: '127.0.0.1', port: up.port })
+      const file = tmpFile('proxy.yaml', `listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nlog: { access: true }\nzookeeper:\n  connect: ${ctx.zk.connectString}\nservices:\n  - name: example\n    path: ${svc}\n`)
+      const proc = run(['--config', file])
+      const { port, adminPort } = await listeningPorts(proc)
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status === 200, 'ready')
+      const accessLines = () => proc.stdout().split('\n').filter((l) => l.includes('"msg":"access"'))
+      // One request, far below the 4 KiB a write gathers: the line must come out on its own.
+      await send(port, '/first')
+      await waitFor(() => accessLines().length === 1, 'the access line of a lone request, with the proxy running')
+      expect(JSON.parse(accessLines()[0]!)).to.include({ path: '/first', status: 200 })
+      // The next ones are still in the buffer when the signal comes: the exit writes them.
+      for (let i = 0; i < 3; i++) await send(port, `/then-${i}`)
+      proc.kill(signal)
+      expect((await proc.done).code).to.equal(0)
+      expect(accessLines().map((l) => (JSON.parse(l) as { path: string }).path)).to.deep.equal(['/first', '/then-0', '/then-1', '/then-2'])
+    })
+
   it('registers an instance with `register` and removes it on SIGTERM', async () => {
     const svc = uniquePath()
     const proc = run(['register', '--zookeeper', ctx.zk.connectString, '--path', svc, '--host', '127.0.0.1', '--port', '9001', '--weight', '2'])
