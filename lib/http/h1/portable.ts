@@ -19,6 +19,7 @@
 import { Buffer } from 'node:buffer'
 import { METHODS } from 'node:http'
 import { FIELD, TOKEN } from './headers.js'
+import { MAX_CHUNK_EXTENSION_BYTES, MAX_CONTENT_LENGTH, refusedInTrailers, transferCodings } from './framing.js'
 
 /** What llhttp's binding returns for a refused input (parser.ts's ParseError). */
 type ParseError = Error & { readonly code: string; readonly reason: string; readonly bytesParsed: number }
@@ -46,9 +47,6 @@ const TRAILERS = 15
 /** After an upgrade (or an owner's RAW_BODY): nothing is parsed until `initialize`. */
 const PAUSED = 16
 const FAILED = 17
-
-/** Node's limit on one chunk's extensions, in bytes (node_http_parser.cc, since CVE-2024-22019). */
-const MAX_CHUNK_EXTENSIONS = 16 * 1024
 
 const HEX = new Int8Array(256).fill(-1)
 for (let c = 0; c < 10; c++) HEX[0x30 + c] = c
@@ -88,8 +86,8 @@ function trimOws(s: string): string {
 }
 
 const LEADING_OWS = /^[ \t]+/
-/** 1 to 15 digits (a safe integer), then spaces only. */
-const CONTENT_LENGTH = /^[0-9]{1,15} *$/
+/** Digits (leading zeros too: the value is bounded, by MAX_CONTENT_LENGTH), then spaces only. */
+const CONTENT_LENGTH = /^[0-9]+ *$/
 
 function trimSp(s: string): string {
   let a = 0
@@ -148,7 +146,7 @@ export class PortableParser {
   /** Body bytes still to come (SIZED, CHUNK_DATA), or the chunk size being read. */
   #left = 0
   #digits = 0
-  /** Bytes of the current chunk's extensions: over MAX_CHUNK_EXTENSIONS, refused (as Node, CVE-2024-22019). */
+  /** Bytes of the current chunk's extensions, as Node counts them: over MAX_CHUNK_EXTENSION_BYTES, refused. */
   #extBytes = 0
 
   initialize(type: number, _resource?: object, maxHeaderSize?: number, _lenient?: number): void {
@@ -212,6 +210,11 @@ export class PortableParser {
         if (lf < 0) {
           // A line longer than the whole head may be is refused before it is all in.
           if (this.#line.length + (n - i) > this.#maxHeaderSize + 64) return this.#fail('HPE_HEADER_OVERFLOW', 'Header overflow', i)
+          // A CR with something other than LF after it is refused now, as llhttp refuses it at the
+          // byte after the CR, not when an LF comes: it may never, and the client would get no
+          // answer until the head deadline (issue 21 item 12). Only a CR ending the read may wait.
+          const cr = data.indexOf(CR, i)
+          if ((cr >= 0 && cr < n - 1) || this.#line.charCodeAt(this.#line.length - 1) === CR) return this.#fail('HPE_STRICT', 'Expected LF after CR', cr >= 0 ? cr + 1 : i)
           this.#line += data.toString('latin1', i, n)
           i = n
           // A start line that cannot become valid is refused now, as llhttp refuses its first bad
@@ -264,9 +267,10 @@ export class PortableParser {
   /** One byte of a chunk's size line or of the CRLF after its data. */
   #chunkByte(c: number, at: number): ParseError | null {
     const state = this.#state
-    if (state >= CHUNK_EXT_NAME && state <= CHUNK_EXT_QUOTED_END && c !== CR && ++this.#extBytes > MAX_CHUNK_EXTENSIONS) {
-      return this.#fail('HPE_CHUNK_EXTENSIONS_OVERFLOW', 'Chunk extensions overflow', at)
-    }
+    // Names and values count (quotes and escapes too), the `;` and `=` between them and the CR
+    // do not: Node's count, so that both paths refuse at the same byte (framing.ts).
+    const counted = state === CHUNK_EXT_QUOTED || state === CHUNK_EXT_PAIR || ((state === CHUNK_EXT_NAME || state === CHUNK_EXT_VALUE_START || state === CHUNK_EXT_VALUE) && c !== 0x3b && c !== 0x3d && c !== CR)
+    if (counted && ++this.#extBytes > MAX_CHUNK_EXTENSION_BYTES) return this.#fail('HPE_CHUNK_EXTENSIONS_OVERFLOW', 'Chunk extensions overflow', at)
     switch (state) {
       case CHUNK_SIZE: {
         const h = HEX[c]!
@@ -395,13 +399,17 @@ export class PortableParser {
       if (this.#contentLength >= 0) return this.#fail('HPE_UNEXPECTED_CONTENT_LENGTH', 'Duplicate Content-Length', at)
       if (this.#transferEncoding) return this.#fail('HPE_INVALID_CONTENT_LENGTH', "Content-Length can't be present with Transfer-Encoding", at)
       if (!CONTENT_LENGTH.test(value)) return this.#fail('HPE_INVALID_CONTENT_LENGTH', 'Invalid character in Content-Length', at)
-      this.#contentLength = Number(value.trimEnd())
+      const length = Number(value.trimEnd())
+      if (length > MAX_CONTENT_LENGTH) return this.#fail('HPE_INVALID_CONTENT_LENGTH', 'Content-Length overflow', at)
+      this.#contentLength = length
     } else if (lower === 'transfer-encoding') {
       if (this.#contentLength >= 0) return this.#fail('HPE_INVALID_CONTENT_LENGTH', "Content-Length can't be present with Transfer-Encoding", at)
-      // chunked must be the last coding, and only once (RFC 9112 §6.1); a coding after it is refused.
-      for (const coding of value.split(',')) {
-        const t = trimSp(coding)
-        if (t === '' || !allOf(TOKEN, t) || this.#chunked) return this.#fail('HPE_INVALID_TRANSFER_ENCODING', 'Invalid `Transfer-Encoding` header value', at)
+      // chunked must be the last coding, and only once (RFC 9112 §6.1); a coding after it is
+      // refused, and so is an empty element (framing.ts says why).
+      const codings = transferCodings(value)
+      if (codings === null) return this.#fail('HPE_INVALID_TRANSFER_ENCODING', 'Invalid `Transfer-Encoding` header value', at)
+      for (const t of codings) {
+        if (this.#chunked) return this.#fail('HPE_INVALID_TRANSFER_ENCODING', 'Invalid `Transfer-Encoding` header value', at)
         this.#chunked = t.toLowerCase() === 'chunked'
       }
       this.#transferEncoding = true
@@ -527,14 +535,12 @@ export class PortableParser {
       return null
     }
     // Trailers are checked as header lines and counted, then dropped (the proxy passes none on).
-    // A framing or connection field there is refused (RFC 9110 §6.5.1): llhttp would take some
-    // of them as if they were in the head.
+    // A framing or connection field there is refused (framing.ts): llhttp would take some of
+    // them as if they were in the head.
     const err = this.#field(line, at)
     if (err !== null) return err
     const name = line.slice(0, line.indexOf(':')).toLowerCase()
-    if (name === 'content-length' || name === 'transfer-encoding' || name === 'connection' || name === 'proxy-connection' || name === 'upgrade' || name === 'keep-alive') {
-      return this.#fail('HPE_INVALID_HEADER_TOKEN', `${name} in trailers`, at)
-    }
+    if (refusedInTrailers(name)) return this.#fail('HPE_INVALID_HEADER_TOKEN', `${name} in trailers`, at)
     return null
   }
 
