@@ -46,14 +46,23 @@ export function transferCodings(value: string): string[] | null {
 
 /**
  * Why the framing fields of a head llhttp took break a rule the portable parser keeps, or null:
- * a Transfer-Encoding list with an empty element, a Content-Length past MAX_CONTENT_LENGTH.
+ * a Transfer-Encoding list with an empty element or a coding after chunked, a Content-Length
+ * past MAX_CONTENT_LENGTH.
  * `raw` is [name, value, ...] as parsed; called only for heads with one of these fields.
  */
 export function framingProblem(raw: readonly string[]): string | null {
+  let chunked = false
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i]!
     if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') {
-      if (transferCodings(raw[i + 1]!) === null) return 'Transfer-Encoding has an empty or malformed element'
+      const codings = transferCodings(raw[i + 1]!)
+      if (codings === null) return 'Transfer-Encoding has an empty or malformed element'
+      // A coding after chunked (RFC 9112 §6.1: chunked is applied once, and last): llhttp refuses
+      // it in a request and reads such an answer to the connection's end; refused both ways.
+      for (const t of codings) {
+        if (chunked) return 'Transfer-Encoding has a coding after chunked'
+        chunked = t.length === 7 && t.toLowerCase() === 'chunked'
+      }
     } else if (n.length === 14 && n.toLowerCase() === 'content-length') {
       if (!(Number(raw[i + 1]) <= MAX_CONTENT_LENGTH)) return `Content-Length over ${MAX_CONTENT_LENGTH}`
     }

@@ -215,6 +215,13 @@ export class PortableParser {
           // answer until the head deadline (issue 21 item 12). Only a CR ending the read may wait.
           const cr = data.indexOf(CR, i)
           if ((cr >= 0 && cr < n - 1) || this.#line.charCodeAt(this.#line.length - 1) === CR) return this.#fail('HPE_STRICT', 'Expected LF after CR', cr >= 0 ? cr + 1 : i)
+          // A read that ends at a line's CR: the line is whole but for its LF, and llhttp refuses
+          // it now if it cannot be one (a name without a colon, a start line cut short).
+          if (cr === n - 1) {
+            const whole = this.#line + data.toString('latin1', i, n - 1)
+            const err = this.#startLine ? (this.#request ? this.#requestLine(whole, cr, false) : this.#statusLine(whole, cr, false)) : whole === '' ? null : this.#field(whole, cr, false)
+            if (err !== null) return err
+          }
           this.#line += data.toString('latin1', i, n)
           i = n
           // A start line that cannot become valid is refused now, as llhttp refuses its first bad
@@ -379,12 +386,12 @@ export class PortableParser {
     return null
   }
 
-  /** A header or trailer line: `token ":" OWS value OWS`, value of field bytes; counted. */
-  #field(line: string, at: number): ParseError | null {
+  /** A header or trailer line: `token ":" OWS value OWS`, value of field bytes; counted unless `count` is false (a check before its LF). */
+  #field(line: string, at: number, count = true): ParseError | null {
     const colon = line.indexOf(':')
     if (colon <= 0 || !allOf(TOKEN, line.slice(0, colon))) return this.#fail('HPE_INVALID_HEADER_TOKEN', 'Invalid header field char', at)
     if (!allOf(FIELD, line.slice(colon + 1))) return this.#fail('HPE_INVALID_HEADER_TOKEN', 'Invalid header value char', at)
-    return this.#count(line.length - 1, at)
+    return count ? this.#count(line.length - 1, at) : null
   }
 
   /**
@@ -426,7 +433,8 @@ export class PortableParser {
     return null
   }
 
-  #requestLine(line: string, at: number): ParseError | null {
+  /** `count` false: a check before the line's LF (what it sets is set again then, and counted once). */
+  #requestLine(line: string, at: number, count = true): ParseError | null {
     const sp = line.indexOf(' ')
     const method = sp < 0 ? undefined : METHOD_INDEX.get(line.slice(0, sp))
     if (method === undefined) return this.#fail('HPE_INVALID_METHOD', 'Invalid method encountered', at)
@@ -450,10 +458,10 @@ export class PortableParser {
       this.#major = Number(v[1])
       this.#minor = Number(v[2])
     }
-    return this.#count(url.length, at)
+    return count ? this.#count(url.length, at) : null
   }
 
-  #statusLine(line: string, at: number): ParseError | null {
+  #statusLine(line: string, at: number, count = true): ParseError | null {
     const m = STATUS_LINE.exec(line)
     if (m === null) return this.#fail(line.startsWith('HTTP/') ? 'HPE_INVALID_STATUS' : 'HPE_INVALID_CONSTANT', 'Invalid status line', at)
     if (!VERSIONS.has(`${m[1]}.${m[2]}`)) return this.#fail('HPE_INVALID_VERSION', 'Invalid HTTP version', at)
@@ -461,7 +469,7 @@ export class PortableParser {
     this.#minor = Number(m[2])
     this.#status = Number(m[3])
     this.#reason = m[4] ?? ''
-    return this.#count(this.#reason.length, at)
+    return count ? this.#count(this.#reason.length, at) : null
   }
 
   /** llhttp_message_needs_eof: an answer framed by the connection's end. */
