@@ -534,7 +534,8 @@ class Connection implements ParserEvents {
         return
       }
     }
-    if (refusal === null && limits.maxBodyBytes > 0 && ex.contentLength > limits.maxBodyBytes) refusal = BODY_TOO_LARGE
+    // (Not over a framing refusal: a length past 2^53-1 is a 400 on both parser paths.)
+    if (refusal === null && ex.refusal === null && limits.maxBodyBytes > 0 && ex.contentLength > limits.maxBodyBytes) refusal = BODY_TOO_LARGE
     if (refusal !== null) ex.refusal = refusal
     if (ex.refusal !== null || !keepAlive) this.#lastRead = true
     if (ex.body === null) ex.requestComplete = true
