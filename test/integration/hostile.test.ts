@@ -600,8 +600,13 @@ describe('hostile input (the proxy as a child process)', function () {
     it("forwards a chunk with 5,000 extensions of 20 KB (10,000 bytes of names and values, Node's count), and refuses one past 16 KiB", async () => {
       const many = await exchange(`POST /ok/ext HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1${';e=v'.repeat(5000)}\r\nx\r\n0\r\n\r\n`)
       expect(many.got).to.match(/^HTTP\/1\.1 200 [\s\S]*ext$/)
+      // An empty extension name before `=` or `;` is taken on both paths (the native one cannot
+      // refuse it), before the CR refused on both; extensions are never passed on.
+      const empty = await exchange(`POST /ok/noname HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1;=v;;e\r\nx\r\n0\r\n\r\n`)
+      expect(empty.got).to.match(/^HTTP\/1\.1 200 [\s\S]*noname$/)
+      expect(empty.got).not.to.include('=v')
       scripts.set('/ext', () => {})
-      for (const ext of [`;${'e'.repeat(16_385)}`, `;e="${'v'.repeat(16_383)}"`, ';ee=vv'.repeat(4097)]) {
+      for (const ext of [`;${'e'.repeat(16_385)}`, `;e="${'v'.repeat(16_383)}"`, ';ee=vv'.repeat(4097), ';e;']) {
         const { got, closed } = await exchange(`POST /ext HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1${ext}\r\nx\r\n0\r\n\r\n`)
         expect(got, ext.slice(0, 12)).to.match(/^HTTP\/1\.1 400 /)
         expect(closed).to.equal(true)

@@ -298,12 +298,14 @@ export class PortableParser {
         return null
       }
       // chunk-ext = *( ";" name [ "=" ( token / quoted-string ) ] ), no whitespace (as llhttp).
+      // An empty name before `=` or `;` is taken, as llhttp takes it (`1;=v`, `1;;e`), not before
+      // the CR: the native path cannot refuse it (Node's binding hands no extension to JS), the
+      // proxy passes no extension on, and nginx skips extensions whole. One answer on both paths.
       case CHUNK_EXT_NAME:
         if (TOKEN[c] === 1) this.#digits++
-        else if (this.#digits === 0) return this.#fail('HPE_STRICT', 'Invalid character in chunk extensions', at)
         else if (c === 0x3d) this.#state = CHUNK_EXT_VALUE_START
         else if (c === 0x3b) this.#digits = 0
-        else if (c === CR) this.#state = CHUNK_SIZE_LF
+        else if (c === CR && this.#digits > 0) this.#state = CHUNK_SIZE_LF
         else return this.#fail('HPE_STRICT', 'Invalid character in chunk extensions', at)
         return null
       case CHUNK_EXT_VALUE_START:
