@@ -4,6 +4,9 @@
 // and end-to-end headers.
 
 import { expect } from 'chai'
+import { chooseEngine } from '../../lib/http/h1/engine.js'
+import type { ParserEngine } from '../../lib/http/h1/engine.js'
+import { framingProblem } from '../../lib/http/h1/framing.js'
 import { HOP_BY_HOP, MAX_HEADER_BYTES, parsePlainHead } from '../../lib/http/h1/headers.js'
 import { H1Parser } from '../../lib/http/h1/parser.js'
 import { seededRandom } from '../../lib/random.js'
@@ -16,8 +19,11 @@ interface Parsed {
   headers: string[]
 }
 
-/** llhttp's reading of the head in `bytes`, or null where llhttp refuses it. */
-function llhttp(bytes: Buffer): Parsed | null {
+/**
+ * llhttp's reading of the head in `bytes`, or null where llhttp refuses it; with `engine`, that
+ * parser's reading, and null where the upstream side's framing rule (framingProblem) refuses it.
+ */
+function llhttp(bytes: Buffer, engine?: ParserEngine): Parsed | null {
   let got: Parsed | null = null
   const p = new H1Parser(
     'response',
@@ -31,13 +37,14 @@ function llhttp(bytes: Buffer): Parsed | null {
           // (The client gets the length as the proxy writes it, not as a header line passed on.)
           if (!HOP_BY_HOP.has(name) && name !== 'content-length') kept.push(name, headers[i + 1]!)
         }
-        got = { status, text, length, keepAlive, headers: kept }
+        got = engine !== undefined && framingProblem(headers) !== null ? null : { status, text, length, keepAlive, headers: kept }
         return 0
       },
       onBody() {},
       onComplete() {},
     },
     MAX_HEADER_BYTES, // as the proxy's upstream side runs it
+    engine,
   )
   // The head only: what follows is the body's business (bytes beyond a Content-Length are the
   // proxy's to refuse, by not reusing the connection).
@@ -140,5 +147,34 @@ describe('the plain-head parser against llhttp', () => {
     expect(taken).to.be.above(2_000)
     expect(left).to.be.above(2_000)
     expect(long).to.be.above(100)
+  })
+
+  it('takes no head of the framing classes (bare CR, long digit runs, list-syntax Transfer-Encoding, empty framing values) that either parser path refuses, and reads the rest alike', () => {
+    const native = chooseEngine(undefined)
+    const portable = chooseEngine('portable')
+    const heads: string[] = []
+    const base = 'HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n'
+    const end = base.length - 2
+    // A CR inserted everywhere before the blank line, and each LF of the head turned into a CR.
+    for (let i = 0; i < end; i++) {
+      heads.push(base.slice(0, i) + '\r' + base.slice(i))
+      if (base[i] === '\n') heads.push(base.slice(0, i) + '\r' + base.slice(i + 1))
+    }
+    for (const value of ['2', '02', '000000000000002', '0000000000000002', `${'0'.repeat(40)}2`, '999999999999999', '9007199254740991', '9007199254740992', '18446744073709551616', '2 ', ' 2'])
+      heads.push(`HTTP/1.1 200 OK\r\nContent-Length: ${value}\r\n\r\n`)
+    for (const te of ['chunked', ',chunked', 'chunked,', 'gzip,,chunked', 'chunked, gzip', '', ' ', 'Chunked'])
+      heads.push(`HTTP/1.1 200 OK\r\nTransfer-Encoding:${te}\r\nContent-Length: 2\r\n\r\n`, `HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: ${te}\r\n\r\n`)
+    for (const name of ['Content-Length', 'Transfer-Encoding', 'Connection', 'Keep-Alive', 'Upgrade'])
+      for (const value of ['', ' ', '\t', ',']) heads.push(`HTTP/1.1 200 OK\r\n${name}:${value}\r\nContent-Length: 2\r\n\r\n`)
+    let taken = 0
+    for (const head of heads) {
+      const bytes = Buffer.from(`${head}ok`, 'latin1')
+      const mine = plain(bytes)
+      if (mine === null) continue
+      taken++
+      expect(llhttp(bytes, native), `llhttp: ${JSON.stringify(head)}`).to.deep.equal(mine)
+      expect(llhttp(bytes, portable), `portable: ${JSON.stringify(head)}`).to.deep.equal(mine)
+    }
+    expect(taken).to.be.above(5)
   })
 })

@@ -9,7 +9,9 @@
 import { expect } from 'chai'
 import { chooseEngine } from '../../lib/http/h1/engine.js'
 import type { ParserEngine } from '../../lib/http/h1/engine.js'
+import { framingProblem } from '../../lib/http/h1/framing.js'
 import { MAX_HEADER_BYTES } from '../../lib/http/h1/headers.js'
+import { H1Parser } from '../../lib/http/h1/parser.js'
 import { seededRandom } from '../../lib/random.js'
 
 type Event = string | [string, ...unknown[]]
@@ -274,5 +276,179 @@ describe('the portable parser against llhttp', () => {
     // "chunked, gzip" in an answer, two spaces in a request line): about 6% of what llhttp takes.
     expect(same).to.be.above(cases / 5)
     expect(stricter).to.be.below(same / 10)
+  })
+})
+
+/**
+ * What the proxy makes of `bytes` on one path, as far as framing goes: the messages it would
+ * serve (head, body, keep-alive), and whether it refuses what comes next, or still waits. Both
+ * paths run through H1Parser (which adds the trailer rule for both) and the front's framing rule
+ * (`framingProblem`, which the front and the upstream side apply to every head with a framing
+ * field). No `finish`: a refusal must come from the bytes, not from the peer closing.
+ */
+function verdict(engine: ParserEngine, kind: 'request' | 'response', bytes: Buffer, cuts: number[]): { served: string[]; end: 'refused' | 'waiting' } {
+  const served: string[] = []
+  let current = ''
+  let refused = false
+  const p = new H1Parser(
+    kind,
+    {
+      onHead(major, minor, headers, method, url, status, _text, upgrade, keepAlive) {
+        if (refused) return
+        if (framingProblem(headers) !== null) refused = true
+        current = `${method}${status} ${url} ${major}.${minor} ${JSON.stringify(headers)} upgrade=${upgrade} keepAlive=${keepAlive} body=`
+      },
+      onBody(chunk) {
+        current += chunk.toString('latin1')
+      },
+      onComplete() {
+        if (!refused) served.push(current)
+      },
+    },
+    MAX_HEADER_BYTES,
+    engine,
+  )
+  let at = 0
+  for (const to of [...cuts, bytes.length]) {
+    if (refused || to <= at) continue
+    const r = p.execute(bytes.subarray(at, to))
+    if (typeof r !== 'number' || r < to - at) refused ||= typeof r !== 'number'
+    if (typeof r === 'number' && r < to - at) break
+    at = to
+  }
+  p.close()
+  return { served, end: refused ? 'refused' : 'waiting' }
+}
+
+/** The framing classes of issue 21 item 12, generated: [kind, bytes] each. */
+function framingClasses(): ['request' | 'response', string][] {
+  const out: ['request' | 'response', string][] = []
+  const next = 'GET /next HTTP/1.1\r\nHost: t\r\n\r\n'
+  const chunkedBody = '5\r\nhello\r\n0\r\n\r\n'
+  // A CR followed by anything but LF, at every place of a request and an answer (head, chunk
+  // lines, trailers), and a CR at the end of the bytes (which may still be followed by its LF).
+  for (const [kind, base] of [
+    ['request', 'POST /p?q=1 HTTP/1.1\r\nHost: t\r\nX-A: b c\r\nTransfer-Encoding: chunked\r\n\r\n5;e=v\r\nhello\r\n0\r\nX-T: 1\r\n\r\n' + next],
+    ['request', 'GET /g HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n' + next],
+    ['response', 'HTTP/1.1 200 OK\r\nServer: s\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: 1\r\n\r\n'],
+  ] as const) {
+    for (let i = 0; i <= base.length; i++) {
+      out.push([kind, base.slice(0, i) + '\r' + base.slice(i)])
+      out.push([kind, base.slice(0, i) + '\r'])
+      if (base[i] === '\n') out.push([kind, base.slice(0, i) + 'X' + base.slice(i + 1)])
+    }
+  }
+  // Long digit runs in a Content-Length, with and without leading zeros, around 2^53 and 2^64.
+  for (const value of ['5', '9007199254740991', '9007199254740992', '18446744073709551615', '18446744073709551616', '99999999999999999999999']) {
+    for (const zeros of [0, 1, 10, 14, 15, 16, 20, 100, 5000]) {
+      for (const pad of ['', ' ', '  ']) {
+        const cl = `${'0'.repeat(zeros)}${value}${pad}`
+        out.push(['request', `POST /l HTTP/1.1\r\nHost: t\r\nContent-Length: ${cl}\r\n\r\nhello${next}`])
+        out.push(['response', `HTTP/1.1 200 OK\r\nContent-Length: ${cl}\r\n\r\nhello`])
+      }
+    }
+  }
+  // Transfer-Encoding as a list: empty elements, whitespace, case, one field or two.
+  const codings = ['chunked', 'Chunked', 'CHUNKED', 'gzip', 'identity', '', ' ', '\t', 'chunked\t', '\tchunked']
+  const joins = [',', ', ', ' ,', ',,', ' , ']
+  const te: string[] = []
+  for (const a of codings) {
+    te.push(a)
+    for (const j of joins) for (const b of codings) te.push(`${a}${j}${b}`)
+  }
+  for (const j of joins) te.push(`gzip${j}gzip${j}chunked`, `${j}chunked${j}`)
+  for (const value of te) {
+    out.push(['request', `POST /t HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: ${value}\r\n\r\n${chunkedBody}${next}`])
+    out.push(['request', `POST /t HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:${value}\r\n\r\n${chunkedBody}${next}`])
+    out.push(['response', `HTTP/1.1 200 OK\r\nTransfer-Encoding: ${value}\r\n\r\n${chunkedBody}`])
+  }
+  for (const [a, b] of [['', 'chunked'], ['chunked', ''], ['gzip', 'chunked'], [',', 'chunked'], ['chunked', 'chunked'], ['gzip,', 'chunked']])
+    out.push(['request', `POST /t HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: ${a}\r\nTransfer-Encoding: ${b}\r\n\r\n${chunkedBody}${next}`])
+  // Empty values of the fields that frame a message or speak for its connection, before a body
+  // that looks chunked and one that does not.
+  for (const name of ['Content-Length', 'Transfer-Encoding', 'Connection', 'Proxy-Connection', 'Upgrade', 'Keep-Alive', 'Expect', 'TE', 'Trailer']) {
+    for (const value of ['', ' ', '\t', ',', ' , ']) {
+      for (const body of [chunkedBody, 'hello', '']) out.push(['request', `POST /e HTTP/1.1\r\nHost: t\r\n${name}:${value}\r\n\r\n${body}${next}`])
+      out.push(['response', `HTTP/1.1 200 OK\r\n${name}:${value}\r\nContent-Length: 2\r\n\r\nok`])
+    }
+  }
+  // Chunk extensions around the limit, in every shape Node counts: one long name, name=value
+  // pairs (the `;` and `=` not counted), quoted values (the quotes counted), escapes; in one
+  // chunk, or split over two.
+  for (const total of [16_382, 16_383, 16_384, 16_385, 16_386, 20_000, 40_000]) {
+    const shapes = [
+      `;${'e'.repeat(total)}`,
+      ';e=v'.repeat(Math.floor(total / 2)),
+      `;e=${'v'.repeat(total - 1)}`,
+      `;e="${'v'.repeat(total - 3)}"`,
+      `;e="${'\\"'.repeat(Math.floor((total - 3) / 2))}"`,
+      `;${'e'.repeat(total - 2)};e`,
+    ]
+    for (const ext of [...shapes, ...['=v', ';e', '=', '="q"', '', ';', 'e;', 'e=', 'e;=v', 'e==v', ' e'].map((odd) => `;${odd}${'e'.repeat(total - 8)}`)]) {
+      out.push(['request', `POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1${ext}\r\nx\r\n0\r\n\r\n${next}`])
+      // Split anywhere: inside a name, a value, a quoted string, or into an empty name (`1;=v`).
+      const half = ext.length >> 1
+      out.push(['request', `POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1${ext.slice(0, half)}\r\nx\r\n1;${ext.slice(half).replace(/^;/, '')}\r\ny\r\n0\r\n\r\n${next}`])
+      out.push(['response', `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0${ext}\r\n\r\n`])
+    }
+  }
+  // Trailers that speak for the connection or the framing, and harmless ones, with a request
+  // pipelined behind, or many trailers (llhttp hands them over in batches of 32).
+  for (const name of ['Connection', 'connection', 'Proxy-Connection', 'Content-Length', 'Transfer-Encoding', 'Upgrade', 'Keep-Alive', 'TE', 'Trailer', 'Host', 'X-Sum']) {
+    for (const value of ['close', 'keep-alive', 'Upgrade', 'chunked', '5', '']) {
+      const t = `${name}: ${value}\r\n`
+      out.push(['request', `POST /tr HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n${chunkedBody.slice(0, -2)}${t}\r\n${next}`])
+      out.push(['request', `POST /tr HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n${'X-F: 1\r\n'.repeat(40)}${t}\r\n${next}`])
+      out.push(['response', `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${chunkedBody.slice(0, -2)}${t}\r\n`])
+    }
+  }
+  return out
+}
+
+describe('one answer per framing class on both parser paths (issue 21 item 12)', () => {
+  before(function () {
+    if (native.name !== 'native') this.skip()
+  })
+
+  it('serves and refuses each generated case alike on both paths, read whole and cut into random reads', function () {
+    this.timeout(120_000)
+    const random = seededRandom(20261207)
+    const cases = framingClasses()
+    const ends = { refused: 0, waiting: 0 }
+    for (const [kind, text] of cases) {
+      const bytes = Buffer.from(text, 'latin1')
+      for (const cuts of [[], cutsFor(bytes.length, random)]) {
+        const mine = verdict(portable, kind, bytes, cuts)
+        const theirs = verdict(native, kind, bytes, cuts)
+        const what = `${kind} ${JSON.stringify(text.length > 400 ? `${text.slice(0, 200)}…${text.slice(-200)}` : text)} cuts ${JSON.stringify(cuts)}`
+        // An answer may be refused on the portable path where llhttp still reads it (a CR after a
+        // status line, `chunked\t` read to the close): the upstream side answers 502 either
+        // way, promptly on the portable path. A request gets one answer on both.
+        if (kind === 'response' && mine.end === 'refused' && theirs.end === 'waiting') expect(theirs.served.slice(0, mine.served.length), what).to.deep.equal(mine.served)
+        else expect(mine, what).to.deep.equal(theirs)
+        ends[theirs.end]++
+      }
+    }
+    // Both outcomes are common: the classes are neither all refused nor all taken.
+    expect(ends.refused).to.be.above(cases.length / 4)
+    expect(ends.waiting).to.be.above(cases.length / 4)
+  })
+
+  it('answers a CR that is not followed by LF at once, without waiting for more bytes', () => {
+    for (const text of ['GET / HTTP/1.1\rX', 'GET /\r HTTP/1.1\r\n', 'GET / HTTP/1.1\r\nHost: t\rX', 'GET / HTTP/1.1\r\nHost: t\r\n\rX', 'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\rX']) {
+      for (const engine of [native, portable]) {
+        const bytes = Buffer.from(text, 'latin1')
+        expect(verdict(engine, 'request', bytes, []).end, `${engine.name} ${JSON.stringify(text)}`).to.equal('refused')
+        expect(verdict(engine, 'request', bytes, [bytes.length - 1]).end, `${engine.name} ${JSON.stringify(text)} in two reads`).to.equal('refused')
+      }
+    }
+  })
+
+  it('takes a Content-Length with leading zeros by its value, and refuses one past 2^53-1, on both paths', () => {
+    const at = (cl: string) => Buffer.from(`POST /l HTTP/1.1\r\nHost: t\r\nContent-Length: ${cl}\r\n\r\nhello`, 'latin1')
+    for (const engine of [native, portable]) {
+      expect(verdict(engine, 'request', at('0000000000000000005'), []).served, engine.name).to.have.length(1)
+      expect(verdict(engine, 'request', at('9007199254740992'), []).end, engine.name).to.equal('refused')
+    }
   })
 })

@@ -24,6 +24,7 @@ import { MAX_HEADER_BYTES } from './headers.js'
 import type { ResponseHead } from './headers.js'
 import { DEFAULT_LIMITS } from './limits.js'
 import type { FrontLimits } from './limits.js'
+import { framingProblem } from './framing.js'
 import { ENGINE } from './engine.js'
 import { H1Parser, handleProblem, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
@@ -178,15 +179,20 @@ export class Exchange {
     this.host = host
     this.connection = connection
     this.expect = expect
-    // llhttp took only digits (and refused two lengths, or a length with chunked): this is the number.
+    // The parser took only digits (and refused two lengths, or a length with chunked): this is the number.
     this.contentLength = chunked || length === undefined ? -1 : Number(length)
+    // What llhttp is lenient about and the portable parser refuses (a Transfer-Encoding list with
+    // an empty element, a length past 2^53-1) is refused here too: one answer on both paths.
+    // Only heads with a framing field pay for the second look.
+    const framing = chunked || length !== undefined ? framingProblem(raw) : null
     this.remoteAddress = conn.socket.remoteAddress ?? ''
     this.secure = conn.secure
     this.#keepAlive = keepAlive
     this.body = chunked || this.contentLength > 0 ? new RequestBody(conn) : null
     // RFC 9112 §3.2: a request with no Host (HTTP/1.1), more than one, or one that is not
     // host[:port] is a 400.
-    if (hosts > 1) this.refusal = BAD_HOST_TWICE
+    if (framing !== null) this.refusal = { status: 400, code: 'ZP_ERR_BAD_REQUEST', message: framing }
+    else if (hosts > 1) this.refusal = BAD_HOST_TWICE
     else if (host === undefined ? minor >= 1 : !HOST.test(host)) this.refusal = BAD_HOST
   }
 
@@ -530,7 +536,8 @@ class Connection implements ParserEvents {
         return
       }
     }
-    if (refusal === null && limits.maxBodyBytes > 0 && ex.contentLength > limits.maxBodyBytes) refusal = BODY_TOO_LARGE
+    // (Not over a framing refusal: a length past 2^53-1 is a 400 on both parser paths.)
+    if (refusal === null && ex.refusal === null && limits.maxBodyBytes > 0 && ex.contentLength > limits.maxBodyBytes) refusal = BODY_TOO_LARGE
     if (refusal !== null) ex.refusal = refusal
     if (ex.refusal !== null || !keepAlive) this.#lastRead = true
     if (ex.body === null) ex.requestComplete = true

@@ -39,19 +39,21 @@
 //  8. What the binding hands over in pieces (flushed headers, a chunked message's trailers, the
 //     URL) belongs to one message: gathered pieces are cleared at its head and at its end, so
 //     nothing of one message (a trailer, its URL) ever lands in the next one's head.
+//
+// One rule the binding does not keep and this class adds, for both engines: a trailer section
+// that names a framing or connection field ends the parse as an error (./framing.ts says why);
+// the portable parser refuses it itself, llhttp would apply some of them.
 
 import type { Socket } from 'node:net'
 import { setImmediate } from 'node:timers'
 import { ENGINE } from './engine.js'
-import type { NativeParser } from './engine.js'
+import type { NativeParser, ParserEngine } from './engine.js'
+import { trailerProblem } from './framing.js'
 
 export interface ParseError extends Error {
   readonly code: string
   readonly bytesParsed: number
 }
-
-/** llhttp's binding, or the portable parser (./engine.ts chooses, once). */
-const { Parser: HTTPParser, methods } = ENGINE
 
 /** What a parser reports; `headers` is the flat [name, value, ...] list as received. */
 export interface ParserEvents {
@@ -133,12 +135,18 @@ function callbackThrew(err: unknown): ParseError {
 
 const CLOSED: ParseError = Object.assign(new Error('parser closed'), { code: 'ZP_PARSER_CLOSED', bytesParsed: 0 })
 
+/** A trailer of a name no trailer section may carry: the error the portable parser gives for it. */
+function refusedTrailer(name: string): ParseError {
+  return Object.assign(new Error(`Parse Error: ${name} in trailers`), { code: 'HPE_INVALID_HEADER_TOKEN', bytesParsed: 0 })
+}
+
 /**
  * One connection's parser. llhttp hands over headers in flushes of 32 pairs when a message has
  * many (or arrives in many reads); they are gathered here so `onHead` always gets all of them.
  * Keeps the binding's rules (see the top of this file) for its owner.
  */
 export class H1Parser {
+  readonly #engine: ParserEngine
   readonly #native: NativeParser
   readonly #kind: number
   readonly #maxHeaderSize: number
@@ -152,7 +160,10 @@ export class H1Parser {
   /** Set by the owner before a response is parsed: its request was HEAD. */
   skipBody = false
 
-  constructor(kind: 'request' | 'response', events: ParserEvents, maxHeaderSize: number) {
+  /** `engine`: the process's (./engine.ts); tests pass the other one to compare the two. */
+  constructor(kind: 'request' | 'response', events: ParserEvents, maxHeaderSize: number, engine: ParserEngine = ENGINE) {
+    const { Parser: HTTPParser, methods } = engine
+    this.#engine = engine
     const p = new HTTPParser()
     this.#kind = kind === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE
     this.#maxHeaderSize = maxHeaderSize
@@ -213,8 +224,13 @@ export class H1Parser {
     p[HTTPParser.kOnMessageComplete] = () => {
       // A chunked message's trailers arrive through kOnHeaders (with the message's URL) just
       // before this: dropped here, never left for the next message's head (node:http clears
-      // them in parserOnMessageComplete too). The proxy does not pass trailers on.
-      if (this.#headers.length > 0) this.#headers = []
+      // them in parserOnMessageComplete too). The proxy does not pass trailers on, but refuses
+      // the message if they name a framing or connection field: the parse ends as an error here.
+      if (this.#headers.length > 0) {
+        const refused = trailerProblem(this.#headers)
+        this.#headers = []
+        if (refused !== null && this.#live()) this.#threw = refusedTrailer(refused)
+      }
       this.#url = ''
       if (!this.#live()) return
       try {
@@ -250,10 +266,10 @@ export class H1Parser {
    * from then on ('end', 'close' and writes are as before). False if the socket cannot be consumed.
    */
   consume(socket: Socket, onExecute: (ret: number | ParseError) => void): boolean {
-    if (!ENGINE.consumes || this.#closed || handleProblem(socket) !== null) return false
+    if (!this.#engine.consumes || this.#closed || handleProblem(socket) !== null) return false
     const h = (socket as unknown as { _handle: StreamHandle })._handle
     h._consumed = true
-    this.#native[HTTPParser.kOnExecute] = (ret: number | ParseError) => {
+    this.#native[this.#engine.Parser.kOnExecute] = (ret: number | ParseError) => {
       if (this.#closed) return
       const r = this.#result(ret)
       try {
@@ -273,7 +289,7 @@ export class H1Parser {
   unconsume(): void {
     if (!this.#consumed) return
     this.#consumed = false
-    this.#native[HTTPParser.kOnExecute] = null
+    this.#native[this.#engine.Parser.kOnExecute] = null
     this.#native.unconsume()
   }
 

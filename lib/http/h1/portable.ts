@@ -19,6 +19,7 @@
 import { Buffer } from 'node:buffer'
 import { METHODS } from 'node:http'
 import { FIELD, TOKEN } from './headers.js'
+import { MAX_CHUNK_EXTENSION_BYTES, MAX_CONTENT_LENGTH, refusedInTrailers, transferCodings } from './framing.js'
 
 /** What llhttp's binding returns for a refused input (parser.ts's ParseError). */
 type ParseError = Error & { readonly code: string; readonly reason: string; readonly bytesParsed: number }
@@ -46,9 +47,6 @@ const TRAILERS = 15
 /** After an upgrade (or an owner's RAW_BODY): nothing is parsed until `initialize`. */
 const PAUSED = 16
 const FAILED = 17
-
-/** Node's limit on one chunk's extensions, in bytes (node_http_parser.cc, since CVE-2024-22019). */
-const MAX_CHUNK_EXTENSIONS = 16 * 1024
 
 const HEX = new Int8Array(256).fill(-1)
 for (let c = 0; c < 10; c++) HEX[0x30 + c] = c
@@ -88,8 +86,8 @@ function trimOws(s: string): string {
 }
 
 const LEADING_OWS = /^[ \t]+/
-/** 1 to 15 digits (a safe integer), then spaces only. */
-const CONTENT_LENGTH = /^[0-9]{1,15} *$/
+/** Digits (leading zeros too: the value is bounded, by MAX_CONTENT_LENGTH), then spaces only. */
+const CONTENT_LENGTH = /^[0-9]+ *$/
 
 function trimSp(s: string): string {
   let a = 0
@@ -148,7 +146,7 @@ export class PortableParser {
   /** Body bytes still to come (SIZED, CHUNK_DATA), or the chunk size being read. */
   #left = 0
   #digits = 0
-  /** Bytes of the current chunk's extensions: over MAX_CHUNK_EXTENSIONS, refused (as Node, CVE-2024-22019). */
+  /** Bytes of the current chunk's extensions, as Node counts them: over MAX_CHUNK_EXTENSION_BYTES, refused. */
   #extBytes = 0
 
   initialize(type: number, _resource?: object, maxHeaderSize?: number, _lenient?: number): void {
@@ -212,6 +210,18 @@ export class PortableParser {
         if (lf < 0) {
           // A line longer than the whole head may be is refused before it is all in.
           if (this.#line.length + (n - i) > this.#maxHeaderSize + 64) return this.#fail('HPE_HEADER_OVERFLOW', 'Header overflow', i)
+          // A CR with something other than LF after it is refused now, as llhttp refuses it at the
+          // byte after the CR, not when an LF comes: it may never, and the client would get no
+          // answer until the head deadline (issue 21 item 12). Only a CR ending the read may wait.
+          const cr = data.indexOf(CR, i)
+          if ((cr >= 0 && cr < n - 1) || this.#line.charCodeAt(this.#line.length - 1) === CR) return this.#fail('HPE_STRICT', 'Expected LF after CR', cr >= 0 ? cr + 1 : i)
+          // A read that ends at a line's CR: the line is whole but for its LF, and llhttp refuses
+          // it now if it cannot be one (a name without a colon, a start line cut short).
+          if (cr === n - 1) {
+            const whole = this.#line + data.toString('latin1', i, n - 1)
+            const err = this.#startLine ? (this.#request ? this.#requestLine(whole, cr, false) : this.#statusLine(whole, cr, false)) : whole === '' ? null : this.#field(whole, cr, false)
+            if (err !== null) return err
+          }
           this.#line += data.toString('latin1', i, n)
           i = n
           // A start line that cannot become valid is refused now, as llhttp refuses its first bad
@@ -264,9 +274,10 @@ export class PortableParser {
   /** One byte of a chunk's size line or of the CRLF after its data. */
   #chunkByte(c: number, at: number): ParseError | null {
     const state = this.#state
-    if (state >= CHUNK_EXT_NAME && state <= CHUNK_EXT_QUOTED_END && c !== CR && ++this.#extBytes > MAX_CHUNK_EXTENSIONS) {
-      return this.#fail('HPE_CHUNK_EXTENSIONS_OVERFLOW', 'Chunk extensions overflow', at)
-    }
+    // Names and values count (quotes and escapes too), the `;` and `=` between them and the CR
+    // do not: Node's count, so that both paths refuse at the same byte (framing.ts).
+    const counted = state === CHUNK_EXT_QUOTED || state === CHUNK_EXT_PAIR || ((state === CHUNK_EXT_NAME || state === CHUNK_EXT_VALUE_START || state === CHUNK_EXT_VALUE) && c !== 0x3b && c !== 0x3d && c !== CR)
+    if (counted && ++this.#extBytes > MAX_CHUNK_EXTENSION_BYTES) return this.#fail('HPE_CHUNK_EXTENSIONS_OVERFLOW', 'Chunk extensions overflow', at)
     switch (state) {
       case CHUNK_SIZE: {
         const h = HEX[c]!
@@ -287,12 +298,14 @@ export class PortableParser {
         return null
       }
       // chunk-ext = *( ";" name [ "=" ( token / quoted-string ) ] ), no whitespace (as llhttp).
+      // An empty name before `=` or `;` is taken, as llhttp takes it (`1;=v`, `1;;e`), not before
+      // the CR: the native path cannot refuse it (Node's binding hands no extension to JS), the
+      // proxy passes no extension on, and nginx skips extensions whole. One answer on both paths.
       case CHUNK_EXT_NAME:
         if (TOKEN[c] === 1) this.#digits++
-        else if (this.#digits === 0) return this.#fail('HPE_STRICT', 'Invalid character in chunk extensions', at)
         else if (c === 0x3d) this.#state = CHUNK_EXT_VALUE_START
         else if (c === 0x3b) this.#digits = 0
-        else if (c === CR) this.#state = CHUNK_SIZE_LF
+        else if (c === CR && this.#digits > 0) this.#state = CHUNK_SIZE_LF
         else return this.#fail('HPE_STRICT', 'Invalid character in chunk extensions', at)
         return null
       case CHUNK_EXT_VALUE_START:
@@ -375,12 +388,12 @@ export class PortableParser {
     return null
   }
 
-  /** A header or trailer line: `token ":" OWS value OWS`, value of field bytes; counted. */
-  #field(line: string, at: number): ParseError | null {
+  /** A header or trailer line: `token ":" OWS value OWS`, value of field bytes; counted unless `count` is false (a check before its LF). */
+  #field(line: string, at: number, count = true): ParseError | null {
     const colon = line.indexOf(':')
     if (colon <= 0 || !allOf(TOKEN, line.slice(0, colon))) return this.#fail('HPE_INVALID_HEADER_TOKEN', 'Invalid header field char', at)
     if (!allOf(FIELD, line.slice(colon + 1))) return this.#fail('HPE_INVALID_HEADER_TOKEN', 'Invalid header value char', at)
-    return this.#count(line.length - 1, at)
+    return count ? this.#count(line.length - 1, at) : null
   }
 
   /**
@@ -395,13 +408,17 @@ export class PortableParser {
       if (this.#contentLength >= 0) return this.#fail('HPE_UNEXPECTED_CONTENT_LENGTH', 'Duplicate Content-Length', at)
       if (this.#transferEncoding) return this.#fail('HPE_INVALID_CONTENT_LENGTH', "Content-Length can't be present with Transfer-Encoding", at)
       if (!CONTENT_LENGTH.test(value)) return this.#fail('HPE_INVALID_CONTENT_LENGTH', 'Invalid character in Content-Length', at)
-      this.#contentLength = Number(value.trimEnd())
+      const length = Number(value.trimEnd())
+      if (length > MAX_CONTENT_LENGTH) return this.#fail('HPE_INVALID_CONTENT_LENGTH', 'Content-Length overflow', at)
+      this.#contentLength = length
     } else if (lower === 'transfer-encoding') {
       if (this.#contentLength >= 0) return this.#fail('HPE_INVALID_CONTENT_LENGTH', "Content-Length can't be present with Transfer-Encoding", at)
-      // chunked must be the last coding, and only once (RFC 9112 §6.1); a coding after it is refused.
-      for (const coding of value.split(',')) {
-        const t = trimSp(coding)
-        if (t === '' || !allOf(TOKEN, t) || this.#chunked) return this.#fail('HPE_INVALID_TRANSFER_ENCODING', 'Invalid `Transfer-Encoding` header value', at)
+      // chunked must be the last coding, and only once (RFC 9112 §6.1); a coding after it is
+      // refused, and so is an empty element (framing.ts says why).
+      const codings = transferCodings(value)
+      if (codings === null) return this.#fail('HPE_INVALID_TRANSFER_ENCODING', 'Invalid `Transfer-Encoding` header value', at)
+      for (const t of codings) {
+        if (this.#chunked) return this.#fail('HPE_INVALID_TRANSFER_ENCODING', 'Invalid `Transfer-Encoding` header value', at)
         this.#chunked = t.toLowerCase() === 'chunked'
       }
       this.#transferEncoding = true
@@ -418,7 +435,8 @@ export class PortableParser {
     return null
   }
 
-  #requestLine(line: string, at: number): ParseError | null {
+  /** `count` false: a check before the line's LF (what it sets is set again then, and counted once). */
+  #requestLine(line: string, at: number, count = true): ParseError | null {
     const sp = line.indexOf(' ')
     const method = sp < 0 ? undefined : METHOD_INDEX.get(line.slice(0, sp))
     if (method === undefined) return this.#fail('HPE_INVALID_METHOD', 'Invalid method encountered', at)
@@ -442,10 +460,10 @@ export class PortableParser {
       this.#major = Number(v[1])
       this.#minor = Number(v[2])
     }
-    return this.#count(url.length, at)
+    return count ? this.#count(url.length, at) : null
   }
 
-  #statusLine(line: string, at: number): ParseError | null {
+  #statusLine(line: string, at: number, count = true): ParseError | null {
     const m = STATUS_LINE.exec(line)
     if (m === null) return this.#fail(line.startsWith('HTTP/') ? 'HPE_INVALID_STATUS' : 'HPE_INVALID_CONSTANT', 'Invalid status line', at)
     if (!VERSIONS.has(`${m[1]}.${m[2]}`)) return this.#fail('HPE_INVALID_VERSION', 'Invalid HTTP version', at)
@@ -453,7 +471,7 @@ export class PortableParser {
     this.#minor = Number(m[2])
     this.#status = Number(m[3])
     this.#reason = m[4] ?? ''
-    return this.#count(this.#reason.length, at)
+    return count ? this.#count(this.#reason.length, at) : null
   }
 
   /** llhttp_message_needs_eof: an answer framed by the connection's end. */
@@ -527,14 +545,12 @@ export class PortableParser {
       return null
     }
     // Trailers are checked as header lines and counted, then dropped (the proxy passes none on).
-    // A framing or connection field there is refused (RFC 9110 §6.5.1): llhttp would take some
-    // of them as if they were in the head.
+    // A framing or connection field there is refused (framing.ts): llhttp would take some of
+    // them as if they were in the head.
     const err = this.#field(line, at)
     if (err !== null) return err
     const name = line.slice(0, line.indexOf(':')).toLowerCase()
-    if (name === 'content-length' || name === 'transfer-encoding' || name === 'connection' || name === 'proxy-connection' || name === 'upgrade' || name === 'keep-alive') {
-      return this.#fail('HPE_INVALID_HEADER_TOKEN', `${name} in trailers`, at)
-    }
+    if (refusedInTrailers(name)) return this.#fail('HPE_INVALID_HEADER_TOKEN', `${name} in trailers`, at)
     return null
   }
 

@@ -20,6 +20,7 @@ import { Readable } from 'node:stream'
 import { UpstreamError, classifyTransportError } from '../../errors.js'
 import type { FailureKind } from '../../errors.js'
 import { MAX_HEADER_BYTES, ResponseHead, keepAliveTimeoutS, parsePlainHead, rawHeader } from './headers.js'
+import { framingProblem } from './framing.js'
 import { H1Parser, RAW_BODY, SKIP_BODY, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 
@@ -578,6 +579,13 @@ class Connection implements ParserEvents, AttemptControl {
       this.#informational = true
       this.#afterInterim = true
       return SKIP_BODY
+    }
+    // The framing rules the portable parser keeps itself (a Transfer-Encoding list with an empty
+    // element, a length past 2^53-1), applied to what llhttp took: one answer on both paths.
+    const framing = framingProblem(headers)
+    if (framing !== null) {
+      this.#fail('reset', `malformed response from upstream (${framing})`)
+      return 0
     }
     if (keepAlive) {
       const hint = rawHeader(headers, 'keep-alive')
