@@ -76,11 +76,20 @@ const cidr = z.string().transform((v, ctx): Cidr => {
   return { address, prefix, family: version === 6 ? 'ipv6' : 'ipv4' }
 })
 
-const ms = (def: number) => z.number().int().nonnegative().default(def)
+/**
+ * The longest duration a timer can hold: Node's setTimeout takes at most 2^31-1 ms (24.8 days) and
+ * turns anything longer into 1 ms (a health check every millisecond from `intervalMs: 3e9`). Every
+ * duration in the config is bounded by it.
+ */
+export const MAX_DURATION_MS = 2_147_483_647
+const duration = () => z.number().int().nonnegative().max(MAX_DURATION_MS, { message: `at most ${MAX_DURATION_MS} ms (24.8 days)` })
+const ms = (def: number) => duration().default(def)
+/** A count someone could write as 1e12: bounded so that nothing sized by it can grow without end. */
+const count = (min: number, max: number) => z.number().int().min(min).max(max)
 
 /** Per-instance weights by `host:port`, in the one weight range (WEIGHT_MIN..WEIGHT_MAX, fractions allowed). */
 const weightsField = z.record(z.string(), z.number().min(WEIGHT_MIN).max(WEIGHT_MAX))
-const positiveMs = (def: number) => z.number().int().positive().default(def)
+const positiveMs = (def: number) => duration().positive().default(def)
 
 const znodePath = z
   .string()
@@ -107,11 +116,11 @@ const retrySchema = z
     /** Attempts per request in all, the first one included. */
     attempts: z.number().int().min(1).max(10).default(3),
     /** Deadline for one attempt to get response headers; defaults to the service's `timeoutMs`. */
-    perTryTimeoutMs: optional(z.number().int().positive()),
+    perTryTimeoutMs: optional(duration().positive()),
     /** Base of the jittered exponential backoff between attempts. */
     backoffMs: ms(25),
     /** Request bodies up to this size are held so they can be sent again. */
-    bufferBytes: z.number().int().nonnegative().default(64 * 1024),
+    bufferBytes: count(0, 64 * 1024 * 1024).default(64 * 1024),
     /** Retry non-idempotent methods on reset/timeout/gateway-error too (nginx: off). */
     nonIdempotent: z.boolean().default(false),
     /** Which failures are retried (Envoy's names). */
@@ -119,9 +128,10 @@ const retrySchema = z
     /** Finagle's retry budget: retries add at most `percent` % of the window's requests, plus a reserve. */
     budget: z
       .strictObject({
-        percent: z.number().nonnegative().default(20),
-        minRetriesPerSecond: z.number().nonnegative().default(10),
-        windowMs: z.number().int().min(1000).default(10_000),
+        /** At most 1000: retries may add ten times the requests, never an unbounded amount. */
+        percent: z.number().min(0).max(1000).default(20),
+        minRetriesPerSecond: z.number().min(0).max(100_000).default(10),
+        windowMs: duration().min(1000).default(10_000),
       })
       .prefault({}),
   })
@@ -130,7 +140,7 @@ const retrySchema = z
 const outlierSchema = z
   .strictObject({
     /** Connection failures or gateway errors in a row that eject an instance (0: never). */
-    consecutiveFailures: z.number().int().nonnegative().default(5),
+    consecutiveFailures: count(0, 1_000_000).default(5),
     /** An ejection lasts this long times the number of times the instance was ejected... */
     baseEjectionMs: positiveMs(30_000),
     /** ...but never longer than this. */
@@ -146,9 +156,9 @@ const healthCheckSchema = z.strictObject({
   intervalMs: positiveMs(5_000),
   timeoutMs: positiveMs(2_000),
   /** Passes in a row that put an unhealthy instance back. */
-  healthyThreshold: z.number().int().positive().default(2),
+  healthyThreshold: count(1, 1000).default(2),
   /** Failures in a row that take an instance out. */
-  unhealthyThreshold: z.number().int().positive().default(3),
+  unhealthyThreshold: count(1, 1000).default(3),
 })
 
 /** How instances that speak TLS are verified (and, with cert and key, how the proxy proves itself: mTLS). */
@@ -179,7 +189,7 @@ const serviceSchema = z.strictObject({
   /** Longest silence between two chunks of a response body once it has started. */
   bodyTimeoutMs: ms(60_000),
   /** Upper bound of pooled connections to one instance. */
-  maxConnectionsPerInstance: z.number().int().positive().default(128),
+  maxConnectionsPerInstance: count(1, 65_536).default(128),
   /** How long an idle pooled upstream connection is kept. */
   keepAliveTimeoutMs: positiveMs(4_000),
   retry: retrySchema,
@@ -214,7 +224,7 @@ const configSchema = z.strictObject({
   zookeeper: z
     .strictObject({
       connect: z.string().min(1).default('127.0.0.1:2181'),
-      sessionTimeoutMs: z.number().int().min(100).default(10_000),
+      sessionTimeoutMs: duration().min(100).default(10_000),
       /** Keep a service's last instances when ZooKeeper suddenly lists none (default for services). */
       keepLastOnEmpty: z.boolean().default(true),
       /**

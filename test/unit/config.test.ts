@@ -75,6 +75,43 @@ describe('config', () => {
     }
   })
 
+  // Every duration field, by its path in the config: each is a timer, and a timer over 2^31-1 ms
+  // fires after 1 ms (a health check every millisecond).
+  const durations: [string, (v: number) => object][] = [
+    ['shutdownTimeoutMs', (v) => ({ shutdownTimeoutMs: v })],
+    ['clientBodyTimeoutMs', (v) => ({ clientBodyTimeoutMs: v })],
+    ['zookeeper.sessionTimeoutMs', (v) => ({ zookeeper: { sessionTimeoutMs: v } })],
+    ['zookeeper.resyncJitterMs', (v) => ({ zookeeper: { resyncJitterMs: v } })],
+    ...['timeoutMs', 'connectTimeoutMs', 'bodyTimeoutMs', 'keepAliveTimeoutMs', 'slowStartMs'].map((f): [string, (v: number) => object] => [`services[0].${f}`, (v) => ({ svc: { [f]: v } })]),
+    ...['perTryTimeoutMs', 'backoffMs'].map((f): [string, (v: number) => object] => [`services[0].retry.${f}`, (v) => ({ svc: { retry: { [f]: v } } })]),
+    ['services[0].retry.budget.windowMs', (v) => ({ svc: { retry: { budget: { windowMs: v } } } })],
+    ...['baseEjectionMs', 'maxEjectionMs'].map((f): [string, (v: number) => object] => [`services[0].outlier.${f}`, (v) => ({ svc: { outlier: { [f]: v } } })]),
+    ...['intervalMs', 'timeoutMs'].map((f): [string, (v: number) => object] => [`services[0].healthCheck.${f}`, (v) => ({ svc: { healthCheck: { path: '/h', [f]: v } } })]),
+  ]
+  const build = (part: object) => {
+    const { svc, ...top } = part as { svc?: object }
+    return { ...top, services: [{ name: 'a', path: '/services/a', ...svc }] }
+  }
+  for (const [field, at] of durations)
+    it(`refuses ${field} past the longest timer (2^31-1 ms) and takes it at that bound`, async () => {
+      expect(await problems(build(at(2_147_483_648)))).to.deep.equal([`${field}: at most 2147483647 ms (24.8 days)`])
+      await validateConfig(build(at(2_147_483_647)), '/')
+    })
+
+  it('bounds the counts an operator could write as 1e12, naming the field', async () => {
+    for (const [field, part] of [
+      ['services[0].maxConnectionsPerInstance', { maxConnectionsPerInstance: 1e12 }],
+      ['services[0].retry.bufferBytes', { retry: { bufferBytes: 1e12 } }],
+      ['services[0].retry.budget.percent', { retry: { budget: { percent: 1e308 } } }],
+      ['services[0].outlier.consecutiveFailures', { outlier: { consecutiveFailures: 1e12 } }],
+      ['services[0].healthCheck.healthyThreshold', { healthCheck: { path: '/h', healthyThreshold: 1e12 } }],
+    ] as const) {
+      const got = await problems({ services: [{ name: 'a', path: '/services/a', ...part }] })
+      expect(got, field).to.have.length(1)
+      expect(got[0], field).to.match(new RegExp(`^${field.replace(/[[\].]/g, '\\$&')}: `))
+    }
+  })
+
   it('rejects a missing or empty services list', async () => {
     expect((await problems({}))[0]).to.match(/^services: /)
     expect((await problems({ services: [] }))[0]).to.match(/^services: /)
