@@ -593,8 +593,14 @@ class Connection implements ParserEvents {
     if (ex.refusal === null && ex.body !== null && ex.httpMinor >= 1 && /^100-continue$/i.test(ex.expect ?? '')) {
       this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1')
     }
-    if (ex.refusal !== null) this.#server.handlers.refuse(ex, ex.refusal)
-    else this.#server.handlers.request(ex)
+    // The last-resort guard: this runs inside the parser's callback, where a throw would end the
+    // process (or leave the parser half-run); the handler's own errors are answered here instead.
+    try {
+      if (ex.refusal !== null) this.#server.handlers.refuse(ex, ex.refusal)
+      else this.#server.handlers.request(ex)
+    } catch (err) {
+      this.#server.handlerFailed(ex, err)
+    }
   }
 
   /** `ex` wrote its last byte. */
@@ -708,7 +714,12 @@ class Connection implements ParserEvents {
     req.headers = headerObject(kept)
     req.complete = true
     req.push(null)
-    this.#server.handlers.upgrade(req, this.socket, head)
+    const written = this.socket.bytesWritten
+    try {
+      this.#server.handlers.upgrade(req, this.socket, head)
+    } catch (err) {
+      this.#server.upgradeFailed(this.socket, written, err)
+    }
   }
 }
 
@@ -730,6 +741,8 @@ export interface FrontOptions {
   readonly underscoresInHeaders?: boolean
   /** Told once, with the reason, when sockets are read through their stream for their handle's shape. */
   readonly onStreamReading?: (reason: string) => void
+  /** Told what a handler threw (the request got a 502, or its connection was cut). */
+  readonly onHandlerError?: (err: unknown, kind: 'request' | 'upgrade') => void
 }
 
 export class H1Server {
@@ -742,6 +755,7 @@ export class H1Server {
   readonly #handshaking = new Set<Socket>()
   readonly #sweeper: NodeJS.Timeout
   readonly #onStreamReading: ((reason: string) => void) | undefined
+  readonly #onHandlerError: ((err: unknown, kind: 'request' | 'upgrade') => void) | undefined
   #streamReadingTold = false
   draining = false
 
@@ -751,6 +765,7 @@ export class H1Server {
     this.limits = limits
     this.underscoresInHeaders = options.underscoresInHeaders ?? false
     this.#onStreamReading = options.onStreamReading
+    this.#onHandlerError = options.onHandlerError
     // allowHalfOpen: a client that sends its request and then shuts down its sending side still
     // gets its answer (node:http does the same).
     const accept = (socket: Socket): void => {
@@ -787,6 +802,34 @@ export class H1Server {
     if (reason === null || this.#streamReadingTold) return
     this.#streamReadingTold = true
     this.#onStreamReading?.(reason)
+  }
+
+  /**
+   * A request handler threw: a 502 if nothing of the answer went out yet, else the connection is
+   * cut (a truncated answer rather than a wrong one), and whoever listens is told the cause.
+   */
+  handlerFailed(ex: Exchange, err: unknown): void {
+    this.#onHandlerError?.(err, 'request')
+    if (ex.finished || ex.destroyed) return
+    if (ex.headersSent) {
+      ex.destroy()
+      return
+    }
+    const body = JSON.stringify({ error: 'ZP_ERR_INTERNAL', message: 'internal error', requestId: ex.requestId })
+    ex.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-request-id': ex.requestId }, true)
+    ex.end(body)
+  }
+
+  /** The same for an upgrade handler, which owns the raw socket: a 502 if it wrote nothing yet. */
+  upgradeFailed(socket: Socket, writtenBefore: number, err: unknown): void {
+    this.#onHandlerError?.(err, 'upgrade')
+    if (socket.destroyed) return
+    if (socket.bytesWritten !== writtenBefore || !socket.writable) {
+      socket.destroy()
+      return
+    }
+    socket.once('finish', () => socket.destroy())
+    socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n', 'latin1')
   }
 
   forget(conn: Connection): void {
