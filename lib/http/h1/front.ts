@@ -406,7 +406,7 @@ class Connection implements ParserEvents {
     }
     socket.on('end', this.#onEnd)
     socket.on('drain', this.#onDrain)
-    socket.on('error', () => {}) // 'close' follows; a client's reset is not our error
+    socket.on('error', this.#onError)
     socket.once('close', this.#onClose)
   }
 
@@ -490,6 +490,18 @@ class Connection implements ParserEvents {
 
   readonly #onDrain = (): void => {
     this.#current?.onDrain?.()
+  }
+
+  /**
+   * A client's reset is not our error: 'close' follows it. But a TLS socket's renegotiation errors
+   * (ERR_TLS_RENEGOTIATION_DISABLED, and ERR_TLS_SESSION_ATTACK: Node's 3 per 10 minutes) are
+   * emitted on a socket left open, so swallowing them let one connection renegotiate thousands of
+   * times: any error closes the connection here.
+   */
+  readonly #onError = (err: Error): void => {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ERR_TLS_RENEGOTIATION_DISABLED' || code === 'ERR_TLS_SESSION_ATTACK') this.#server.tlsRefused(code, this.socket.remoteAddress)
+    this.socket.destroy()
   }
 
   readonly #onClose = (): void => {
@@ -743,6 +755,8 @@ export interface FrontOptions {
   readonly onStreamReading?: (reason: string) => void
   /** Told what a handler threw (the request got a 502, or its connection was cut). */
   readonly onHandlerError?: (err: unknown, kind: 'request' | 'upgrade') => void
+  /** Told when a client's TLS renegotiation was refused and its connection closed. */
+  readonly onTlsRefused?: (code: string, client: string | undefined) => void
 }
 
 export class H1Server {
@@ -756,6 +770,7 @@ export class H1Server {
   readonly #sweeper: NodeJS.Timeout
   readonly #onStreamReading: ((reason: string) => void) | undefined
   readonly #onHandlerError: ((err: unknown, kind: 'request' | 'upgrade') => void) | undefined
+  readonly #onTlsRefused: ((code: string, client: string | undefined) => void) | undefined
   #streamReadingTold = false
   draining = false
 
@@ -766,6 +781,7 @@ export class H1Server {
     this.underscoresInHeaders = options.underscoresInHeaders ?? false
     this.#onStreamReading = options.onStreamReading
     this.#onHandlerError = options.onHandlerError
+    this.#onTlsRefused = options.onTlsRefused
     // allowHalfOpen: a client that sends its request and then shuts down its sending side still
     // gets its answer (node:http does the same).
     const accept = (socket: Socket): void => {
@@ -778,6 +794,9 @@ export class H1Server {
         { ...secure, allowHalfOpen: true, noDelay: true, ALPNProtocols: ['http/1.1'], handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS },
         (socket) => {
           this.#handshaking.delete(socket)
+          // Client-initiated renegotiation refused, as nginx does: each one is a full handshake's
+          // CPU for the server (CVE-2011-1473). TLS 1.3 has none; this is for 1.2 clients.
+          socket.disableRenegotiation()
           accept(socket)
         },
       )
@@ -830,6 +849,10 @@ export class H1Server {
     }
     socket.once('finish', () => socket.destroy())
     socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n', 'latin1')
+  }
+
+  tlsRefused(code: string, client: string | undefined): void {
+    this.#onTlsRefused?.(code, client)
   }
 
   forget(conn: Connection): void {
