@@ -43,7 +43,8 @@ function authorized(header: string | undefined, expected: Buffer): boolean {
     const pair = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8')
     const colon = pair.indexOf(':')
     if (colon < 0) return false
-    given = Buffer.from(pair.slice(colon + 1))
+    // Trimmed as the token was at load, and as a Bearer value is.
+    given = Buffer.from(pair.slice(colon + 1).trim())
   } else return false
   return given.length === expected.length && timingSafeEqual(given, expected)
 }
