@@ -4,6 +4,7 @@ import { Buffer } from 'node:buffer'
 import { timingSafeEqual } from 'node:crypto'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { Discovery } from '../discovery/index.js'
 import type { HostPort } from '../config.js'
 import type { MetricsSource } from './metrics.js'
@@ -271,6 +272,12 @@ export class AdminServer {
           return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/upstreams', '/metrics', 'POST /reload', 'PUT|DELETE /services/{name}/instances/{host:port}'] })
       }
     }))
+    // node:http drops a CONNECT without a word when nobody listens for it: a 405 like any method
+    // the admin API does not serve.
+    this.#server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => socket.destroy())
+      socket.end('HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
+    })
   }
 
   listen(at: HostPort): Promise<AddressInfo> {
