@@ -16,7 +16,8 @@ import { createProxy } from './proxy.js'
 import type { ZooProxy } from './proxy.js'
 
 type ToWorker =
-  | { readonly zp: 'snapshot'; readonly service: string; readonly endpoints: readonly Endpoint[] }
+  /** `path`: where the list was read; a worker applies it only to a service configured with that path. */
+  | { readonly zp: 'snapshot'; readonly service: string; readonly endpoints: readonly Endpoint[]; readonly path: string }
   | { readonly zp: 'shutdown' }
   /** The primary validated and applied a reload: read the same file and switch too. */
   | { readonly zp: 'reload' }
@@ -27,7 +28,7 @@ function isToWorker(m: unknown): m is ToWorker {
 
 /** Runs in the primary: discovery, admin, N workers kept alive. Resolves with a stopper. */
 export async function runPrimary(config: Config, logger: Logger, workers: number, configFile?: string): Promise<{ close(): Promise<void>; reload(): Promise<unknown> }> {
-  const latest = new Map<string, readonly Endpoint[]>()
+  const latest = new Map<string, { readonly endpoints: readonly Endpoint[]; readonly path: string }>()
   let stopping = false
   const send = (w: Worker, m: ToWorker) => {
     if (w.isConnected()) w.send(m)
@@ -36,9 +37,9 @@ export async function runPrimary(config: Config, logger: Logger, workers: number
   const proxy = await createProxy(config, {
     logger,
     role: 'primary',
-    onSnapshot: (service, endpoints) => {
-      latest.set(service, endpoints)
-      for (const w of Object.values(cluster.workers ?? {})) if (w) send(w, { zp: 'snapshot', service, endpoints })
+    onSnapshot: (service, endpoints, path) => {
+      latest.set(service, { endpoints, path })
+      for (const w of Object.values(cluster.workers ?? {})) if (w) send(w, { zp: 'snapshot', service, endpoints, path })
     },
     metricsSource: { text: () => aggregator.clusterMetrics(), contentType: aggregator.contentType },
     ...(configFile === undefined ? {} : { configFile }),
@@ -53,7 +54,7 @@ export async function runPrimary(config: Config, logger: Logger, workers: number
     // it then gets the latest snapshot of every service, and every later one as it comes.
     w.on('message', (m: unknown) => {
       if ((m as { zp?: unknown } | null)?.zp !== 'hello') return
-      for (const [service, endpoints] of latest) send(w, { zp: 'snapshot', service, endpoints })
+      for (const [service, { endpoints, path }] of latest) send(w, { zp: 'snapshot', service, endpoints, path })
     })
     w.once('exit', (code, signal) => {
       if (stopping) return
@@ -98,7 +99,7 @@ export async function runWorker(config: Config, logger: Logger, configFile?: str
         early.push(m)
         return
       }
-      if (m.zp === 'snapshot') proxy.applySnapshot(m.service, m.endpoints)
+      if (m.zp === 'snapshot') proxy.applySnapshot(m.service, m.endpoints, m.path)
       else if (m.zp === 'reload') void proxy.reloadFromFile().catch(() => {})
       else void proxy.close().then(resolve)
     })
@@ -113,7 +114,7 @@ export async function runWorker(config: Config, logger: Logger, configFile?: str
   proxy = p
   await p.start()
   for (const m of early.splice(0)) {
-    if (m.zp === 'snapshot') p.applySnapshot(m.service, m.endpoints)
+    if (m.zp === 'snapshot') p.applySnapshot(m.service, m.endpoints, m.path)
     else if (m.zp === 'reload') void p.reloadFromFile().catch(() => {})
     else void p.close()
   }

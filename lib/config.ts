@@ -13,6 +13,8 @@ import { z } from 'zod'
 import { ConfigError } from './errors.js'
 import { DEFAULT_LIMITS } from './http/h1/limits.js'
 import { buildStrategy, isBuiltinStrategy } from '../strategies/index.js'
+import { loadTlsFiles } from './tls-files.js'
+import type { TlsFiles } from './tls-files.js'
 import type { StrategySpec } from '../strategies/index.js'
 
 export interface HostPort {
@@ -234,6 +236,12 @@ const configSchema = z.strictObject({
   workers: z.number().int().min(1).max(64).default(1),
   /** On SIGTERM, how long in-flight requests may take to finish before they are cut. */
   shutdownTimeoutMs: ms(10_000),
+  /**
+   * A reload first reads the instances of every added or re-pathed service (Envoy's cluster
+   * warming); if ZooKeeper has not answered them all within this long, the reload is refused and
+   * nothing changes. 1 ms to 5 min; default 10 s.
+   */
+  warmingTimeoutMs: z.number().int().min(1).max(300_000).default(10_000),
   /**
    * Longest silence between two reads of a request body (nginx's client_body_timeout): 408, or a
    * close once the answer started. Time the proxy itself stops reading (backpressure) is not counted.
@@ -463,21 +471,22 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
   } else admin = raw.admin
   // An empty variable is an unset one (a compose file's `ZOO_PROXY_ADMIN_TOKEN=`).
   if (adminToken === undefined && env[ADMIN_TOKEN_ENV]) adminToken = adminTokenOf(env[ADMIN_TOKEN_ENV], ADMIN_TOKEN_ENV)
-  // Certificate paths made absolute, and each file read once now, so a missing one is exit 2 naming it.
+  // Certificate paths made absolute, and each set of files read and checked now (parsed, the key
+  // matched to its certificate), so a missing or wrong one is exit 2 naming it, for check and start alike.
   const tls = raw.tls === undefined ? undefined : resolveFiles(raw.tls, ['cert', 'key', 'ca'], baseDir)
   const upstreamTls = raw.upstreamTls === undefined ? undefined : resolveFiles(raw.upstreamTls, ['ca', 'cert', 'key'], baseDir)
-  const files: [string, string][] = []
-  if (tls !== undefined) for (const f of ['cert', 'key', 'ca'] as const) if (tls[f] !== undefined) files.push([`tls.${f}`, tls[f]!])
-  if (upstreamTls !== undefined) for (const f of ['ca', 'cert', 'key'] as const) if (upstreamTls[f] !== undefined) files.push([`upstreamTls.${f}`, upstreamTls[f]!])
+  const sets: [string, TlsFiles][] = []
+  if (tls !== undefined) sets.push(['tls', tls])
+  if (upstreamTls !== undefined) sets.push(['upstreamTls', upstreamTls])
   services.forEach((s, i) => {
-    if (raw.services[i]!.upstreamTls !== undefined && s.upstreamTls !== undefined)
-      for (const f of ['ca', 'cert', 'key'] as const) if (s.upstreamTls[f] !== undefined) files.push([`services[${i}].upstreamTls.${f}`, s.upstreamTls[f]!])
+    if (raw.services[i]!.upstreamTls !== undefined && s.upstreamTls !== undefined) sets.push([`services[${i}].upstreamTls`, s.upstreamTls])
   })
-  for (const [field, file] of files) {
+  for (const [field, files] of sets) {
     try {
-      await readFile(file)
+      await loadTlsFiles(field, files)
     } catch (err) {
-      problems.push(`${field}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      if (!(err instanceof ConfigError)) throw err
+      problems.push(...err.problems)
     }
   }
   if (problems.length > 0) throw new ConfigError(problems)

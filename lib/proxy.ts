@@ -3,14 +3,14 @@
 
 import { BlockList, isIP } from 'node:net'
 import type { AddressInfo } from 'node:net'
-import { readFile } from 'node:fs/promises'
 import type { SecureContextOptions } from 'node:tls'
 import { AdminServer, upstreamsReport } from './ops/admin.js'
 import { Balancer } from './balancing/balancer.js'
 import { loadConfig } from './config.js'
 import type { Cidr, Config, ServiceConfig } from './config.js'
-import { ConfigError } from './errors.js'
+import { ConfigError, ProxyError } from './errors.js'
 import { Discovery, ZkSession } from './discovery/index.js'
+import type { WarmedServices } from './discovery/index.js'
 import { createAccessLog, createLogger } from './log.js'
 import { Metrics } from './ops/metrics.js'
 import type { MetricsSource } from './ops/metrics.js'
@@ -20,6 +20,7 @@ import { Router } from './http/routes.js'
 import { ProxyServer } from './http/server.js'
 import { Service } from './http/service.js'
 import { buildStrategy } from '../strategies/index.js'
+import { loadTlsFiles } from './tls-files.js'
 
 export interface ProxyDeps {
   readonly logger?: Logger
@@ -33,7 +34,8 @@ export interface ProxyDeps {
    * goes to `onSnapshot`) and each worker is `worker` (the request path only, fed by applySnapshot).
    */
   readonly role?: 'single' | 'primary' | 'worker'
-  readonly onSnapshot?: (service: string, endpoints: readonly Endpoint[]) => void
+  /** `path`: the znode path the list was read from (what applySnapshot checks against). */
+  readonly onSnapshot?: (service: string, endpoints: readonly Endpoint[], path: string) => void
   /** What the admin listener's /metrics serves instead of this process's registry (cluster). */
   readonly metricsSource?: MetricsSource
   /** Where access log lines go when `log.access` is on (default: JSON lines on stdout). */
@@ -86,17 +88,25 @@ export interface ZooProxy {
   address(): AddressInfo
   adminAddress(): AddressInfo | null
   upstreams(): object
-  /** Worker role: a whole snapshot of one service from the primary. */
-  applySnapshot(service: string, endpoints: readonly Endpoint[]): void
   /**
-   * Hot reload: services, routes, strategies, weights, retry / outlier / health-check options
-   * switch at once for new requests; requests in flight finish under the config they started
-   * with; no client connection is closed; the ZooKeeper session stays; an unchanged service
-   * keeps its live state and run-time overrides survive. Throws a ConfigError when `next`
-   * changes what needs a restart.
+   * Worker role: a whole snapshot of one service from the primary. With `path`, it is applied only
+   * while the service is configured with that path (else kept for a reload that moves it there).
+   */
+  applySnapshot(service: string, endpoints: readonly Endpoint[], path?: string): void
+  /**
+   * Hot reload, as a transaction (docs/reload.md): everything is checked and prepared first
+   * (restart-only fields, certificate files, strategies, the instances of every added or re-pathed
+   * service read from ZooKeeper within `warmingTimeoutMs`), then services, routes, strategies,
+   * weights, retry / outlier / health-check options switch at once for new requests; requests in
+   * flight finish under the config they started with; no client connection is closed; the
+   * ZooKeeper session stays; an unchanged service keeps its live state and run-time overrides
+   * survive. A refused reload throws (a ConfigError, or a ProxyError with a statusCode) and
+   * changes nothing; it is counted `refused`, an applied one `ok`. Reloads run one at a time, in
+   * the order they were asked for: one asked while another runs waits for it, and starts from
+   * what it left.
    */
   reload(next: Config): Promise<ReloadResult>
-  /** Reads `deps.configFile` again and reloads it (SIGHUP, POST /reload). */
+  /** Reads `deps.configFile` again, when its turn comes, and reloads it (SIGHUP, POST /reload). */
   reloadFromFile(): Promise<ReloadResult>
   readonly services: readonly Service[]
   readonly metrics: Metrics
@@ -117,10 +127,9 @@ function allowList(cidrs: readonly Cidr[]): (e: Endpoint) => string | null {
   }
 }
 
-/** The listener's certificate, key and CA as node:tls takes them (files read at start). */
+/** The listener's certificate, key and CA as node:tls takes them, read and checked (a ConfigError naming the field). */
 async function readTls(t: NonNullable<Config['tls']>): Promise<SecureContextOptions> {
-  const [cert, key, ca] = await Promise.all([readFile(t.cert), readFile(t.key), t.ca === undefined ? undefined : readFile(t.ca)])
-  return { cert, key, ...(ca === undefined ? {} : { ca }), minVersion: t.minVersion }
+  return { ...(await loadTlsFiles('tls', t)), minVersion: t.minVersion }
 }
 
 export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise<ZooProxy> {
@@ -131,7 +140,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
   const balancers: Balancer[] = []
   const metrics = new Metrics()
   const accessLog = config.log.access ? (deps.accessLog ?? createAccessLog()) : undefined
-  const buildService = async (sc: ServiceConfig): Promise<Service> => {
+  const buildService = async (sc: ServiceConfig, record = metrics.forService(sc.name)): Promise<Service> => {
     const strategy = await buildStrategy(sc.strategy, { random })
     const balancer = new Balancer({
       service: sc.name,
@@ -142,7 +151,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
       slowStartMs: sc.slowStartMs,
       outlier: sc.outlier,
     })
-    return new Service({ config: sc, balancer, logger, metrics: metrics.forService(sc.name), underscoresInHeaders: config.underscoresInHeaders, accessLog })
+    return new Service({ config: sc, balancer, logger, metrics: record, underscoresInHeaders: config.underscoresInHeaders, accessLog })
   }
   for (const sc of config.services) {
     const s = await buildService(sc)
@@ -151,12 +160,15 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
   }
   let byName = new Map(services.map((s) => [s.name, s]))
   const fed = new Set<string>()
-  /** Each service's latest list, kept even for a name no service has (yet): a reload feeds from it. */
-  const latest = new Map<string, readonly Endpoint[]>()
-  const applySnapshot = (name: string, endpoints: readonly Endpoint[]): void => {
-    latest.set(name, endpoints)
+  /**
+   * Each service's latest list and the path it was read from, kept even for a name no service has
+   * (yet), or one configured with another path: a reload feeds from it when the paths agree.
+   */
+  const latest = new Map<string, { readonly path: string | undefined; readonly endpoints: readonly Endpoint[] }>()
+  const applySnapshot = (name: string, endpoints: readonly Endpoint[], path?: string): void => {
+    latest.set(name, { path, endpoints })
     const service = byName.get(name)
-    if (service === undefined) return
+    if (service === undefined || (path !== undefined && path !== service.config.path)) return
     service.balancer.update(endpoints)
     fed.add(name)
   }
@@ -174,9 +186,9 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
           admit: allow,
           logger,
           random,
-          onSnapshot: (name, endpoints) => {
-            applySnapshot(name, endpoints)
-            deps.onSnapshot?.(name, endpoints)
+          onSnapshot: (name, endpoints, path) => {
+            applySnapshot(name, endpoints, path)
+            deps.onSnapshot?.(name, endpoints, path)
           },
         })
   metrics.observe({ discovery, balancers })
@@ -186,40 +198,68 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
           limits: { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits },
           ...(accessLog === undefined ? {} : { accessLog }),
           ...(secure === undefined ? {} : { tls: secure }),
-          underscoresInHeaders: config.underscoresInHeaders,
         })
   let closing: Promise<void> | null = null
+  const shuttingDown = () => new ProxyError('ZP_ERR_SHUTTING_DOWN', 'the proxy is shutting down; reload refused')
 
   /**
-   * Switches to `next` for new requests (see ZooProxy.reload). Throws a ConfigError listing what
-   * a reload cannot change in place; nothing changes then.
+   * One reload (see ZooProxy.reload), in two phases. Prepare may await and may fail; it touches
+   * nothing in use (new services are built aside, new paths read by watchers of their own).
+   * Commit is synchronous, so no request can see half of it.
    */
-  const reload = async (next: Config): Promise<ReloadResult> => {
+  const apply = async (next: Config): Promise<ReloadResult> => {
+    if (closing !== null) throw shuttingDown()
     const fixed = restartOnly(current, next)
     if (fixed.length > 0) throw new ConfigError(fixed)
     const result: ReloadResult = { added: [], removed: [], changed: [], unchanged: [] }
+    const built: { readonly service: Service; readonly old: Service | undefined; commitMetrics(): void }[] = []
     const nextServices: Service[] = []
-    const replaced: Service[] = []
-    for (const sc of next.services) {
-      const old = byName.get(sc.name)
-      if (old !== undefined && sameJson(old.config, sc)) {
-        nextServices.push(old)
-        result.unchanged.push(sc.name)
-        continue
+    let warmed: WarmedServices | null = null
+    let nextSecure: SecureContextOptions | undefined
+    try {
+      if (next.tls !== undefined && server !== null) nextSecure = await readTls(next.tls)
+      for (const sc of next.services) {
+        const old = byName.get(sc.name)
+        if (old !== undefined && sameJson(old.config, sc)) {
+          nextServices.push(old)
+          result.unchanged.push(sc.name)
+          continue
+        }
+        const draft = metrics.draftService(sc.name)
+        const s = await buildService(sc, draft.record)
+        built.push({ service: s, old, commitMetrics: draft.commit })
+        nextServices.push(s)
+        if (old === undefined) result.added.push(sc.name)
+        else result.changed.push(sc.name)
       }
-      const s = await buildService(sc)
+      // The instances of every added or re-pathed service, read before anything routes to it.
+      warmed = discovery === null ? null : await discovery.warm(discoveredServices(next), next.warmingTimeoutMs)
+      if (closing !== null) throw shuttingDown()
+    } catch (err) {
+      warmed?.cancel()
+      for (const b of built) void b.service.close().catch(() => {})
+      throw err
+    }
+
+    // Commit: from here to the end, nothing awaits and nothing is refused.
+    for (const [name, endpoints] of warmed?.commit() ?? []) {
+      const path = next.services.find((s) => s.name === name)?.path
+      latest.set(name, { path, endpoints })
+      deps.onSnapshot?.(name, endpoints, path!)
+    }
+    const replaced: Service[] = []
+    for (const { service: s, old, commitMetrics } of built) {
+      commitMetrics()
+      // The overrides outlive the reload.
       if (old !== undefined) {
-        // The overrides outlive the reload; the instances are known at once when the path stays.
         s.balancer.adoptOverrides(old.balancer.overrides)
         replaced.push(old)
-        result.changed.push(sc.name)
-      } else result.added.push(sc.name)
-      const known = latest.get(sc.name)
-      if (known !== undefined && (old === undefined || old.config.path === sc.path)) {
-        s.balancer.update(known)
-        fed.add(sc.name)
-      } else fed.delete(sc.name)
-      nextServices.push(s)
+      }
+      const known = latest.get(s.name)
+      if (known !== undefined && (known.path === undefined ? old?.config.path === s.config.path : known.path === s.config.path)) {
+        s.balancer.update(known.endpoints)
+        fed.add(s.name)
+      } else fed.delete(s.name)
     }
     const names = new Set(next.services.map((s) => s.name))
     for (const s of services) if (!names.has(s.name)) {
@@ -232,27 +272,41 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     balancers.splice(0, balancers.length, ...nextServices.map((s) => s.balancer))
     byName = new Map(services.map((s) => [s.name, s]))
     server?.setRouter(new Router(services.map((s) => ({ match: s.config.match, target: s }))))
-    if (next.tls !== undefined) server?.setSecureContext(await readTls(next.tls))
-    discovery?.setServices(discoveredServices(next))
+    if (nextSecure !== undefined) server?.setSecureContext(nextSecure)
     current = next
-    if (role !== 'primary') for (const s of nextServices) if (!result.unchanged.includes(s.name)) s.start()
+    if (role !== 'primary') for (const b of built) b.service.start()
     // Requests in flight on a replaced service finish under its old config, then it closes.
     for (const s of replaced) void s.close().catch(() => {})
-    metrics.reloaded('ok')
-    logger.info({ ...result }, 'config reloaded')
-    deps.onReload?.(next)
     return result
   }
-  const reloadFromFile = async (): Promise<ReloadResult> => {
-    if (deps.configFile === undefined) throw new ConfigError(['(reload): this proxy was not started from a config file'])
-    try {
-      return await reload(await loadConfig(deps.configFile))
-    } catch (err) {
-      metrics.reloaded('refused')
-      if (err instanceof ConfigError) logger.warn({ problems: err.problems }, 'config reload refused; the running config stays')
-      throw err
-    }
+
+  /** Reloads run one after the other, in the order asked (ZooProxy.reload). */
+  let queue: Promise<unknown> = Promise.resolve()
+  const serially = (load: () => Promise<Config>): Promise<ReloadResult> => {
+    const run = queue.then(async () => {
+      try {
+        const next = await load()
+        const result = await apply(next)
+        metrics.reloaded('ok')
+        logger.info({ ...result }, 'config reloaded')
+        deps.onReload?.(next)
+        return result
+      } catch (err) {
+        metrics.reloaded('refused')
+        const why = err instanceof ConfigError ? { problems: err.problems } : { code: (err as ProxyError).code, err: String((err as Error)?.message ?? err) }
+        logger.warn(why, 'config reload refused; the running config stays')
+        throw err
+      }
+    })
+    queue = run.catch(() => {})
+    return run
   }
+  const reload = (next: Config): Promise<ReloadResult> => serially(async () => next)
+  const reloadFromFile = (): Promise<ReloadResult> =>
+    serially(async () => {
+      if (deps.configFile === undefined) throw new ConfigError(['(reload): this proxy was not started from a config file'])
+      return loadConfig(deps.configFile)
+    })
 
   const admin =
     config.admin === undefined || discovery === null

@@ -30,6 +30,15 @@ export interface ServiceWatcherOptions {
   readonly admit?: (endpoint: Endpoint) => string | null
   /** Instances known before the first read (from a snapshot file); served until ZooKeeper answers. */
   readonly initial?: readonly Endpoint[]
+  /** Once, after the first full read's list went to onSnapshot (a reload's warming waits for it). */
+  readonly onFirstRead?: () => void
+  /**
+   * The watch functions to arm instead of this watcher's own (which call refresh() and
+   * dataChanged()). The ZooKeeper client keeps every distinct function until its watch fires, so a
+   * watcher closed by a reload would stay referenced there; Discovery passes one pair per path,
+   * shared by every watcher that path ever has, and relays the events to the live ones.
+   */
+  readonly watchers?: { readonly children: Watcher; readonly data: Watcher }
 }
 
 export interface ServiceWatcherStatus {
@@ -73,14 +82,13 @@ export class ServiceWatcher {
   #keptLast = false
   #fromSnapshot = false
 
-  readonly #onChildren: Watcher = () => this.refresh()
-  readonly #onData: Watcher = (event) => {
-    this.#dirty.add(path.basename(event.getPath()))
-    this.refresh()
-  }
+  readonly #onChildren: Watcher
+  readonly #onData: Watcher
 
   constructor(opts: ServiceWatcherOptions) {
     this.#o = opts
+    this.#onChildren = opts.watchers?.children ?? (() => this.refresh())
+    this.#onData = opts.watchers?.data ?? ((event) => this.dataChanged(event))
     this.#log = opts.logger.child({ service: opts.name, path: opts.path })
   }
 
@@ -118,6 +126,12 @@ export class ServiceWatcher {
       keptLast: this.#keptLast,
       fromSnapshot: this.#fromSnapshot,
     }
+  }
+
+  /** A data watch on one instance fired: read that one again with the next listing. */
+  dataChanged(event: Parameters<Watcher>[0]): void {
+    this.#dirty.add(path.basename(event.getPath()))
+    this.refresh()
   }
 
   /** A new session: every watch is gone with the old one, so read every child again. */
@@ -169,13 +183,19 @@ export class ServiceWatcher {
         await Promise.all(toRead.map((n) => this.#read(n)))
       }
       if (this.#closed) return
-      if (!this.#synced) this.#log.info({ instances: this.#countUp() }, 'service first read done')
+      const first = !this.#synced
+      if (first) this.#log.info({ instances: this.#countUp() }, 'service first read done')
       this.#synced = true
       this.#fromSnapshot = false
       this.#failed = false
       this.#lastSyncAt = Date.now()
       this.#retryDelayMs = RETRY_MIN_MS
       this.#scheduleEmit()
+      // Queued after the emit's setImmediate, so it runs once the list was handed over.
+      const onFirstRead = this.#o.onFirstRead
+      if (first && onFirstRead !== undefined) setImmediate(() => {
+          if (!this.#closed) onFirstRead()
+        })
     } catch (err) {
       if (this.#closed) return
       // Keep what we had; put back what this pass owed, and try again later.

@@ -52,6 +52,28 @@ export interface ZkAuth {
 const PROTECTED_ACL = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('auth', '')), new zookeeper.ACL(zookeeper.Permission.READ, new zookeeper.Id('world', 'anyone'))]
 const OPEN_ACL = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('world', 'anyone'))]
 
+/** What the patched client library (patches/node-zookeeper-client+*.patch) keeps of unreadable frames. */
+interface WireGuard {
+  readonly readSocketData?: unknown
+  readonly wireErrors?: number
+  readonly lastWireError?: Error | null
+  readonly lastSocketError?: (Error & { code?: string }) | null
+  readonly socket?: { remoteAddress?: string; remotePort?: number; destroy(): void }
+  /** The server the current connection is to (or being made to). */
+  readonly currentServer?: { host: string; port: number }
+}
+
+function connectionManager(client: Client): WireGuard | undefined {
+  return (client as unknown as { connectionManager?: WireGuard }).connectionManager
+}
+
+/** `host:port` of the server the connection is with (or being made to), IPv6 in brackets. */
+function serverOf(cm: WireGuard | undefined): string | undefined {
+  const s = cm?.currentServer
+  if (s === undefined) return undefined
+  return s.host.includes(':') ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`
+}
+
 function errorCode(err: unknown): number | undefined {
   const fn = (err as { getCode?: () => number } | null)?.getCode
   return typeof fn === 'function' ? fn.call(err) : undefined
@@ -84,6 +106,8 @@ export class ZkSession {
   /** When the session stopped being connected (0: connected), for the handshake watchdog. */
   #stuckSince = 0
   #sessions = 0
+  /** Unreadable frames already logged (the client library counts them). */
+  #wireErrorsSeen = 0
 
   constructor(opts: ZkSessionOptions) {
     this.#opts = opts
@@ -137,6 +161,13 @@ export class ZkSession {
     // Sent with the connect and again after every reconnect by the client library.
     for (const a of this.#opts.auth ?? []) client.addAuthInfo(a.scheme, Buffer.from(a.credentials))
     this.#client = client
+    this.#wireErrorsSeen = 0
+    const cm = connectionManager(client)
+    if (typeof cm?.readSocketData !== 'function') {
+      // Without the patch a frame the library cannot read throws from its socket handler and ends
+      // the process; say so rather than find out in production.
+      this.#log.error({}, 'node-zookeeper-client is not patched (run `npx patch-package` in the install directory): a malformed frame from ZooKeeper can end the process')
+    }
     client.on('state', (s) => {
       if (this.#client !== client) return
       if (s === State.SYNC_CONNECTED || s === State.CONNECTED_READ_ONLY) this.#onConnected(client)
@@ -169,6 +200,11 @@ export class ZkSession {
   }
 
   #onDisconnected(): void {
+    const cm = this.#client === null ? undefined : connectionManager(this.#client)
+    if (cm?.wireErrors !== undefined && cm.wireErrors > this.#wireErrorsSeen) {
+      this.#wireErrorsSeen = cm.wireErrors
+      this.#log.warn({ server: serverOf(cm), err: String(cm.lastWireError) }, 'zookeeper sent what is not a ZooKeeper reply; connection dropped, reconnecting')
+    }
     this.#setState('disconnected')
     clearTimeout(this.#disconnectTimer)
     // The server expires a session it has not heard from for the session timeout; once that much
@@ -200,7 +236,12 @@ export class ZkSession {
       // kernel does) and never answers the session handshake, and the client waits forever.
       if (this.#stuckSince === 0) this.#stuckSince = Date.now()
       else if (Date.now() - this.#stuckSince >= 2 * this.#watchdogMs) {
-        this.#log.warn({ waitedMs: Date.now() - this.#stuckSince }, 'zookeeper handshake not answered, trying the next server')
+        const cm = connectionManager(client)
+        const err = cm?.lastSocketError
+        this.#log.warn(
+          { waitedMs: Date.now() - this.#stuckSince, server: serverOf(cm), lastError: err == null ? undefined : (err.code ?? err.message) },
+          `zookeeper handshake not answered by ${serverOf(cm) ?? this.#opts.connect}${err == null ? '' : ` (${err.code ?? err.message})`}, trying the next server`,
+        )
         this.#stuckSince = Date.now()
         this.#dropConnection(client)
       }

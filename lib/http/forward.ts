@@ -12,7 +12,7 @@ import type { ResponseHead } from './h1/headers.js'
 import type { AttemptControl, ResponseSink, UpstreamPool, UpstreamRequest } from './h1/upstream.js'
 
 /** Set by the proxy itself: what a client sent of them is replaced (X-Forwarded-For is appended to). */
-const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'])
+const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port'])
 
 /**
  * Names a client's `Connection` may not take away: the Host the request is for, and the framing,
@@ -40,8 +40,9 @@ const VIA = '1.1 zoo-proxy'
  * kept), less hop-by-hop ones and the framing (Content-Length, Transfer-Encoding: the upstream
  * side writes its own from what llhttp framed), less names with `_` unless `keepUnderscores`
  * (nginx's underscores_in_headers: a backend that reads `Content_Length` as `Content-Length`
- * must never see one), with X-Forwarded-For appended to, -Proto/-Host set, Via, and the
- * request's X-Request-Id (the client's when sane, else a new one).
+ * must never see one), with X-Forwarded-For appended to, -Proto/-Host/-Port set (the port the
+ * client connected to), Via, and the request's X-Request-Id (the client's when sane, else a new
+ * one). The one forwarding policy: requests and upgrades (websocket.ts) get their headers here.
  */
 export function upstreamHeaders(ex: Exchange, keepUnderscores = false): string[] {
   const raw = ex.rawHeaders
@@ -61,6 +62,7 @@ export function upstreamHeaders(ex: Exchange, keepUnderscores = false): string[]
   const client = ex.remoteAddress
   out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`)
   out.push('x-forwarded-proto', ex.secure ? 'https' : 'http')
+  out.push('x-forwarded-port', String(ex.localPort))
   if (ex.host !== undefined) out.push('x-forwarded-host', ex.host)
   out.push('via', VIA)
   out.push('x-request-id', ex.requestId)

@@ -1,6 +1,7 @@
 // The client-facing listener: route, hand to the service, and shut down in order.
 
 import type http from 'node:http'
+import type { Buffer } from 'node:buffer'
 import type { AddressInfo } from 'node:net'
 import type { Socket } from 'node:net'
 import type { SecureContextOptions } from 'node:tls'
@@ -110,20 +111,21 @@ export class ProxyServer {
   }
 
   /** `Upgrade:` requests (WebSocket): routed like any request, then tunnelled. */
-  readonly #onUpgrade = (req: http.IncomingMessage, socket: Socket, head: Buffer): void => {
+  readonly #onUpgrade = (ex: Exchange, socket: Socket, head: Buffer): void => {
     this.#tunnels.add(socket)
     socket.once('close', () => this.#tunnels.delete(socket))
-    // Once our side of a tunnel (or of the answer refusing one) is ended, the socket goes: it is
-    // not read any more (the hand-over paused it), so a client that never closes, or whose FIN or
-    // reset is never read, would hold its file descriptor for ever.
+    // Once our side of a tunnel (or of the answer refusing one) is ended, the socket goes: a
+    // client that never closes, or whose FIN or reset is never read, would hold its file
+    // descriptor for ever.
     socket.once('finish', () => socket.destroy())
-    const service = this.#draining ? null : this.#router.route(req.headers.host, req.url ?? '/')
+    const service = this.#draining ? null : this.#router.route(ex.host, ex.url)
     if (service === null) {
-      const status = this.#draining ? '503 Service Unavailable' : '404 Not Found'
-      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      if (this.#draining) sendError(ex, 503, 'ZP_ERR_SHUTTING_DOWN', 'proxy is shutting down', undefined, true)
+      else sendError(ex, 404, 'ZP_ERR_NO_ROUTE', 'no service matches this request', undefined, true)
+      socket.end()
       return
     }
-    this.#tunnel.handle(service, req, socket, head)
+    this.#tunnel.handle(service, ex, socket, head)
   }
 
   readonly #done = (): void => {
@@ -153,7 +155,7 @@ export class ProxyServer {
       const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)))
       const outcome = await Promise.race([idle, timeout])
       clearTimeout(timer)
-      if (outcome === 'timeout') this.#log.warn({ inFlight: this.#inFlight }, 'shutdown timeout reached, cutting in-flight requests')
+      if (outcome === 'timeout') this.#log.warn({ inFlight: this.#inFlight, timeoutMs }, 'shutdown timeout reached, cutting in-flight requests')
     }
     this.#server.destroyAll()
     for (const s of this.#tunnels) s.destroy()

@@ -15,7 +15,7 @@ import { ProxyError, UpstreamError, clientGone, isClientGone } from '../errors.j
 import { BodyTap, forwardAttempt, upstreamHeaders } from './forward.js'
 import type { AttemptListener } from './forward.js'
 import type { ResponseHead } from './h1/headers.js'
-import type { HeldBody } from './h1/upstream.js'
+import type { HeldBody, InstanceTls } from './h1/upstream.js'
 import type { AccessLog, Logger } from '../log.js'
 import { HealthChecker } from '../balancing/health.js'
 import { isGatewayStatus, isRetryable, retryAfterMs } from '../balancing/retry.js'
@@ -228,11 +228,24 @@ export class Service {
         keepAliveTimeoutMs: c.keepAliveTimeoutMs,
         connectTimeoutMs: c.connectTimeoutMs,
         clock: this.#clock,
-        tls: host.endpoint.meta.tls === true ? this.#tls : null,
+        tls: this.instanceTls(host),
       })
       this.#pools.set(host, pool)
     }
     return pool
+  }
+
+  /**
+   * How `host` is reached: over TLS verified with upstreamTls when it says it speaks TLS (scheme
+   * https, Curator sslPort), else plain. Pooled requests and upgrade tunnels both ask here.
+   */
+  instanceTls(host: Host): InstanceTls {
+    return host.endpoint.meta.tls === true ? this.#tls : null
+  }
+
+  /** The forwarding policy's headers for `ex` (forward.ts): the same for requests and upgrades. */
+  upstreamHeaders(ex: Exchange): string[] {
+    return upstreamHeaders(ex, this.#underscores)
   }
 
   /** Starts what runs in the background (active health checks). */
@@ -247,7 +260,7 @@ export class Service {
   handle(ex: Exchange, done: () => void): void {
     let state: RequestState | null = null
     try {
-      const headers = upstreamHeaders(ex, this.#underscores)
+      const headers = this.upstreamHeaders(ex)
       state = new RequestState(ex, headers, Date.now() + this.config.timeoutMs, done, this.#decideStatus, this.#attemptEnded)
       this.#budget.onRequest()
       if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: ex.headers, remoteAddress: ex.remoteAddress })

@@ -9,7 +9,7 @@ import type { Discovery } from '../discovery/index.js'
 import type { HostPort } from '../config.js'
 import type { MetricsSource } from './metrics.js'
 import type { Override } from '../balancing/balancer.js'
-import { ConfigError, clientGone, isClientGone } from '../errors.js'
+import { ConfigError, ProxyError, clientGone, isClientGone } from '../errors.js'
 import type { Logger } from '../log.js'
 import { silentLogger } from '../log.js'
 import { STATUS_PAGE } from './status-page.js'
@@ -221,10 +221,14 @@ export class AdminServer {
         if (src.reload === undefined) return json(res, 404, { error: 'reload is not available here' })
         return src.reload().then(
           (changed) => json(res, 200, { reloaded: true, ...changed }),
+          // 400: the file is wrong; 503: the proxy could not make it ready in time (ZooKeeper did
+          // not answer the warming reads), or is shutting down. Nothing changed in either case.
           (err: unknown) =>
             err instanceof ConfigError
               ? json(res, 400, { reloaded: false, error: 'config refused; the running config stays', problems: err.problems })
-              : json(res, 500, { reloaded: false, error: 'reload failed', message: String((err as Error)?.message ?? err) }),
+              : err instanceof ProxyError && err.statusCode !== undefined
+                ? json(res, err.statusCode, { reloaded: false, error: 'reload refused; the running config stays', code: err.code, message: err.message })
+                : json(res, 500, { reloaded: false, error: 'reload failed', message: String((err as Error)?.message ?? err) }),
         )
       }
       const instance = INSTANCE_PATH.exec(path)

@@ -194,6 +194,22 @@ export class Metrics implements MetricsSource {
     return stats
   }
 
+  /**
+   * The record for a service a reload is building, listed on /metrics only once `commit()` runs,
+   * so a refused reload leaves no series behind for a service it would have added.
+   */
+  draftService(service: string): { readonly record: ServiceMetrics; commit(): void } {
+    const found = this.#stats.find((s) => s.service === service)
+    if (found !== undefined) return { record: found, commit: () => {} }
+    const stats = new ServiceStats(service)
+    return {
+      record: stats,
+      commit: () => {
+        if (!this.#stats.some((s) => s.service === service)) this.#stats.push(stats)
+      },
+    }
+  }
+
   /** A config reload was applied (`ok`) or refused. */
   reloaded(result: 'ok' | 'refused'): void {
     this.#reloads[result]++

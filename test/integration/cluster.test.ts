@@ -129,6 +129,25 @@ describe('workers: N (node:cluster)', function () {
     expect((await send(port, '/', { headers: { connection: 'close' } })).body).to.equal('a')
   })
 
+  it('moves a service to another path on a reload with no failed request on any worker (issue 21 item 6)', async () => {
+    const svc = uniquePath()
+    const moved = uniquePath('moved')
+    const a = await upstream(closers, 'a')
+    const c = await upstream(closers, 'c')
+    await putNode(ctx.admin, `${svc}/a`, { host: '127.0.0.1', port: a.port })
+    await putNode(ctx.admin, `${moved}/c`, { host: '127.0.0.1', port: c.port })
+    const { adminPort, workers, file, get, answered } = await startCluster(svc, a)
+    const config = JSON.parse(readFileSync(file, 'utf8')) as object
+    writeFileSync(file, JSON.stringify({ ...config, services: [{ name: 'example', path: moved }] }))
+    const r = await fetch(`http://127.0.0.1:${adminPort}/reload`, { method: 'POST' })
+    expect(r.status).to.equal(200)
+    // Each worker switches when the primary tells it; until then it serves the old path. The list
+    // of the new one reached it first, so it switches to a fed service.
+    await waitFor(async () => (await get(), allForwardedTo(workers, c)), 'both workers to route to the new path')
+    for (let i = 0; i < 10; i++) expect((await get()).body).to.equal('c')
+    expect(Object.keys(answered)).to.deep.equal(['200'])
+  })
+
   it("answers /metrics on the primary with the sum of the workers' counters", async () => {
     const svc = uniquePath()
     const a = await upstream(closers, 'a')

@@ -11,8 +11,10 @@ const SEED = 20_261_130
 const REQUESTS = 20_000
 
 describe(`the proxy under ${REQUESTS} fuzzed requests (seed ${SEED})`, function () {
-  // About 15-30 s on two cores; the run ends with a 6.5 s wait for idle connections to close.
-  this.timeout(90_000)
+  // About 15-30 s on two idle cores (the run ends with a 6.5 s wait for idle connections to
+  // close); on a machine busy with other work three times that was seen, and a deadline is not
+  // what this test judges, so it is generous.
+  this.timeout(300_000)
   let result: FuzzResult
 
   before(async () => {

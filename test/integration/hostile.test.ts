@@ -188,17 +188,23 @@ describe('hostile input (the proxy as a child process)', function () {
       'an answer to HEAD': { first: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n', method: 'HEAD' },
       'an answer with a Content-Length': { first: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' },
       'a head split over two reads': { first: 'HTTP/1.1 200 OK\r\nContent-', later: 'Length: 5\r\n\r\nhello' },
+      // A connection handed back to the pool after the interim answer would carry the next
+      // client's request, and that client would get the final answer meant for this one.
+      'a 1xx, then in a later read a chunked answer': { first: 'HTTP/1.1 100 Continue\r\n\r\n', later: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' },
     }
+    /** What follows the answer: another whole answer, or a piece of a head (the parser waits for more). */
+    const poisons: Record<string, string> = { 'a whole answer': POISON, 'a partial head': 'HTT', 'one byte': 'H' }
     for (const [name, a] of Object.entries(answers))
-      it(`never gives another client's request the bytes that follow ${name}`, async () => {
+      for (const [poisonName, poison] of Object.entries(poisons))
+      it(`never gives another client's request the bytes that follow ${name} (${poisonName})`, async () => {
         let release: () => void = () => {}
         const held = new Promise<void>((r) => (release = r))
         scripts.set('/evil', (s) => {
           void held.then(() => {
-            if (a.later === undefined) s.write(a.first + POISON)
+            if (a.later === undefined) s.write(a.first + poison)
             else {
               s.write(a.first)
-              setTimeout(() => s.write(a.later + POISON), 20)
+              setTimeout(() => s.write(a.later + poison), 20)
             }
           })
         })
@@ -216,8 +222,7 @@ describe('hostile input (the proxy as a child process)', function () {
         expect(first.got).not.to.include('POISON')
         for (const o of await Promise.all(others)) {
           expect(o.status).to.equal(200)
-          expect(o.body).to.match(/^[bc]/)
-          expect(o.body).not.to.include('POISON')
+          expect(o.body).to.match(/^[bc][a-z0-9]{0,4}$/)
         }
         upstream.seen.length = 0
       })

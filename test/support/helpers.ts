@@ -186,6 +186,12 @@ export interface Child {
   stderr(): string
 }
 
+/** Children still running, killed when the test process exits however it exits (see .mocharc's `exit`). */
+const liveChildren = new Set<{ kill(): void }>()
+process.once('exit', () => {
+  for (const c of liveChildren) c.kill()
+})
+
 /**
  * `node <args>` as a child process with its output kept, killed by `closers` (SIGKILL, its whole
  * process group when `group`: for a child that starts children of its own) if still running.
@@ -197,9 +203,21 @@ export function spawnNode(closers: Closers, args: readonly string[], opts: { env
   child.stdout!.on('data', (d) => (stdout += d))
   child.stderr!.on('data', (d) => (stderr += d))
   let done = false
+  const killer = {
+    kill: () => {
+      try {
+        if (opts.group) process.kill(-child.pid!, 'SIGKILL')
+        else child.kill('SIGKILL')
+      } catch {
+        // Gone already.
+      }
+    },
+  }
+  liveChildren.add(killer)
   const exited = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => {
       done = true
+      if (!opts.group) liveChildren.delete(killer)
       resolve(code)
     }),
   )

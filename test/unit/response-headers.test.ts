@@ -88,11 +88,11 @@ describe('plain answer heads parsed without llhttp', () => {
 
 describe('request headers to the upstream', () => {
   const from = (rawHeaders: string[], connection?: string) =>
-    upstreamHeaders({ rawHeaders, connection, remoteAddress: '10.0.0.9', host: 'h.test', requestId: 'rid-1' } as unknown as Exchange)
+    upstreamHeaders({ rawHeaders, connection, remoteAddress: '10.0.0.9', host: 'h.test', requestId: 'rid-1', localPort: 8080 } as unknown as Exchange)
 
   it('passes end-to-end headers as sent, drops hop-by-hop ones, and sets X-Forwarded-* and Via', () => {
-    const out = from(['Host', 'h.test', 'Keep-Alive', 'timeout=5', 'TE', 'trailers', 'Proxy-Connection', 'x', 'Accept', '*/*', 'X-Forwarded-Proto', 'https', 'X-Forwarded-For', '1.2.3.4', 'x-forwarded-host', 'evil'])
-    expect(out).to.deep.equal(['Host', 'h.test', 'Accept', '*/*', 'x-forwarded-for', '1.2.3.4, 10.0.0.9', 'x-forwarded-proto', 'http', 'x-forwarded-host', 'h.test', 'via', '1.1 zoo-proxy', 'x-request-id', 'rid-1'])
+    const out = from(['Host', 'h.test', 'Keep-Alive', 'timeout=5', 'TE', 'trailers', 'Proxy-Connection', 'x', 'Accept', '*/*', 'X-Forwarded-Proto', 'https', 'X-Forwarded-For', '1.2.3.4', 'x-forwarded-host', 'evil', 'X-Forwarded-Port', '443'])
+    expect(out).to.deep.equal(['Host', 'h.test', 'Accept', '*/*', 'x-forwarded-for', '1.2.3.4, 10.0.0.9', 'x-forwarded-proto', 'http', 'x-forwarded-port', '8080', 'x-forwarded-host', 'h.test', 'via', '1.1 zoo-proxy', 'x-request-id', 'rid-1'])
   })
 
   it('drops the headers the client named in Connection, whatever their length', () => {
@@ -107,7 +107,7 @@ describe('request headers to the upstream', () => {
 
   it('drops every header name with an underscore (framing look-alikes), unless told to keep them', () => {
     const raw = ['Transfer_Encoding', 'chunked', 'Content_Length', '39', 'X_Custom', '1', 'Accept', '*/*']
-    expect(from(raw).filter((_, i) => i % 2 === 0)).to.deep.equal(['Accept', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'via', 'x-request-id'])
+    expect(from(raw).filter((_, i) => i % 2 === 0)).to.deep.equal(['Accept', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-host', 'via', 'x-request-id'])
     const kept = upstreamHeaders({ rawHeaders: raw, remoteAddress: '10.0.0.9', host: 'h.test', requestId: 'rid-1' } as unknown as Exchange, true)
     expect(kept.slice(0, 6)).to.deep.equal(['Transfer_Encoding', 'chunked', 'Content_Length', '39', 'X_Custom', '1'])
   })
@@ -118,6 +118,6 @@ describe('request headers to the upstream', () => {
   })
 
   it('adds its Via after one the client sent', () => {
-    expect(from(['Via', '1.0 fred']).filter((_, i) => i % 2 === 1)).to.deep.equal(['1.0 fred', '10.0.0.9', 'http', 'h.test', '1.1 zoo-proxy', 'rid-1'])
+    expect(from(['Via', '1.0 fred']).filter((_, i) => i % 2 === 1)).to.deep.equal(['1.0 fred', '10.0.0.9', 'http', '8080', 'h.test', '1.1 zoo-proxy', 'rid-1'])
   })
 })

@@ -8,12 +8,12 @@
 // an answer whose head it writes itself. What it keeps of Node's server: the same parser (so the
 // same strictness about framing), a header size limit, 100-continue, keep-alive with an idle
 // timeout, a deadline for a request's head, pipelined requests answered in order, and Upgrade
-// requests handed over as an IncomingMessage (for http-proxy).
+// requests handed over with their socket (to ../websocket.ts).
 
 import { Buffer } from 'node:buffer'
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
-import { IncomingMessage, STATUS_CODES } from 'node:http'
+import { STATUS_CODES } from 'node:http'
 import type { IncomingHttpHeaders } from 'node:http'
 import net from 'node:net'
 import tls from 'node:tls'
@@ -62,8 +62,12 @@ export interface H1Handlers {
   request(ex: Exchange): void
   /** A request refused before routing (bad Host, version, too many headers, too large): answer it. */
   refuse(ex: Exchange, refusal: Refusal): void
-  /** An Upgrade request, as node:http's server would emit it. */
-  upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void
+  /**
+   * An Upgrade request, with the socket it came on (paused, no longer this parser's) and the bytes
+   * the client sent after its head: as node:http's server emits 'upgrade', but the request is an
+   * Exchange, so it goes upstream with the headers every request gets (forward.ts).
+   */
+  upgrade(ex: Exchange, socket: Socket, head: Buffer): void
 }
 
 /**
@@ -193,6 +197,11 @@ export class Exchange {
 
   get destroyed(): boolean {
     return this.#conn.closed
+  }
+
+  /** The listener's port the client connected to (X-Forwarded-Port). */
+  get localPort(): number {
+    return this.#conn.socket.localPort ?? 0
   }
 
   /**
@@ -347,13 +356,6 @@ function headerObject(raw: readonly string[]): IncomingHttpHeaders {
   return out
 }
 
-interface PendingUpgrade {
-  readonly method: string
-  readonly url: string
-  readonly minor: number
-  readonly headers: string[]
-}
-
 /** One client connection: parses requests in order and answers them one at a time. */
 class Connection implements ParserEvents {
   readonly socket: Socket
@@ -366,7 +368,7 @@ class Connection implements ParserEvents {
   readonly #queue: Exchange[] = []
   /** The request whose body is being parsed. */
   #reading: Exchange | null = null
-  #upgrade: PendingUpgrade | null = null
+  #upgrade: Exchange | null = null
   #bodyFull = false
   /** Body bytes of the request being read, and when the last of them came (clientBodyTimeoutMs). */
   #bodyBytes = 0
@@ -536,7 +538,7 @@ class Connection implements ParserEvents {
       else if (ex.body !== null || ex.contentLength > 0) refusal = UPGRADE_WITH_BODY
       else if (url.charCodeAt(0) !== 47 /* '/' */) refusal = BAD_TARGET
       else {
-        this.#upgrade = { method, url, minor, headers }
+        this.#upgrade = ex
         return
       }
     }
@@ -695,40 +697,19 @@ class Connection implements ParserEvents {
 
   /** An Upgrade request: the socket leaves this parser for whoever tunnels it. */
   #handOver(head: Buffer): void {
-    const u = this.#upgrade!
+    const ex = this.#upgrade!
     this.upgraded = true
     this.socket.off('data', this.#onData)
     this.socket.off('end', this.#onEnd)
     this.socket.off('drain', this.#onDrain)
     // Rule 4 of parser.ts: unconsumed before anyone else reads the socket (close() does it first).
     this.#parser.close()
-    // Not flowing: the tunnel reads the socket from here (pipe), and bytes it unshifts (the
-    // client's first bytes after the head) must wait for it, not go to no 'data' listener at all
-    // (node:http's server does the same: readableFlowing = null before 'upgrade').
+    // Not flowing until the tunnel reads it (node:http's server does the same: readableFlowing =
+    // null before 'upgrade').
     this.socket.pause()
-    const req = new IncomingMessage(this.socket)
-    neverUnhandled(req)
-    req.method = u.method
-    req.url = u.url
-    req.httpVersionMajor = 1
-    req.httpVersionMinor = u.minor
-    req.httpVersion = `1.${u.minor}`
-    // Handed on as every request goes upstream: no names with `_` (unless kept), no framing
-    // headers (an upgrade has no body), and Via.
-    const kept: string[] = []
-    for (let i = 0; i < u.headers.length; i += 2) {
-      const lower = u.headers[i]!.toLowerCase()
-      if (lower === 'content-length' || lower === 'transfer-encoding' || (!this.#server.underscoresInHeaders && lower.includes('_'))) continue
-      kept.push(u.headers[i]!, u.headers[i + 1]!)
-    }
-    kept.push('Via', '1.1 zoo-proxy')
-    req.rawHeaders = kept
-    req.headers = headerObject(kept)
-    req.complete = true
-    req.push(null)
     const written = this.socket.bytesWritten
     try {
-      this.#server.handlers.upgrade(req, this.socket, head)
+      this.#server.handlers.upgrade(ex, this.socket, head)
     } catch (err) {
       this.#server.upgradeFailed(this.socket, written, err)
     }
@@ -749,8 +730,6 @@ export interface FrontOptions {
   readonly limits?: FrontLimits
   /** HTTPS only: the listener's certificate and key. */
   readonly tls?: tls.SecureContextOptions
-  /** Keep header names with `_` (upgrade requests are handed on with them dropped otherwise). */
-  readonly underscoresInHeaders?: boolean
   /** Told once, with the reason, when sockets are read through their stream for their handle's shape. */
   readonly onStreamReading?: (reason: string) => void
   /** Told what a handler threw (the request got a 502, or its connection was cut). */
@@ -762,7 +741,6 @@ export interface FrontOptions {
 export class H1Server {
   readonly handlers: H1Handlers
   readonly limits: FrontLimits
-  readonly underscoresInHeaders: boolean
   readonly #server: net.Server
   readonly #connections = new Set<Connection>()
   /** TCP sockets of a TLS listener whose handshake is not done yet. */
@@ -778,7 +756,6 @@ export class H1Server {
     const { limits = DEFAULT_LIMITS, tls: secure } = options
     this.handlers = handlers
     this.limits = limits
-    this.underscoresInHeaders = options.underscoresInHeaders ?? false
     this.#onStreamReading = options.onStreamReading
     this.#onHandlerError = options.onHandlerError
     this.#onTlsRefused = options.onTlsRefused

@@ -98,7 +98,7 @@ export class UpstreamPool {
 
   constructor(options: PoolOptions) {
     this.options = options
-    this.authority = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`
+    this.authority = instanceAuthority(options.host, options.port)
   }
 
   get closed(): boolean {
@@ -255,6 +255,59 @@ export class UpstreamClock {
   }
 }
 
+/** `host:port` as a Host header names an instance (an IPv6 address in brackets). */
+export function instanceAuthority(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`
+}
+
+/** How an instance that speaks TLS is verified (the service's upstreamTls); null: plain TCP. */
+export type InstanceTls = PoolOptions['tls']
+
+/**
+ * A new connection to an instance, plain or TLS as the instance said it speaks (scheme https,
+ * Curator sslPort): the one place both pooled connections and upgrade tunnels connect, so a tunnel
+ * is verified exactly like a request. TLS is verified against the service's CA (or the system's),
+ * never unverified; SNI only for a name, not an IP. Requests may be written at `readyEvent(secure)`.
+ */
+export function connectInstance(host: string, port: number, secure: InstanceTls, onread?: net.OnReadOpts): net.Socket {
+  if (secure === null) return net.connect({ host, port, noDelay: true, ...(onread === undefined ? {} : { onread }) })
+  const servername = secure.servername ?? (net.isIP(host) === 0 ? host : undefined)
+  // (`onread` works on TLS sockets too; @types/node only lists it for net.)
+  const options = {
+    host,
+    port,
+    ALPNProtocols: ['http/1.1'],
+    ...(onread === undefined ? {} : { onread }),
+    ...(secure.context === null ? {} : { secureContext: secure.context }),
+    ...(servername === undefined ? {} : { servername }),
+  }
+  const s = tls.connect(options as tls.ConnectionOptions)
+  s.setNoDelay(true)
+  return s
+}
+
+/** When a connection from `connectInstance` may carry a request: TCP connected, or TLS verified. */
+export function readyEvent(secure: InstanceTls): 'connect' | 'secureConnect' {
+  return secure === null ? 'connect' : 'secureConnect'
+}
+
+/**
+ * A request's line and header lines, without the blank line that ends the head: the headers as
+ * given (the forwarding policy made them, see forward.ts), and a Host naming the instance when
+ * the client sent none (HTTP/1.0; nginx's default), for requests and upgrades alike.
+ */
+export function requestHead(method: string, path: string, headers: readonly string[], authority: string): string {
+  let head = `${method} ${path} HTTP/1.1\r\n`
+  let host = false
+  for (let i = 0; i < headers.length; i += 2) {
+    const n = headers[i]!
+    if (n.length === 4) host ||= n.toLowerCase() === 'host'
+    head += `${n}: ${headers[i + 1]!}\r\n`
+  }
+  if (!host) head += `host: ${authority}\r\n`
+  return head
+}
+
 /** The blank line that ends a head. */
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1')
 
@@ -314,19 +367,9 @@ class Connection implements ParserEvents, AttemptControl {
     const { host, port, connectTimeoutMs, tls: secure } = pool.options
     this.#parser = new H1Parser('response', this, MAX_HEADER_BYTES)
     // Reads land in this connection's own buffer and go to `#onRead` (no Buffer per read).
-    const onread = { buffer: this.#nextBuffer, callback: this.#onRead }
-    let s: net.Socket
-    if (secure === null) s = net.connect({ host, port, noDelay: true, onread })
-    else {
-      // Verified against the service's CA (or the system's); SNI only for a name, not an IP.
-      const servername = secure.servername ?? (net.isIP(host) === 0 ? host : undefined)
-      // (`onread` works on TLS sockets too; @types/node only lists it for net.)
-      const options = { host, port, onread, ALPNProtocols: ['http/1.1'], ...(secure.context === null ? {} : { secureContext: secure.context }), ...(servername === undefined ? {} : { servername }) }
-      s = tls.connect(options as tls.ConnectionOptions)
-      s.setNoDelay(true)
-    }
+    const s = connectInstance(host, port, secure, { buffer: this.#nextBuffer, callback: this.#onRead })
     this.socket = s
-    this.#readyEvent = secure === null ? 'connect' : 'secureConnect'
+    this.#readyEvent = readyEvent(secure)
     s.setTimeout(connectTimeoutMs, this.#onConnectTimeout)
     s.once(this.#readyEvent, this.#onConnect)
     s.on('end', this.#onEnd)
@@ -436,16 +479,7 @@ class Connection implements ParserEvents, AttemptControl {
     this.#headDeadline = headDeadline
     sink.onStart(this)
     if (this.#sink === null) return // aborted at once
-    let head = `${req.method} ${req.path} HTTP/1.1\r\n`
-    const h = req.headers
-    let host = false
-    for (let i = 0; i < h.length; i += 2) {
-      const n = h[i]!
-      if (n.length === 4) host ||= n.toLowerCase() === 'host'
-      head += `${n}: ${h[i + 1]!}\r\n`
-    }
-    // HTTP/1.1 wants a Host; a client of HTTP/1.0 may have sent none: name the instance (nginx's default).
-    if (!host) head += `host: ${this.#pool.authority}\r\n`
+    let head = requestHead(req.method, req.path, req.headers, this.#pool.authority)
     // The framing is the proxy's own, written from what was parsed: canonical digits, never the
     // client's bytes (a `039`, a look-alike), so the instance reads exactly the body sent.
     const body = req.body
