@@ -14,6 +14,7 @@ import { runPrimary, runWorker } from './cluster.js'
 import { createProxy } from './proxy.js'
 import { adviseMalloc } from './ops/tuning.js'
 import { register } from './discovery/registry.js'
+import { WEIGHT_MAX, WEIGHT_MIN } from './discovery/endpoint.js'
 import { ENGINE, PARSER_SETTINGS } from './http/h1/engine.js'
 
 const USAGE = `Usage:
@@ -115,7 +116,7 @@ async function runRegister(v: Record<string, string | boolean | undefined>): Pro
   const path = str('path')!
   if (!path.startsWith('/') || path.endsWith('/')) throw new UsageError(`--path must be an absolute znode path like /services/example`)
   const port = intArg('port', str('port'), 1, 65535)!
-  const weight = intArg('weight', str('weight'), 0)
+  const weight = intArg('weight', str('weight'), WEIGHT_MIN, WEIGHT_MAX)
   const drainMs = intArg('drain-ms', str('drain-ms'), 0) ?? 0
   const sessionTimeoutMs = intArg('session-timeout-ms', str('session-timeout-ms'), 100)
   const checkUrl = str('check')

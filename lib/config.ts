@@ -12,6 +12,7 @@ import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from './errors.js'
 import { DEFAULT_LIMITS } from './http/h1/limits.js'
+import { WEIGHT_MAX, WEIGHT_MIN } from './discovery/endpoint.js'
 import { buildStrategy, isBuiltinStrategy } from '../strategies/index.js'
 import { loadTlsFiles } from './tls-files.js'
 import type { TlsFiles } from './tls-files.js'
@@ -76,6 +77,9 @@ const cidr = z.string().transform((v, ctx): Cidr => {
 })
 
 const ms = (def: number) => z.number().int().nonnegative().default(def)
+
+/** Per-instance weights by `host:port`, in the one weight range (WEIGHT_MIN..WEIGHT_MAX, fractions allowed). */
+const weightsField = z.record(z.string(), z.number().min(WEIGHT_MIN).max(WEIGHT_MAX))
 const positiveMs = (def: number) => z.number().int().positive().default(def)
 
 const znodePath = z
@@ -180,7 +184,7 @@ const serviceSchema = z.strictObject({
   keepAliveTimeoutMs: positiveMs(4_000),
   retry: retrySchema,
   /** Per-instance weight overrides, by `host:port`; they win over the znode's weight. */
-  weights: z.record(z.string(), z.number().nonnegative()).default({}),
+  weights: weightsField.default({}),
   /** A newly seen instance's weight ramps from 10% to 100% over this long (0: off). */
   slowStartMs: ms(0),
   /** Keep the last instances when ZooKeeper suddenly lists none; default `zookeeper.keepLastOnEmpty`. */
@@ -213,6 +217,18 @@ const configSchema = z.strictObject({
       sessionTimeoutMs: z.number().int().min(100).default(10_000),
       /** Keep a service's last instances when ZooKeeper suddenly lists none (default for services). */
       keepLastOnEmpty: z.boolean().default(true),
+      /**
+       * When ZooKeeper lists fewer than `minKeepPercent` % of the instances a service had within the
+       * last `holdMs`, the missing ones stay until `holdMs` after they went missing, then the removal
+       * is honoured (lib/discovery/service-watcher.ts, MassRemovalOptions). minKeepPercent 0: off.
+       */
+      massRemoval: z
+        .strictObject({
+          minKeepPercent: z.number().min(0).max(100).default(50),
+          // At most an hour: a hold is a bridge over a storm of expiries, not a second registry.
+          holdMs: z.number().int().min(0).max(3_600_000).default(30_000),
+        })
+        .prefault({}),
       /** Write the last known instances here; a proxy starting while ZooKeeper is down serves them. */
       snapshotFile: optional(z.string().min(1)),
       /** Re-reads after a new session start within a random 0..this ms (herd control). */
@@ -402,7 +418,7 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
     const inStrategy = strategy.options.weights
     let weights = s.weights
     if (inStrategy !== undefined) {
-      const parsed = z.record(z.string(), z.number().nonnegative()).safeParse(inStrategy)
+      const parsed = weightsField.safeParse(inStrategy)
       if (parsed.success) weights = { ...s.weights, ...parsed.data }
       else problems.push(...formatIssues(parsed.error.issues).map((l) => `${at}.strategy.weights${l.startsWith('(root)') ? l.slice(6) : `.${l}`}`))
     }

@@ -173,7 +173,8 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     fed.add(name)
   }
   let current = config
-  const discoveredServices = (c: Config) => c.services.map((s) => ({ name: s.name, path: s.path, keepLastOnEmpty: s.keepLastOnEmpty ?? c.zookeeper.keepLastOnEmpty }))
+  const discoveredServices = (c: Config) =>
+    c.services.map((s) => ({ name: s.name, path: s.path, keepLastOnEmpty: s.keepLastOnEmpty ?? c.zookeeper.keepLastOnEmpty, massRemoval: c.zookeeper.massRemoval }))
   const allow = config.upstreams.allow === undefined ? undefined : allowList(config.upstreams.allow)
   const discovery =
     role === 'worker'

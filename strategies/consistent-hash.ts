@@ -43,27 +43,53 @@ function cookieValue(header: string | undefined, name: string): string | undefin
 }
 
 interface Ring {
+  /** Point hashes, ascending. */
   readonly hashes: Uint32Array
-  readonly keys: readonly string[]
+  /** The owner of each point, as an index into `names`. */
+  readonly owners: Uint32Array
+  readonly names: readonly string[]
   readonly members: ReadonlySet<string>
 }
 
 /** Virtual nodes per unit of weight: enough for a ~10% spread at a handful of instances. */
 const VNODES = 160
 
-function vnodes(weight: number): number {
-  return Math.max(1, Math.round(VNODES * weight))
+/**
+ * The most points a ring has, every instance together (more only when there are more instances
+ * than this: each has at least one, so the ring then has one per instance). Envoy's ring hash caps
+ * its ring too (maximum_ring_size). Weights are bounded (0-256), but 256 instances at 256 would
+ * still make 10M points; above the cap every instance's points are scaled down in proportion, so a
+ * build costs at most this many hashes and one sort of as many numbers, whatever the weights.
+ */
+export const MAX_RING_POINTS = 65_536
+
+/** Instances a ring can index: a point's owner shares a float64 with its 32-bit hash (53 bits). */
+const MAX_RING_INSTANCES = 2 ** 21
+
+/**
+ * An instance's points before the cap: 160 x weight, at least 1, on a grid of 16 steps per
+ * doubling (exact up to 16 points, then within ~3%). An instance in slow start changes its weight
+ * on every request; the ring is rebuilt only when it crosses a step, about 53 times over a ramp from
+ * 10% to 100% whatever the weight. A weight that is not a finite number > 0 (never handed over by
+ * the balancer) counts as the smallest share, or the cap for Infinity.
+ */
+function basePoints(weight: number): number {
+  const raw = weight > 0 ? Math.min(VNODES * weight, MAX_RING_POINTS) : 1
+  if (raw <= 16) return Math.max(1, Math.round(raw))
+  const step = 2 ** (Math.floor(Math.log2(raw)) - 4)
+  return Math.round(raw / step) * step
 }
 
-/** An instance as the ring holds it: its key and its number of points. */
+/** An instance as the ring holds it: its key and its points before the cap. */
 function member(c: Candidate): string {
-  return `${c.key}\0${vnodes(c.weight)}`
+  return `${c.key}\0${basePoints(c.weight)}`
 }
 
 /**
  * Consistent hashing on a ring (Karger et al. 1997; Ketama's layout): each instance owns
- * `160 x weight` points, a key goes to the first point clockwise from its hash, so when one of N
- * instances joins or leaves only about 1/N of the keys move.
+ * `160 x weight` points (scaled down to at most MAX_RING_POINTS in all), a key goes to the first
+ * point clockwise from its hash, so when one of N instances joins or leaves only about 1/N of the
+ * keys move.
  *
  * With bounded loads (Mirrokni, Thorup, Zadimoghaddam, "Consistent Hashing with Bounded Loads",
  * 2016; what Envoy calls hash_balance_factor): an instance already above `loadFactor` x the mean
@@ -82,9 +108,14 @@ export class ConsistentHash implements Strategy {
     this.#random = random
   }
 
-  /** How many times the ring was built (each costs 160 hashes per unit of weight and a sort). */
+  /** How many times the ring was built (each costs at most MAX_RING_POINTS hashes and a sort). */
   get ringBuilds(): number {
     return this.#ringBuilds
+  }
+
+  /** Points on the current ring (0 before the first build). */
+  get ringSize(): number {
+    return this.#ring?.hashes.length ?? 0
   }
 
   hashKey(req: RequestInfo): string | undefined {
@@ -105,20 +136,33 @@ export class ConsistentHash implements Strategy {
     // Reuse the ring while it covers every candidate with the same number of points; a retry's
     // smaller candidate list walks the same ring and skips what is not in it. Points, not raw
     // weights: an instance in slow start changes its weight a little on every request, and the
-    // ring is rebuilt only when that moves its point count (at most 160 times per unit of weight
-    // over the whole ramp, instead of on every request).
+    // ring is rebuilt only when that moves it to another step of the points grid (basePoints).
     if (ring !== null && candidates.every((c) => ring.members.has(member(c)))) return ring
-    const points: { h: number; key: string }[] = []
-    for (const c of candidates) {
-      const n = vnodes(c.weight)
-      for (let i = 0; i < n; i++) points.push({ h: hash32(`${c.key}#${i}`), key: c.key })
+    if (candidates.length > MAX_RING_INSTANCES) throw new Error(`consistent-hash takes at most ${MAX_RING_INSTANCES} instances`)
+    const base = candidates.map((c) => basePoints(c.weight))
+    let total = 0
+    for (const b of base) total += b
+    // Over the cap, each instance keeps one point and the rest of the cap is shared in proportion.
+    const scale = total <= MAX_RING_POINTS ? 1 : Math.max(0, MAX_RING_POINTS - candidates.length) / total
+    const counts = base.map((b) => Math.max(1, Math.floor(b * scale)))
+    let size = 0
+    for (const n of counts) size += n
+    // Hash and owner packed into one number, so that a typed-array sort (numeric, no comparator
+    // calls) orders the points; equal hashes fall to the lower owner, as a stable sort would.
+    const packed = new Float64Array(size)
+    let at = 0
+    candidates.forEach((c, owner) => {
+      for (let i = 0; i < counts[owner]!; i++) packed[at++] = hash32(`${c.key}#${i}`) * MAX_RING_INSTANCES + owner
+    })
+    packed.sort()
+    const hashes = new Uint32Array(size)
+    const owners = new Uint32Array(size)
+    for (let i = 0; i < size; i++) {
+      const owner = packed[i]! % MAX_RING_INSTANCES
+      owners[i] = owner
+      hashes[i] = (packed[i]! - owner) / MAX_RING_INSTANCES
     }
-    points.sort((a, b) => a.h - b.h)
-    const next: Ring = {
-      hashes: Uint32Array.from(points, (p) => p.h),
-      keys: points.map((p) => p.key),
-      members: new Set(candidates.map(member)),
-    }
+    const next: Ring = { hashes, owners, names: candidates.map((c) => c.key), members: new Set(candidates.map(member)) }
     this.#ring = next
     this.#ringBuilds++
     return next
@@ -145,7 +189,7 @@ export class ConsistentHash implements Strategy {
     }
     let first: Candidate | undefined
     for (let i = 0; i < ring.hashes.length; i++) {
-      const c = byKey.get(ring.keys[(lo + i) % ring.hashes.length]!)
+      const c = byKey.get(ring.names[ring.owners[(lo + i) % ring.hashes.length]!]!)
       if (c === undefined) continue
       first ??= c
       if (c.inFlight + 1 <= cap) return c

@@ -1,4 +1,4 @@
-import { rejectUnknownOptions } from './strategy.js'
+import { finiteWeights, plainWeights, rejectUnknownOptions } from './strategy.js'
 import type { Candidate, Strategy, StrategyFactory } from './strategy.js'
 
 /** Weighted random: each candidate with probability weight / total weight. */
@@ -10,12 +10,14 @@ export class WeightedRandom implements Strategy {
   }
 
   pick(candidates: readonly Candidate[]): Candidate {
+    // Two weights of 1e308 once summed to Infinity and sent everything to one instance.
+    const weights = plainWeights(candidates) ? null : finiteWeights(candidates)
     let total = 0
-    for (const c of candidates) total += c.weight
+    for (let i = 0; i < candidates.length; i++) total += weights?.[i] ?? candidates[i]!.weight
     let r = this.#random() * total
-    for (const c of candidates) {
-      r -= c.weight
-      if (r < 0) return c
+    for (let i = 0; i < candidates.length; i++) {
+      r -= weights?.[i] ?? candidates[i]!.weight
+      if (r < 0) return candidates[i]!
     }
     return candidates[candidates.length - 1]!
   }

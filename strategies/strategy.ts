@@ -10,7 +10,10 @@ export interface Candidate {
   readonly key: string
   readonly host: string
   readonly port: number
-  /** Effective weight: znode data, config override and slow start applied. Always > 0 here. */
+  /**
+   * Effective weight: znode data, config override and slow start applied. Always > 0 here, and at
+   * most 256 (the range every source is held to), so a sum of weights cannot overflow.
+   */
   readonly weight: number
   /** Requests this proxy has in flight to the instance right now. */
   readonly inFlight: number
@@ -58,6 +61,35 @@ export class StrategyOptionError extends Error {
     this.name = 'StrategyOptionError'
     this.field = field
   }
+}
+
+/** True when every weight is as the balancer hands it (finite, > 0) and their sum is finite. */
+export function plainWeights(candidates: readonly Candidate[]): boolean {
+  let total = 0
+  for (const c of candidates) {
+    const w = c.weight
+    if (!(w > 0 && w <= Number.MAX_VALUE)) return false
+    total += w
+  }
+  return total <= Number.MAX_VALUE
+}
+
+/**
+ * The candidates' weights made safe to add up, for when plainWeights says they are not: NaN and
+ * anything <= 0 count 0, Infinity the largest finite number; divided by the largest when their sum
+ * would overflow (two weights of 1e308 are then 1 and 1); all 1 when none is above 0. The balancer
+ * never needs this; a strategy used by hand, or a Candidate from elsewhere, still gets a pick.
+ */
+export function finiteWeights(candidates: readonly Candidate[]): number[] {
+  const weights = candidates.map((c) => (c.weight > 0 ? Math.min(c.weight, Number.MAX_VALUE) : 0))
+  let total = 0
+  let max = 0
+  for (const w of weights) {
+    total += w
+    if (w > max) max = w
+  }
+  if (max === 0) return weights.fill(1)
+  return total <= Number.MAX_VALUE ? weights : weights.map((w) => w / max)
 }
 
 /** Binary search: index of the first candidate whose key sorts after `key` (wraps to 0). */

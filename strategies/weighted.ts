@@ -1,4 +1,4 @@
-import { rejectUnknownOptions } from './strategy.js'
+import { finiteWeights, plainWeights, rejectUnknownOptions } from './strategy.js'
 import type { Candidate, Strategy, StrategyFactory } from './strategy.js'
 
 /**
@@ -11,13 +11,18 @@ export class SmoothWeighted implements Strategy {
   readonly #current = new Map<string, number>()
 
   pick(candidates: readonly Candidate[]): Candidate {
+    // Weights out of any range (two of 1e308 sum to Infinity, and Infinity - Infinity is NaN) once
+    // made pick throw for good; such weights are brought to finite shares first.
+    const weights = plainWeights(candidates) ? null : finiteWeights(candidates)
     let total = 0
     let best: Candidate | undefined
     let bestWeight = -Infinity
-    for (const c of candidates) {
-      const cw = (this.#current.get(c.key) ?? 0) + c.weight
+    for (let i = 0; i < candidates.length; i++) {
+      const c = candidates[i]!
+      const w = weights?.[i] ?? c.weight
+      const cw = (this.#current.get(c.key) ?? 0) + w
       this.#current.set(c.key, cw)
-      total += c.weight
+      total += w
       if (cw > bestWeight) {
         best = c
         bestWeight = cw

@@ -7,6 +7,7 @@
 import { performance } from 'node:perf_hooks'
 import { RoundRobin } from '../../strategies/round-robin.js'
 import type { Candidate, PickContext, RequestInfo, Strategy } from '../../strategies/strategy.js'
+import { clampWeight } from '../discovery/endpoint.js'
 import type { Endpoint } from '../discovery/endpoint.js'
 import type { FailureKind } from '../errors.js'
 import type { Logger } from '../log.js'
@@ -207,7 +208,7 @@ export class Balancer {
       const at = hostPortOf(e)
       present.add(at)
       const override = this.#overrides.get(at) ?? null
-      const weight = override?.weight ?? this.#weights[at] ?? e.weight
+      const weight = this.#baseWeight(at, override, e)
       // Same key at a new address is a new instance to the transport (a new pool); only weight
       // and state changes keep the live figures.
       if (existing && existing.host === e.host && existing.port === e.port) {
@@ -254,11 +255,20 @@ export class Balancer {
     else this.#overrides.set(hostPort, override)
     for (const h of hosts) {
       h.override = override
-      h.baseWeight = override?.weight ?? this.#weights[hostPort] ?? h.endpoint.weight
+      h.baseWeight = this.#baseWeight(hostPort, override, h.endpoint)
     }
     this.refresh()
     this.#log.info({ instance: hostPort, override }, override === null ? 'override cleared' : 'override set')
     return true
+  }
+
+  /**
+   * The override's weight, else the config's for `host:port`, else the znode's. Each is bounded
+   * where it enters (admin 400, config exit 2, codec clamp); clamped here once more so that a
+   * caller of this class (an embedding, a test) cannot hand a strategy a weight outside the range.
+   */
+  #baseWeight(hostPort: string, override: Override | null, e: Endpoint): number {
+    return clampWeight(override?.weight ?? this.#weights[hostPort] ?? e.weight)
   }
 
   /** Recomputes who may get new requests; call after any change of health. */

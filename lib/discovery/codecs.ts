@@ -6,10 +6,14 @@
 //   4. plain text `host:port`, or empty data with the child's own name being `host:port`.
 // Anything else is rejected with a reason, never thrown. An instance reached over TLS carries
 // `meta.tls: true` (ours: "scheme": "https"; Curator: an sslPort, which is then the port used).
+// Every number is bounded here, where it enters: ports are integers 1-65535 (else the child is
+// skipped), a weight outside WEIGHT_MIN..WEIGHT_MAX is clamped into it and the instance kept with a
+// `warning` (a weight that is not a number at all is skipped).
 
+import { WEIGHT_MAX, WEIGHT_MIN, clampWeight } from './endpoint.js'
 import type { Endpoint } from './endpoint.js'
 
-export type DecodeResult = { ok: true; endpoint: Endpoint } | { ok: false; reason: string }
+export type DecodeResult = { ok: true; endpoint: Endpoint; warning?: string } | { ok: false; reason: string }
 
 type Json = Record<string, unknown>
 
@@ -25,24 +29,31 @@ function validHost(v: unknown): v is string {
   return typeof v === 'string' && v.length > 0 && v.length <= 253 && !/[\s/]/.test(v)
 }
 
-/** A weight from znode data: a finite number >= 0, or a numeric string (Curator metadata is strings). */
+/**
+ * A weight from znode data: a number, or a numeric string (Curator metadata is strings); null when
+ * it is neither. Out of range (1e308, 1e999 which JSON reads as Infinity, -1) is not refused but
+ * clamped by `ok`, so that one bad value costs its instance a warning, not its place.
+ */
 function readWeight(v: unknown): number | null | undefined {
   if (v === undefined || v === null) return undefined
   const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v
-  return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : null
+  return typeof n === 'number' && !Number.isNaN(n) ? n : null
 }
 
 function ok(key: string, host: string, port: number, weight: number, state: Endpoint['state'], meta: Json): DecodeResult {
   // IPv6 literals arrive with or without brackets; keep them bare, the transport adds brackets.
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host
-  return { ok: true, endpoint: Object.freeze({ key, host: bare, port, weight, state, meta: Object.freeze(meta) }) }
+  const bounded = clampWeight(weight)
+  const endpoint = Object.freeze({ key, host: bare, port, weight: bounded, state, meta: Object.freeze(meta) })
+  if (bounded === weight) return { ok: true, endpoint }
+  return { ok: true, endpoint, warning: `weight ${weight} is outside ${WEIGHT_MIN}-${WEIGHT_MAX}, clamped to ${bounded}` }
 }
 
 function decodeOurs(key: string, d: Json): DecodeResult {
   if (!validHost(d.host)) return { ok: false, reason: 'host must be a non-empty string' }
   if (!validPort(d.port)) return { ok: false, reason: 'port must be an integer 1-65535' }
   const weight = readWeight(d.weight)
-  if (weight === null) return { ok: false, reason: 'weight must be a number >= 0' }
+  if (weight === null) return { ok: false, reason: `weight must be a number ${WEIGHT_MIN}-${WEIGHT_MAX}` }
   const state = d.state ?? 'up'
   if (state !== 'up' && state !== 'draining') return { ok: false, reason: 'state must be "up" or "draining"' }
   const scheme = d.scheme ?? 'http'
@@ -61,7 +72,7 @@ function decodeCurator(key: string, d: Json): DecodeResult {
   const payload = isObject(d.payload) ? d.payload : {}
   const metadata = isObject(payload.metadata) ? payload.metadata : {}
   const weight = readWeight(payload.weight ?? metadata.weight)
-  if (weight === null) return { ok: false, reason: 'Curator payload weight must be a number >= 0' }
+  if (weight === null) return { ok: false, reason: `Curator payload weight must be a number ${WEIGHT_MIN}-${WEIGHT_MAX}` }
   // `enabled: false` (Curator) and Spring's OUT_OF_SERVICE both mean: no new requests.
   const draining = d.enabled === false || metadata.instance_status === 'OUT_OF_SERVICE'
   const meta: Json = { format: 'curator' }
@@ -79,7 +90,7 @@ function decodeServerSet(key: string, d: Json): DecodeResult {
   // Only ALIVE members are routed; STARTING, STOPPING, DEAD... keep their in-flight requests only.
   const status = typeof d.status === 'string' ? d.status : 'ALIVE'
   const meta: Json = { format: 'serverset', status }
-  if (typeof d.shard === 'number') meta.shard = d.shard
+  if (Number.isSafeInteger(d.shard) && (d.shard as number) >= 0) meta.shard = d.shard
   return ok(key, ep.host, ep.port, 1, status === 'ALIVE' ? 'up' : 'draining', meta)
 }
 

@@ -1,9 +1,24 @@
+/**
+ * The one range of an instance's weight, wherever it comes from (znode data, `weights` in the
+ * config, an admin override): 0 to 256, fractions allowed; 0 means no new requests. HAProxy's
+ * range (its `weight` is 0-256). Bounded where it enters, so that no strategy's time or memory
+ * can depend on a weight's magnitude: a znode outside it is clamped with a warning, the admin API
+ * answers 400, the config exit 2.
+ */
+export const WEIGHT_MIN = 0
+export const WEIGHT_MAX = 256
+
+/** A finite number brought into WEIGHT_MIN..WEIGHT_MAX (non-numbers are the caller's to refuse). */
+export function clampWeight(weight: number): number {
+  return weight > WEIGHT_MAX ? WEIGHT_MAX : weight >= WEIGHT_MIN ? weight : WEIGHT_MIN
+}
+
 /** One upstream instance as discovery sees it. Immutable; `key` is its znode path. */
 export interface Endpoint {
   readonly key: string
   readonly host: string
   readonly port: number
-  /** >= 0; 0 means no new requests. */
+  /** WEIGHT_MIN..WEIGHT_MAX; 0 means no new requests. */
   readonly weight: number
   readonly state: 'up' | 'draining'
   readonly meta: Readonly<Record<string, unknown>>

@@ -1,7 +1,7 @@
 // Discovery: one ZooKeeper session shared by every service, one watcher per service path.
 import { ServiceWatcher } from './service-watcher.js'
 import { SnapshotWriter, readSnapshotFile } from './snapshot-file.js'
-import type { ServiceWatcherStatus } from './service-watcher.js'
+import type { MassRemovalOptions, ServiceWatcherStatus } from './service-watcher.js'
 import type { Endpoint } from './endpoint.js'
 import type { SessionState, Watcher, ZkSession } from './zk-session.js'
 import type { Logger } from '../log.js'
@@ -14,7 +14,13 @@ export type { SessionState } from './zk-session.js'
 
 export interface DiscoveryOptions {
   readonly session: ZkSession
-  readonly services: readonly { readonly name: string; readonly path: string; readonly keepLastOnEmpty?: boolean }[]
+  readonly services: readonly {
+    readonly name: string
+    readonly path: string
+    readonly keepLastOnEmpty?: boolean
+    /** Absent: off. */
+    readonly massRemoval?: MassRemovalOptions
+  }[]
   /** Write the last known instances here, and start from them when ZooKeeper is not there yet. */
   readonly snapshotFile?: string
   /** Re-reads after a new session wait a random 0..this ms, so a fleet does not re-read in step. */
@@ -96,6 +102,7 @@ export class Discovery {
       logger: opts.logger,
       random: opts.random,
       keepLastOnEmpty: s.keepLastOnEmpty,
+      massRemoval: s.massRemoval,
       admit: opts.admit,
       initial: this.#saved.get(s.path),
       onSnapshot,
@@ -146,7 +153,8 @@ export class Discovery {
     const entries = new Map<string, Entry>()
     for (const s of services) {
       const was = this.#specs.get(s.name)
-      if (was !== undefined && was.path === s.path && was.keepLastOnEmpty === s.keepLastOnEmpty) continue
+      const sameHold = s.massRemoval?.minKeepPercent === was?.massRemoval?.minKeepPercent && s.massRemoval?.holdMs === was?.massRemoval?.holdMs
+      if (was !== undefined && was.path === s.path && was.keepLastOnEmpty === s.keepLastOnEmpty && sameHold) continue
       const entry: Entry = {
         spec: s,
         list: null,

@@ -26,6 +26,8 @@ export interface ServiceWatcherOptions {
    * the previous instances instead, marked stale, until ZooKeeper lists some again. Default true.
    */
   readonly keepLastOnEmpty?: boolean
+  /** Mass-removal protection (see MassRemovalOptions); absent: off. */
+  readonly massRemoval?: MassRemovalOptions
   /** Why an instance that decoded well must still be skipped (upstreams.allow), or null. */
   readonly admit?: (endpoint: Endpoint) => string | null
   /** Instances known before the first read (from a snapshot file); served until ZooKeeper answers. */
@@ -41,14 +43,41 @@ export interface ServiceWatcherOptions {
   readonly watchers?: { readonly children: Watcher; readonly data: Watcher }
 }
 
+/**
+ * Mass-removal protection, for what keepLastOnEmpty does not cover: an update that removes most of
+ * a service's instances but not all (a mass session expiry read half-way, 5,000 deletions seen as a
+ * few partial listings). When ZooKeeper lists fewer than `minKeepPercent` % of the instances the
+ * service had within the last `holdMs` (those listed plus those that went missing within it), the
+ * served instances it stopped listing stay until `holdMs` after they went missing, or until it lists
+ * them or enough others again; then the removal is honoured. An empty listing is left to
+ * keepLastOnEmpty (kept without limit, or emptied at once). So a real mass deregistration takes
+ * effect, at most `holdMs` late, while a storm of expiries whose instances re-register in time
+ * never concentrates the traffic on the few that happened to be listed.
+ *
+ * The reasoning of Envoy's panic threshold (below 50% healthy, spread over all) and of Eureka's
+ * self-preservation (expiries stop while renewals are below 85%), bounded in time because an
+ * instance that is really gone costs failed attempts (retried elsewhere and ejected by outlier
+ * detection), which an empty service does not: keepLastOnEmpty keeps its last set without limit.
+ */
+export interface MassRemovalOptions {
+  /** 0-100; 0 is off. */
+  readonly minKeepPercent: number
+  /** How long a missing instance may stay, from when it went missing. */
+  readonly holdMs: number
+}
+
 export interface ServiceWatcherStatus {
   readonly synced: boolean
   readonly pathExists: boolean
   readonly lastSyncAt: number | null
   readonly instances: number
   readonly skipped: readonly { readonly name: string; readonly reason: string }[]
-  /** ZooKeeper listed no instance but the previous ones are kept (keepLastOnEmpty). */
+  /** Children kept with a value brought into range (a weight clamped), and what was done. */
+  readonly warnings: readonly { readonly name: string; readonly reason: string }[]
+  /** Some or all of the instances served are ones ZooKeeper no longer lists (keepLastOnEmpty, massRemoval). */
   readonly keptLast: boolean
+  /** How many of the instances served ZooKeeper no longer lists. */
+  readonly held: number
   /** Serving instances from the snapshot file, not yet read from ZooKeeper. */
   readonly fromSnapshot: boolean
 }
@@ -61,6 +90,8 @@ export class ServiceWatcher {
   readonly #log: Logger
   /** Child name -> decoded endpoint, or the reason it was skipped. */
   readonly #children = new Map<string, Endpoint | { skipped: string }>()
+  /** Child name -> what was clamped in its data (the instance itself is in #children). */
+  readonly #clamped = new Map<string, string>()
   /** The names of the latest listing; a read of a name not in it is stale and dropped. */
   #listed = new Set<string>()
   /** Names whose data must be read again at the next listing (a data watch fired or a read failed). */
@@ -79,7 +110,15 @@ export class ServiceWatcher {
   #retryDelayMs = RETRY_MIN_MS
   #emitScheduled = false
   #last: readonly Endpoint[] | null = null
-  #keptLast = false
+  /** #last came from a ZooKeeper listing (not the snapshot file): its missing instances may be held. */
+  #lastFromZk = false
+  /** ZooKeeper lists none; the last instances are kept (keepLastOnEmpty). */
+  #keptEmpty = false
+  /** Served instances ZooKeeper no longer lists (massRemoval). */
+  #held = 0
+  /** Instance key -> when ZooKeeper stopped listing it (Date.now()), kept for massRemoval.holdMs. */
+  readonly #gone = new Map<string, number>()
+  #holdTimer: NodeJS.Timeout | undefined
   #fromSnapshot = false
 
   readonly #onChildren: Watcher
@@ -123,7 +162,9 @@ export class ServiceWatcher {
       lastSyncAt: this.#lastSyncAt,
       instances,
       skipped,
-      keptLast: this.#keptLast,
+      warnings: [...this.#clamped].map(([name, reason]) => ({ name, reason })),
+      keptLast: this.#keptEmpty || this.#held > 0,
+      held: this.#keptEmpty ? (this.#last?.length ?? 0) : this.#held,
       fromSnapshot: this.#fromSnapshot,
     }
   }
@@ -174,10 +215,12 @@ export class ServiceWatcher {
         const appeared = await this.#o.session.exists(this.#o.path, this.#onChildren)
         if (appeared) this.#relist = true
         this.#children.clear()
+        this.#clamped.clear()
       } else {
         this.#pathExists = true
         this.#listed = new Set(names)
         for (const name of this.#children.keys()) if (!this.#listed.has(name)) this.#children.delete(name)
+        for (const name of this.#clamped.keys()) if (!this.#listed.has(name)) this.#clamped.delete(name)
         const wanted = new Set(dirty)
         const toRead = names.filter((n) => full || wanted.has(n) || !this.#children.has(n))
         await Promise.all(toRead.map((n) => this.#read(n)))
@@ -217,22 +260,32 @@ export class ServiceWatcher {
     if (data === null) {
       // Vanished between listing and reading: simply gone (the children watch fires too).
       this.#children.delete(name)
+      this.#clamped.delete(name)
       return
     }
     const decoded = decodeInstance(key, name, data)
     const refused = decoded.ok ? (this.#o.admit?.(decoded.endpoint) ?? null) : null
+    this.#clamped.delete(name)
     if (decoded.ok && refused === null) {
       this.#children.set(name, decoded.endpoint)
-      this.#warned.delete(name)
+      if (decoded.warning === undefined) this.#warned.delete(name)
+      else {
+        this.#clamped.set(name, decoded.warning)
+        this.#warnOnce(name, key, data, decoded.warning, 'instance znode has a value out of range; kept with it clamped')
+      }
       return
     }
     const reason = decoded.ok ? refused! : decoded.reason
     this.#children.set(name, { skipped: reason })
+    this.#warnOnce(name, key, data, reason, decoded.ok ? 'skipping instance znode' : 'skipping malformed instance znode')
+  }
+
+  /** One warning per child and data, not one per read. */
+  #warnOnce(name: string, key: string, data: Buffer, reason: string, msg: string): void {
     const text = data.toString('utf8').slice(0, 200)
-    if (this.#warned.get(name) !== text) {
-      this.#warned.set(name, text)
-      this.#log.warn({ znode: key, reason, data: text }, decoded.ok ? 'skipping instance znode' : 'skipping malformed instance znode')
-    }
+    if (this.#warned.get(name) === text) return
+    this.#warned.set(name, text)
+    this.#log.warn({ znode: key, reason, data: text }, msg)
   }
 
   #scheduleRetry(): void {
@@ -264,28 +317,82 @@ export class ServiceWatcher {
       next.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
       const last = this.#last
       if (next.length === 0 && last !== null && last.length > 0 && (this.#o.keepLastOnEmpty ?? true)) {
-        if (!this.#keptLast) {
-          this.#keptLast = true
+        if (!this.#keptEmpty) {
+          this.#keptEmpty = true
           this.#log.warn({ kept: last.length }, 'zookeeper lists no instance; keeping the last known ones (keepLastOnEmpty), marked stale')
         }
         return
       }
-      if (this.#keptLast) {
-        this.#keptLast = false
+      const served = this.#withHeld(next, last)
+      if (this.#keptEmpty) {
+        this.#keptEmpty = false
         this.#log.info({ instances: next.length }, 'zookeeper lists instances again; no longer stale')
       }
-      if (last !== null && last.length === next.length && last.every((e, i) => endpointsEqual(e, next[i]!))) return
-      this.#last = Object.freeze(next)
+      this.#lastFromZk = true
+      if (last !== null && last.length === served.length && last.every((e, i) => endpointsEqual(e, served[i]!))) return
+      this.#last = Object.freeze(served)
       this.#log.info(
-        { from: last?.length ?? 0, to: next.length, instances: next.map((e) => `${e.host}:${e.port}${e.state === 'up' ? '' : ` (${e.state})`}`) },
-        `service instances ${last?.length ?? 0} -> ${next.length}`,
+        { from: last?.length ?? 0, to: served.length, held: this.#held, instances: next.map((e) => `${e.host}:${e.port}${e.state === 'up' ? '' : ` (${e.state})`}`) },
+        `service instances ${last?.length ?? 0} -> ${served.length}`,
       )
       this.#o.onSnapshot(this.#last)
     })
   }
 
+  /**
+   * The listed instances plus, during a mass removal (MassRemovalOptions), the served ones that
+   * went missing less than holdMs ago; sorted by key. Arms a timer for when the oldest of those
+   * is due, so that the removal is honoured then even if ZooKeeper says nothing more: a fresh
+   * listing, not the one in hand, so that it is honoured only once ZooKeeper confirms it.
+   */
+  #withHeld(listed: readonly Endpoint[], last: readonly Endpoint[] | null): Endpoint[] {
+    const o = this.#o.massRemoval
+    const wasHeld = this.#held
+    this.#held = 0
+    clearTimeout(this.#holdTimer)
+    // An empty listing is keepLastOnEmpty's to decide (here only when it is off: empty it is).
+    if (o === undefined || o.minKeepPercent <= 0 || last === null || !this.#lastFromZk || listed.length === 0) {
+      this.#gone.clear()
+      return [...listed]
+    }
+    const now = Date.now()
+    const listedKeys = new Set(listed.map((e) => e.key))
+    const servedKeys = new Set(last.map((e) => e.key))
+    // Forget what is listed again, and what went missing long ago and is no longer served.
+    for (const [key, at] of this.#gone) if (listedKeys.has(key) || (now - at >= o.holdMs && !servedKeys.has(key))) this.#gone.delete(key)
+    for (const e of last) {
+      if (listedKeys.has(e.key)) continue
+      // Kept through an empty listing (keepLastOnEmpty): they count as missing from the moment
+      // ZooKeeper lists instances again, so the first instances back do not take all the traffic.
+      if (this.#keptEmpty || !this.#gone.has(e.key)) this.#gone.set(e.key, now)
+    }
+    let recent = 0
+    let due = Infinity
+    for (const at of this.#gone.values()) {
+      if (now - at >= o.holdMs) continue
+      recent++
+      due = Math.min(due, at + o.holdMs)
+    }
+    const held = last.filter((e) => !listedKeys.has(e.key) && now - this.#gone.get(e.key)! < o.holdMs)
+    if (held.length === 0 || listed.length * 100 >= o.minKeepPercent * (listed.length + recent)) {
+      if (wasHeld > 0) this.#log.info({ instances: listed.length }, `mass removal over: serving the ${listed.length} instances zookeeper lists`)
+      return [...listed]
+    }
+    this.#held = held.length
+    if (wasHeld === 0) {
+      this.#log.warn(
+        { listed: listed.length, held: held.length, minKeepPercent: o.minKeepPercent, holdMs: o.holdMs },
+        `zookeeper lists ${listed.length} of the ${listed.length + recent} instances seen within holdMs; keeping the ${held.length} missing ones for up to holdMs (massRemoval), marked stale`,
+      )
+    }
+    this.#holdTimer = setTimeout(() => this.refresh(), Math.max(0, due - now))
+    this.#holdTimer.unref()
+    return [...listed, ...held].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+  }
+
   close(): void {
     this.#closed = true
     clearTimeout(this.#retryTimer)
+    clearTimeout(this.#holdTimer)
   }
 }

@@ -5,6 +5,7 @@
 import process from 'node:process'
 import { readFileSync } from 'node:fs'
 import { rename, writeFile } from 'node:fs/promises'
+import { WEIGHT_MAX, WEIGHT_MIN } from './endpoint.js'
 import type { Endpoint } from './endpoint.js'
 import type { Logger } from '../log.js'
 
@@ -21,8 +22,13 @@ function isEndpoint(e: unknown): e is Endpoint {
     typeof x === 'object' &&
     typeof x.key === 'string' &&
     typeof x.host === 'string' &&
+    // The file is read from disk like a znode is: its numbers are held to the same bounds.
     Number.isInteger(x.port) &&
+    x.port >= 1 &&
+    x.port <= 65535 &&
     typeof x.weight === 'number' &&
+    x.weight >= WEIGHT_MIN &&
+    x.weight <= WEIGHT_MAX &&
     (x.state === 'up' || x.state === 'draining')
   )
 }

@@ -9,6 +9,7 @@ import type { Discovery } from '../discovery/index.js'
 import type { HostPort } from '../config.js'
 import type { MetricsSource } from './metrics.js'
 import type { Override } from '../balancing/balancer.js'
+import { WEIGHT_MAX, WEIGHT_MIN } from '../discovery/endpoint.js'
 import { ConfigError, ProxyError, clientGone, isClientGone } from '../errors.js'
 import type { Logger } from '../log.js'
 import { silentLogger } from '../log.js'
@@ -66,7 +67,9 @@ export function upstreamsReport(src: AdminSources): object {
       pathExists: w?.pathExists ?? false,
       lastSyncAgoMs: w?.lastSyncAt == null ? null : Date.now() - w.lastSyncAt,
       skipped: w?.skipped ?? [],
+      warnings: w?.warnings ?? [],
       keptLast: w?.keptLast ?? false,
+      held: w?.held ?? 0,
       fromSnapshot: w?.fromSnapshot ?? false,
       stale: !connected || (w?.keptLast ?? false) || (w?.fromSnapshot ?? false),
       dataAgeMs: connected && w?.synced ? 0 : sinceContact,
@@ -105,21 +108,24 @@ function decodePath(text: string): string | null {
 
 const BAD_ESCAPE = { error: 'bad path', message: 'malformed %-escape in the path: each % needs two hex digits, and the bytes must be UTF-8' }
 
-/** What a PUT may say: a weight (a number >= 0), a state, or both. */
-function parseOverride(text: string): Override | string {
+/** What a PUT may say: a weight (a number WEIGHT_MIN..WEIGHT_MAX), a state, or both; else the field at fault and why. */
+function parseOverride(text: string): Override | { field?: string; message: string } {
   let body: unknown
   try {
     body = JSON.parse(text)
   } catch {
-    return 'body must be JSON'
+    return { message: 'body must be JSON' }
   }
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) return 'body must be a JSON object'
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return { message: 'body must be a JSON object' }
   const { weight, state, ...rest } = body as Record<string, unknown>
   const unknown = Object.keys(rest)
-  if (unknown.length > 0) return `unknown field ${JSON.stringify(unknown[0])} (weight and state are allowed)`
-  if (weight === undefined && state === undefined) return 'give weight, state or both'
-  if (weight !== undefined && (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0)) return 'weight must be a number >= 0'
-  if (state !== undefined && state !== 'up' && state !== 'draining') return 'state must be "up" or "draining"'
+  if (unknown.length > 0) return { field: unknown[0]!, message: `unknown field ${JSON.stringify(unknown[0])} (weight and state are allowed)` }
+  if (weight === undefined && state === undefined) return { message: 'give weight, state or both' }
+  // The weight range bounds an override as it bounds the znode and the config: 1e308 is refused here.
+  if (weight !== undefined && (typeof weight !== 'number' || !(weight >= WEIGHT_MIN && weight <= WEIGHT_MAX))) {
+    return { field: 'weight', message: `weight must be a number ${WEIGHT_MIN}-${WEIGHT_MAX}` }
+  }
+  if (state !== undefined && state !== 'up' && state !== 'draining') return { field: 'state', message: 'state must be "up" or "draining"' }
   return { ...(weight === undefined ? {} : { weight }), ...(state === undefined ? {} : { state }) }
 }
 
@@ -139,7 +145,7 @@ async function overrideInstance(src: AdminSources, req: http.IncomingMessage, re
   const body = await smallBody(req, 4096)
   if (body === null) return json(res, 413, { error: 'body too large' })
   const override = parseOverride(body)
-  if (typeof override === 'string') return json(res, 400, { error: 'bad override', message: override })
+  if ('message' in override) return json(res, 400, { error: 'bad override', ...override })
   for (const s of services) s.balancer.setOverride(hostPort, override)
   json(res, 200, { service: name, instance: hostPort, override })
 }

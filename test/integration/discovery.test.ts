@@ -105,6 +105,34 @@ describe('discovery (real ZooKeeper, live traffic)', function () {
     expect(await answers(p.port, 4)).to.equal('a')
   })
 
+  it('keeps an instance whose znode weight is out of range, clamped to 256 with one warning shown in /upstreams (issue 21)', async () => {
+    const path = uniquePath()
+    const [a, b] = await upstreams('a', 'b')
+    // 1e308 once gave the consistent-hash ring 1.6e310 points and the proxy ran out of heap.
+    await putNode(ctx.admin, `${path}/a`, { host: '127.0.0.1', port: a!.port, weight: 1e308 })
+    await putNode(ctx.admin, `${path}/b`, `{"address":"127.0.0.1","port":${b!.port},"payload":{"metadata":{"weight":"-3"}}}`)
+    const logger = recordingLogger()
+    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path, strategy: 'consistent-hash' }]), { logger })
+    closers.push(() => p.close())
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 2, 'both instances')
+    expect(p.services[0]!.balancer.hosts.map((h) => h.weight)).to.deep.equal([256, 0])
+    // b is kept at weight 0 (no new requests): every request goes to a.
+    expect(await answers(p.port, 6)).to.equal('a')
+    const report = p.upstreams() as { services: { example: { skipped: unknown[]; warnings: { name: string; reason: string }[] } } }
+    expect(report.services.example.skipped).to.deep.equal([])
+    expect(report.services.example.warnings).to.deep.equal([
+      { name: 'a', reason: 'weight 1e+308 is outside 0-256, clamped to 256' },
+      { name: 'b', reason: 'weight -3 is outside 0-256, clamped to 0' },
+    ])
+    // A re-read of the same data does not warn again; new data that is in range clears the warning.
+    await ctx.admin.setData(`${path}/b`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: b!.port, weight: 1 })))
+    await waitFor(() => p.services[0]!.balancer.hosts[1]!.weight === 1, 'b back in range')
+    expect((p.upstreams() as typeof report).services.example.warnings.map((w) => w.name)).to.deep.equal(['a'])
+    expect(logger.lines.filter((l) => l.level === 'warn' && l.msg.includes('out of range'))).to.have.length(2)
+    // Affinity by client address: every request of this client still goes to one instance.
+    expect(['a', 'b']).to.include(await answers(p.port, 4))
+  })
+
   it('treats a missing path as an empty service that starts working when it appears', async () => {
     const path = uniquePath('late')
     const [a] = await upstreams('a')
@@ -263,6 +291,117 @@ describe('discovery (real ZooKeeper, live traffic)', function () {
       const p = await emptyBoth({}, {}, { keepLastOnEmpty: false })
       await expectEmptied(p, 'plain', '/')
       await expectKept(p, 'kept', '/kept', 'a')
+    })
+  })
+
+  describe('one update that removes most of a service\'s instances (issue 21 item 11)', function () {
+    this.timeout(60_000)
+    type Service = { keptLast: boolean; stale: boolean; held: number; instances: unknown[] }
+    const service = (p: { upstreams(): object }) => (p.upstreams() as { services: { example: Service } }).services.example
+
+    /**
+     * 160 instances: 10 on `survivor`, 150 spread over four other upstreams. Returns the path and
+     * a function that deletes the 150 all at once (many deletions in flight, so the proxy may see
+     * partial listings on the way, as with a mass expiry).
+     */
+    async function fleet() {
+      const [survivor, ...others] = await upstreams('survivor', 'o0', 'o1', 'o2', 'o3')
+      const path = uniquePath('mass')
+      const at = (i: number) => `${path}/i${String(i).padStart(3, '0')}`
+      const put = (i: number) => putNode(ctx.admin, at(i), { host: '127.0.0.1', port: i < 10 ? survivor!.port : others[i % 4]!.port })
+      await putNode(ctx.admin, path)
+      await Promise.all(Array.from({ length: 160 }, (_, i) => put(i)))
+      const removeMost = () => Promise.all(Array.from({ length: 150 }, (_, i) => ctx.admin.remove(at(i + 10))))
+      const restore = () => Promise.all(Array.from({ length: 150 }, (_, i) => put(i + 10)))
+      return { path, removeMost, restore }
+    }
+
+    async function proxyWith(path: string, massRemoval: object, logger = recordingLogger()) {
+      const config = await makeConfig(ctx.zk.connectString, [{ name: 'example', path, strategy: 'round-robin' }], {
+        zookeeper: { connect: ctx.zk.connectString, sessionTimeoutMs: 4000, massRemoval },
+      })
+      const p = await startProxy(config, { logger })
+      closers.push(() => p.close())
+      await waitFor(() => p.services[0]!.balancer.hosts.length === 160, 'all 160 instances')
+      return p
+    }
+
+    /** Waits until the proxy has read the listing of the 10 left (what it serves beyond them is held). */
+    const listedTen = (p: { upstreams(): object; services: readonly { balancer: { hosts: readonly unknown[] } }[] }) =>
+      waitFor(() => p.services[0]!.balancer.hosts.length - service(p).held === 10, 'the listing of the 10 left')
+
+    it('keeps serving at least minKeepPercent of the instances instead of the few left, where 0 turns it off', async () => {
+      const { path, removeMost } = await fleet()
+      const logger = recordingLogger()
+      const kept = await proxyWith(path, { holdMs: 120_000 }, logger)
+      const off = await proxyWith(path, { minKeepPercent: 0 })
+      await removeMost()
+      expect(await ctx.admin.getChildren(path)).to.have.length(10)
+      await listedTen(kept)
+      await waitFor(() => off.services[0]!.balancer.hosts.length === 10, 'the proxy without protection to follow zookeeper')
+      // Held: at least half (the default minKeepPercent) of the 160, marked stale.
+      expect(kept.services[0]!.balancer.hosts.length).to.be.at.least(80)
+      expect(service(kept)).to.include({ keptLast: true, stale: true })
+      expect(service(kept).held).to.equal(kept.services[0]!.balancer.hosts.length - 10)
+      expect(service(off)).to.include({ keptLast: false, held: 0 })
+      // Without it the survivor takes everything; with it, its share stays near 10 in 80 or more.
+      expect(await spread(off.port, 20)).to.deep.equal({ survivor: 20 })
+      const shared = await spread(kept.port, 40)
+      expect(Object.values(shared).reduce((a, b) => a + b, 0)).to.equal(40)
+      expect(shared.survivor ?? 0).to.be.at.most(10)
+      expect(logger.lines.filter((l) => l.level === 'warn' && l.msg.includes('(massRemoval)'))).to.have.length(1)
+    })
+
+    it('counts removals in several steps together: the instances had within holdMs are the measure', async () => {
+      const { path } = await fleet()
+      const p = await proxyWith(path, { holdMs: 120_000 })
+      const hosts = () => p.services[0]!.balancer.hosts.length
+      // 160 -> 120 -> 80 -> 40 -> 10 listed, each step seen by the proxy before the next.
+      for (const [from, to] of [[120, 160], [80, 120], [40, 80], [10, 40]] as const) {
+        await Promise.all(Array.from({ length: to - from }, (_, i) => ctx.admin.remove(`${path}/i${String(from + i).padStart(3, '0')}`)))
+        await waitFor(() => hosts() - service(p).held === from, `the listing of ${from}`)
+        // Never fewer than half of the 160 it had: 120 and 80 are honoured, 40 and 10 are not.
+        expect(hosts(), `listing ${from}`).to.equal(Math.max(from, 80))
+      }
+      expect(service(p)).to.include({ keptLast: true, held: 70 })
+    })
+
+    it('honours the removal holdMs after the instances went missing', async () => {
+      const { path, removeMost } = await fleet()
+      const logger = recordingLogger()
+      const p = await proxyWith(path, { minKeepPercent: 50, holdMs: 1_000 }, logger)
+      await removeMost()
+      await waitFor(() => p.services[0]!.balancer.hosts.length === 10, 'the removal to be honoured', 20_000)
+      expect(service(p)).to.include({ keptLast: false, stale: false, held: 0 })
+      expect(await spread(p.port, 10)).to.deep.equal({ survivor: 10 })
+      // It was held on the way, and the end of the hold is logged.
+      expect(logger.lines.some((l) => l.level === 'warn' && l.msg.includes('(massRemoval)'))).to.equal(true)
+      expect(logger.lines.some((l) => l.msg.startsWith('mass removal over'))).to.equal(true)
+    })
+
+    it('ends the hold as soon as the instances are listed again', async () => {
+      const { path, removeMost, restore } = await fleet()
+      const p = await proxyWith(path, { holdMs: 120_000 })
+      await removeMost()
+      await listedTen(p)
+      expect(service(p).keptLast).to.equal(true)
+      await restore()
+      await waitFor(() => service(p).held === 0 && p.services[0]!.balancer.hosts.length === 160, 'all 160 listed and none held')
+      expect(service(p)).to.include({ keptLast: false, stale: false })
+    })
+
+    it('after an empty listing, keeps the last instances beside the first ones back instead of sending them everything', async () => {
+      const { path, removeMost } = await fleet()
+      const p = await proxyWith(path, { holdMs: 120_000 })
+      await removeMost()
+      await Promise.all(Array.from({ length: 10 }, (_, i) => ctx.admin.remove(`${path}/i${String(i).padStart(3, '0')}`)))
+      await waitFor(() => service(p).keptLast && p.services[0]!.balancer.hosts.length >= 80, 'the last instances kept through the empty listing')
+      const before = p.services[0]!.balancer.hosts.length
+      // One instance comes back (a new znode, on the survivor): it joins the kept ones.
+      await putNode(ctx.admin, `${path}/back`, { host: '127.0.0.1', port: (p.services[0]!.balancer.hosts.find((h) => h.key.endsWith('/i000')) ?? { port: 0 }).port })
+      await waitFor(() => p.services[0]!.balancer.hosts.some((h) => h.key.endsWith('/back')), 'the instance back')
+      expect(p.services[0]!.balancer.hosts.length).to.equal(before + 1)
+      expect(service(p)).to.include({ keptLast: true, held: before })
     })
   })
 

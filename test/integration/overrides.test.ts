@@ -85,4 +85,20 @@ describe('run-time overrides (real ZooKeeper, real upstreams)', function () {
       expect(((await r.json()) as { error: string }).error).to.equal('bad override')
     }
   })
+
+  it('refuses a weight outside 0-256 with a 400 naming the field, and takes both ends of the range (issue 21)', async () => {
+    const { ups, p, admin, instance } = await setUp()
+    // 1e400 is Infinity once parsed; 1e308 once made a consistent-hash ring of 1.6e310 points.
+    for (const weight of ['1e308', '1e400', '256.5', '257', '20000', '-1', '-1e-300', '-0.5']) {
+      const r = await admin('PUT', instance(ups[0]!), `{"weight": ${weight}}`)
+      expect(r.status, weight).to.equal(400)
+      expect(await r.json(), weight).to.deep.equal({ error: 'bad override', field: 'weight', message: 'weight must be a number 0-256' })
+    }
+    expect(p.services[0]!.balancer.hosts.every((h) => h.override === null && h.weight === 1)).to.equal(true)
+    for (const weight of [0, 5e-324, 0.5, 255.99, 256]) {
+      const r = await admin('PUT', instance(ups[0]!), JSON.stringify({ weight }))
+      expect(r.status, String(weight)).to.equal(200)
+      expect(p.services[0]!.balancer.hosts.find((h) => h.port === ups[0]!.port)!.weight).to.equal(weight)
+    }
+  })
 })

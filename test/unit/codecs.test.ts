@@ -1,5 +1,7 @@
 import { expect } from 'chai'
 import { decodeInstance } from '../../lib/discovery/codecs.js'
+import { WEIGHT_MAX } from '../../lib/discovery/endpoint.js'
+import { seededRandom } from '../../lib/random.js'
 
 const dec = (data: string | null, name = 'n1') => decodeInstance(`/s/${name}`, name, data === null ? null : Buffer.from(data))
 
@@ -54,7 +56,7 @@ describe('znode codecs', () => {
   })
 
   it('rejects what matches no layout with a reason, never throwing', () => {
-    for (const bad of ['{"host":"h"}', '{"host":"h","port":70000}', '{"port":1}', '{nope', '[1,2]', 'hello', 'h:0', '{"host":"h","port":1,"state":"weird"}', '{"host":"h","port":1,"weight":-1}']) {
+    for (const bad of ['{"host":"h"}', '{"host":"h","port":70000}', '{"port":1}', '{nope', '[1,2]', 'hello', 'h:0', '{"host":"h","port":1,"state":"weird"}', '{"host":"h","port":1,"weight":"heavy"}']) {
       const r = dec(bad)
       expect(r.ok, bad).to.equal(false)
       if (!r.ok) expect(r.reason).to.be.a('string').and.not.equal('')
@@ -71,5 +73,74 @@ describe('znode codecs', () => {
       expect(dec(`${'h'.repeat(n)}:80`).ok, `text, ${n}`).to.equal(false)
       expect(dec('', `${'h'.repeat(n)}:80`).ok, `name, ${n}`).to.equal(false)
     }
+  })
+
+  describe('bounds every number it reads (issue 21)', () => {
+    const random = seededRandom(21)
+    /** Weights as JSON text: huge, tiny, subnormal, negative, at and just past the ends, random magnitudes. */
+    const weights = ['1e308', '1e999', '-1e999', '-1', '-0', '0', '5e-324', '1e-300', '0.5', '1', '256', '256.0000001', '257', '20000', '1.7976931348623157e308']
+    for (let i = 0; i < 60; i++) weights.push(String((random() < 0.5 ? -1 : 1) * random() * 10 ** Math.floor(random() * 620 - 310)))
+    /** Where each format keeps a weight, as JSON text around it (Curator metadata holds strings). */
+    const layouts: [string, (w: string) => string][] = [
+      ['ours', (w) => `{"host":"h","port":1,"weight":${w}}`],
+      ['Curator payload', (w) => `{"address":"h","port":1,"payload":{"weight":${w}}}`],
+      ['Curator metadata', (w) => `{"address":"h","port":1,"payload":{"metadata":{"weight":"${w}"}}}`],
+    ]
+
+    it('keeps an instance whose weight is any number, clamped into 0-256 with a warning only when it was outside', () => {
+      for (const [layout, data] of layouts) {
+        for (const w of weights) {
+          const given = Number(w)
+          const r = dec(data(w))
+          expect(r.ok, `${layout} ${w}`).to.equal(true)
+          if (!r.ok) continue
+          expect(r.endpoint.weight, `${layout} ${w}`).to.be.within(0, WEIGHT_MAX)
+          if (given >= 0 && given <= WEIGHT_MAX) {
+            expect(r.endpoint.weight, `${layout} ${w}`).to.equal(given)
+            expect(r.warning, `${layout} ${w}`).to.equal(undefined)
+          } else {
+            expect(r.endpoint.weight, `${layout} ${w}`).to.equal(given > WEIGHT_MAX ? WEIGHT_MAX : 0)
+            expect(r.warning, `${layout} ${w}`).to.match(/^weight .* is outside 0-256, clamped to (0|256)$/)
+          }
+        }
+      }
+    })
+
+    it('skips an instance whose weight is not a number at all, with a reason naming the field', () => {
+      for (const w of ['"heavy"', 'true', '[]', '{}', '"NaN"', '" "']) {
+        const r = dec(`{"host":"h","port":1,"weight":${w}}`)
+        expect(r, w).to.deep.equal({ ok: false, reason: 'weight must be a number 0-256' })
+        const c = dec(`{"address":"h","port":1,"payload":{"weight":${w}}}`)
+        expect(c, w).to.deep.equal({ ok: false, reason: 'Curator payload weight must be a number 0-256' })
+      }
+    })
+
+    it('takes a port only as an integer 1-65535, in every format', () => {
+      const ports = ['0', '1', '65535', '65536', '-1', '1.5', '1e308', '8080', '"8080"', 'null', String(Math.floor(random() * 1e6))]
+      for (const port of ports) {
+        const n = Number(port)
+        const valid = Number.isInteger(n) && n >= 1 && n <= 65535 && !port.startsWith('"')
+        for (const data of [
+          `{"host":"h","port":${port}}`,
+          `{"address":"h","port":${port}}`,
+          `{"address":"h","port":1,"sslPort":${port}}`,
+          `{"serviceEndpoint":{"host":"h","port":${port}}}`,
+        ]) {
+          const r = dec(data)
+          if (port === 'null' && data.includes('sslPort')) expect(r.ok, data).to.equal(true)
+          else expect(r.ok, data).to.equal(valid)
+          if (r.ok) expect(r.endpoint.port).to.be.within(1, 65535)
+        }
+        if (/^\d+$/.test(port)) expect(dec(`h:${port}`).ok, `h:${port}`).to.equal(valid)
+      }
+    })
+
+    it('keeps a ServerSet shard only when it is a whole number >= 0', () => {
+      const shard = (v: string) => {
+        const r = dec(`{"serviceEndpoint":{"host":"h","port":1},"shard":${v}}`)
+        return r.ok ? r.endpoint.meta.shard : 'refused'
+      }
+      expect([shard('3'), shard('-1'), shard('1.5'), shard('1e308')]).to.deep.equal([3, undefined, undefined, undefined])
+    })
   })
 })

@@ -17,7 +17,7 @@ describe('config', () => {
     const c = await validateConfig({ services: [{ name: 'a', path: '/services/a' }] }, '/')
     expect(c.listen).to.deep.equal({ host: '127.0.0.1', port: 8080 })
     expect(c.admin).to.equal(undefined)
-    expect(c.zookeeper).to.deep.equal({ connect: '127.0.0.1:2181', sessionTimeoutMs: 10000, keepLastOnEmpty: true, resyncJitterMs: 250, auth: [] })
+    expect(c.zookeeper).to.deep.equal({ connect: '127.0.0.1:2181', sessionTimeoutMs: 10000, keepLastOnEmpty: true, massRemoval: { minKeepPercent: 50, holdMs: 30000 }, resyncJitterMs: 250, auth: [] })
     expect(c.shutdownTimeoutMs).to.equal(10000)
     const s = c.services[0]!
     expect(s.strategy).to.deep.equal({ name: 'round-robin', options: {} })
@@ -58,6 +58,21 @@ describe('config', () => {
   it('rejects an unknown strategy with its name', async () => {
     expect(await problems({ services: [{ name: 'a', path: '/a', strategy: 'nope' }] })).to.deep.equal(['services[0].strategy: unknown strategy "nope"'])
     expect(await problems({ services: [{ name: 'a', path: '/a', strategy: { name: 'nope' } }] })).to.deep.equal(['services[0].strategy.name: unknown strategy "nope"'])
+  })
+
+  it('refuses a weight outside 0-256, per service or in the strategy, naming the field (issue 21)', async () => {
+    for (const w of [1e308, 256.5, 257, 20000, -1, -1e-300]) {
+      expect(await problems({ services: [{ name: 'a', path: '/a', weights: { '10.0.0.1:80': w } }] }), String(w)).to.deep.equal([
+        `services[0].weights.10.0.0.1:80: ${w > 0 ? 'Too big: expected number to be <=256' : 'Too small: expected number to be >=0'}`,
+      ])
+      const inStrategy = await problems({ services: [{ name: 'a', path: '/a', strategy: { name: 'weighted', weights: { '10.0.0.1:80': w } } }] })
+      expect(inStrategy, String(w)).to.have.length(1)
+      expect(inStrategy[0], String(w)).to.match(/^services\[0\]\.strategy\.weights\.10\.0\.0\.1:80: /)
+    }
+    for (const w of [0, 5e-324, 0.5, 256]) {
+      const c = await validateConfig({ services: [{ name: 'a', path: '/a', strategy: { name: 'weighted', weights: { 'h:1': w } }, weights: { 'h:2': w } }] }, '/')
+      expect(c.services[0]!.weights, String(w)).to.deep.equal({ 'h:1': w, 'h:2': w })
+    }
   })
 
   it('rejects a missing or empty services list', async () => {

@@ -6,7 +6,8 @@ import { Balancer } from '../../lib/balancing/balancer.js'
 import { validateConfig } from '../../lib/config.js'
 import { ConfigError } from '../../lib/errors.js'
 import { seededRandom } from '../../lib/random.js'
-import { ConsistentHash, createConsistentHash } from '../../strategies/consistent-hash.js'
+import { ConsistentHash, MAX_RING_POINTS, createConsistentHash } from '../../strategies/consistent-hash.js'
+import { RoundRobin } from '../../strategies/round-robin.js'
 import { LeastLoaded } from '../../strategies/least-loaded.js'
 import { WeightedRandom } from '../../strategies/random.js'
 import { SmoothWeighted } from '../../strategies/weighted.js'
@@ -89,15 +90,19 @@ describe('consistent-hash', () => {
     }
   })
 
-  it('builds its ring again only when an instance gains or loses a point, not on every small weight change (slow start)', () => {
-    const s = new ConsistentHash({ clientAddress: true }, 1.25, seededRandom(9))
-    const fixed = ring(2)
-    // A newcomer ramping from 0.1 to 1 over 1,000 requests: its weight differs on every one.
-    for (let i = 0; i < 1000; i++) s.pick([...fixed, c('/s/new', 0.1 + (0.9 * i) / 999)], { hashKey: `k${i}` })
-    // 16 to 160 points: at most one build per point gained, not one per request.
-    expect(s.ringBuilds).to.be.within(100, 146)
-    s.pick([...fixed, c('/s/new', 1)], { hashKey: 'same' })
-    expect(s.ringBuilds).to.be.within(100, 146)
+  it('builds its ring again only when a ramping instance crosses a step of its points, whatever its weight (slow start)', () => {
+    for (const weight of [1, 3.7, 20, 256]) {
+      const s = new ConsistentHash({ clientAddress: true }, 1.25, seededRandom(9))
+      const fixed = ring(2)
+      // A newcomer ramping from 10% to 100% over 1,000 requests: its weight differs on every one.
+      for (let i = 0; i < 1000; i++) s.pick([...fixed, c('/s/new', weight * (0.1 + (0.9 * i) / 999))], { hashKey: `k${i}` })
+      // 16 steps per doubling over a tenfold ramp: about 53 builds, not one per request or per point.
+      expect(s.ringBuilds, String(weight)).to.be.within(40, 60)
+      const builds = s.ringBuilds
+      s.pick([...fixed, c('/s/new', weight)], { hashKey: 'same' })
+      s.pick(fixed, { hashKey: 'a retry walks the same ring' })
+      expect(s.ringBuilds, String(weight)).to.equal(builds)
+    }
   })
 
   it('spreads keys evenly enough (each of 5 within 10 points of 20%)', () => {
@@ -168,6 +173,20 @@ describe('the balancer around a strategy', () => {
     b.update([ep('/s/1'), ep('/s/2', 0), ep('/s/3', 1, 'draining'), ep('/s/4'), ep('/s/5')])
     b.acquire(new Set(['/s/4']), ctx)
     expect(seen).to.deep.equal([['/s/1', '/s/5']])
+  })
+
+  it('hands a strategy only weights within 0-256, whoever built the endpoints, overrides and weights (issue 21)', () => {
+    const seen: number[][] = []
+    const strategy = { pick: (list: readonly Candidate[]) => (seen.push(list.map((x) => x.weight)), list[0]!) }
+    const b = new Balancer({ service: 's', strategy, logger: recordingLogger(), random: () => 0, weights: { '127.0.0.1:9003': Infinity }, slowStartMs: 1_000, clock: () => 0 })
+    b.update([ep('/s/1', 1e308), ep('/s/2', -5), ep('/s/3', 2)])
+    expect(b.hosts.map((h) => h.weight)).to.deep.equal([256, 0, 256])
+    b.setOverride('127.0.0.1:9003', { weight: 1e308 })
+    b.update([ep('/s/1', 1e308), ep('/s/2', -5), ep('/s/3', 2), ep('/s/4', NaN), ep('/s/5', 1e300)])
+    expect(b.hosts.map((h) => h.baseWeight)).to.deep.equal([256, 0, 256, 0, 256])
+    b.acquire(null, ctx)
+    // /s/5 is new and in slow start: 10% of the top of the range.
+    expect(seen).to.deep.equal([[256, 256, 25.6]])
   })
 
   it('applies config weight overrides by host:port', () => {
@@ -276,5 +295,76 @@ describe('user strategy modules', () => {
     expect(p).to.deep.equal(['services[0].strategy.choices: must be an integer >= 2 or "all"'])
     const q = await validateConfig({ services: [{ name: 'a', path: '/a', strategy: { name: 'weighted', colour: 1 } }] }, dir).catch((e: ConfigError) => e.problems)
     expect(q).to.deep.equal(['services[0].strategy.colour: unknown option "colour"'])
+  })
+})
+
+describe('any weight, every strategy (issue 21)', () => {
+  const random = seededRandom(2121)
+  /** Weights a Candidate might carry: bounded ones, and what only a strategy used by hand could see. */
+  const bounded = [256, 255.5, 100, 1, 0.5, 1e-3, 1e-300, 5e-324, 2.2e-308]
+  const unbounded = [1e308, Number.MAX_VALUE, Infinity, 20_000, 0, -1, NaN]
+  const pickOne = (from: readonly number[]) => from[Math.floor(random() * from.length)]!
+  const listOf = (weights: readonly number[]) => weights.map((w, i) => c(`/s/i${String(i).padStart(3, '0')}`, w))
+  const strategies = (): [string, Strategy][] => [
+    ['weighted', new SmoothWeighted()],
+    ['random', new WeightedRandom(seededRandom(1))],
+    ['least-loaded', new LeastLoaded(seededRandom(2), 2)],
+    ['consistent-hash', new ConsistentHash({ clientAddress: true }, 1.25, seededRandom(3))],
+    ['round-robin', new RoundRobin(seededRandom(4))],
+  ]
+
+  it('always picks one of the candidates, whatever their weights, and the ring stays within its cap', () => {
+    for (let round = 0; round < 25; round++) {
+      const n = 1 + Math.floor(random() * 12)
+      const list = listOf(Array.from({ length: n }, () => pickOne(random() < 0.7 ? bounded : unbounded)))
+      for (const [name, s] of strategies()) {
+        for (let i = 0; i < 50; i++) {
+          const got = s.pick(list, { hashKey: `k${i}` })
+          expect(list, `${name} ${list.map((x) => x.weight).join(',')}`).to.include(got)
+        }
+        if (s instanceof ConsistentHash) expect(s.ringSize).to.be.within(1, MAX_RING_POINTS)
+      }
+    }
+  })
+
+  it('bounds the ring (and its build) for the heaviest weights, keeping a point for the lightest', () => {
+    const s = new ConsistentHash({ clientAddress: true }, 1.25, seededRandom(5))
+    // 300 instances at the top of the range would be 12M points at 160 per unit of weight.
+    const heavy = listOf(Array.from({ length: 300 }, () => 256))
+    s.pick(heavy, { hashKey: 'x' })
+    expect(s.ringSize).to.be.within(MAX_RING_POINTS * 0.99, MAX_RING_POINTS)
+    // Beyond the cap every instance still has a point: more instances than points, one each.
+    s.pick(listOf([256, 5e-324, 1e-300]), { hashKey: 'y' })
+    expect(s.ringSize).to.equal(40_960 + 1 + 1)
+    const many = listOf(Array.from({ length: MAX_RING_POINTS + 10 }, () => 1e-3))
+    s.pick(many, { hashKey: 'z' })
+    expect(s.ringSize).to.equal(MAX_RING_POINTS + 10)
+  })
+
+  it('shares picks in proportion to any bounded weights (weighted exactly, random and consistent-hash within tolerance)', () => {
+    for (let round = 0; round < 6; round++) {
+      const weights = Array.from({ length: 2 + Math.floor(random() * 5) }, () => (random() < 0.3 ? pickOne(bounded) : 1 + random() * 255))
+      const list = listOf(weights)
+      const total = weights.reduce((a, b) => a + b, 0)
+      const want = (k: string) => weights[Number(k.slice(-3))]! / total
+      const n = 30_000
+      const exact = shares(new SmoothWeighted(), list, n)
+      for (const x of list) expect(exact[x.key] ?? 0, `weighted ${weights.join(',')}`).to.be.closeTo(want(x.key), 1e-3)
+      const rnd = shares(new WeightedRandom(seededRandom(round)), list, n)
+      for (const x of list) expect(rnd[x.key] ?? 0, `random ${weights.join(',')}`).to.be.closeTo(want(x.key), 0.02)
+      const hashed = shares(new ConsistentHash({ clientAddress: true }, 1e9, seededRandom(round)), list, n, (i) => `user-${i}`)
+      for (const x of list) expect(hashed[x.key] ?? 0, `consistent-hash ${weights.join(',')}`).to.be.closeTo(want(x.key), 0.06)
+    }
+  })
+
+  it('keeps picks in proportion when weights overflow a sum, instead of throwing or sending everything to one', () => {
+    // Infinity counts as the largest finite number; 1e308 is then 0.556 of it.
+    const list = listOf([1e308, 1e308, Number.MAX_VALUE, Infinity])
+    const share = 1e308 / Number.MAX_VALUE
+    const want = [share, share, 1, 1].map((w) => w / (2 * share + 2))
+    for (const s of [new SmoothWeighted(), new WeightedRandom(seededRandom(6))]) {
+      const got = shares(s, list, 9000)
+      list.forEach((x, i) => expect(got[x.key], x.key).to.be.closeTo(want[i]!, 0.02))
+    }
   })
 })
