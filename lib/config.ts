@@ -341,6 +341,18 @@ export interface Config extends Omit<RawConfig, 'services' | 'admin' | 'zookeepe
 /** Environment variable with the admin token, when the config names none. */
 export const ADMIN_TOKEN_ENV = 'ZOO_PROXY_ADMIN_TOKEN'
 
+/**
+ * One rule for the admin token from all three places (admin.token, admin.tokenFile, the
+ * environment): whitespace around it is trimmed. A client cannot send it anyway (an HTTP field
+ * value loses its surrounding whitespace), and a file ends with a newline; a token that is
+ * nothing but whitespace is refused, naming where it came from, rather than silently dropped.
+ */
+function adminTokenOf(text: string, field: string): string {
+  const token = text.trim()
+  if (token === '') throw new ConfigError([`${field}: the admin token is only whitespace`])
+  return token
+}
+
 function fieldPath(segments: readonly PropertyKey[]): string {
   let out = ''
   for (const s of segments) out += typeof s === 'number' ? `[${s}]` : out === '' ? String(s) : `.${String(s)}`
@@ -467,20 +479,24 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
     ...(raw.zookeeper.snapshotFile === undefined ? {} : { snapshotFile: path.resolve(baseDir, raw.zookeeper.snapshotFile) }),
   }
   let admin: HostPort | undefined
-  let adminToken = env[ADMIN_TOKEN_ENV] || undefined
+  let adminToken: string | undefined
   if (raw.admin !== undefined && 'listen' in raw.admin) {
     admin = raw.admin.listen
-    if (raw.admin.token !== undefined) adminToken = raw.admin.token
+    if (raw.admin.token !== undefined) adminToken = adminTokenOf(raw.admin.token, 'admin.token')
     else if (raw.admin.tokenFile !== undefined) {
       const file = path.resolve(baseDir, raw.admin.tokenFile)
+      let text: string
       try {
-        adminToken = (await readFile(file, 'utf8')).trim()
+        text = await readFile(file, 'utf8')
       } catch (err) {
         throw new ConfigError([`admin.tokenFile: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`])
       }
-      if (adminToken === '') throw new ConfigError([`admin.tokenFile: ${file} is empty`])
+      if (text === '') throw new ConfigError([`admin.tokenFile: ${file} is empty`])
+      adminToken = adminTokenOf(text, `admin.tokenFile (${file})`)
     }
   } else admin = raw.admin
+  // An empty variable is an unset one (a compose file's `ZOO_PROXY_ADMIN_TOKEN=`).
+  if (adminToken === undefined && env[ADMIN_TOKEN_ENV]) adminToken = adminTokenOf(env[ADMIN_TOKEN_ENV], ADMIN_TOKEN_ENV)
   // Certificate paths made absolute, and each set of files read and checked now (parsed, the key
   // matched to its certificate), so a missing or wrong one is exit 2 naming it, for check and start alike.
   const tls = raw.tls === undefined ? undefined : resolveFiles(raw.tls, ['cert', 'key', 'ca'], baseDir)

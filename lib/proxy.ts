@@ -312,7 +312,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
   const admin =
     config.admin === undefined || discovery === null
       ? null
-      : new AdminServer({ discovery, services, metrics: deps.metricsSource ?? metrics, token: config.adminToken, reload: reloadFromFile })
+      : new AdminServer({ discovery, services, metrics: deps.metricsSource ?? metrics, token: config.adminToken, reload: reloadFromFile, logger })
 
   return {
     services,

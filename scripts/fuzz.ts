@@ -30,6 +30,8 @@ import { fileURLToPath } from 'node:url'
 import { createLogger, createProxy, validateConfig } from '../lib/index.js'
 import { Rng, Wire, mix } from './fuzz-wire.js'
 import type { Answer } from './fuzz-wire.js'
+import { adminReport, runAdminFuzz } from './fuzz-admin.js'
+import { runZnodeFuzz, znodeReport } from './fuzz-znode.js'
 
 const SELF = fileURLToPath(import.meta.url)
 /** No connection lives longer: a case the proxy leaves hanging is cut and counted as `timeout`. */
@@ -1615,24 +1617,56 @@ function argValue(args: readonly string[], name: string): string | undefined {
   return at >= 0 ? args[at + 1] : undefined
 }
 
+/**
+ * The control side's families (issue 21): not requests through the proxy's listener but the admin
+ * listener (scripts/fuzz-admin.ts) and znode data fed to the codecs (scripts/fuzz-znode.ts), each a
+ * run of its own after the request families, from the same seed. Their cases are `a#N` and `z#N`.
+ */
+const CONTROL_FAMILIES = ['admin', 'znode']
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2)
   if (args[0] === '--proxy-child') return proxyChild(args.slice(1).map(Number))
   if (args.includes('--help')) {
-    console.log('npm run fuzz -- [--requests N (1000000)] [--seed S (random)] [--concurrency C (128)] [--family F ...] [--case w<worker>#<case> ...]')
-    console.log(`families: ${Object.keys(FAMILIES).join(', ')}`)
+    console.log('npm run fuzz -- [--requests N (1000000)] [--seed S (random)] [--concurrency C (128)] [--family F ...] [--case w<worker>#<case> | a#<case> | z#<case> ...]')
+    console.log(`families: ${[...Object.keys(FAMILIES), ...CONTROL_FAMILIES].join(', ')}`)
+    console.log('admin and znode run after the others, requests/50 and requests/10 cases; alone (--family admin), --requests cases')
     return
   }
   const requests = Number(argValue(args, '--requests') ?? 1_000_000)
   const seed = Number(argValue(args, '--seed') ?? randomInt(1, 2 ** 31 - 1))
   const concurrency = Number(argValue(args, '--concurrency') ?? 128)
-  const cases = args.flatMap((a, i) => (args[i - 1] === '--case' ? [a] : []))
-  const families = args.flatMap((a, i) => (args[i - 1] === '--family' ? [a] : []))
+  const allCases = args.flatMap((a, i) => (args[i - 1] === '--case' ? [a] : []))
+  const allFamilies = args.flatMap((a, i) => (args[i - 1] === '--family' ? [a] : []))
   if (![requests, seed, concurrency].every((n) => Number.isInteger(n) && n >= 0)) throw new Error('--requests, --seed and --concurrency take whole numbers')
+  const control = (f: string) => CONTROL_FAMILIES.includes(f)
+  const families = allFamilies.filter((f) => !control(f))
+  const cases = allCases.filter((c) => !/^[az]#/.test(c))
+  const caseNumbers = (prefix: string) => allCases.flatMap((c) => (c.startsWith(`${prefix}#`) ? [Number(c.slice(2))] : []))
+  // What runs: everything by default; else the families and cases named.
+  const named = allFamilies.length > 0 || allCases.length > 0
+  const runs = (family: string, prefix: string) => !named || allFamilies.includes(family) || caseNumbers(prefix).length > 0
+  const alone = named && families.length === 0 && cases.length === 0
   console.log(`fuzz: seed ${seed} (replay: npm run fuzz -- --seed ${seed} --requests ${requests} --concurrency ${concurrency})`)
-  const result = await runFuzz({ requests, seed, concurrency, cases, families, log: (line) => console.log(line) })
-  for (const line of report(result)) console.log(line)
-  process.exitCode = result.ok ? 0 : 1
+  let ok = true
+  if (!alone) {
+    const result = await runFuzz({ requests, seed, concurrency, cases, families, log: (line) => console.log(line) })
+    for (const line of report(result)) console.log(line)
+    ok &&= result.ok
+  }
+  if (runs('admin', 'a')) {
+    const only = caseNumbers('a')
+    const r = await runAdminFuzz({ cases: alone ? requests : Math.max(200, Math.round(requests / 50)), seed, ...(only.length > 0 ? { only } : {}) })
+    for (const line of adminReport(r)) console.log(line)
+    ok &&= r.ok
+  }
+  if (runs('znode', 'z')) {
+    const only = caseNumbers('z')
+    const r = runZnodeFuzz({ cases: alone ? requests : Math.max(1000, Math.round(requests / 10)), seed, ...(only.length > 0 ? { only } : {}) })
+    for (const line of znodeReport(r)) console.log(line)
+    ok &&= r.ok
+  }
+  process.exitCode = ok ? 0 : 1
 }
 
 const entry = process.argv[1] === undefined ? '' : realpathSync(process.argv[1])

@@ -99,8 +99,10 @@ function parsePlain(text: string): { host: string; port: number } | null {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]/]+)):(\d{1,5})$/.exec(text.trim())
   if (!m) return null
   const port = Number(m[3])
-  if (!validPort(port)) return null
-  return { host: (m[1] ?? m[2])!, port }
+  const host = (m[1] ?? m[2])!
+  // The same bound on a name as in the JSON layouts (253: DNS's).
+  if (!validPort(port) || !validHost(host)) return null
+  return { host, port }
 }
 
 /** Decodes the data of the child `name` (its znode path is `key`). */

@@ -45,7 +45,10 @@ export class ProxyServer {
     // Node's parser, but sockets read the portable way (issue 15): one warn line, naming why.
     const onStreamReading = (reason: string) =>
       logger.warn({ parser: 'native', reading: 'stream', reason }, `HTTP/1.1 sockets: read through their stream, the portable path (${reason})`)
-    this.#server = new H1Server({ request: this.#onRequest, refuse: this.#onRefuse, upgrade: this.#onUpgrade }, { onStreamReading, ...options })
+    // The front's last-resort guard answered (502) or cut the connection; the cause goes here.
+    const onHandlerError = (err: unknown, kind: string) => logger.error({ err, kind }, 'request handler threw; answered 502 or cut the connection')
+    const onTlsRefused = (code: string, client: string | undefined) => logger.info({ code, client }, 'TLS renegotiation refused; connection closed')
+    this.#server = new H1Server({ request: this.#onRequest, refuse: this.#onRefuse, upgrade: this.#onUpgrade }, { onStreamReading, onHandlerError, onTlsRefused, ...options })
     this.#tunnel = new UpgradeTunnel(logger)
   }
 

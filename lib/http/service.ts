@@ -80,6 +80,8 @@ class RequestState implements AttemptListener {
   lastError: Error | null = null
   /** A retry was already granted (and paid for from the budget) for the failure in flight. */
   retryGranted = false
+  /** `done` was called: the request is over for the server (set once, by Service.#finish). */
+  over = false
 
   constructor(ex: Exchange, headers: string[], deadline: number, done: () => void, decide: StatusDecision, ended: AttemptEnd) {
     this.ex = ex
@@ -256,12 +258,44 @@ export class Service {
    * calls `done`. The first attempt runs on callbacks, without a promise: most requests end there.
    */
   handle(ex: Exchange, done: () => void): void {
-    const headers = this.upstreamHeaders(ex)
-    const state = new RequestState(ex, headers, Date.now() + this.config.timeoutMs, done, this.#decideStatus, this.#attemptEnded)
-    this.#budget.onRequest()
-    if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: ex.headers, remoteAddress: ex.remoteAddress })
-    if (ex.body === null) this.#attempt(state, this.#afterFirst)
-    else void this.#readThenAttempt(state)
+    let state: RequestState | null = null
+    try {
+      const headers = this.upstreamHeaders(ex)
+      state = new RequestState(ex, headers, Date.now() + this.config.timeoutMs, done, this.#decideStatus, this.#attemptEnded)
+      this.#budget.onRequest()
+      if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: ex.headers, remoteAddress: ex.remoteAddress })
+      if (ex.body === null) this.#attempt(state, this.#afterFirst)
+      else this.#readThenAttempt(state).catch((err: unknown) => this.#crashed(state!, err))
+    } catch (err) {
+      this.#crashed(state ?? new RequestState(ex, [], 0, done, this.#decideStatus, this.#attemptEnded), err)
+    }
+  }
+
+  /**
+   * The request path's last-resort guard, for a throw from anything it calls (a strategy, the
+   * access log, a bug) now or in a later turn: the client gets a 502 if nothing went out yet, else
+   * its connection is cut; a lease still held is released; `done` is called once; a log line says
+   * what threw. The process keeps serving.
+   */
+  #crashed(state: RequestState, err: unknown): void {
+    this.#log.error({ err }, 'request handler threw; answered 502 or cut the connection')
+    const lease = state.lease
+    state.lease = null
+    state.then = null
+    const ex = state.ex
+    try {
+      lease?.release({ ok: null })
+      if (!ex.finished && !ex.destroyed) {
+        if (ex.headersSent) ex.destroy()
+        else sendError(ex, 502, 'ZP_ERR_INTERNAL', 'internal error', this.name, true)
+      }
+    } catch {
+      ex.destroy()
+    }
+    if (!state.over) {
+      state.over = true
+      state.done()
+    }
   }
 
   async #readThenAttempt(state: RequestState): Promise<void> {
@@ -289,7 +323,7 @@ export class Service {
 
   readonly #afterFirst: AttemptCallback = (state, err) => {
     if (err === null) this.#finish(state)
-    else if (this.#shouldRetry(state, err)) void this.#retry(state)
+    else if (this.#shouldRetry(state, err)) this.#retry(state).catch((e: unknown) => this.#crashed(state, e))
     else {
       this.#fail(state, err)
       this.#finish(state)
@@ -308,12 +342,15 @@ export class Service {
         shouldRetry: ({ error }) => this.#shouldRetry(state, error),
       })
     } catch (err) {
+      // An attempt that threw part-way still holds its lease: that is the guard's case.
+      if (state.lease !== null) return this.#crashed(state, err)
       this.#fail(state, err)
     }
     this.#finish(state)
   }
 
   #finish(state: RequestState): void {
+    if (state.over) return
     const ex = state.ex
     // 499 (nginx's): the client went away before its answer was complete.
     const status = ex.finished ? ex.statusCode : 499
@@ -334,6 +371,7 @@ export class Service {
         client: ex.remoteAddress,
       })
     }
+    state.over = true
     state.done()
   }
 
@@ -399,20 +437,27 @@ export class Service {
     )
   }
 
+  /** Called from the upstream connection's events: a throw past here would end the process. */
   readonly #attemptEnded: AttemptEnd = (state, err, status, latencyMs) => {
-    const lease = state.lease!
-    const then = state.then!
+    const lease = state.lease
+    const then = state.then
+    // The guard gave up on this request already (and released the lease).
+    if (lease === null || then === null) return
     state.lease = null
     state.then = null
-    if (err === null) {
-      const gatewayError = isGatewayStatus(status)
-      lease.release(gatewayError ? { ok: false, kind: 'status', latencyMs } : { ok: true, latencyMs })
-      this.#metrics.attempt(gatewayError ? 'status' : 'ok')
-    } else {
-      this.#settleFailure(lease, err, performance.now() - state.attemptStartedAt)
-      state.lastError = err
+    try {
+      if (err === null) {
+        const gatewayError = isGatewayStatus(status)
+        lease.release(gatewayError ? { ok: false, kind: 'status', latencyMs } : { ok: true, latencyMs })
+        this.#metrics.attempt(gatewayError ? 'status' : 'ok')
+      } else {
+        this.#settleFailure(lease, err, performance.now() - state.attemptStartedAt)
+        state.lastError = err
+      }
+      then(state, err)
+    } catch (e) {
+      this.#crashed(state, e)
     }
-    then(state, err)
   }
 
   #settleFailure(lease: Lease, err: unknown, latencyMs: number): void {

@@ -4,12 +4,15 @@ import { Buffer } from 'node:buffer'
 import { timingSafeEqual } from 'node:crypto'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { Discovery } from '../discovery/index.js'
 import type { HostPort } from '../config.js'
 import type { MetricsSource } from './metrics.js'
 import type { Override } from '../balancing/balancer.js'
 import { WEIGHT_MAX, WEIGHT_MIN } from '../discovery/endpoint.js'
-import { ConfigError, ProxyError } from '../errors.js'
+import { ConfigError, ProxyError, clientGone, isClientGone } from '../errors.js'
+import type { Logger } from '../log.js'
+import { silentLogger } from '../log.js'
 import { STATUS_PAGE } from './status-page.js'
 import { listen } from '../http/server.js'
 import type { Service } from '../http/service.js'
@@ -22,6 +25,8 @@ export interface AdminSources {
   readonly token?: string
   /** POST /reload: reads the config file again and switches to it (see ZooProxy.reload). */
   readonly reload?: () => Promise<object>
+  /** Where the last-resort guard says what threw (default: nowhere). */
+  readonly logger?: Logger
 }
 
 /** Liveness and readiness stay open to probes (a load balancer, Kubernetes) that hold no secret. */
@@ -40,7 +45,8 @@ function authorized(header: string | undefined, expected: Buffer): boolean {
     const pair = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8')
     const colon = pair.indexOf(':')
     if (colon < 0) return false
-    given = Buffer.from(pair.slice(colon + 1))
+    // Trimmed as the token was at load, and as a Bearer value is.
+    given = Buffer.from(pair.slice(colon + 1).trim())
   } else return false
   return given.length === expected.length && timingSafeEqual(given, expected)
 }
@@ -91,6 +97,17 @@ export function upstreamsReport(src: AdminSources): object {
 /** `/services/{name}/instances/{host:port}`. */
 const INSTANCE_PATH = /^\/services\/([^/]+)\/instances\/([^/]+)$/
 
+/** A path's %-escapes decoded, or null when one is malformed (`%`, `%zz`, `%C0%AF`: not UTF-8). */
+function decodePath(text: string): string | null {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return null
+  }
+}
+
+const BAD_ESCAPE = { error: 'bad path', message: 'malformed %-escape in the path: each % needs two hex digits, and the bytes must be UTF-8' }
+
 /** What a PUT may say: a weight (a number WEIGHT_MIN..WEIGHT_MAX), a state, or both; else the field at fault and why. */
 function parseOverride(text: string): Override | { field?: string; message: string } {
   let body: unknown
@@ -116,7 +133,7 @@ function parseOverride(text: string): Override | { field?: string; message: stri
  * PUT sets a run-time override of one instance (kept until DELETE, or until the instance leaves
  * ZooKeeper); DELETE clears it. 404 for an unknown service or instance, 400 for a bad body.
  */
-function overrideInstance(src: AdminSources, req: http.IncomingMessage, res: http.ServerResponse, name: string, hostPort: string): void {
+async function overrideInstance(src: AdminSources, req: http.IncomingMessage, res: http.ServerResponse, name: string, hostPort: string): Promise<void> {
   if (req.method !== 'PUT' && req.method !== 'DELETE') return json(res, 405, { error: 'method not allowed', allowed: ['PUT', 'DELETE'] })
   const services = src.services.filter((s) => s.name === name)
   if (services.length === 0) return json(res, 404, { error: 'unknown service', service: name })
@@ -125,18 +142,29 @@ function overrideInstance(src: AdminSources, req: http.IncomingMessage, res: htt
     for (const s of services) s.balancer.setOverride(hostPort, null)
     return json(res, 200, { service: name, instance: hostPort, override: null })
   }
-  const chunks: Buffer[] = []
-  let size = 0
-  req.on('data', (c: Buffer) => {
-    size += c.length
-    if (size <= 4096) chunks.push(c)
-  })
-  req.on('end', () => {
-    if (size > 4096) return json(res, 413, { error: 'body too large' })
-    const override = parseOverride(Buffer.concat(chunks).toString('utf8'))
-    if ('message' in override) return json(res, 400, { error: 'bad override', ...override })
-    for (const s of services) s.balancer.setOverride(hostPort, override)
-    json(res, 200, { service: name, instance: hostPort, override })
+  const body = await smallBody(req, 4096)
+  if (body === null) return json(res, 413, { error: 'body too large' })
+  const override = parseOverride(body)
+  if ('message' in override) return json(res, 400, { error: 'bad override', ...override })
+  for (const s of services) s.balancer.setOverride(hostPort, override)
+  json(res, 200, { service: name, instance: hostPort, override })
+}
+
+/**
+ * A request body as text, or null when it is over `limit` bytes (read to its end all the same, so
+ * the answer is not a reset). A promise, so that whatever its reader throws reaches the guard.
+ */
+function smallBody(req: http.IncomingMessage, limit: number): Promise<string | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    req.on('data', (c: Buffer) => {
+      size += c.length
+      if (size <= limit) chunks.push(c)
+    })
+    req.once('end', () => resolve(size > limit ? null : Buffer.concat(chunks).toString('utf8')))
+    req.once('error', () => reject(clientGone('admin client went away mid-body')))
+    req.once('aborted', () => reject(clientGone('admin client went away mid-body')))
   })
 }
 
@@ -146,12 +174,46 @@ function json(res: http.ServerResponse, status: number, body: unknown): void {
   res.end(text)
 }
 
+type AdminHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>
+
+/**
+ * The admin listener's last-resort guard: whatever a handler throws, at once or later (a rejected
+ * promise), is one 500 with a JSON error (or a cut connection once the answer started) and one log
+ * line naming the cause; the process, and the data plane in it, keep serving.
+ */
+export function guarded(log: Logger, handler: AdminHandler): AdminHandler {
+  const failed = (req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void => {
+    if (isClientGone(err)) {
+      res.destroy()
+      return
+    }
+    log.error({ err, method: req.method, url: req.url }, 'admin handler failed; answered 500')
+    if (res.headersSent || res.destroyed) {
+      res.destroy()
+      return
+    }
+    try {
+      json(res, 500, { error: 'internal error', code: 'ZP_ERR_INTERNAL', message: 'the admin handler failed; the cause is in the log' })
+    } catch {
+      res.destroy()
+    }
+  }
+  return (req, res) => {
+    try {
+      const pending = handler(req, res)
+      if (pending !== undefined) pending.catch((err: unknown) => failed(req, res, err))
+    } catch (err) {
+      failed(req, res, err)
+    }
+  }
+}
+
 export class AdminServer {
   readonly #server: http.Server
 
   constructor(src: AdminSources) {
     const token = src.token === undefined ? null : Buffer.from(src.token)
-    this.#server = http.createServer((req, res) => {
+    this.#server = http.createServer(guarded(src.logger ?? silentLogger, (req, res) => {
       const path = (req.url ?? '/').split('?')[0]!
       if (token !== null && !OPEN.has(path) && !authorized(req.headers.authorization, token)) {
         // The status page challenges with Basic, so that a browser asks for the token (as the
@@ -159,10 +221,11 @@ export class AdminServer {
         res.setHeader('www-authenticate', path === '/' ? 'Basic realm="zoo-proxy admin", charset="UTF-8"' : 'Bearer realm="zoo-proxy admin"')
         return json(res, 401, { error: 'unauthorized', message: 'this endpoint needs Authorization: Bearer <admin token> (or Basic, the token as the password)' })
       }
+      if (decodePath(path) === null) return json(res, 400, BAD_ESCAPE)
       if (path === '/reload') {
         if (req.method !== 'POST') return json(res, 405, { error: 'method not allowed', allowed: ['POST'] })
         if (src.reload === undefined) return json(res, 404, { error: 'reload is not available here' })
-        src.reload().then(
+        return src.reload().then(
           (changed) => json(res, 200, { reloaded: true, ...changed }),
           // 400: the file is wrong; 503: the proxy could not make it ready in time (ZooKeeper did
           // not answer the warming reads), or is shutting down. Nothing changed in either case.
@@ -173,10 +236,14 @@ export class AdminServer {
                 ? json(res, err.statusCode, { reloaded: false, error: 'reload refused; the running config stays', code: err.code, message: err.message })
                 : json(res, 500, { reloaded: false, error: 'reload failed', message: String((err as Error)?.message ?? err) }),
         )
-        return
       }
       const instance = INSTANCE_PATH.exec(path)
-      if (instance !== null) return overrideInstance(src, req, res, decodeURIComponent(instance[1]!), decodeURIComponent(instance[2]!))
+      if (instance !== null) {
+        const name = decodePath(instance[1]!)
+        const hostPort = decodePath(instance[2]!)
+        if (name === null || hostPort === null) return json(res, 400, BAD_ESCAPE)
+        return overrideInstance(src, req, res, name, hostPort)
+      }
       if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method not allowed' })
       switch (path) {
         case '/': {
@@ -203,18 +270,23 @@ export class AdminServer {
           return json(res, 200, upstreamsReport(src))
         case '/metrics': {
           if (src.metrics === undefined) return json(res, 404, { error: 'metrics are off' })
-          src.metrics.text().then(
+          return src.metrics.text().then(
             (text) => {
               res.writeHead(200, { 'content-type': src.metrics!.contentType, 'content-length': Buffer.byteLength(text) })
               res.end(text)
             },
             (err: unknown) => json(res, 500, { error: String(err) }),
           )
-          return
         }
         default:
           return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/upstreams', '/metrics', 'POST /reload', 'PUT|DELETE /services/{name}/instances/{host:port}'] })
       }
+    }))
+    // node:http drops a CONNECT without a word when nobody listens for it: a 405 like any method
+    // the admin API does not serve.
+    this.#server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => socket.destroy())
+      socket.end('HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
     })
   }
 

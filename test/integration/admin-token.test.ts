@@ -6,8 +6,11 @@ import { expect } from 'chai'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { loadConfig, validateConfig } from '../../lib/config.js'
-import { startProxy, uniquePath, useClosers, useZooKeeper } from '../support/helpers.js'
+import { spawnNode, startProxy, uniquePath, useClosers, useZooKeeper } from '../support/helpers.js'
+
+const CLI = fileURLToPath(new URL('../../lib/cli.js', import.meta.url))
 
 describe('the admin token (real ZooKeeper)', function () {
   const ctx = useZooKeeper()
@@ -61,6 +64,47 @@ describe('the admin token (real ZooKeeper)', function () {
     expect(await status(p.adminPort, '/upstreams', 'Bearer from-the-env')).to.equal(200)
     const missing = await validateConfig({ ...base(), admin: { listen: '127.0.0.1:0', tokenFile: 'nope.token' } }, dir, {}).catch((e: unknown) => e)
     expect((missing as { problems: string[] }).problems[0]).to.match(/^admin\.tokenFile: cannot read .*nope\.token: ENOENT/)
+  })
+
+  describe('whitespace around the token (issue 21 item 9): one rule for all three sources, trimmed', () => {
+    const padded = ['tok ', ' tok', '\ttok\n', '  tok  ', '\r\ntok\r\n']
+    /** Where a token can come from, as validateConfig's (raw config, env) for `text`. */
+    function sources(dir: string, text: string): [string, object, NodeJS.ProcessEnv][] {
+      const file = `token-${Math.random().toString(36).slice(2)}`
+      writeFileSync(path.join(dir, file), text)
+      return [
+        ['admin.token', { ...base(), admin: { listen: '127.0.0.1:0', token: text } }, {}],
+        ['admin.tokenFile', { ...base(), admin: { listen: '127.0.0.1:0', tokenFile: file } }, {}],
+        ['ZOO_PROXY_ADMIN_TOKEN', { ...base(), admin: '127.0.0.1:0' }, { ZOO_PROXY_ADMIN_TOKEN: text }],
+      ]
+    }
+
+    it('takes the trimmed token from admin.token, admin.tokenFile and ZOO_PROXY_ADMIN_TOKEN alike, as Bearer and as Basic', async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-token-'))
+      closers.push(async () => rmSync(dir, { recursive: true, force: true }))
+      for (const text of padded)
+        for (const [where, raw, env] of sources(dir, text)) expect((await validateConfig(raw, dir, env)).adminToken, `${where} ${JSON.stringify(text)}`).to.equal('tok')
+      // Served: the operator who wrote "tok " is let in with the token as anyone would send it.
+      const p = await startProxy(await validateConfig({ ...base(), admin: { listen: '127.0.0.1:0', token: 'tok ' } }, dir, {}))
+      closers.push(() => p.close())
+      const basic = (pair: string) => `Basic ${Buffer.from(pair).toString('base64')}`
+      for (const auth of ['Bearer tok', 'Bearer  tok ', basic('ops:tok'), basic('ops:tok ')]) expect(await status(p.adminPort, '/upstreams', auth), auth).to.equal(200)
+      for (const auth of ['Bearer to', 'Bearer tok x', basic('ops:to k')]) expect(await status(p.adminPort, '/upstreams', auth), auth).to.equal(401)
+    })
+
+    it('refuses a token that is only whitespace, naming where it came from (zoo-proxy check: exit 2)', async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-token-'))
+      closers.push(async () => rmSync(dir, { recursive: true, force: true }))
+      for (const text of [' ', '\n', ' \t\r\n '])
+        for (const [where, raw, env] of sources(dir, text)) {
+          const err = await validateConfig(raw, dir, env).catch((e: unknown) => e)
+          expect((err as { problems?: string[] }).problems?.[0], `${where} ${JSON.stringify(text)}`).to.match(new RegExp(`^${where.replace('.', '\\.')}.*: the admin token is only whitespace$`))
+        }
+      writeFileSync(path.join(dir, 'proxy.json'), JSON.stringify({ ...base(), admin: { listen: '127.0.0.1:0', token: '   ' } }))
+      const child = spawnNode(closers, [CLI, 'check', '--config', path.join(dir, 'proxy.json')])
+      expect(await child.exited).to.equal(2)
+      expect(child.stderr().trim()).to.equal('admin.token: the admin token is only whitespace')
+    })
   })
 
   it('asks for nothing without a token', async () => {

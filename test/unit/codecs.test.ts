@@ -64,6 +64,17 @@ describe('znode codecs', () => {
     expect(dec('', 'not-an-address').ok).to.equal(false)
   })
 
+  it('holds host:port text and names to the 253-character bound of the JSON layouts (found by the znode fuzz family)', () => {
+    for (const n of [1, 253]) {
+      expect(dec(`${'h'.repeat(n)}:80`).ok, `text, ${n}`).to.equal(true)
+      expect(dec('', `${'h'.repeat(n)}:80`).ok, `name, ${n}`).to.equal(true)
+    }
+    for (const n of [254, 1000]) {
+      expect(dec(`${'h'.repeat(n)}:80`).ok, `text, ${n}`).to.equal(false)
+      expect(dec('', `${'h'.repeat(n)}:80`).ok, `name, ${n}`).to.equal(false)
+    }
+  })
+
   describe('bounds every number it reads (issue 21)', () => {
     const random = seededRandom(21)
     /** Weights as JSON text: huge, tiny, subnormal, negative, at and just past the ends, random magnitudes. */

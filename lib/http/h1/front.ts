@@ -414,7 +414,7 @@ class Connection implements ParserEvents {
     }
     socket.on('end', this.#onEnd)
     socket.on('drain', this.#onDrain)
-    socket.on('error', () => {}) // 'close' follows; a client's reset is not our error
+    socket.on('error', this.#onError)
     socket.once('close', this.#onClose)
   }
 
@@ -498,6 +498,18 @@ class Connection implements ParserEvents {
 
   readonly #onDrain = (): void => {
     this.#current?.onDrain?.()
+  }
+
+  /**
+   * A client's reset is not our error: 'close' follows it. But a TLS socket's renegotiation errors
+   * (ERR_TLS_RENEGOTIATION_DISABLED, and ERR_TLS_SESSION_ATTACK: Node's 3 per 10 minutes) are
+   * emitted on a socket left open, so swallowing them let one connection renegotiate thousands of
+   * times: any error closes the connection here.
+   */
+  readonly #onError = (err: Error): void => {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ERR_TLS_RENEGOTIATION_DISABLED' || code === 'ERR_TLS_SESSION_ATTACK') this.#server.tlsRefused(code, this.socket.remoteAddress)
+    this.socket.destroy()
   }
 
   readonly #onClose = (): void => {
@@ -602,8 +614,14 @@ class Connection implements ParserEvents {
     if (ex.refusal === null && ex.body !== null && ex.httpMinor >= 1 && /^100-continue$/i.test(ex.expect ?? '')) {
       this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1')
     }
-    if (ex.refusal !== null) this.#server.handlers.refuse(ex, ex.refusal)
-    else this.#server.handlers.request(ex)
+    // The last-resort guard: this runs inside the parser's callback, where a throw would end the
+    // process (or leave the parser half-run); the handler's own errors are answered here instead.
+    try {
+      if (ex.refusal !== null) this.#server.handlers.refuse(ex, ex.refusal)
+      else this.#server.handlers.request(ex)
+    } catch (err) {
+      this.#server.handlerFailed(ex, err)
+    }
   }
 
   /** `ex` wrote its last byte. */
@@ -696,7 +714,12 @@ class Connection implements ParserEvents {
     // Not flowing until the tunnel reads it (node:http's server does the same: readableFlowing =
     // null before 'upgrade').
     this.socket.pause()
-    this.#server.handlers.upgrade(ex, this.socket, head)
+    const written = this.socket.bytesWritten
+    try {
+      this.#server.handlers.upgrade(ex, this.socket, head)
+    } catch (err) {
+      this.#server.upgradeFailed(this.socket, written, err)
+    }
   }
 }
 
@@ -716,6 +739,10 @@ export interface FrontOptions {
   readonly tls?: tls.SecureContextOptions
   /** Told once, with the reason, when sockets are read through their stream for their handle's shape. */
   readonly onStreamReading?: (reason: string) => void
+  /** Told what a handler threw (the request got a 502, or its connection was cut). */
+  readonly onHandlerError?: (err: unknown, kind: 'request' | 'upgrade') => void
+  /** Told when a client's TLS renegotiation was refused and its connection closed. */
+  readonly onTlsRefused?: (code: string, client: string | undefined) => void
 }
 
 export class H1Server {
@@ -727,6 +754,8 @@ export class H1Server {
   readonly #handshaking = new Set<Socket>()
   readonly #sweeper: NodeJS.Timeout
   readonly #onStreamReading: ((reason: string) => void) | undefined
+  readonly #onHandlerError: ((err: unknown, kind: 'request' | 'upgrade') => void) | undefined
+  readonly #onTlsRefused: ((code: string, client: string | undefined) => void) | undefined
   #streamReadingTold = false
   draining = false
 
@@ -735,6 +764,8 @@ export class H1Server {
     this.handlers = handlers
     this.limits = limits
     this.#onStreamReading = options.onStreamReading
+    this.#onHandlerError = options.onHandlerError
+    this.#onTlsRefused = options.onTlsRefused
     // allowHalfOpen: a client that sends its request and then shuts down its sending side still
     // gets its answer (node:http does the same).
     const accept = (socket: Socket): void => {
@@ -747,6 +778,9 @@ export class H1Server {
         { ...secure, allowHalfOpen: true, noDelay: true, ALPNProtocols: ['http/1.1'], handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS },
         (socket) => {
           this.#handshaking.delete(socket)
+          // Client-initiated renegotiation refused, as nginx does: each one is a full handshake's
+          // CPU for the server (CVE-2011-1473). TLS 1.3 has none; this is for 1.2 clients.
+          socket.disableRenegotiation()
           accept(socket)
         },
       )
@@ -771,6 +805,38 @@ export class H1Server {
     if (reason === null || this.#streamReadingTold) return
     this.#streamReadingTold = true
     this.#onStreamReading?.(reason)
+  }
+
+  /**
+   * A request handler threw: a 502 if nothing of the answer went out yet, else the connection is
+   * cut (a truncated answer rather than a wrong one), and whoever listens is told the cause.
+   */
+  handlerFailed(ex: Exchange, err: unknown): void {
+    this.#onHandlerError?.(err, 'request')
+    if (ex.finished || ex.destroyed) return
+    if (ex.headersSent) {
+      ex.destroy()
+      return
+    }
+    const body = JSON.stringify({ error: 'ZP_ERR_INTERNAL', message: 'internal error', requestId: ex.requestId })
+    ex.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-request-id': ex.requestId }, true)
+    ex.end(body)
+  }
+
+  /** The same for an upgrade handler, which owns the raw socket: a 502 if it wrote nothing yet. */
+  upgradeFailed(socket: Socket, writtenBefore: number, err: unknown): void {
+    this.#onHandlerError?.(err, 'upgrade')
+    if (socket.destroyed) return
+    if (socket.bytesWritten !== writtenBefore || !socket.writable) {
+      socket.destroy()
+      return
+    }
+    socket.once('finish', () => socket.destroy())
+    socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n', 'latin1')
+  }
+
+  tlsRefused(code: string, client: string | undefined): void {
+    this.#onTlsRefused?.(code, client)
   }
 
   forget(conn: Connection): void {
