@@ -17,6 +17,40 @@ export type DecodeResult = { ok: true; endpoint: Endpoint; warning?: string } | 
 
 type Json = Record<string, unknown>
 
+/** The most nesting and bytes an instance's own `meta` may have: it is kept for people, not routing. */
+const META_MAX_DEPTH = 16
+const META_MAX_BYTES = 4096
+
+/**
+ * The depth of a parsed JSON value, walked without recursion (JSON.parse builds 100,000 levels
+ * happily; a recursive walk, JSON.stringify included, then overflows the stack), stopping as soon
+ * as it passes `limit`.
+ */
+function depthOver(v: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[v, 1]]
+  while (stack.length > 0) {
+    const [x, d] = stack.pop()!
+    if (x === null || typeof x !== 'object') continue
+    if (d > limit) return true
+    for (const child of Object.values(x)) stack.push([child, d + 1])
+  }
+  return false
+}
+
+/**
+ * An instance's own `meta` as kept: at most META_MAX_DEPTH deep and META_MAX_BYTES as JSON, else a
+ * warning and nothing kept. Unbounded, one 10 KB znode nested 5,000 deep ended every proxy (a
+ * stack overflow comparing two lists), and 880 KB of it stalled the event loop on every update.
+ */
+function boundedMeta(v: Json): { meta?: Json; warning?: string } {
+  if (depthOver(v, META_MAX_DEPTH)) return { warning: `meta nested deeper than ${META_MAX_DEPTH} levels, not kept` }
+  if (JSON.stringify(v).length > META_MAX_BYTES) return { warning: `meta larger than ${META_MAX_BYTES} bytes as JSON, not kept` }
+  return { meta: v }
+}
+
+/** A descriptive string from znode data (a Curator name or id), kept only when short. */
+const shortString = (v: unknown): v is string => typeof v === 'string' && v.length <= 256
+
 function isObject(v: unknown): v is Json {
   return v !== null && typeof v === 'object' && !Array.isArray(v)
 }
@@ -40,13 +74,14 @@ function readWeight(v: unknown): number | null | undefined {
   return typeof n === 'number' && !Number.isNaN(n) ? n : null
 }
 
-function ok(key: string, host: string, port: number, weight: number, state: Endpoint['state'], meta: Json): DecodeResult {
+function ok(key: string, host: string, port: number, weight: number, state: Endpoint['state'], meta: Json, metaWarning?: string): DecodeResult {
   // IPv6 literals arrive with or without brackets; keep them bare, the transport adds brackets.
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host
   const bounded = clampWeight(weight)
   const endpoint = Object.freeze({ key, host: bare, port, weight: bounded, state, meta: Object.freeze(meta) })
-  if (bounded === weight) return { ok: true, endpoint }
-  return { ok: true, endpoint, warning: `weight ${weight} is outside ${WEIGHT_MIN}-${WEIGHT_MAX}, clamped to ${bounded}` }
+  const warnings = bounded === weight ? [] : [`weight ${weight} is outside ${WEIGHT_MIN}-${WEIGHT_MAX}, clamped to ${bounded}`]
+  if (metaWarning !== undefined) warnings.push(metaWarning)
+  return warnings.length === 0 ? { ok: true, endpoint } : { ok: true, endpoint, warning: warnings.join('; ') }
 }
 
 function decodeOurs(key: string, d: Json): DecodeResult {
@@ -60,8 +95,9 @@ function decodeOurs(key: string, d: Json): DecodeResult {
   if (scheme !== 'http' && scheme !== 'https') return { ok: false, reason: 'scheme must be "http" or "https"' }
   const meta: Json = { format: 'zoo-proxy' }
   if (scheme === 'https') meta.tls = true
-  if (isObject(d.meta)) meta.meta = d.meta
-  return ok(key, d.host, d.port, weight ?? 1, state, meta)
+  const own = isObject(d.meta) ? boundedMeta(d.meta) : {}
+  if (own.meta !== undefined) meta.meta = own.meta
+  return ok(key, d.host, d.port, weight ?? 1, state, meta, own.warning)
 }
 
 function decodeCurator(key: string, d: Json): DecodeResult {
@@ -76,8 +112,8 @@ function decodeCurator(key: string, d: Json): DecodeResult {
   // `enabled: false` (Curator) and Spring's OUT_OF_SERVICE both mean: no new requests.
   const draining = d.enabled === false || metadata.instance_status === 'OUT_OF_SERVICE'
   const meta: Json = { format: 'curator' }
-  if (typeof d.name === 'string') meta.name = d.name
-  if (typeof d.id === 'string') meta.id = d.id
+  if (shortString(d.name)) meta.name = d.name
+  if (shortString(d.id)) meta.id = d.id
   if (tls) meta.tls = true
   return ok(key, d.address, (tls ? d.sslPort : d.port) as number, weight ?? 1, draining ? 'draining' : 'up', meta)
 }
@@ -88,7 +124,7 @@ function decodeServerSet(key: string, d: Json): DecodeResult {
     return { ok: false, reason: 'ServerSet serviceEndpoint must have host and port' }
   }
   // Only ALIVE members are routed; STARTING, STOPPING, DEAD... keep their in-flight requests only.
-  const status = typeof d.status === 'string' ? d.status : 'ALIVE'
+  const status = typeof d.status === 'string' ? d.status.slice(0, 64) : 'ALIVE'
   const meta: Json = { format: 'serverset', status }
   if (Number.isSafeInteger(d.shard) && (d.shard as number) >= 0) meta.shard = d.shard
   return ok(key, ep.host, ep.port, 1, status === 'ALIVE' ? 'up' : 'draining', meta)

@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import { decodeInstance } from '../../lib/discovery/codecs.js'
-import { WEIGHT_MAX } from '../../lib/discovery/endpoint.js'
+import { WEIGHT_MAX, endpointsEqual } from '../../lib/discovery/endpoint.js'
 import { seededRandom } from '../../lib/random.js'
 
 const dec = (data: string | null, name = 'n1') => decodeInstance(`/s/${name}`, name, data === null ? null : Buffer.from(data))
@@ -53,6 +53,36 @@ describe('znode codecs', () => {
     expect(dec('[::1]:9000')).to.deep.nested.include({ 'endpoint.host': '::1' })
     expect(dec('', '127.0.0.1:9100')).to.deep.nested.include({ 'endpoint.port': 9100 })
     expect(dec(null, 'localhost:9101')).to.deep.nested.include({ 'endpoint.host': 'localhost' })
+  })
+
+  it("keeps an instance whose own meta is too deep or too large, without that meta and with a warning (found by a hostile review: 5,000 levels ended the process)", () => {
+    // Written as text: JSON.stringify itself overflows the stack on the deeper ones.
+    const deep = (n: number) => `{"a":${'['.repeat(n)}1${']'.repeat(n)}}`
+    for (const [what, meta, warning] of [
+      ['5,000 levels', deep(5000), /meta nested deeper than 16 levels/],
+      ['100,000 levels', deep(100_000), /meta nested deeper than 16 levels/],
+      ['17 levels', deep(16), /meta nested deeper than 16 levels/],
+      ['8 KB', JSON.stringify({ a: 'x'.repeat(8192) }), /meta larger than 4096 bytes/],
+    ] as const) {
+      const data = Buffer.from(`{"host":"10.0.0.1","port":80,"meta":${meta}}`)
+      const r = decodeInstance('/s/a', 'a', data)
+      expect(r.ok, what).to.equal(true)
+      if (!r.ok) continue
+      expect(r.endpoint.meta, what).to.not.have.property('meta')
+      expect(r.warning, what).to.match(warning)
+      const again = decodeInstance('/s/a', 'a', data)
+      expect(again.ok && endpointsEqual(r.endpoint, again.endpoint), what).to.equal(true)
+    }
+    const small = decodeInstance('/s/a', 'a', Buffer.from(`{"host":"10.0.0.1","port":80,"meta":${deep(14)}}`))
+    expect(small.ok && small.endpoint.meta.meta).to.deep.equal(JSON.parse(deep(14)))
+    expect(small.ok && small.warning).to.equal(undefined)
+  })
+
+  it('never throws comparing endpoints whose meta cannot be written out', () => {
+    let v: unknown = 1
+    for (let i = 0; i < 100_000; i++) v = [v]
+    const e = (meta: Record<string, unknown>) => ({ key: '/s/a', host: 'h', port: 1, weight: 1, state: 'up' as const, meta })
+    expect(endpointsEqual(e({ v }), e({ v: [v] }))).to.equal(false)
   })
 
   it('rejects what matches no layout with a reason, never throwing', () => {
