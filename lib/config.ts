@@ -4,13 +4,13 @@
 // objects for unknown keys), then frozen. Every problem is reported as one `field.path: message`
 // line, all of them at once, before anything binds a port.
 
-import { readFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import process from 'node:process'
 import path from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from './errors.js'
+import { MAX_CONFIG_BYTES, MAX_SECRET_BYTES, readBoundedFile, readFailure } from './read-file.js'
 import { DEFAULT_LIMITS } from './http/h1/limits.js'
 import { WEIGHT_MAX, WEIGHT_MIN } from './discovery/endpoint.js'
 import { buildStrategy, isBuiltinStrategy } from '../strategies/index.js'
@@ -465,9 +465,9 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
     else {
       const file = path.resolve(baseDir, a.credentialsFile!)
       try {
-        auth.push({ scheme: a.scheme, credentials: (await readFile(file, 'utf8')).trim() })
+        auth.push({ scheme: a.scheme, credentials: (await readBoundedFile(file, MAX_SECRET_BYTES)).toString('utf8').trim() })
       } catch (err) {
-        throw new ConfigError([`zookeeper.auth[${i}].credentialsFile: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`])
+        throw new ConfigError([`zookeeper.auth[${i}].credentialsFile: cannot read ${file}: ${readFailure(err)}`])
       }
     }
   }
@@ -487,9 +487,9 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
       const file = path.resolve(baseDir, raw.admin.tokenFile)
       let text: string
       try {
-        text = await readFile(file, 'utf8')
+        text = (await readBoundedFile(file, MAX_SECRET_BYTES)).toString('utf8')
       } catch (err) {
-        throw new ConfigError([`admin.tokenFile: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`])
+        throw new ConfigError([`admin.tokenFile: cannot read ${file}: ${readFailure(err)}`])
       }
       if (text === '') throw new ConfigError([`admin.tokenFile: ${file} is empty`])
       adminToken = adminTokenOf(text, `admin.tokenFile (${file})`)
@@ -564,9 +564,9 @@ function effectiveFields(config: Config): Record<string, unknown> {
 export async function loadConfig(file: string): Promise<Config> {
   let text: string
   try {
-    text = await readFile(file, 'utf8')
+    text = (await readBoundedFile(file, MAX_CONFIG_BYTES)).toString('utf8')
   } catch (err) {
-    throw new ConfigError([`(file): cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`])
+    throw new ConfigError([`(file): cannot read ${file}: ${readFailure(err)}`])
   }
   let input: unknown
   try {

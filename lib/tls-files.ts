@@ -4,7 +4,7 @@
 
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { MAX_PEM_BYTES, readBoundedFile, readFailure } from './read-file.js'
 import { createSecureContext } from 'node:tls'
 import { ConfigError } from './errors.js'
 
@@ -59,9 +59,9 @@ export async function loadTlsFiles(at: string, files: TlsFiles): Promise<TlsMate
       const file = files[f]
       if (file === undefined) return
       try {
-        out[f] = await readFile(file)
+        out[f] = await readBoundedFile(file, MAX_PEM_BYTES)
       } catch (err) {
-        problems.push(`${at}.${f}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+        problems.push(`${at}.${f}: cannot read ${file}: ${readFailure(err)}`)
       }
     }),
   )

@@ -1,4 +1,9 @@
 import { expect } from 'chai'
+import { Buffer } from 'node:buffer'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { validateConfig, parseHostPort } from '../../lib/config.js'
 import { ConfigError } from '../../lib/errors.js'
 
@@ -109,6 +114,30 @@ describe('config', () => {
       const got = await problems({ services: [{ name: 'a', path: '/services/a', ...part }] })
       expect(got, field).to.have.length(1)
       expect(got[0], field).to.match(new RegExp(`^${field.replace(/[[\].]/g, '\\$&')}: `))
+    }
+  })
+
+  it('refuses at once, naming the field, a certificate, token or credentials path that is a FIFO, a device or a directory (found by the reload attack: a FIFO held every later reload)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-files-'))
+    try {
+      execFileSync('mkfifo', [path.join(dir, 'fifo')])
+      for (const [what, file, why] of [
+        ['a FIFO', path.join(dir, 'fifo'), 'not a regular file'],
+        ['a device', '/dev/zero', 'not a regular file'],
+        ['a directory', dir, 'EISDIR'],
+      ] as const) {
+        expect(await problems({ tls: { cert: file, key: file }, services: [{ name: 'a', path: '/services/a' }] }), what).to.deep.equal([
+          `tls.cert: cannot read ${file}: ${why}`,
+          `tls.key: cannot read ${file}: ${why}`,
+        ])
+        expect(await problems({ admin: { listen: '127.0.0.1:9901', tokenFile: file }, services: [{ name: 'a', path: '/services/a' }] }), what).to.deep.equal([`admin.tokenFile: cannot read ${file}: ${why}`])
+      }
+      writeFileSync(path.join(dir, 'big.token'), Buffer.alloc(65 * 1024, 'a'))
+      expect(await problems({ admin: { listen: '127.0.0.1:9901', tokenFile: path.join(dir, 'big.token') }, services: [{ name: 'a', path: '/services/a' }] })).to.deep.equal([
+        `admin.tokenFile: cannot read ${path.join(dir, 'big.token')}: larger than 65536 bytes`,
+      ])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 
