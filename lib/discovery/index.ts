@@ -205,6 +205,9 @@ export class Discovery {
           lists.set(name, e.list)
           this.#writer?.update(name, e.spec.path, e.list)
         }
+        // A service the reload removed or renamed leaves the file too: its old list would
+        // otherwise be read back at the next start, for whatever service then has its path.
+        this.#writer?.retain(wanted)
         return lists
       },
       cancel: close,

@@ -68,6 +68,19 @@ export class SnapshotWriter {
     if (this.#writing === null) this.#writing = this.#flush()
   }
 
+  /** Forgets every service not in `names` (after a reload), writing the file again if one went. */
+  retain(names: ReadonlySet<string>): void {
+    let dropped = false
+    for (const name of [...this.#services.keys()]) {
+      if (names.has(name)) continue
+      this.#services.delete(name)
+      dropped = true
+    }
+    if (!dropped) return
+    this.#dirty = true
+    if (this.#writing === null) this.#writing = this.#flush()
+  }
+
   async #flush(): Promise<void> {
     while (this.#dirty) {
       this.#dirty = false

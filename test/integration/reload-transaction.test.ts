@@ -3,7 +3,7 @@
 // nothing; reloads run one at a time.
 
 import { expect } from 'chai'
-import { writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
 import path from 'node:path'
@@ -227,6 +227,26 @@ describe('reload as a transaction (real ZooKeeper, real upstreams)', function ()
     await loop
     expect(failures).to.deep.equal([])
     expect(done).to.be.at.least(200)
+  })
+
+  it('keeps in the snapshot file only the services the reload left, so a renamed one is not read back at the next start', async () => {
+    const dir = tempDir(closers, 'zoo-proxy-snap-')
+    const snapshotFile = path.join(dir, 'snap.json')
+    const one = await pathOf('snap-one', ['one'])
+    const two = await pathOf('snap-two', ['two'])
+    const zk = { connect: ctx.zk.connectString, sessionTimeoutMs: 4000, snapshotFile }
+    const { write, reload } = await setUp([{ name: 'a', path: one }], { zookeeper: zk })
+    const names = async () => {
+      const file = JSON.parse(readFileSync(snapshotFile, 'utf8')) as { services: Record<string, { path: string }> }
+      return Object.fromEntries(Object.entries(file.services).map(([n, s]) => [n, s.path]))
+    }
+    await waitFor(async () => existsSync(snapshotFile) && JSON.stringify(await names()) === JSON.stringify({ a: one }), 'the first snapshot')
+    write([{ name: 'a2', path: one }, { name: 'b', path: two, match: { pathPrefix: '/b' } }], { zookeeper: zk })
+    expect((await reload()).status).to.equal(200)
+    await waitFor(async () => JSON.stringify(await names()) === JSON.stringify({ a2: one, b: two }), 'a renamed and b added in the file')
+    write([{ name: 'a', path: one }], { zookeeper: zk })
+    expect((await reload()).status).to.equal(200)
+    await waitFor(async () => JSON.stringify(await names()) === JSON.stringify({ a: one }), 'only a in the file')
   })
 
   it('runs overlapping reloads one after the other, the second starting from what the first left', async () => {
