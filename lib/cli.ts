@@ -6,11 +6,11 @@ import process from 'node:process'
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { stringify as toYaml } from 'yaml'
-import { ZK_CREDENTIALS_ENV, effectiveConfig, loadConfig } from './config.js'
+import { ZK_CREDENTIALS_ENV, effectiveConfig, loadConfig, readConfigText } from './config.js'
 import { ConfigError } from './errors.js'
 import { createLogger } from './log.js'
 import cluster from 'node:cluster'
-import { runPrimary, runWorker } from './cluster.js'
+import { configTextFromPrimary, runPrimary, runWorker } from './cluster.js'
 import { createProxy } from './proxy.js'
 import { adviseMalloc } from './ops/tuning.js'
 import { register } from './discovery/registry.js'
@@ -62,7 +62,10 @@ async function runProxy(configFile: string | undefined, checkOnly: boolean): Pro
   if (setting !== undefined && setting !== '' && !(PARSER_SETTINGS as readonly string[]).includes(setting)) {
     throw new UsageError(`ZOO_PROXY_PARSER must be ${PARSER_SETTINGS.join(' or ')}, got "${setting}"`)
   }
-  const config = await loadConfig(configFile)
+  // A worker of `workers: N` starts from the text its primary read and runs, not from the file,
+  // which may have changed since (or be half written).
+  const text = cluster.isWorker ? await configTextFromPrimary() : await readConfigText(configFile)
+  const config = await loadConfig(configFile, text)
   if (checkOnly) {
     // The effective config, every default written out, as YAML a file could hold (the first
     // line a YAML comment, so the whole output is that YAML).
@@ -81,7 +84,7 @@ async function runProxy(configFile: string | undefined, checkOnly: boolean): Pro
       await runWorker(config, logger, configFile)
       return 0
     }
-    const primary = await runPrimary(config, logger, config.workers, configFile)
+    const primary = await runPrimary(config, logger, config.workers, configFile, text)
     onHangup(() => primary.reload())
     const sig = await untilSignal()
     logger.info({ signal: sig }, 'shutting down')

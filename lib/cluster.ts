@@ -19,16 +19,25 @@ type ToWorker =
   /** `path`: where the list was read; a worker applies it only to a service configured with that path. */
   | { readonly zp: 'snapshot'; readonly service: string; readonly endpoints: readonly Endpoint[]; readonly path: string }
   | { readonly zp: 'shutdown' }
-  /** The primary validated and applied a reload: read the same file and switch too. */
-  | { readonly zp: 'reload' }
+  /**
+   * The primary validated and applied a reload: switch too, to the same text (`text`: the file as
+   * the primary read it; absent when the reload did not come from the file).
+   */
+  | { readonly zp: 'reload'; readonly text?: string }
+  /** The config text a worker starts from (asked for with `config?`): the one the primary runs. */
+  | { readonly zp: 'config'; readonly text: string }
 
 function isToWorker(m: unknown): m is ToWorker {
   return m !== null && typeof m === 'object' && typeof (m as { zp?: unknown }).zp === 'string'
 }
 
 /** Runs in the primary: discovery, admin, N workers kept alive. Resolves with a stopper. */
-export async function runPrimary(config: Config, logger: Logger, workers: number, configFile?: string): Promise<{ close(): Promise<void>; reload(): Promise<unknown> }> {
+export async function runPrimary(config: Config, logger: Logger, workers: number, configFile?: string, configText?: string): Promise<{ close(): Promise<void>; reload(): Promise<unknown> }> {
   const latest = new Map<string, { readonly endpoints: readonly Endpoint[]; readonly path: string }>()
+  /** The config text the primary runs (read at start, then each reload's), for workers to start from. */
+  let appliedText = configText
+  /** The text each worker was given to start from. */
+  const given = new WeakMap<Worker, string | undefined>()
   let stopping = false
   const send = (w: Worker, m: ToWorker) => {
     if (w.isConnected()) w.send(m)
@@ -44,8 +53,11 @@ export async function runPrimary(config: Config, logger: Logger, workers: number
     metricsSource: { text: () => aggregator.clusterMetrics(), contentType: aggregator.contentType },
     ...(configFile === undefined ? {} : { configFile }),
     // The primary validates (a refused file changes nothing anywhere); the workers switch after it.
-    onReload: () => {
-      for (const w of Object.values(cluster.workers ?? {})) if (w) send(w, { zp: 'reload' })
+    // Workers get the text the primary read, never the file again: a file rewritten in between
+    // (a non-atomic write, a second edit) would have them apply something else, or refuse it.
+    onReload: (_config, text) => {
+      if (text !== undefined) appliedText = text
+      for (const w of Object.values(cluster.workers ?? {})) if (w) send(w, text === undefined ? { zp: 'reload' } : { zp: 'reload', text })
     },
   })
   const fork = (): void => {
@@ -53,7 +65,15 @@ export async function runPrimary(config: Config, logger: Logger, workers: number
     // A worker says hello once it listens for messages (anything sent before that would be lost);
     // it then gets the latest snapshot of every service, and every later one as it comes.
     w.on('message', (m: unknown) => {
-      if ((m as { zp?: unknown } | null)?.zp !== 'hello') return
+      const zp = (m as { zp?: unknown } | null)?.zp
+      // A worker starts from the text the primary runs, never from the file as it is now.
+      if (zp === 'config?' && appliedText !== undefined) {
+        given.set(w, appliedText)
+        send(w, { zp: 'config', text: appliedText })
+      }
+      if (zp !== 'hello') return
+      // A reload applied between its start and now: bring it to what is applied.
+      if (appliedText !== undefined && given.get(w) !== appliedText) send(w, { zp: 'reload', text: appliedText })
       for (const [service, { endpoints, path }] of latest) send(w, { zp: 'snapshot', service, endpoints, path })
     })
     w.once('exit', (code, signal) => {
@@ -85,6 +105,19 @@ export async function runPrimary(config: Config, logger: Logger, workers: number
   }
 }
 
+/** In a worker: the config text the primary runs, to start from (it answers at once). */
+export function configTextFromPrimary(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (m: unknown) => {
+      if (!isToWorker(m) || m.zp !== 'config') return
+      process.off('message', on)
+      resolve(m.text)
+    }
+    process.on('message', on)
+    process.send?.({ zp: 'config?' })
+  })
+}
+
 /** Runs in a worker: the request path, fed by the primary. Resolves once it has shut down. */
 export async function runWorker(config: Config, logger: Logger, configFile?: string): Promise<void> {
   // Constructing one is what makes prom-client answer the primary's metrics requests in a worker;
@@ -100,8 +133,8 @@ export async function runWorker(config: Config, logger: Logger, configFile?: str
         return
       }
       if (m.zp === 'snapshot') proxy.applySnapshot(m.service, m.endpoints, m.path)
-      else if (m.zp === 'reload') void proxy.reloadFromFile().catch(() => {})
-      else void proxy.close().then(resolve)
+      else if (m.zp === 'reload') void proxy.reloadFromFile(m.text).catch(() => {})
+      else if (m.zp === 'shutdown') void proxy.close().then(resolve)
     })
   })
   process.send?.({ zp: 'hello' })
@@ -115,8 +148,8 @@ export async function runWorker(config: Config, logger: Logger, configFile?: str
   await p.start()
   for (const m of early.splice(0)) {
     if (m.zp === 'snapshot') p.applySnapshot(m.service, m.endpoints, m.path)
-    else if (m.zp === 'reload') void p.reloadFromFile().catch(() => {})
-    else void p.close()
+    else if (m.zp === 'reload') void p.reloadFromFile(m.text).catch(() => {})
+    else if (m.zp === 'shutdown') void p.close()
   }
   await done
 }

@@ -560,14 +560,22 @@ function effectiveFields(config: Config): Record<string, unknown> {
   }
 }
 
-/** Reads and validates a config file; `.json` is parsed as JSON, anything else as YAML. */
-export async function loadConfig(file: string): Promise<Config> {
-  let text: string
+/** The text of a config file (a ConfigError when it cannot be read). */
+export async function readConfigText(file: string): Promise<string> {
   try {
-    text = (await readBoundedFile(file, MAX_CONFIG_BYTES)).toString('utf8')
+    return (await readBoundedFile(file, MAX_CONFIG_BYTES)).toString('utf8')
   } catch (err) {
     throw new ConfigError([`(file): cannot read ${file}: ${readFailure(err)}`])
   }
+}
+
+/**
+ * Reads and validates a config file; `.json` is parsed as JSON, anything else as YAML. With `text`,
+ * that is taken as the file's content (what another process already read and validated), and only
+ * the files it names are read.
+ */
+export async function loadConfig(file: string, text?: string): Promise<Config> {
+  text ??= await readConfigText(file)
   let input: unknown
   try {
     input = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text)

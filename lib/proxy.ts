@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net'
 import type { SecureContextOptions } from 'node:tls'
 import { AdminServer, upstreamsReport } from './ops/admin.js'
 import { Balancer } from './balancing/balancer.js'
-import { loadConfig } from './config.js'
+import { loadConfig, readConfigText } from './config.js'
 import type { Cidr, Config, ServiceConfig } from './config.js'
 import { ConfigError, ProxyError } from './errors.js'
 import { Discovery, ZkSession } from './discovery/index.js'
@@ -43,7 +43,7 @@ export interface ProxyDeps {
   /** The file the config came from: what SIGHUP and POST /reload read again. */
   readonly configFile?: string
   /** After a reload was applied (the cluster primary passes it on to the workers). */
-  readonly onReload?: (config: Config) => void
+  readonly onReload?: (config: Config, text?: string) => void
 }
 
 /** What a reload changed, by service name. */
@@ -106,8 +106,12 @@ export interface ZooProxy {
    * what it left.
    */
   reload(next: Config): Promise<ReloadResult>
-  /** Reads `deps.configFile` again, when its turn comes, and reloads it (SIGHUP, POST /reload). */
-  reloadFromFile(): Promise<ReloadResult>
+  /**
+   * Reads `deps.configFile` again, when its turn comes, and reloads it (SIGHUP, POST /reload).
+   * With `text`, that is the file's content as another process read it (a worker following the
+   * primary, so both apply the same bytes even if the file changes in between).
+   */
+  reloadFromFile(text?: string): Promise<ReloadResult>
   readonly services: readonly Service[]
   readonly metrics: Metrics
 }
@@ -283,14 +287,14 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
 
   /** Reloads run one after the other, in the order asked (ZooProxy.reload). */
   let queue: Promise<unknown> = Promise.resolve()
-  const serially = (load: () => Promise<Config>): Promise<ReloadResult> => {
+  const serially = (load: () => Promise<{ config: Config; text?: string }>): Promise<ReloadResult> => {
     const run = queue.then(async () => {
       try {
-        const next = await load()
+        const { config: next, text } = await load()
         const result = await apply(next)
         metrics.reloaded('ok')
         logger.info({ ...result }, 'config reloaded')
-        deps.onReload?.(next)
+        deps.onReload?.(next, text)
         return result
       } catch (err) {
         metrics.reloaded('refused')
@@ -302,11 +306,13 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     queue = run.catch(() => {})
     return run
   }
-  const reload = (next: Config): Promise<ReloadResult> => serially(async () => next)
-  const reloadFromFile = (): Promise<ReloadResult> =>
+  const reload = (next: Config): Promise<ReloadResult> => serially(async () => ({ config: next }))
+  const reloadFromFile = (text?: string): Promise<ReloadResult> =>
     serially(async () => {
-      if (deps.configFile === undefined) throw new ConfigError(['(reload): this proxy was not started from a config file'])
-      return loadConfig(deps.configFile)
+      const file = deps.configFile
+      if (file === undefined) throw new ConfigError(['(reload): this proxy was not started from a config file'])
+      const read = text ?? (await readConfigText(file))
+      return { config: await loadConfig(file, read), text: read }
     })
 
   const admin =

@@ -175,6 +175,34 @@ describe('workers: N (node:cluster)', function () {
     })
   })
 
+  it('gives workers the config the primary applied, never the file as it is later (found by the reload attack)', async () => {
+    const svc = uniquePath()
+    const moved = uniquePath('moved')
+    const decoy = uniquePath('decoy')
+    const a = await upstream(closers, 'a')
+    const c = await upstream(closers, 'c')
+    const d = await upstream(closers, 'd')
+    await putNode(ctx.admin, `${svc}/a`, { host: '127.0.0.1', port: a.port })
+    await putNode(ctx.admin, `${moved}/c`, { host: '127.0.0.1', port: c.port })
+    await putNode(ctx.admin, `${decoy}/d`, { host: '127.0.0.1', port: d.port })
+    const { proc, adminPort, workers, file, get } = await startCluster(svc, a)
+    const config = JSON.parse(readFileSync(file, 'utf8')) as object
+    writeFileSync(file, JSON.stringify({ ...config, services: [{ name: 'example', path: moved }] }))
+    expect((await fetch(`http://127.0.0.1:${adminPort}/reload`, { method: 'POST' })).status).to.equal(200)
+    // The file changes again, and is not reloaded: what runs stays the applied config.
+    writeFileSync(file, JSON.stringify({ ...config, services: [{ name: 'example', path: decoy }] }))
+    await waitFor(async () => (await get(), allForwardedTo(workers, c)), 'both workers on the applied config')
+    const [crashed, survivor] = workers as [number, number]
+    process.kill(crashed, 'SIGKILL')
+    const replacement = await waitFor(() => childrenOf(proc.child.pid!).find((w) => w !== survivor && w !== crashed), 'a new worker')
+    await waitFor(async () => {
+      const r = await get()
+      expect([r.status, r.body]).to.deep.equal([200, 'c'])
+      return allForwardedTo([replacement], c)
+    }, 'the new worker to serve the applied config')
+    expect(d.clientPorts).to.deep.equal([])
+  })
+
   it('gives a worker restarted after a crash the latest snapshot', async () => {
     const svc = uniquePath()
     const a = await upstream(closers, 'a')
