@@ -143,6 +143,9 @@ export interface OutlierOptions {
   readonly maxEjectionPercent: number
 }
 
+/** How a held instance that refused a connection is ejected when the service has no outlier options. */
+const HELD_EJECTION: OutlierOptions = { consecutiveFailures: 1, baseEjectionMs: 30_000, maxEjectionMs: 300_000, maxEjectionPercent: 100 }
+
 export interface BalancerOptions {
   readonly service: string
   /** Per-instance weight overrides by `host:port`. */
@@ -362,15 +365,21 @@ export class Balancer {
     host.failures++
     host.consecutiveFailures++
     const o = this.#outlier
-    if (o === null || host.ejectedUntil !== 0 || !this.#hosts.has(host.key)) return
+    if (host.ejectedUntil !== 0 || !this.#hosts.has(host.key)) return
+    // An instance ZooKeeper no longer lists, served only by the mass-removal hold: one refused
+    // connection says it is gone (a blue/green deploy, not a session storm), so it leaves the
+    // rotation at once and outside the ejection cap (Envoy keeps a host EDS removed only while it
+    // passes health checks).
+    if (host.endpoint.meta.held === true && outcome.kind === 'connect') return this.#eject(host, o ?? HELD_EJECTION, true)
+    if (o === null) return
     if (host.probing || host.consecutiveFailures >= o.consecutiveFailures) this.#eject(host, o)
   }
 
-  #eject(host: Host, o: OutlierOptions): void {
+  #eject(host: Host, o: OutlierOptions, uncapped = false): void {
     let ejected = 0
     for (const h of this.#all) if (h.ejectedUntil !== 0) ejected++
     const limit = Math.max(1, Math.floor((this.#all.length * o.maxEjectionPercent) / 100))
-    if (ejected >= limit) return
+    if (ejected >= limit && !uncapped) return
     // The multiplier decays: healthy for longer than the longest ejection means starting over.
     if (host.healthySince !== 0 && this.#clock() - host.healthySince > o.maxEjectionMs) host.ejections = 0
     host.ejections++

@@ -373,7 +373,10 @@ export class ServiceWatcher {
       recent++
       due = Math.min(due, at + o.holdMs)
     }
-    const held = last.filter((e) => !listedKeys.has(e.key) && now - this.#gone.get(e.key)! < o.holdMs)
+    // Marked, so that the balancer drops one at its first refused connection (balancer.settle).
+    const held = last
+      .filter((e) => !listedKeys.has(e.key) && now - this.#gone.get(e.key)! < o.holdMs)
+      .map((e) => (e.meta.held === true ? e : Object.freeze({ ...e, meta: Object.freeze({ ...e.meta, held: true }) })))
     if (held.length === 0 || listed.length * 100 >= o.minKeepPercent * (listed.length + recent)) {
       if (wasHeld > 0) this.#log.info({ instances: listed.length }, `mass removal over: serving the ${listed.length} instances zookeeper lists`)
       return [...listed]

@@ -1,6 +1,7 @@
 import { expect } from 'chai'
 import net from 'node:net'
 import {
+  deadPort,
   expireSession,
   makeConfig,
   putNode,
@@ -388,6 +389,33 @@ describe('discovery (real ZooKeeper, live traffic)', function () {
       await restore()
       await waitFor(() => service(p).held === 0 && p.services[0]!.balancer.hosts.length === 160, 'all 160 listed and none held')
       expect(service(p)).to.include({ keptLast: false, stale: false })
+    })
+
+    it('drops a held instance at its first refused connection: a blue/green deploy ends on the new instances only (found by the znode attack)', async () => {
+      const [green] = await upstreams('green')
+      const path = uniquePath('deploy')
+      const dead = await Promise.all(Array.from({ length: 10 }, () => deadPort(closers)))
+      await Promise.all(dead.map((port, i) => putNode(ctx.admin, `${path}/blue-${i}`, { host: '127.0.0.1', port })))
+      const config = await makeConfig(ctx.zk.connectString, [{ name: 'example', path, strategy: 'round-robin' }], {
+        zookeeper: { connect: ctx.zk.connectString, sessionTimeoutMs: 4000, massRemoval: { holdMs: 120_000 } },
+      })
+      const p = await startProxy(config)
+      closers.push(() => p.close())
+      await waitFor(() => p.services[0]!.balancer.hosts.length === 10, 'the 10 blue instances')
+      // The new ones register, then the old ones (stopped) go: 9 of the 19 seen are listed.
+      await Promise.all(Array.from({ length: 9 }, (_, i) => putNode(ctx.admin, `${path}/green-${i}`, { host: '127.0.0.1', port: green!.port })))
+      await waitFor(() => p.services[0]!.balancer.hosts.length === 19, 'all 19')
+      await Promise.all(dead.map((_, i) => ctx.admin.remove(`${path}/blue-${i}`)))
+      // The deletions may be seen in several listings; the hold covers those seen after the
+      // listing fell under half (all 10 when they come at once).
+      await waitFor(() => p.services[0]!.balancer.hosts.length - service(p).held === 9, 'the listing of the 9 green ones')
+      const blue = p.services[0]!.balancer.hosts.filter((h) => h.key.includes('/blue-'))
+      expect(blue.length).to.equal(service(p).held).and.be.greaterThan(0)
+      // Each held one is tried at most once: its refused connection takes it out, whatever the
+      // ejection cap (maxEjectionPercent 50 would stop at 9 of 19).
+      for (let i = 0; i < 20; i++) await send(p.port)
+      expect(blue.map((h) => [h.key, h.failures, h.ejectedUntil > 0])).to.deep.equal(blue.map((h) => [h.key, 1, true]))
+      expect(await spread(p.port, 20)).to.deep.equal({ green: 20 })
     })
 
     it('after an empty listing, keeps the last instances beside the first ones back instead of sending them everything', async () => {
