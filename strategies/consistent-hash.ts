@@ -51,6 +51,9 @@ interface Ring {
   readonly members: ReadonlySet<string>
 }
 
+/** Picks on one candidate list before its weights are looked at again (slow start moves them). */
+const RECHECK_PICKS = 256
+
 /** Virtual nodes per unit of weight: enough for a ~10% spread at a handful of instances. */
 const VNODES = 160
 
@@ -101,6 +104,15 @@ export class ConsistentHash implements Strategy {
   readonly #random: () => number
   #ring: Ring | null = null
   #ringBuilds = 0
+  /**
+   * The candidate list the ring was last checked against, its instances by key, and picks since:
+   * the balancer hands the same array to every first attempt until its membership changes, so the
+   * per-instance check (and the map) is not redone on every pick. Weights in slow start change
+   * without a new array: they are checked again every RECHECK_PICKS picks.
+   */
+  #checked: readonly Candidate[] | null = null
+  #byKey = new Map<string, Candidate>()
+  #picksSinceCheck = 0
 
   constructor(source: HashSource, loadFactor: number, random: () => number) {
     this.#source = source
@@ -133,11 +145,13 @@ export class ConsistentHash implements Strategy {
 
   #ringFor(candidates: readonly Candidate[]): Ring {
     const ring = this.#ring
+    if (ring !== null && candidates === this.#checked && ++this.#picksSinceCheck < RECHECK_PICKS) return ring
+    this.#checked = null
     // Reuse the ring while it covers every candidate with the same number of points; a retry's
     // smaller candidate list walks the same ring and skips what is not in it. Points, not raw
     // weights: an instance in slow start changes its weight a little on every request, and the
     // ring is rebuilt only when that moves it to another step of the points grid (basePoints).
-    if (ring !== null && candidates.every((c) => ring.members.has(member(c)))) return ring
+    if (ring !== null && candidates.every((c) => ring.members.has(member(c)))) return this.#remember(candidates, ring)
     if (candidates.length > MAX_RING_INSTANCES) throw new Error(`consistent-hash takes at most ${MAX_RING_INSTANCES} instances`)
     const base = candidates.map((c) => basePoints(c.weight))
     let total = 0
@@ -165,18 +179,23 @@ export class ConsistentHash implements Strategy {
     const next: Ring = { hashes, owners, names: candidates.map((c) => c.key), members: new Set(candidates.map(member)) }
     this.#ring = next
     this.#ringBuilds++
-    return next
+    return this.#remember(candidates, next)
+  }
+
+  #remember(candidates: readonly Candidate[], ring: Ring): Ring {
+    this.#checked = candidates
+    this.#picksSinceCheck = 0
+    this.#byKey = new Map(candidates.map((c) => [c.key, c]))
+    return ring
   }
 
   pick(candidates: readonly Candidate[], ctx: { readonly hashKey: string | undefined }): Candidate {
     if (ctx.hashKey === undefined) return candidates[Math.floor(this.#random() * candidates.length)]!
     const ring = this.#ringFor(candidates)
-    const byKey = new Map<string, Candidate>()
+    // A retry's smaller list has a map of its own; a first attempt's is the one remembered.
+    const byKey = candidates === this.#checked ? this.#byKey : new Map(candidates.map((c) => [c.key, c]))
     let inFlight = 0
-    for (const c of candidates) {
-      byKey.set(c.key, c)
-      inFlight += c.inFlight
-    }
+    for (const c of candidates) inFlight += c.inFlight
     // Bounded loads: capacity per instance is ceil(factor x (in flight + this one) / n).
     const cap = Math.ceil((this.#loadFactor * (inFlight + 1)) / candidates.length)
     const h = hash32(ctx.hashKey)
