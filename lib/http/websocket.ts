@@ -83,6 +83,11 @@ class Tunnel implements ParserEvents {
   #upgradeToken: string | undefined
   /** How the instance did; the lease is released with it when the client's socket closes. */
   #outcome: Outcome | null = null
+  /**
+   * After the handshake, the service's bodyTimeoutMs bounds silence (a relayed answer that stops
+   * coming) and a stalled side (an open tunnel whose reader does not drain): then both close.
+   */
+  #idle: NodeJS.Timeout | undefined
 
   constructor(service: Service, lease: Lease, ex: Exchange, client: Socket, head: Buffer, log: Logger) {
     this.#service = service
@@ -143,6 +148,7 @@ class Tunnel implements ParserEvents {
   }
 
   readonly #onUpstreamData = (data: Buffer): void => {
+    if (this.#phase === 'relay') this.#armIdle('relayed answer stalled')
     const ret = this.#parser.execute(data)
     if (typeof ret !== 'number') {
       if (this.#phase === 'handshake') this.#fail('reset', `malformed answer to an upgrade (${ret.code})`)
@@ -166,6 +172,7 @@ class Tunnel implements ParserEvents {
     }
     clearTimeout(this.#timer)
     this.#phase = 'relay'
+    this.#armIdle('relayed answer stalled')
     const latencyMs = performance.now() - this.#startedAt
     this.#outcome = isGatewayStatus(status) ? { ok: false, kind: 'status', latencyMs } : { ok: true, latencyMs }
     this.#ex.writeResponseHead(ResponseHead.fromRaw(status, text, headers))
@@ -188,6 +195,7 @@ class Tunnel implements ParserEvents {
     }
     if (this.#phase !== 'relay') return
     this.#phase = 'done'
+    clearTimeout(this.#idle)
     this.#ex.end()
     this.#client.end()
     this.#upstream.destroy()
@@ -211,8 +219,41 @@ class Tunnel implements ParserEvents {
     if (rest.length > 0) client.write(rest)
     for (const chunk of this.#early) up.write(chunk)
     this.#early.length = 0
-    up.pipe(client)
-    client.pipe(up)
+    if (client.isPaused()) client.resume()
+    this.#relay(up, client)
+    this.#relay(client, up)
+  }
+
+  /**
+   * Bytes from one side to the other, the reader's pace: `from` pauses while `to` needs draining.
+   * A side that stays undrained for bodyTimeoutMs closes the tunnel (nginx's send_timeout): paused,
+   * `from` would not even see its own peer leave (a reset is only read by a reading socket), and
+   * the tunnel, its descriptors and its lease would stay for as long as the reader stalls.
+   */
+  #relay(from: Socket, to: Socket): void {
+    from.on('data', (chunk: Buffer) => {
+      if (to.write(chunk)) return
+      from.pause()
+      this.#armIdle('tunnel stalled: a side did not read')
+    })
+    to.on('drain', () => {
+      clearTimeout(this.#idle)
+      from.resume()
+    })
+    // The instance's clean end is passed on (the client's socket ends once flushed); the client's
+    // FIN ends the tunnel (no half-open tunnels, see the constructor).
+    if (from === this.#upstream) from.once('end', () => to.end())
+  }
+
+  #armIdle(why: string): void {
+    clearTimeout(this.#idle)
+    const ms = this.#service.config.bodyTimeoutMs
+    if (ms <= 0 || this.#phase === 'done') return
+    this.#idle = setTimeout(() => {
+      this.#log.warn({ service: this.#service.name, phase: this.#phase, afterMs: ms }, why)
+      this.#client.destroy()
+      this.#upstream.destroy()
+    }, ms).unref()
   }
 
   readonly #onUpstreamError = (err: Error): void => {
@@ -244,6 +285,7 @@ class Tunnel implements ParserEvents {
   /** In every phase: the client gone means the instance's socket goes too. */
   readonly #onClientClose = (): void => {
     clearTimeout(this.#timer)
+    clearTimeout(this.#idle)
     this.#phase = 'done'
     this.#upstream.destroy()
     this.#parser.close()
