@@ -4,7 +4,12 @@
 //
 //   npm run bench -- [--with-peers] [--quick] [--reps N] [--duration S] [--warmup S] [--proxy-cpu N]
 //                    [--scenarios get,post64k,big,idle1000,rate,many,https,workers] [--tools wrk,autocannon] [--untuned]
-//                    [--node <binary>[,<binary>...]]
+//                    [--node <binary>[,<binary>...]] [--ab <git-ref>]
+//
+// --ab <git-ref>: the ref is built in a temporary git worktree (sharing this checkout's
+// node_modules) and its zoo-proxy runs beside this build's in the same interleaved small-GET run;
+// each rep's paired ratio (this build / the ref, req/s and CPU per request) and their median are
+// printed. Every change on the request path quotes it.
 //
 // The small-GET scenario measures zoo-proxy on both parser paths (Node's llhttp binding, and the
 // portable parser: ZOO_PROXY_PARSER=portable), and with --node (or ZOO_PROXY_BENCH_NODE) zoo-proxy
@@ -15,7 +20,7 @@
 // Targets are interleaved A B C, C B A.
 
 import { execFileSync, spawn } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -43,6 +48,7 @@ const { values: opt } = parseArgs({
     'proxy-cpu': { type: 'string' },
     untuned: { type: 'boolean', default: false },
     node: { type: 'string', multiple: true },
+    ab: { type: 'string' },
   },
 })
 /** Other Node binaries to run zoo-proxy and the floor under (small GET), each with its version. */
@@ -137,11 +143,33 @@ for (const [svc, ports] of [['/bench/three', three], ['/bench/hundred', hundred]
   for (const p of ports) await admin.create(`${svc}/i-${p}`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: p })), 'persistent')
 }
 
-/** How a zoo-proxy target differs from the plain one: the Node it runs on, its parser path. */
+/** How a zoo-proxy target differs from the plain one: the Node it runs on, its parser path, its build. */
 interface Variant {
   readonly node?: { bin: string; label: string }
   readonly portable?: boolean
+  /** Another build's CLI (--ab), with the name its rows carry. */
+  readonly build?: { cli: string; label: string }
 }
+
+/** --ab: the ref checked out in a temporary worktree and compiled; removed when the run ends. */
+function buildRef(ref: string): { cli: string; label: string } {
+  const root = path.join(here, '..', '..')
+  const tree = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-ab-'))
+  const sha = execFileSync('git', ['-C', root, 'rev-parse', '--short', ref], { encoding: 'utf8' }).trim()
+  execFileSync('git', ['-C', root, 'worktree', 'add', '--detach', '--force', tree, sha], { stdio: 'ignore' })
+  process.once('exit', () => {
+    try {
+      execFileSync('git', ['-C', root, 'worktree', 'remove', '--force', tree], { stdio: 'ignore' })
+    } catch {
+      // Already gone.
+    }
+  })
+  symlinkSync(path.join(root, 'node_modules'), path.join(tree, 'node_modules'))
+  console.log(`# --ab: building ${ref} (${sha}) in ${tree}`)
+  execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(tree, 'tsconfig.json')], { stdio: 'inherit' })
+  return { cli: path.join(tree, 'dist', 'lib', 'cli.js'), label: `zoo-proxy (${ref})` }
+}
+const abBuild = opt.ab === undefined ? null : buildRef(opt.ab)
 
 /** `access`: with the access log on (one JSON line a request, to stdout, which goes to /dev/null here). */
 async function startZooProxy(servicePath: string, count: number, workers = 1, cpu: string | null = PROXY_CPU, access = false, tls?: { cert: string; key: string }, variant: Variant = {}): Promise<Peer> {
@@ -161,7 +189,7 @@ async function startZooProxy(servicePath: string, count: number, workers = 1, cp
     }),
   )
   // Several workers need every CPU: nothing is pinned for them.
-  const [cmd, args] = pinned(workers > 1 ? null : cpu, variant.node?.bin ?? process.execPath, [CLI, '--config', file])
+  const [cmd, args] = pinned(workers > 1 ? null : cpu, variant.node?.bin ?? process.execPath, [variant.build?.cli ?? CLI, '--config', file])
   const env = { ...process.env }
   if (variant.portable === true) env.ZOO_PROXY_PARSER = 'portable'
   else delete env.ZOO_PROXY_PARSER
@@ -179,7 +207,9 @@ async function startZooProxy(servicePath: string, count: number, workers = 1, cp
     await new Promise((r) => setTimeout(r, 100))
   }
   const name =
-    variant.node !== undefined
+    variant.build !== undefined
+      ? variant.build.label
+      : variant.node !== undefined
       ? `zoo-proxy (${variant.node.label})`
       : variant.portable === true
         ? 'zoo-proxy (portable parser)'
@@ -357,6 +387,7 @@ for (const s of scenarios) {
     // What the access log costs (log.access: true, issue 13).
     if (s.name === 'get') targets.push(await startZooProxy('/bench/three', 3, 1, PROXY_CPU, true))
     // The portable parser path (issue 15), and each other Node line with its own floor beside it.
+    if (s.name === 'get' && abBuild !== null) targets.push(await startZooProxy('/bench/three', 3, 1, PROXY_CPU, false, undefined, { build: abBuild }))
     if (s.name === 'get') {
       targets.push(await startZooProxy('/bench/three', 3, 1, PROXY_CPU, false, undefined, { portable: true }))
       for (const node of otherNodes) {
@@ -374,6 +405,7 @@ for (const s of scenarios) {
     }
     results[s.name]![tool] = rows
     printTable(s, tool, rows)
+    if (abBuild !== null) printPaired(s, tool, rows, abBuild.label)
   }
   for (const t of targets) if (t.name !== 'direct') await stopChild(t.child)
 }
@@ -397,6 +429,24 @@ function summary(row: Row) {
     sys: sys.length ? median(sys) : null,
     rss: rss.length ? Math.max(...rss) : null,
   }
+}
+
+/** --ab: this build against the ref, rep by rep (each pair measured back to back), and the medians. */
+function printPaired(s: Scenario, tool: string, rows: Row[], refLabel: string): void {
+  const a = rows.find((r) => r.target === 'zoo-proxy')
+  const b = rows.find((r) => r.target === refLabel)
+  if (a === undefined || b === undefined) return
+  const pairs = a.samples.map((x, i) => {
+    const y = b.samples[i]!
+    return { rps: x.rps / y.rps, cpu: x.cpuUsPerReq !== null && y.cpuUsPerReq !== null ? x.cpuUsPerReq / y.cpuUsPerReq : null }
+  })
+  const lines = pairs.map((p, i) => [String(i + 1), p.rps.toFixed(3), p.cpu === null ? '-' : p.cpu.toFixed(3)])
+  const cpus = pairs.map((p) => p.cpu).filter((x): x is number => x !== null)
+  lines.push(['median', median(pairs.map((p) => p.rps)).toFixed(3), cpus.length ? median(cpus).toFixed(3) : '-'])
+  const heading = `### ${s.name} (${tool}): this build / ${refLabel}, paired by rep`
+  const t = table(['rep', 'req/s ratio', 'CPU µs/req ratio'], lines)
+  console.log(`\n${heading}\n${t}`)
+  markdown.push(heading, '', t, '')
 }
 
 function printTable(s: Scenario, tool: string, rows: Row[]): void {
