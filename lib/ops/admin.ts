@@ -208,12 +208,23 @@ export function guarded(log: Logger, handler: AdminHandler): AdminHandler {
   }
 }
 
+/**
+ * The admin listener's own bounds (found by a hostile review: 23,000 silent connections to it used
+ * up the process's file descriptors and took the data plane down for 90 s). It serves a handful of
+ * operators and scrapers: a few hundred connections at most (more are closed as they come), and a
+ * request must arrive whole, and an idle connection go, well within the front's own limits.
+ */
+export const ADMIN_MAX_CONNECTIONS = 256
+const ADMIN_HEADERS_TIMEOUT_MS = 10_000
+const ADMIN_REQUEST_TIMEOUT_MS = 30_000
+const ADMIN_IDLE_TIMEOUT_MS = 5_000
+
 export class AdminServer {
   readonly #server: http.Server
 
   constructor(src: AdminSources) {
     const token = src.token === undefined ? null : Buffer.from(src.token)
-    this.#server = http.createServer(guarded(src.logger ?? silentLogger, (req, res) => {
+    this.#server = http.createServer({ headersTimeout: ADMIN_HEADERS_TIMEOUT_MS, requestTimeout: ADMIN_REQUEST_TIMEOUT_MS, keepAliveTimeout: ADMIN_IDLE_TIMEOUT_MS, connectionsCheckingInterval: 1_000 }, guarded(src.logger ?? silentLogger, (req, res) => {
       const path = (req.url ?? '/').split('?')[0]!
       if (token !== null && !OPEN.has(path) && !authorized(req.headers.authorization, token)) {
         // The status page challenges with Basic, so that a browser asks for the token (as the
@@ -282,6 +293,9 @@ export class AdminServer {
           return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/upstreams', '/metrics', 'POST /reload', 'PUT|DELETE /services/{name}/instances/{host:port}'] })
       }
     }))
+    // (headersTimeout also ends a connection that never begins a request; no idle socket timeout
+    // beyond it, since a POST /reload may wait up to warmingTimeoutMs for its answer.)
+    this.#server.maxConnections = ADMIN_MAX_CONNECTIONS
     // node:http drops a CONNECT without a word when nobody listens for it: a 405 like any method
     // the admin API does not serve.
     this.#server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {

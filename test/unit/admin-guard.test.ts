@@ -4,12 +4,13 @@
 
 import { expect } from 'chai'
 import http from 'node:http'
+import net from 'node:net'
 import type { Discovery } from '../../lib/discovery/index.js'
 import type { Service } from '../../lib/http/service.js'
-import { AdminServer } from '../../lib/ops/admin.js'
+import { ADMIN_MAX_CONNECTIONS, AdminServer } from '../../lib/ops/admin.js'
 import type { AdminSources } from '../../lib/ops/admin.js'
 import type { MetricsSource } from '../../lib/ops/metrics.js'
-import { recordingLogger, useClosers } from '../support/helpers.js'
+import { recordingLogger, useClosers, waitFor } from '../support/helpers.js'
 
 interface Answer {
   readonly status: number
@@ -51,6 +52,24 @@ describe('the admin listener guard', () => {
     const at = await server.listen({ host: '127.0.0.1', port: 0 })
     return { port: at.port, logger }
   }
+
+  it(`closes connections past ADMIN_MAX_CONNECTIONS (${ADMIN_MAX_CONNECTIONS}) as they come, and still answers once they go (found by the admin attack: silent connections used up the file descriptors)`, async () => {
+    const { port } = await admin({})
+    const silent: net.Socket[] = []
+    closers.push(() => silent.forEach((s) => s.destroy()))
+    const closed: Promise<void>[] = []
+    for (let i = 0; i < ADMIN_MAX_CONNECTIONS + 20; i++) {
+      const s = net.connect(port, '127.0.0.1')
+      s.on('error', () => {})
+      closed.push(new Promise((r) => s.once('close', () => r())))
+      silent.push(s)
+      await new Promise((r) => s.once('connect', r))
+    }
+    // The 20 beyond the cap are closed by the listener, without a request.
+    await Promise.all(closed.slice(ADMIN_MAX_CONNECTIONS))
+    for (const s of silent.slice(0, ADMIN_MAX_CONNECTIONS)) s.destroy()
+    await waitFor(async () => (await request(port, 'GET', '/healthz').catch(() => ({ status: 0 }))).status === 200, 'the listener answering again')
+  })
 
   // Lone %, one hex digit, non-hex, a cut 3-byte sequence, overlong UTF-8, bytes never in UTF-8, a
   // UTF-16 surrogate, a stray continuation byte: every way decodeURIComponent refuses.
