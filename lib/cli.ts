@@ -25,7 +25,7 @@ const USAGE = `Usage:
                      [--session-timeout-ms <ms>] [--auth <user:pass>]
                                        keep an ephemeral instance znode while this runs
   zoo-proxy --help | --version
-Environment: ZOO_PROXY_PARSER=portable runs on the portable HTTP/1.1 parser (see README).
+Environment: ZOO_PROXY_PARSER=portable runs on the portable HTTP/1.1 parser (see docs/http.md).
 Exit status: 0 stopped cleanly, 1 run-time failure, 2 bad config or arguments.`
 
 class UsageError extends Error {}

@@ -3,7 +3,7 @@
 //
 // Why not node:http's server: per request it builds an IncomingMessage and a ServerResponse (two
 // streams, an EventEmitter each, a headers object, an outgoing-message state machine) and costs
-// more CPU than the rest of the request path together; see bench/ and the README's performance
+// more CPU than the rest of the request path together; see bench/ and docs/performance.md's
 // notes. A proxy needs much less of it: the request line and headers, the body as a stream, and
 // an answer whose head it writes itself. What it keeps of Node's server: the same parser (so the
 // same strictness about framing), a header size limit, 100-continue, keep-alive with an idle
