@@ -129,6 +129,10 @@ async function runRegister(v: Record<string, string | boolean | undefined>): Pro
   const auth = str('auth') ?? (process.env[ZK_CREDENTIALS_ENV] || undefined)
   if (auth !== undefined && !/^[^:]+:.+$/.test(auth)) throw new UsageError('--auth must be user:pass')
   const logger = createLogger('info')
+  // Listening for the signal before registering: a SIGTERM that comes while the node is being
+  // created (it exists before register() returns) must still drain and deregister, not kill the
+  // process with the node left behind for a session timeout.
+  const signalled = untilSignal()
   const reg = await register({
     connect: str('zookeeper')!,
     path,
@@ -140,7 +144,7 @@ async function runRegister(v: Record<string, string | boolean | undefined>): Pro
     ...(auth === undefined ? {} : { auth: [{ scheme: 'digest', credentials: auth }] }),
     logger,
   })
-  const sig = await untilSignal()
+  const sig = await signalled
   logger.info({ signal: sig, drainMs }, 'draining before deregistering')
   await reg.drain().catch(() => {})
   if (drainMs > 0) await new Promise((r) => setTimeout(r, drainMs))
