@@ -13,8 +13,7 @@ import type { Config } from '../../lib/config.js'
 import { createProxy } from '../../lib/proxy.js'
 import type { ReloadResult, ZooProxy } from '../../lib/proxy.js'
 import { silentLogger } from '../../lib/log.js'
-import { makeCerts } from '../support/certs.js'
-import type { TestCerts } from '../support/certs.js'
+import { useCerts } from '../support/certs.js'
 import { putNode, scrape, spawnNode, startUpstream, tempDir, uniquePath, useClosers, useZooKeeper, waitFor, waitThroughErrors } from '../support/helpers.js'
 
 const CLI = fileURLToPath(new URL('../../lib/cli.js', import.meta.url))
@@ -27,16 +26,8 @@ describe('reload as a transaction (real ZooKeeper, real upstreams)', function ()
   this.timeout(90_000)
   const ctx = useZooKeeper()
   const closers = useClosers()
-  let certs: TestCerts
-  let other: TestCerts
-  before(() => {
-    certs = makeCerts()
-    other = makeCerts('other')
-  })
-  after(() => {
-    certs?.remove()
-    other?.remove()
-  })
+  const certs = useCerts()
+  const other = useCerts('other')
 
   /** A service path holding one instance znode per name, each an upstream answering its name. */
   async function pathOf(prefix: string, names: readonly string[]): Promise<string> {

@@ -10,7 +10,7 @@ import https from 'node:https'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import tls from 'node:tls'
-import { makeCerts } from '../support/certs.js'
+import { useCerts } from '../support/certs.js'
 import type { TestCerts } from '../support/certs.js'
 import { makeConfig, putNode, send, startProxy, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
 
@@ -51,16 +51,8 @@ function drain(s: net.Socket): Promise<string> {
 describe('upgrades (real ZooKeeper, real instances, plain and TLS)', function () {
   const ctx = useZooKeeper()
   const closers = useClosers()
-  let certs: TestCerts
-  let other: TestCerts
-  before(() => {
-    certs = makeCerts()
-    other = makeCerts()
-  })
-  after(() => {
-    certs.remove()
-    other.remove()
-  })
+  const certs = useCerts()
+  const other = useCerts()
 
   async function instance(secure: boolean, mode: Mode = 'echo', tlsFrom: TestCerts = certs): Promise<Instance> {
     const seen: Seen[] = []

@@ -8,23 +8,14 @@ import { readFileSync } from 'node:fs'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import { makeCerts } from '../support/certs.js'
-import type { TestCerts } from '../support/certs.js'
+import { useCerts } from '../support/certs.js'
 import { makeConfig, putNode, send, startProxy, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
 
 describe('TLS toward instances (real ZooKeeper, certificates made by the test)', function () {
   const ctx = useZooKeeper()
   const closers = useClosers()
-  let certs: TestCerts
-  let other: TestCerts
-  before(() => {
-    certs = makeCerts()
-    other = makeCerts()
-  })
-  after(() => {
-    certs.remove()
-    other.remove()
-  })
+  const certs = useCerts()
+  const other = useCerts()
 
   /** An HTTPS instance with the test certificate; `mtls`: it asks for a client certificate from the test CA. */
   async function httpsUpstream(mtls = false) {

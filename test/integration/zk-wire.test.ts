@@ -49,17 +49,36 @@ interface Request {
 }
 
 /**
+ * A TCP listener on loopback whose connections `onConnection` handles, each one (and the
+ * listener) closed by `closers`. Resolves with its port.
+ */
+async function listenTracked(closers: Closers, onConnection: (socket: net.Socket) => void): Promise<number> {
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    onConnection(socket)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  closers.push(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => resolve())
+      }),
+  )
+  return (server.address() as AddressInfo).port
+}
+
+/**
  * A ZooKeeper look-alike: it answers the handshake, pings and close, and hands every other request
  * to `answer` with the connection's number (1 for the first).
  */
 async function scriptedServer(closers: Closers, answer: (socket: net.Socket, req: Request, connection: number) => void) {
   let connections = 0
-  const sockets = new Set<net.Socket>()
-  const server = net.createServer((socket) => {
+  const port = await listenTracked(closers, (socket) => {
     const n = ++connections
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-    socket.on('error', () => {})
     let pending = Buffer.alloc(0)
     let handshaken = false
     socket.on('data', (chunk: Buffer) => {
@@ -78,16 +97,8 @@ async function scriptedServer(closers: Closers, answer: (socket: net.Socket, req
       }
     })
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  closers.push(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy()
-        server.close(() => resolve())
-      }),
-  )
   return {
-    port: (server.address() as AddressInfo).port,
+    port,
     get connections() {
       return connections
     },
@@ -216,25 +227,14 @@ describe('ZooKeeper wire: nothing a server sends can end the process', function 
 
   it('survives a handshake answer that cannot be read, and connects on the next attempt', async () => {
     let attempts = 0
-    const sockets = new Set<net.Socket>()
-    const server = net.createServer((socket) => {
-      sockets.add(socket)
-      socket.on('error', () => {})
+    const port = await listenTracked(closers, (socket) => {
       attempts++
       socket.once('data', () => {
         if (attempts === 1) socket.write(frame(Buffer.from([0, 0, 0]))) // a ConnectResponse of 3 bytes
         else socket.write(connectResponse(4000))
       })
     })
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    closers.push(
-      () =>
-        new Promise<void>((resolve) => {
-          for (const s of sockets) s.destroy()
-          server.close(() => resolve())
-        }),
-    )
-    const s = session(closers, (server.address() as AddressInfo).port)
+    const s = session(closers, port)
     await waitFor(() => s.state === 'connected', 'a session after a bad handshake', 15_000)
     expect(attempts).to.be.greaterThanOrEqual(2)
   })
@@ -251,20 +251,17 @@ describe('ZooKeeper wire: a live proxy keeps serving through bad bytes from its 
   async function relay(zkPort: number) {
     let toClient: net.Socket | null = null
     let connections = 0
-    const pairs = new Set<net.Socket>()
     let pendingCut = false
-    const server = net.createServer((client) => {
+    // Each client's connection to the real server goes with it (listenTracked closes the clients).
+    const port = await listenTracked(closers, (client) => {
       connections++
       const upstream = net.connect(zkPort, '127.0.0.1')
-      pairs.add(client).add(upstream)
-      for (const s of [client, upstream]) {
-        s.on('error', () => {})
+      upstream.on('error', () => {})
+      for (const s of [client, upstream])
         s.on('close', () => {
           client.destroy()
           upstream.destroy()
-          pairs.delete(s)
         })
-      }
       toClient = client
       client.pipe(upstream)
       let buf = Buffer.alloc(0)
@@ -284,16 +281,8 @@ describe('ZooKeeper wire: a live proxy keeps serving through bad bytes from its 
         }
       })
     })
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    closers.push(
-      () =>
-        new Promise<void>((resolve) => {
-          for (const s of pairs) s.destroy()
-          server.close(() => resolve())
-        }),
-    )
     return {
-      port: (server.address() as AddressInfo).port,
+      port,
       get connections() {
         return connections
       },

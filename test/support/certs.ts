@@ -34,3 +34,21 @@ export function makeCerts(name = 'server'): TestCerts {
     remove: () => rmSync(dir, { recursive: true, force: true }),
   }
 }
+
+/**
+ * Certificates for a whole `describe`: made before its tests, removed after. The object stands
+ * for them from the first test on (mocha hooks: call this in the describe's body).
+ */
+export function useCerts(name = 'server'): TestCerts {
+  let made: TestCerts | undefined
+  before(() => {
+    made = makeCerts(name)
+  })
+  after(() => made?.remove())
+  return new Proxy({} as TestCerts, {
+    get: (_target, key) => {
+      if (made === undefined) throw new Error('useCerts: the certificates are made in a before() hook')
+      return made[key as keyof TestCerts]
+    },
+  })
+}
