@@ -4,7 +4,7 @@
 import { startZooKeeper, freePort } from '../scripts/zookeeper.js'
 import { ZkSession } from '../lib/discovery/zk-session.js'
 import { silentLogger } from '../lib/log.js'
-import { seededRandom } from '../lib/random.js'
+import { seededRandom } from '../test/support/random.js'
 import { cannon, requestsByPort, spawnProxy, spawnUpstreams, stopChild, table } from './common.js'
 import type { ChildProcess } from 'node:child_process'
 

@@ -15,6 +15,7 @@ import { DEFAULT_LIMITS } from './http/h1/limits.js'
 import { WEIGHT_MAX, WEIGHT_MIN } from './discovery/endpoint.js'
 import { buildStrategy, isBuiltinStrategy } from '../strategies/index.js'
 import { loadTlsFiles } from './tls-files.js'
+import { RETRY_CONDITIONS } from './balancing/retry.js'
 import type { TlsFiles } from './tls-files.js'
 import type { StrategySpec } from '../strategies/index.js'
 
@@ -107,9 +108,6 @@ const strategyField = z
     }
   })
   .default('round-robin')
-
-export const RETRY_CONDITIONS = ['connect-failure', 'reset', 'timeout', 'gateway-error'] as const
-export type RetryCondition = (typeof RETRY_CONDITIONS)[number]
 
 const retrySchema = z
   .strictObject({

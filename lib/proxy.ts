@@ -20,6 +20,7 @@ import { Router } from './http/routes.js'
 import { ProxyServer } from './http/server.js'
 import { Service } from './http/service.js'
 import { buildStrategy } from '../strategies/index.js'
+import { RoundRobin } from '../strategies/round-robin.js'
 import { loadTlsFiles } from './tls-files.js'
 
 export interface ProxyDeps {
@@ -149,8 +150,8 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     const balancer = new Balancer({
       service: sc.name,
       strategy,
+      fallback: new RoundRobin(random),
       logger,
-      random,
       weights: sc.weights,
       slowStartMs: sc.slowStartMs,
       outlier: sc.outlier,

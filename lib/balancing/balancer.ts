@@ -3,26 +3,25 @@
 // The balancer decides what *may* be picked (up, weight > 0, not tried by this request) and hands
 // that to the strategy, which decides *which*. Load is counted around a request's whole life: a
 // lease is taken before the first byte goes out and released exactly once, on success or failure.
+// What an outcome says about an instance (latency, failures, ejection, probation) is outlier
+// detection's to decide (outlier-detection.ts); the balancer records each outcome there.
 
 import { performance } from 'node:perf_hooks'
-import { RoundRobin } from '../../strategies/round-robin.js'
 import type { Candidate, PickContext, RequestInfo, Strategy } from '../../strategies/strategy.js'
 import { clampWeight } from '../discovery/endpoint.js'
 import type { Endpoint } from '../discovery/endpoint.js'
-import type { FailureKind } from '../errors.js'
 import type { Logger } from '../log.js'
+import { OutlierDetection } from './outlier-detection.js'
+import type { OutlierDetector, OutlierHost, OutlierOptions, Outcome } from './outlier-detection.js'
 
-/** Weight of the newest sample in the latency EWMA. */
-const EWMA_ALPHA = 0.3
+// The request path names a lease's outcome through the balancer, whose lease takes it.
+export type { Outcome } from './outlier-detection.js'
 
-export type Outcome =
-  | { readonly ok: true; readonly latencyMs: number }
-  | { readonly ok: false; readonly kind: FailureKind; readonly latencyMs: number }
-  /** The client went away: says nothing about the instance. */
-  | { readonly ok: null }
-
-/** An instance and its live figures. Strategies see it through the Candidate interface. */
-export class Host implements Candidate {
+/**
+ * An instance and its live figures. Strategies see it through the Candidate interface; the
+ * passive-health figures are written by outlier detection only.
+ */
+export class Host implements Candidate, OutlierHost {
   readonly key: string
   endpoint: Endpoint
   /** Weight before slow start: the config override for `host:port`, else the znode's. */
@@ -135,17 +134,6 @@ export class Lease {
   }
 }
 
-/** Passive health (Envoy's outlier detection, consecutive-5xx flavour). */
-export interface OutlierOptions {
-  readonly consecutiveFailures: number
-  readonly baseEjectionMs: number
-  readonly maxEjectionMs: number
-  readonly maxEjectionPercent: number
-}
-
-/** How a held instance that refused a connection is ejected when the service has no outlier options. */
-const HELD_EJECTION: OutlierOptions = { consecutiveFailures: 1, baseEjectionMs: 30_000, maxEjectionMs: 300_000, maxEjectionPercent: 100 }
-
 export interface BalancerOptions {
   readonly service: string
   /** Per-instance weight overrides by `host:port`. */
@@ -156,8 +144,12 @@ export interface BalancerOptions {
   /** Time in ms for ejections and the slow-start ramp (tests); default Date.now and performance.now. */
   readonly clock?: () => number
   readonly strategy: Strategy
+  /**
+   * Picks instead when the strategy throws or returns something that is not a candidate; must not
+   * throw itself. The proxy gives round-robin, which the warning names.
+   */
+  readonly fallback: Strategy
   readonly logger: Logger
-  readonly random: () => number
 }
 
 export class Balancer {
@@ -165,19 +157,14 @@ export class Balancer {
   readonly #strategy: Strategy
   readonly #weights: Readonly<Record<string, number>>
   readonly #slowStartMs: number
-  readonly #outlier: OutlierOptions | null
-  readonly #clock: () => number
   readonly #rampClock: (() => number) | undefined
-  readonly #timers = new Set<NodeJS.Timeout>()
+  readonly #outliers: OutlierDetector
   /** Run-time overrides by host:port, kept until cleared or until the instance leaves ZooKeeper. */
   readonly #overrides = new Map<string, Override>()
-  /** Ejections since start, every instance together (zoo_proxy_ejections_total). */
-  ejectionsTotal = 0
   #updates = 0
   /** Hosts on probation; while any is, candidates are filtered per request. */
   #probing = 0
-  #closed = false
-  readonly #fallback: RoundRobin
+  readonly #fallback: Strategy
   readonly #log: Logger
   readonly #hosts = new Map<string, Host>()
   /** Every host, sorted by key. */
@@ -193,11 +180,16 @@ export class Balancer {
     this.#strategy = opts.strategy
     this.#weights = opts.weights ?? {}
     this.#slowStartMs = opts.slowStartMs ?? 0
-    this.#outlier = opts.outlier && opts.outlier.consecutiveFailures > 0 ? opts.outlier : null
-    this.#clock = opts.clock ?? Date.now
     this.#rampClock = opts.clock
-    this.#fallback = new RoundRobin(opts.random)
+    this.#fallback = opts.fallback
     this.#log = opts.logger.child({ service: opts.service })
+    const pool = { hosts: () => this.#all, isMember: (h: OutlierHost) => this.#hosts.has(h.key), changed: () => this.refresh() }
+    this.#outliers = new OutlierDetection(pool, { outlier: opts.outlier, clock: opts.clock ?? Date.now, logger: this.#log })
+  }
+
+  /** Ejections since start, every instance together (zoo_proxy_ejections_total). */
+  get ejectionsTotal(): number {
+    return this.#outliers.ejectionsTotal
   }
 
   /** Replaces the membership with a whole snapshot; figures of instances that stay are kept. */
@@ -333,11 +325,11 @@ export class Balancer {
       picked = this.#strategy.pick(candidates, ctx)
     } catch (err) {
       this.#warnStrategy(`pick threw: ${(err as Error)?.message ?? String(err)}`)
-      return this.#fallback.pick(candidates) as Host
+      return this.#fallback.pick(candidates, ctx) as Host
     }
     if (candidates.includes(picked as Host)) return picked as Host
     this.#warnStrategy('pick returned something that is not one of the candidates')
-    return this.#fallback.pick(candidates) as Host
+    return this.#fallback.pick(candidates, ctx) as Host
   }
 
   #warnStrategy(problem: string): void {
@@ -349,66 +341,10 @@ export class Balancer {
   /** Called by Lease.release only. */
   settle(host: Host, outcome: Outcome): void {
     host.inFlight--
-    if (outcome.ok === null) return
-    host.latencyEwmaMs =
-      host.latencyEwmaMs === 0 ? outcome.latencyMs : host.latencyEwmaMs + EWMA_ALPHA * (outcome.latencyMs - host.latencyEwmaMs)
-    if (outcome.ok) {
-      host.consecutiveFailures = 0
-      if (host.probing) {
-        host.probing = false
-        host.healthySince = this.#clock()
-        this.#log.info({ instance: `${host.host}:${host.port}` }, 'instance probation -> healthy')
-        this.refresh()
-      }
-      return
-    }
-    host.failures++
-    host.consecutiveFailures++
-    const o = this.#outlier
-    if (host.ejectedUntil !== 0 || !this.#hosts.has(host.key)) return
-    // An instance ZooKeeper no longer lists, served only by the mass-removal hold: one refused
-    // connection says it is gone (a blue/green deploy, not a session storm), so it leaves the
-    // rotation at once and outside the ejection cap (Envoy keeps a host EDS removed only while it
-    // passes health checks).
-    if (host.endpoint.meta.held === true && outcome.kind === 'connect') return this.#eject(host, o ?? HELD_EJECTION, true)
-    if (o === null) return
-    if (host.probing || host.consecutiveFailures >= o.consecutiveFailures) this.#eject(host, o)
-  }
-
-  #eject(host: Host, o: OutlierOptions, uncapped = false): void {
-    let ejected = 0
-    for (const h of this.#all) if (h.ejectedUntil !== 0) ejected++
-    const limit = Math.max(1, Math.floor((this.#all.length * o.maxEjectionPercent) / 100))
-    if (ejected >= limit && !uncapped) return
-    // The multiplier decays: healthy for longer than the longest ejection means starting over.
-    if (host.healthySince !== 0 && this.#clock() - host.healthySince > o.maxEjectionMs) host.ejections = 0
-    host.ejections++
-    this.ejectionsTotal++
-    const ms = Math.min(o.baseEjectionMs * host.ejections, o.maxEjectionMs)
-    host.ejectedUntil = this.#clock() + ms
-    host.probing = false
-    this.#log.warn(
-      { instance: `${host.host}:${host.port}`, consecutiveFailures: host.consecutiveFailures, ejectionMs: ms, ejections: host.ejections },
-      'instance healthy -> ejected',
-    )
-    this.refresh()
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer)
-      if (this.#closed || host.ejectedUntil === 0) return
-      host.ejectedUntil = 0
-      host.consecutiveFailures = 0
-      // Back on probation: one request at a time until one succeeds (a failure ejects it again).
-      host.probing = true
-      this.#log.info({ instance: `${host.host}:${host.port}` }, 'instance ejected -> probation')
-      this.refresh()
-    }, ms)
-    timer.unref()
-    this.#timers.add(timer)
+    this.#outliers.record(host, outcome)
   }
 
   close(): void {
-    this.#closed = true
-    for (const t of this.#timers) clearTimeout(t)
-    this.#timers.clear()
+    this.#outliers.close()
   }
 }

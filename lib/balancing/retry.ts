@@ -3,7 +3,10 @@
 // instance the request already tried (Envoy's previous-hosts predicate).
 
 import type { FailureKind } from '../errors.js'
-import type { RetryCondition } from '../config.js'
+
+/** The retry conditions a service may list (Envoy's retry_on names); the config schema takes them from here. */
+export const RETRY_CONDITIONS = ['connect-failure', 'reset', 'timeout', 'gateway-error'] as const
+export type RetryCondition = (typeof RETRY_CONDITIONS)[number]
 
 /** RFC 9110 §9.2.2 idempotent methods. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])

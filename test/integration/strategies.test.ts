@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { seededRandom } from '../../lib/random.js'
+import { seededRandom } from '../support/random.js'
 import type { ProxyDeps } from '../../lib/proxy.js'
 import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor, useClosers } from '../support/helpers.js'
 import type { Upstream } from '../support/helpers.js'

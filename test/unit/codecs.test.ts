@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import { decodeInstance } from '../../lib/discovery/codecs.js'
 import { WEIGHT_MAX, endpointsEqual } from '../../lib/discovery/endpoint.js'
-import { seededRandom } from '../../lib/random.js'
+import { seededRandom } from '../support/random.js'
 
 const dec = (data: string | null, name = 'n1') => decodeInstance(`/s/${name}`, name, data === null ? null : Buffer.from(data))
 

@@ -8,7 +8,7 @@ const ctx = { hashKey: undefined }
 const outlier = { consecutiveFailures: 3, baseEjectionMs: 60, maxEjectionMs: 1000, maxEjectionPercent: 50 }
 
 function balancer(n: number) {
-  const b = new Balancer({ service: 's', strategy: new RoundRobin(() => 0), logger: recordingLogger(), random: () => 0, outlier })
+  const b = new Balancer({ service: 's', strategy: new RoundRobin(() => 0), logger: recordingLogger(), fallback: new RoundRobin(() => 0), outlier })
   b.update(Array.from({ length: n }, (_, i) => ep(i + 1)))
   return b
 }
@@ -25,7 +25,7 @@ function fail(b: Balancer, key: string, times: number): void {
 function clocked(n: number) {
   const clock = { now: 1_000_000 }
   const logger = recordingLogger()
-  const b = new Balancer({ service: 's', strategy: new RoundRobin(() => 0), logger, random: () => 0, outlier, clock: () => clock.now })
+  const b = new Balancer({ service: 's', strategy: new RoundRobin(() => 0), logger, fallback: new RoundRobin(() => 0), outlier, clock: () => clock.now })
   b.update(Array.from({ length: n }, (_, i) => ep(i + 1)))
   const lengths = () => logger.lines.filter((l) => l.msg === 'instance healthy -> ejected').map((l) => (l.obj as { ejectionMs: number }).ejectionMs)
   return { b, clock, lengths }
@@ -102,7 +102,7 @@ describe('passive ejection (outlier detection)', () => {
   it('never ejects for longer than maxEjectionMs', async () => {
     const capped = { ...outlier, baseEjectionMs: 40, maxEjectionMs: 100 }
     const logger = recordingLogger()
-    const b = new Balancer({ service: 's', strategy: new RoundRobin(() => 0), logger, random: () => 0, outlier: capped, clock: () => 1_000_000 })
+    const b = new Balancer({ service: 's', strategy: new RoundRobin(() => 0), logger, fallback: new RoundRobin(() => 0), outlier: capped, clock: () => 1_000_000 })
     b.update([ep(1), ep(2), ep(3)])
     const one = b.hosts[0]!
     fail(b, '/s/1', 3)

@@ -9,7 +9,7 @@ import type { ParserEngine } from '../../lib/http/h1/engine.js'
 import { framingProblem } from '../../lib/http/h1/framing.js'
 import { HOP_BY_HOP, MAX_HEADER_BYTES, parsePlainHead } from '../../lib/http/h1/headers.js'
 import { H1Parser } from '../../lib/http/h1/parser.js'
-import { seededRandom } from '../../lib/random.js'
+import { seededRandom } from '../support/random.js'
 
 interface Parsed {
   status: number

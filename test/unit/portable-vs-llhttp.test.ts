@@ -12,7 +12,7 @@ import type { ParserEngine } from '../../lib/http/h1/engine.js'
 import { framingProblem } from '../../lib/http/h1/framing.js'
 import { MAX_HEADER_BYTES } from '../../lib/http/h1/headers.js'
 import { H1Parser } from '../../lib/http/h1/parser.js'
-import { seededRandom } from '../../lib/random.js'
+import { seededRandom } from '../support/random.js'
 
 type Event = string | [string, ...unknown[]]
 

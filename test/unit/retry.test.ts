@@ -1,6 +1,5 @@
 import { expect } from 'chai'
-import { RETRY_CONDITIONS } from '../../lib/config.js'
-import { isRetryable } from '../../lib/balancing/retry.js'
+import { RETRY_CONDITIONS, isRetryable } from '../../lib/balancing/retry.js'
 import type { AttemptFailure } from '../../lib/balancing/retry.js'
 
 const policy = { on: [...RETRY_CONDITIONS], nonIdempotent: false }

@@ -5,7 +5,7 @@ import path from 'node:path'
 import { Balancer } from '../../lib/balancing/balancer.js'
 import { validateConfig } from '../../lib/config.js'
 import { ConfigError } from '../../lib/errors.js'
-import { seededRandom } from '../../lib/random.js'
+import { seededRandom } from '../support/random.js'
 import { ConsistentHash, MAX_RING_POINTS, createConsistentHash } from '../../strategies/consistent-hash.js'
 import { RoundRobin } from '../../strategies/round-robin.js'
 import { LeastLoaded } from '../../strategies/least-loaded.js'
@@ -175,7 +175,7 @@ describe('the balancer around a strategy', () => {
   it('falls back to round-robin, warning once, when pick throws or returns a stranger', () => {
     for (const bad of [() => { throw new Error('boom') }, () => c('stranger')]) {
       const logger = recordingLogger()
-      const b = new Balancer({ service: 's', strategy: { pick: bad }, logger, random: () => 0 })
+      const b = new Balancer({ service: 's', strategy: { pick: bad }, logger, fallback: new RoundRobin(() => 0) })
       b.update([ep('/s/1'), ep('/s/2')])
       const got = Array.from({ length: 4 }, () => {
         const l = b.acquire(null, ctx)!
@@ -189,7 +189,7 @@ describe('the balancer around a strategy', () => {
 
   it('hands the strategy only instances that are up, weighted above 0 and not yet tried', () => {
     const seen: string[][] = []
-    const b = new Balancer({ service: 's', strategy: { pick: (list) => (seen.push(list.map((x) => x.key)), list[0]!) }, logger: recordingLogger(), random: () => 0 })
+    const b = new Balancer({ service: 's', strategy: { pick: (list) => (seen.push(list.map((x) => x.key)), list[0]!) }, logger: recordingLogger(), fallback: new RoundRobin(() => 0) })
     b.update([ep('/s/1'), ep('/s/2', 0), ep('/s/3', 1, 'draining'), ep('/s/4'), ep('/s/5')])
     b.acquire(new Set(['/s/4']), ctx)
     expect(seen).to.deep.equal([['/s/1', '/s/5']])
@@ -198,7 +198,7 @@ describe('the balancer around a strategy', () => {
   it('hands a strategy only weights within 0-256, whoever built the endpoints, overrides and weights (issue 21)', () => {
     const seen: number[][] = []
     const strategy = { pick: (list: readonly Candidate[]) => (seen.push(list.map((x) => x.weight)), list[0]!) }
-    const b = new Balancer({ service: 's', strategy, logger: recordingLogger(), random: () => 0, weights: { '127.0.0.1:9003': Infinity }, slowStartMs: 1_000, clock: () => 0 })
+    const b = new Balancer({ service: 's', strategy, logger: recordingLogger(), fallback: new RoundRobin(() => 0), weights: { '127.0.0.1:9003': Infinity }, slowStartMs: 1_000, clock: () => 0 })
     b.update([ep('/s/1', 1e308), ep('/s/2', -5), ep('/s/3', 2)])
     expect(b.hosts.map((h) => h.weight)).to.deep.equal([256, 0, 256])
     b.setOverride('127.0.0.1:9003', { weight: 1e308 })
@@ -210,14 +210,14 @@ describe('the balancer around a strategy', () => {
   })
 
   it('applies config weight overrides by host:port', () => {
-    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), random: () => 0, weights: { '127.0.0.1:9001': 3 } })
+    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), fallback: new RoundRobin(() => 0), weights: { '127.0.0.1:9001': 3 } })
     b.update([ep('/s/1'), ep('/s/2')])
     expect(b.hosts.map((h) => h.weight)).to.deep.equal([3, 1])
   })
 
   it('ramps a newcomer linearly from 10% to 100% of its weight over slowStartMs, and not the first fleet', () => {
     let now = 5_000
-    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), random: () => 0, slowStartMs: 1000, clock: () => now })
+    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), fallback: new RoundRobin(() => 0), slowStartMs: 1000, clock: () => now })
     b.update([ep('/s/1', 10)])
     b.update([ep('/s/1', 10), ep('/s/2', 10)])
     const [old, fresh] = b.hosts
@@ -233,7 +233,7 @@ describe('the balancer around a strategy', () => {
 
   it('ramps the new weight when a ramping instance changes weight, and keeps its place in the ramp', () => {
     let now = 0
-    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), random: () => 0, slowStartMs: 1000, clock: () => now })
+    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), fallback: new RoundRobin(() => 0), slowStartMs: 1000, clock: () => now })
     b.update([ep('/s/1')])
     b.update([ep('/s/1'), ep('/s/2', 10)])
     now = 500
@@ -245,7 +245,7 @@ describe('the balancer around a strategy', () => {
 
   it('sends a ramping instance a share of the picks that grows with its weight', () => {
     let now = 0
-    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), random: () => 0, slowStartMs: 1000, clock: () => now })
+    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), fallback: new RoundRobin(() => 0), slowStartMs: 1000, clock: () => now })
     b.update([ep('/s/1', 10)])
     b.update([ep('/s/1', 10), ep('/s/2', 10)])
     const share = () => {
@@ -265,7 +265,7 @@ describe('the balancer around a strategy', () => {
   })
 
   it('keeps live figures across a weight change but not across an address change', () => {
-    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), random: () => 0 })
+    const b = new Balancer({ service: 's', strategy: new SmoothWeighted(), logger: recordingLogger(), fallback: new RoundRobin(() => 0) })
     b.update([ep('/s/1')])
     const lease = b.acquire(null, ctx)!
     b.update([{ ...ep('/s/1'), weight: 5 }])

@@ -3,7 +3,8 @@
 
 import { expect } from 'chai'
 import { Balancer } from '../../lib/balancing/balancer.js'
-import type { Host, OutlierOptions } from '../../lib/balancing/balancer.js'
+import type { Host } from '../../lib/balancing/balancer.js'
+import type { OutlierOptions } from '../../lib/balancing/outlier-detection.js'
 import type { Endpoint } from '../../lib/discovery/endpoint.js'
 import { ConsistentHash } from '../../strategies/consistent-hash.js'
 import { RoundRobin } from '../../strategies/round-robin.js'
@@ -15,7 +16,7 @@ const ctx = { hashKey: undefined }
 
 function balancer(opts: { outlier?: OutlierOptions; strategy?: Strategy; clock?: () => number } = {}) {
   const logger = recordingLogger()
-  const b = new Balancer({ service: 's', strategy: opts.strategy ?? new RoundRobin(() => 0), logger, random: () => 0, ...opts })
+  const b = new Balancer({ service: 's', strategy: opts.strategy ?? new RoundRobin(() => 0), logger, fallback: new RoundRobin(() => 0), ...opts })
   return { b, logger }
 }
 
@@ -65,13 +66,13 @@ describe('the balancer, before and between snapshots', () => {
   })
 
   it('names an IPv6 instance in brackets for a weight override', () => {
-    const b = new Balancer({ service: 's', strategy: new RoundRobin(() => 0), logger: recordingLogger(), random: () => 0, weights: { '[::1]:9001': 4, '127.0.0.1:9002': 3 } })
+    const b = new Balancer({ service: 's', strategy: new RoundRobin(() => 0), logger: recordingLogger(), fallback: new RoundRobin(() => 0), weights: { '[::1]:9001': 4, '127.0.0.1:9002': 3 } })
     b.update([ep(1, { host: '::1' }), ep(2)])
     expect(b.hosts.map((h) => h.weight)).to.deep.equal([4, 3])
   })
 
   it('runs slow start on performance.now when given no clock', () => {
-    const b = new Balancer({ service: 's', strategy: new RoundRobin(() => 0), logger: recordingLogger(), random: () => 0, slowStartMs: 3_600_000 })
+    const b = new Balancer({ service: 's', strategy: new RoundRobin(() => 0), logger: recordingLogger(), fallback: new RoundRobin(() => 0), slowStartMs: 3_600_000 })
     b.update([ep(1, { weight: 10 })])
     b.update([ep(1, { weight: 10 }), ep(2, { weight: 10 })])
     // An hour's ramp has just begun: 10% of 10, and a few ms more at most.

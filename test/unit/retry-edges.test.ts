@@ -2,9 +2,8 @@
 // showed no other test pinned down.
 
 import { expect } from 'chai'
-import { RETRY_CONDITIONS } from '../../lib/config.js'
 import { RetryBudget } from '../../lib/balancing/retry-budget.js'
-import { isGatewayStatus, isRetryable, retryAfterMs } from '../../lib/balancing/retry.js'
+import { RETRY_CONDITIONS, isGatewayStatus, isRetryable, retryAfterMs } from '../../lib/balancing/retry.js'
 
 describe('retry policy, method by method', () => {
   const policy = { on: [...RETRY_CONDITIONS], nonIdempotent: false }
