@@ -22,8 +22,8 @@ import { Readable } from 'node:stream'
 import { ProxyError, clientGone } from '../../errors.js'
 import { MAX_HEADER_BYTES } from './headers.js'
 import type { ResponseHead } from './headers.js'
-import { DEFAULT_LIMITS } from './limits.js'
-import type { FrontLimits } from './limits.js'
+import { DEFAULT_LIMITS } from '../../limits.js'
+import type { FrontLimits } from '../../limits.js'
 import { framingProblem } from './framing.js'
 import { ENGINE } from './engine.js'
 import { H1Parser, handleProblem, startReading, stopReading } from './parser.js'
@@ -41,8 +41,8 @@ const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
 const SMALL_BODY = 4096
 
 /** What the client side enforces (config: clientBodyTimeoutMs, limits.*), and its defaults. */
-export { DEFAULT_LIMITS } from './limits.js'
-export type { FrontLimits } from './limits.js'
+export { DEFAULT_LIMITS } from '../../limits.js'
+export type { FrontLimits } from '../../limits.js'
 
 /**
  * `host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a name of unreserved characters (or %-escapes),
