@@ -1,6 +1,5 @@
 // The client-facing listener: route, hand to the service, and shut down in order.
 
-import type http from 'node:http'
 import type { Buffer } from 'node:buffer'
 import type { AddressInfo } from 'node:net'
 import type { Socket } from 'node:net'
@@ -13,17 +12,6 @@ import { sendError } from './service.js'
 import type { Service } from './service.js'
 import type { HostPort } from '../config.js'
 import type { AccessLog, Logger } from '../log.js'
-
-/** Binds `server` to `at`; rejects (EADDRINUSE...) instead of emitting 'error'. */
-export function listen(server: http.Server, at: HostPort): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(at.port, at.host, () => {
-      server.off('error', reject)
-      resolve(server.address() as AddressInfo)
-    })
-  })
-}
 
 export class ProxyServer {
   readonly #server: H1Server

@@ -20,6 +20,7 @@ import tls from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import { ProxyError, clientGone } from '../../errors.js'
+import { listen } from '../../listen.js'
 import { MAX_HEADER_BYTES } from './headers.js'
 import type { ResponseHead } from './headers.js'
 import { DEFAULT_LIMITS } from '../../limits.js'
@@ -854,13 +855,7 @@ export class H1Server {
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject)
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', reject)
-        resolve(this.#server.address() as AddressInfo)
-      })
-    })
+    return listen(this.#server, port, host)
   }
 
   address(): AddressInfo | null {
