@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { createSecureContext } from 'node:tls'
 import type { SecureContext } from 'node:tls'
-import { Buffer } from 'node:buffer'
+import type { Buffer } from 'node:buffer'
 import type { Readable } from 'node:stream'
 import pRetry from 'p-retry'
 import type { Balancer, Host, Lease } from '../balancing/balancer.js'
@@ -13,6 +13,7 @@ import { UpstreamClock, UpstreamPool } from './h1/upstream.js'
 import type { ServiceConfig } from '../config.js'
 import { ProxyError, UpstreamError, clientGone, isClientGone } from '../errors.js'
 import { BodyTap, forwardAttempt, upstreamHeaders } from './forward.js'
+import { sendError } from './h1/send-error.js'
 import type { AttemptListener } from './forward.js'
 import type { ResponseHead } from './h1/headers.js'
 import type { HeldBody, InstanceTls } from './h1/upstream.js'
@@ -515,15 +516,4 @@ export function upstreamTlsContext(t: ServiceConfig['upstreamTls']): { readonly 
     ...(t.key === undefined ? {} : { key: readFileSync(t.key) }),
   })
   return { context, servername: t.servername }
-}
-
-/**
- * A short JSON error body that names the service and the request's ID (also in X-Request-Id);
- * the connection is kept unless asked otherwise.
- */
-export function sendError(res: Exchange, status: number, code: string, message: string, service?: string, close = false): void {
-  const requestId = res.requestId
-  const body = JSON.stringify(service === undefined ? { error: code, message, requestId } : { error: code, service, message, requestId })
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId }, close)
-  res.end(body)
 }

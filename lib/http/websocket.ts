@@ -27,7 +27,7 @@ import { H1Parser, RAW_BODY } from './h1/parser.js'
 import type { ParserEvents } from './h1/parser.js'
 import { connectInstance, instanceAuthority, readyEvent, requestHead } from './h1/upstream.js'
 import { isGatewayStatus } from '../balancing/retry.js'
-import { sendError } from './service.js'
+import { sendError } from './h1/send-error.js'
 import type { Service } from './service.js'
 
 /**
