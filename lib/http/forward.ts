@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks'
 import { Readable } from 'node:stream'
 import { clientGone } from '../errors.js'
-import { neverUnhandled } from './h1/front.js'
+import { neverUnhandled } from './h1/emitters.js'
 import type { Exchange } from './h1/front.js'
 import { HOP_BY_HOP } from './h1/headers.js'
 import type { ResponseHead } from './h1/headers.js'

@@ -21,6 +21,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import { ProxyError, clientGone } from '../../errors.js'
 import { listen } from '../../listen.js'
+import { ignore, neverUnhandled } from './emitters.js'
 import { MAX_HEADER_BYTES } from './headers.js'
 import type { ResponseHead } from './headers.js'
 import { DEFAULT_LIMITS } from '../../limits.js'
@@ -71,17 +72,6 @@ export interface H1Handlers {
    */
   upgrade(ex: Exchange, socket: Socket, head: Buffer): void
 }
-
-/**
- * An 'error' listener every emitter on the request path gets when it is made, before anyone can
- * destroy it: whoever reads it adds its own and learns of the error that way; once nobody reads
- * it any more (the attempt that held it ended), an error it still emits must not end the process.
- */
-export function neverUnhandled(e: { on(event: 'error', fn: (err: Error) => void): unknown }): void {
-  e.on('error', ignore)
-}
-
-function ignore(): void {}
 
 /** A request's body as a stream; reading it is what lets the client send more (backpressure). */
 class RequestBody extends Readable {
