@@ -32,7 +32,6 @@ import { H1Parser, handleProblem, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 
 /** Node's http server defaults, which users of it and of nginx expect. */
-export { MAX_HEADER_BYTES } from './headers.js'
 export const KEEP_ALIVE_TIMEOUT_MS = 5_000
 export const HEADERS_TIMEOUT_MS = 60_000
 
@@ -41,10 +40,6 @@ const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
 
 /** Bodies up to this size leave with their head in one copied Buffer (see Exchange.write). */
 const SMALL_BODY = 4096
-
-/** What the client side enforces (config: clientBodyTimeoutMs, limits.*), and its defaults. */
-export { DEFAULT_LIMITS } from '../../limits.js'
-export type { FrontLimits } from '../../limits.js'
 
 /**
  * `host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a name of unreserved characters (or %-escapes),
