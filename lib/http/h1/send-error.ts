@@ -2,7 +2,7 @@
 // (routing, shutdown), the service (a failed request), the upgrade tunnel and the front's guard.
 
 import { Buffer } from 'node:buffer'
-import type { Exchange } from './front.js'
+import type { Exchange } from './exchange.js'
 
 /**
  * A short JSON error body that names the service and the request's ID (also in X-Request-Id);
