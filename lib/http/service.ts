@@ -62,7 +62,11 @@ class RequestState implements AttemptListener {
   /** The attempt in flight: its lease, its start, and whom to tell how it ended. */
   lease: Lease | null = null
   attemptStartedAt = 0
-  then: AttemptCallback | null = null
+  /**
+   * Whom to tell how the attempt in flight ended. Not named `then`: a field of that name would make
+   * the state a thenable, which `await` or `Promise.resolve` would call.
+   */
+  onSettled: AttemptCallback | null = null
   /** Buffered body (replayable), or null when the body streams (see `tap`). */
   body: HeldBody | null = null
   /** The streamed body of the current attempt. */
@@ -282,7 +286,7 @@ export class Service {
     this.#log.error({ err }, 'request handler threw; answered 502 or cut the connection')
     const lease = state.lease
     state.lease = null
-    state.then = null
+    state.onSettled = null
     const ex = state.ex
     try {
       lease?.release({ ok: null })
@@ -402,12 +406,12 @@ export class Service {
     return true
   }
 
-  /** One attempt at one instance; `then(state, null)` once the answer went out, or `then(state, err)`. */
-  #attempt(state: RequestState, then: AttemptCallback): void {
+  /** One attempt at one instance; `onSettled(state, null)` once the answer went out, or `onSettled(state, err)`. */
+  #attempt(state: RequestState, onSettled: AttemptCallback): void {
     const lease = this.balancer.acquire(state.firstKey === null ? null : state.tried, state)
     if (lease === null) {
       // Report the failure that made us look further rather than "no instance".
-      then(state, state.lastError ?? new ProxyError('ZP_ERR_NO_ENDPOINT', `no instance of service "${this.name}" is available`))
+      onSettled(state, state.lastError ?? new ProxyError('ZP_ERR_NO_ENDPOINT', `no instance of service "${this.name}" is available`))
       return
     }
     state.attemptAt(lease.host.key)
@@ -416,11 +420,11 @@ export class Service {
     const remaining = state.deadline - Date.now()
     if (remaining <= 0) {
       lease.release({ ok: null })
-      then(state, new UpstreamError('timeout', 'request deadline passed', false))
+      onSettled(state, new UpstreamError('timeout', 'request deadline passed', false))
       return
     }
     state.lease = lease
-    state.then = then
+    state.onSettled = onSettled
     state.attemptStartedAt = performance.now()
     forwardAttempt(
       this.#pool(lease.host),
@@ -441,11 +445,11 @@ export class Service {
   /** Called from the upstream connection's events: a throw past here would end the process. */
   readonly #attemptEnded: AttemptEnd = (state, err, status, latencyMs) => {
     const lease = state.lease
-    const then = state.then
+    const onSettled = state.onSettled
     // The guard gave up on this request already (and released the lease).
-    if (lease === null || then === null) return
+    if (lease === null || onSettled === null) return
     state.lease = null
-    state.then = null
+    state.onSettled = null
     try {
       if (err === null) {
         const gatewayError = isGatewayStatus(status)
@@ -455,7 +459,7 @@ export class Service {
         this.#settleFailure(lease, err, performance.now() - state.attemptStartedAt)
         state.lastError = err
       }
-      then(state, err)
+      onSettled(state, err)
     } catch (e) {
       this.#crashed(state, e)
     }
