@@ -1,176 +1,27 @@
 // One service's request path: pick an instance, forward, and on failure try another one.
 
-import { readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
-import { createSecureContext } from 'node:tls'
-import type { SecureContext } from 'node:tls'
-import type { Buffer } from 'node:buffer'
-import type { Readable } from 'node:stream'
 import pRetry from 'p-retry'
 import type { Balancer, Host, Lease } from '../balancing/balancer.js'
 import type { Exchange } from './h1/exchange.js'
-import { UpstreamClock, UpstreamPool } from './h1/upstream.js'
 import type { ServiceConfig } from '../config.js'
-import { ProxyError, UpstreamError, clientGone, isClientGone } from '../errors.js'
-import { BodyTap, forwardAttempt, upstreamHeaders } from './forward.js'
+import { ProxyError, UpstreamError } from '../errors.js'
+import { forwardAttempt, upstreamHeaders } from './forward.js'
 import { sendError } from './h1/send-error.js'
-import type { AttemptListener } from './forward.js'
-import type { ResponseHead } from './h1/headers.js'
-import type { HeldBody, InstanceTls } from './h1/upstream.js'
+import type { InstanceTls } from './h1/upstream.js'
 import type { AccessLog, Logger } from '../log.js'
 import { HealthChecker } from '../balancing/health.js'
 import { isGatewayStatus, isRetryable, retryAfterMs } from '../balancing/retry.js'
 import { RetryBudget } from '../balancing/retry-budget.js'
-
-export type AttemptOutcome = 'ok' | 'connect' | 'reset' | 'timeout' | 'status'
-
-/** What a service reports (ops/metrics.ts counts it); all no-ops when metrics are off. */
-export interface ServiceMetrics {
-  request(status: number, seconds: number): void
-  attempt(outcome: AttemptOutcome): void
-  retry(): void
-  budgetExhausted(): void
-}
-
-export const NO_METRICS: ServiceMetrics = {
-  request() {},
-  attempt() {},
-  retry() {},
-  budgetExhausted() {},
-}
-
-type StatusDecision = (state: RequestState, head: ResponseHead) => boolean
-/** How an attempt ended: `err` null once the whole answer went to the client. */
-type AttemptCallback = (state: RequestState, err: Error | null) => void
-type AttemptEnd = (state: RequestState, err: Error | null, status: number, latencyMs: number) => void
-
-const NO_CHUNKS: readonly Buffer[] = []
-
-/**
- * What one request carries through its attempts. It is also what an attempt reports to (the
- * AttemptListener), so the request path makes no closure per request: the service's decisions
- * are shared functions that get the state passed in.
- */
-class RequestState implements AttemptListener {
-  readonly ex: Exchange
-  readonly headers: string[]
-  readonly deadline: number
-  readonly startedAt = performance.now()
-  readonly done: () => void
-  readonly #decide: StatusDecision
-  readonly #ended: AttemptEnd
-  /** The attempt in flight: its lease, its start, and whom to tell how it ended. */
-  lease: Lease | null = null
-  attemptStartedAt = 0
-  /**
-   * Whom to tell how the attempt in flight ended. Not named `then`: a field of that name would make
-   * the state a thenable, which `await` or `Promise.resolve` would call.
-   */
-  onSettled: AttemptCallback | null = null
-  /** Buffered body (replayable), or null when the body streams (see `tap`). */
-  body: HeldBody | null = null
-  /** The streamed body of the current attempt. */
-  tap: BodyTap | null = null
-  streamed = false
-  /** What was read of a streamed body before it proved too big to hold; sent ahead of the rest. */
-  prefix: readonly Buffer[] = NO_CHUNKS
-  /** The instance of the first attempt; a Set is only made when a request is retried. */
-  firstKey: string | null = null
-  #tried: Set<string> | null = null
-  /** Affinity key for consistent-hash (PickContext). */
-  hashKey: string | undefined = undefined
-  attempts = 0
-  /** The instance of the latest attempt (the access log's). */
-  lastHost: Host | null = null
-  lastError: Error | null = null
-  /** A retry was already granted (and paid for from the budget) for the failure in flight. */
-  retryGranted = false
-  /** `done` was called: the request is over for the server (set once, by Service.#finish). */
-  over = false
-
-  constructor(ex: Exchange, headers: string[], deadline: number, done: () => void, decide: StatusDecision, ended: AttemptEnd) {
-    this.ex = ex
-    this.headers = headers
-    this.deadline = deadline
-    this.done = done
-    this.#decide = decide
-    this.#ended = ended
-  }
-
-  retryOnStatus(head: ResponseHead): boolean {
-    return this.#decide(this, head)
-  }
-
-  attemptEnded(err: Error | null, status: number, latencyMs: number): void {
-    this.#ended(this, err, status, latencyMs)
-  }
-
-  /** The keys of every instance tried so far (null before the first attempt). */
-  get tried(): Set<string> | null {
-    if (this.#tried === null && this.firstKey !== null) this.#tried = new Set([this.firstKey])
-    return this.#tried
-  }
-
-  /** Records the instance of an attempt; no allocation for the first one. */
-  attemptAt(key: string): void {
-    if (this.firstKey === null) this.firstKey = key
-    else this.tried!.add(key)
-  }
-
-  get replayable(): boolean {
-    return !this.streamed || this.tap === null || !this.tap.started
-  }
-
-  nextBody(): HeldBody | BodyTap | null {
-    if (!this.streamed) return this.body
-    this.tap = new BodyTap(this.ex.body!, this.prefix)
-    return this.tap
-  }
-}
-
-type ReadBody = { readonly complete: true; readonly body: HeldBody } | { readonly complete: false; readonly prefix: Buffer[] }
-
-/**
- * Reads a body whole when it fits in `limit` bytes; otherwise stops (the request paused) and hands
- * back what it read, to be sent ahead of the rest. Rejects if the client goes away first.
- */
-function readBody(req: Readable, limit: number): Promise<ReadBody> {
-  return new Promise((resolve, reject) => {
-    // Failed before anyone read it (too slow, too large, malformed): its error was emitted already.
-    if (req.destroyed && !req.readableEnded) {
-      reject(req.errored ?? clientGone('client aborted the request body'))
-      return
-    }
-    const chunks: Buffer[] = []
-    let size = 0
-    const onData = (c: Buffer) => {
-      chunks.push(c)
-      size += c.length
-      if (size <= limit) return
-      req.pause()
-      detach()
-      resolve({ complete: false, prefix: chunks })
-    }
-    const onEnd = () => {
-      detach()
-      // Kept as read: joining them would copy the body once more (at 64 KiB bodies that extra
-      // external memory alone set off a mark-compact every 70-90 ms).
-      resolve({ complete: true, body: chunks })
-    }
-    const onError = (err: Error) => {
-      detach()
-      reject(err)
-    }
-    const detach = () => {
-      req.off('data', onData)
-      req.off('end', onEnd)
-      req.off('error', onError)
-    }
-    req.on('data', onData)
-    req.once('end', onEnd)
-    req.once('error', onError)
-  })
-}
+import { accessEntry } from './access-entry.js'
+import { answerFailure } from './answer-failure.js'
+import { InstancePools } from './instance-pools.js'
+import { readBody } from './read-body.js'
+import { RequestState } from './request-state.js'
+import type { AttemptCallback, AttemptEnd, StatusDecision } from './request-state.js'
+import { NO_METRICS } from './service-metrics.js'
+import type { ServiceMetrics } from './service-metrics.js'
+import { upstreamTlsContext } from './upstream-tls.js'
 
 export interface ServiceOptions {
   readonly config: ServiceConfig
@@ -188,15 +39,11 @@ export class Service {
   readonly config: ServiceConfig
   readonly balancer: Balancer
   readonly #log: Logger
-  /** One pool per instance; a Host is replaced when its address changes, so this follows it. */
-  readonly #pools = new Map<Host, UpstreamPool>()
-  readonly #clock = new UpstreamClock()
+  readonly #pools: InstancePools
   readonly #budget: RetryBudget
   readonly #health: HealthChecker | null
   readonly #metrics: ServiceMetrics
   readonly #underscores: boolean
-  /** How instances that speak TLS are verified (upstreamTls), made once for every connection. */
-  readonly #tls: { readonly context: SecureContext | null; readonly servername: string | undefined }
   readonly #access: AccessLog | null
   #closed = false
 
@@ -209,35 +56,10 @@ export class Service {
     this.#metrics = opts.metrics ?? NO_METRICS
     this.#underscores = opts.underscoresInHeaders ?? false
     this.#access = opts.accessLog ?? null
-    this.#tls = upstreamTlsContext(opts.config.upstreamTls)
-    this.#health = opts.config.healthCheck ? new HealthChecker(this.balancer, opts.config.healthCheck, opts.logger, this.#tls) : null
-    // Instances that leave: finish what is queued on their pools, then let the pools go.
-    this.balancer.onRemoved = (hosts) => {
-      for (const h of hosts) {
-        const pool = this.#pools.get(h)
-        if (pool === undefined) continue
-        this.#pools.delete(h)
-        pool.close().catch(() => {})
-      }
-    }
-  }
-
-  #pool(host: Host): UpstreamPool {
-    let pool = this.#pools.get(host)
-    if (pool === undefined || pool.closed) {
-      const c = this.config
-      pool = new UpstreamPool({
-        host: host.host,
-        port: host.port,
-        connections: c.maxConnectionsPerInstance,
-        keepAliveTimeoutMs: c.keepAliveTimeoutMs,
-        connectTimeoutMs: c.connectTimeoutMs,
-        clock: this.#clock,
-        tls: this.instanceTls(host),
-      })
-      this.#pools.set(host, pool)
-    }
-    return pool
+    const tls = upstreamTlsContext(opts.config.upstreamTls)
+    this.#pools = new InstancePools(opts.config, tls)
+    this.#health = opts.config.healthCheck ? new HealthChecker(this.balancer, opts.config.healthCheck, opts.logger, tls) : null
+    this.balancer.onRemoved = (hosts) => this.#pools.remove(hosts)
   }
 
   /**
@@ -245,7 +67,7 @@ export class Service {
    * https, Curator sslPort), else plain. Pooled requests and upgrade tunnels both ask here.
    */
   instanceTls(host: Host): InstanceTls {
-    return host.endpoint.meta.tls === true ? this.#tls : null
+    return this.#pools.instanceTls(host)
   }
 
   /** The forwarding policy's headers for `ex` (forward.ts): the same for requests and upgrades. */
@@ -318,7 +140,7 @@ export class Service {
           state.prefix = read.prefix
         }
       } catch (err) {
-        this.#fail(state, err)
+        answerFailure(state.ex, err, this.name, this.#log)
         this.#finish(state)
         return
       }
@@ -330,7 +152,7 @@ export class Service {
     if (err === null) this.#finish(state)
     else if (this.#shouldRetry(state, err)) this.#retry(state).catch((e: unknown) => this.#crashed(state, e))
     else {
-      this.#fail(state, err)
+      answerFailure(state.ex, err, this.name, this.#log)
       this.#finish(state)
     }
   }
@@ -349,7 +171,7 @@ export class Service {
     } catch (err) {
       // An attempt that threw part-way still holds its lease: that is the guard's case.
       if (state.lease !== null) return this.#crashed(state, err)
-      this.#fail(state, err)
+      answerFailure(state.ex, err, this.name, this.#log)
     }
     this.#finish(state)
   }
@@ -361,21 +183,7 @@ export class Service {
     const status = ex.finished ? ex.statusCode : 499
     const ms = performance.now() - state.startedAt
     this.#metrics.request(status, ms / 1000)
-    if (this.#access !== null) {
-      const host = state.lastHost
-      this.#access({
-        service: this.name,
-        method: ex.method,
-        path: ex.url,
-        status,
-        instance: host === null ? null : `${host.host.includes(':') ? `[${host.host}]` : host.host}:${host.port}`,
-        attempts: state.attempts,
-        durationMs: Math.round(ms * 1000) / 1000,
-        bytesOut: ex.bytesOut,
-        requestId: ex.requestId,
-        client: ex.remoteAddress,
-      })
-    }
+    this.#access?.(accessEntry(this.name, ex, status, state.lastHost, state.attempts, Math.round(ms * 1000) / 1000))
     state.over = true
     state.done()
   }
@@ -427,7 +235,7 @@ export class Service {
     state.onSettled = onSettled
     state.attemptStartedAt = performance.now()
     forwardAttempt(
-      this.#pool(lease.host),
+      this.#pools.get(lease.host),
       state.ex,
       {
         path: state.ex.url,
@@ -483,41 +291,12 @@ export class Service {
     return state.retryGranted
   }
 
-  #fail(state: RequestState, err: unknown): void {
-    const res = state.ex
-    if (isClientGone(err)) return
-    if (res.headersSent || res.destroyed) {
-      // Part of the answer already went out: all we can do is cut the connection, so the client
-      // sees a truncated response rather than a wrong one.
-      res.destroy()
-      return
-    }
-    const code = err instanceof ProxyError ? err.code : 'ZP_ERR_UPSTREAM_RESET'
-    const status = err instanceof ProxyError && err.statusCode !== undefined ? err.statusCode : 502
-    if (!(err instanceof ProxyError)) this.#log.error({ err }, 'unexpected error on the request path')
-    // A message of our own errors only: an unexpected one's text may name files or internals.
-    sendError(res, status, code, err instanceof ProxyError ? err.message : 'internal error', this.name)
-  }
-
   /** Closes every pool, letting requests already queued on them finish. */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
     this.balancer.close()
     await this.#health?.close()
-    await Promise.all([...this.#pools.values()].map((p) => p.close().catch(() => {})))
-    this.#pools.clear()
-    this.#clock.stop()
+    await this.#pools.close()
   }
-}
-
-/** upstreamTls's files as one shared context (read once, at start); none configured: the system's CAs. */
-export function upstreamTlsContext(t: ServiceConfig['upstreamTls']): { readonly context: SecureContext | null; readonly servername: string | undefined } {
-  if (t === undefined) return { context: null, servername: undefined }
-  const context = createSecureContext({
-    ca: readFileSync(t.ca),
-    ...(t.cert === undefined ? {} : { cert: readFileSync(t.cert) }),
-    ...(t.key === undefined ? {} : { key: readFileSync(t.key) }),
-  })
-  return { context, servername: t.servername }
 }
