@@ -50,6 +50,8 @@ export class RequestState implements AttemptListener {
   /** Affinity key for consistent-hash (PickContext). */
   hashKey: string | undefined = undefined
   attempts = 0
+  /** Retries granted so far (at most retry.attempts - 1). */
+  retries = 0
   /** The instance of the latest attempt (the access log's). */
   lastHost: Host | null = null
   lastError: Error | null = null

@@ -1,7 +1,6 @@
 // One service's request path: pick an instance, forward, and on failure try another one.
 
 import { performance } from 'node:perf_hooks'
-import pRetry from 'p-retry'
 import type { Balancer, Host, Lease } from '../balancing/balancer.js'
 import type { Exchange } from './h1/exchange.js'
 import type { ServiceConfig } from '../config.js'
@@ -82,7 +81,7 @@ export class Service {
 
   /**
    * Proxies one request; always ends in a response (or a cut connection once one started), then
-   * calls `done`. The first attempt runs on callbacks, without a promise: most requests end there.
+   * calls `done`. Its attempts run on callbacks, without a promise.
    */
   handle(ex: Exchange, done: () => void): void {
     let state: RequestState | null = null
@@ -91,7 +90,7 @@ export class Service {
       state = new RequestState(ex, headers, Date.now() + this.config.timeoutMs, done, this.#decideStatus, this.#attemptEnded)
       this.#budget.onRequest()
       if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: ex.headers, remoteAddress: ex.remoteAddress })
-      if (ex.body === null) this.#attempt(state, this.#afterFirst)
+      if (ex.body === null) this.#attempt(state, this.#afterAttempt)
       else this.#readThenAttempt(state).catch((err: unknown) => this.#crashed(state!, err))
     } catch (err) {
       this.#crashed(state ?? new RequestState(ex, [], 0, done, this.#decideStatus, this.#attemptEnded), err)
@@ -145,35 +144,50 @@ export class Service {
         return
       }
     }
-    this.#attempt(state, this.#afterFirst)
+    this.#attempt(state, this.#afterAttempt)
   }
 
-  readonly #afterFirst: AttemptCallback = (state, err) => {
+  /**
+   * How every attempt ends, the first and each retry: the answer went out, or the failure is tried
+   * again elsewhere, or it is answered. One loop on callbacks: no promise per request, and a throw
+   * anywhere in it reaches the same guard (#crashed).
+   */
+  readonly #afterAttempt: AttemptCallback = (state, err) => {
     if (err === null) this.#finish(state)
-    else if (this.#shouldRetry(state, err)) this.#retry(state).catch((e: unknown) => this.#crashed(state, e))
+    else if (this.#mayRetry(state, err)) this.#retry(state)
     else {
       answerFailure(state.ex, err, this.name, this.#log)
       this.#finish(state)
     }
   }
 
-  /** Attempts after the first, with p-retry's jittered exponential backoff between them. */
-  async #retry(state: RequestState): Promise<void> {
+  /** At most retry.attempts - 1 retries; within that, the policy and the budget decide. */
+  #mayRetry(state: RequestState, err: Error): boolean {
+    // The count first: a yes from #shouldRetry is paid for from the budget.
+    if (state.retries >= this.config.retry.attempts - 1) return false
+    return this.#shouldRetry(state, err)
+  }
+
+  /**
+   * The next attempt. The first retry goes at once (to another instance: nothing to wait for);
+   * later ones after a jittered exponential backoff, backoffMs x 2^(n-1) x [1, 2) before the n-th
+   * after the first, capped at max(backoffMs, 1 s): the schedule p-retry gave this loop before.
+   */
+  #retry(state: RequestState): void {
+    const n = state.retries++
+    const backoffMs = this.config.retry.backoffMs
+    const ms = n === 0 ? 0 : Math.min(Math.round((Math.random() + 1) * backoffMs * 2 ** (n - 1)), Math.max(backoffMs, 1000))
+    if (ms > 0) setTimeout(this.#retryLater, ms, state)
+    else this.#attempt(state, this.#afterAttempt)
+  }
+
+  /** A retry after its backoff: a timer's turn, so its own guard. */
+  readonly #retryLater = (state: RequestState): void => {
     try {
-      await pRetry(() => new Promise<void>((resolve, reject) => this.#attempt(state, (_s, err) => (err === null ? resolve() : reject(err)))), {
-        retries: this.config.retry.attempts - 2,
-        minTimeout: this.config.retry.backoffMs,
-        maxTimeout: Math.max(this.config.retry.backoffMs, 1000),
-        factor: 2,
-        randomize: true,
-        shouldRetry: ({ error }) => this.#shouldRetry(state, error),
-      })
+      this.#attempt(state, this.#afterAttempt)
     } catch (err) {
-      // An attempt that threw part-way still holds its lease: that is the guard's case.
-      if (state.lease !== null) return this.#crashed(state, err)
-      answerFailure(state.ex, err, this.name, this.#log)
+      this.#crashed(state, err)
     }
-    this.#finish(state)
   }
 
   #finish(state: RequestState): void {
