@@ -17,6 +17,7 @@ import { buildStrategy, isBuiltinStrategy } from '../strategies/index.js'
 import { loadTlsFiles } from './tls-files.js'
 import type { TlsFiles } from './tls-files.js'
 import type { StrategySpec } from '../strategies/index.js'
+import { joinHostPort } from './host-port.js'
 
 export interface HostPort {
   readonly host: string
@@ -528,7 +529,7 @@ function resolveFiles<T extends object>(obj: T, fields: readonly string[], baseD
 
 /** `host:port` as a config file writes it (`[v6]:port` for IPv6). */
 function hostPortText(at: HostPort): string {
-  return `${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`
+  return joinHostPort(at.host, at.port)
 }
 
 /**

@@ -14,6 +14,7 @@ import zookeeper from 'node-zookeeper-client'
 import type { ACL, Client, Event as ZkEvent } from 'node-zookeeper-client'
 import { ProxyError } from '../errors.js'
 import type { Logger } from '../log.js'
+import { joinHostPort } from '../host-port.js'
 
 const { State, Exception, CreateMode } = zookeeper
 
@@ -71,7 +72,7 @@ function connectionManager(client: Client): WireGuard | undefined {
 function serverOf(cm: WireGuard | undefined): string | undefined {
   const s = cm?.currentServer
   if (s === undefined) return undefined
-  return s.host.includes(':') ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`
+  return joinHostPort(s.host, s.port)
 }
 
 function errorCode(err: unknown): number | undefined {

@@ -21,6 +21,7 @@ import type { AttemptCallback, AttemptEnd, StatusDecision } from './request-stat
 import { NO_METRICS } from './service-metrics.js'
 import type { ServiceMetrics } from './service-metrics.js'
 import { upstreamTlsContext } from './upstream-tls.js'
+import { joinHostPort } from '../host-port.js'
 
 export interface ServiceOptions {
   readonly config: ServiceConfig
@@ -291,7 +292,7 @@ export class Service {
     if (err instanceof UpstreamError) {
       lease.release({ ok: false, kind: err.kind, latencyMs })
       this.#metrics.attempt(err.kind)
-      this.#log.debug({ upstream: `${lease.host.host}:${lease.host.port}`, kind: err.kind, err: err.message }, 'attempt failed')
+      this.#log.debug({ upstream: joinHostPort(lease.host.host, lease.host.port), kind: err.kind, err: err.message }, 'attempt failed')
     } else lease.release({ ok: null })
   }
 

@@ -23,6 +23,7 @@ import { MAX_HEADER_BYTES, ResponseHead, keepAliveTimeoutS, parsePlainHead, rawH
 import { framingProblem } from './framing.js'
 import { H1Parser, RAW_BODY, SKIP_BODY, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
+import { joinHostPort } from '../../host-port.js'
 
 /** A request body held whole (so it can be sent again): the pieces as read, never joined. */
 export type HeldBody = readonly Buffer[]
@@ -99,7 +100,7 @@ export class UpstreamPool {
 
   constructor(options: PoolOptions) {
     this.options = options
-    this.authority = instanceAuthority(options.host, options.port)
+    this.authority = joinHostPort(options.host, options.port)
   }
 
   get closed(): boolean {
@@ -256,10 +257,6 @@ export class UpstreamClock {
   }
 }
 
-/** `host:port` as a Host header names an instance (an IPv6 address in brackets). */
-export function instanceAuthority(host: string, port: number): string {
-  return `${host.includes(':') ? `[${host}]` : host}:${port}`
-}
 
 /** How an instance that speaks TLS is verified (the service's upstreamTls); null: plain TCP. */
 export type InstanceTls = PoolOptions['tls']
