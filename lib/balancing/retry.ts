@@ -4,9 +4,7 @@
 
 import type { FailureKind } from '../errors.js'
 import type { RetryCondition } from '../config.js'
-
-/** RFC 9110 §9.2.2 idempotent methods. */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
+import { IDEMPOTENT } from '../methods.js'
 
 /** 502, 503 and 504: the statuses retried under `gateway-error` (Envoy's name), checked per answer. */
 export function isGatewayStatus(status: number): boolean {

@@ -24,6 +24,7 @@ import { framingProblem } from './framing.js'
 import { H1Parser, RAW_BODY, SKIP_BODY, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 import { joinHostPort } from '../../host-port.js'
+import { IDEMPOTENT } from '../../methods.js'
 
 /** A request body held whole (so it can be sent again): the pieces as read, never joined. */
 export type HeldBody = readonly Buffer[]
@@ -75,10 +76,6 @@ export interface PoolOptions {
   /** The instance speaks TLS: verified with this context (null: the system's CAs), never unverified. */
   readonly tls: { readonly context: tls.SecureContext | null; readonly servername: string | undefined } | null
 }
-
-/** Methods a server may not act on twice; a request of these that hit a connection the
- * upstream had just closed is sent again once on a new connection (as Go's client does). */
-const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 
 interface Waiting {
   readonly req: UpstreamRequest
@@ -719,7 +716,7 @@ class Connection implements ParserEvents, AttemptControl {
     // The upstream closed a kept-alive connection just as we sent on it: not a byte of the answer
     // came, so the request goes again once, on a fresh connection, if sending twice is harmless.
     // (An answer that came malformed is the instance's answer, not a stale connection.)
-    if (kind === 'reset' && this.#reused && !this.#answerBytes && REPLAYABLE.has(req.method) && !(req.body instanceof Readable)) {
+    if (kind === 'reset' && this.#reused && !this.#answerBytes && IDEMPOTENT.has(req.method) && !(req.body instanceof Readable)) {
       this.#pool.dispatchFresh(req, sink, performance.now() + req.headersTimeoutMs)
       return
     }
