@@ -25,7 +25,8 @@ import type { Exchange } from './h1/exchange.js'
 import { MAX_HEADER_BYTES, ResponseHead, rawHeader } from './h1/headers.js'
 import { H1Parser, RAW_BODY } from './h1/parser.js'
 import type { ParserEvents } from './h1/parser.js'
-import { connectInstance, readyEvent, requestHead } from './h1/upstream.js'
+import { connectInstance, readyEvent } from './h1/upstream.js'
+import { upgradeRequestHead } from './forward.js'
 import { isGatewayStatus } from '../balancing/retry.js'
 import { sendError } from './h1/send-error.js'
 import type { Service } from './service.js'
@@ -112,8 +113,7 @@ class Tunnel implements ParserEvents {
     this.#timer = setTimeout(this.#onTimeout, config.timeoutMs).unref()
 
     // Written now: net and tls sockets hold it until connected (TLS: until verified).
-    const headers = service.upstreamHeaders(ex)
-    up.write(`${requestHead(ex.method, ex.url, headers, joinHostPort(host.host, host.port))}connection: upgrade\r\nupgrade: ${ex.headers.upgrade ?? ''}\r\n\r\n`, 'latin1')
+    up.write(upgradeRequestHead(ex, service.upstreamHeaders(ex), joinHostPort(host.host, host.port)), 'latin1')
 
     if (head.length > 0) this.#hold(head)
     // Read from the start, so a client that goes away (FIN or reset) is seen in every phase.
