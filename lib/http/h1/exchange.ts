@@ -11,6 +11,7 @@ import { Readable } from 'node:stream'
 import { clientGone } from '../../errors.js'
 import type { ProxyError } from '../../errors.js'
 import { neverUnhandled } from './emitters.js'
+import { rawHeader } from './headers.js'
 import type { ResponseHead } from './headers.js'
 import { framingProblem } from './framing.js'
 
@@ -186,15 +187,7 @@ export class Exchange {
    */
   get requestId(): string {
     if (this.#requestId !== null) return this.#requestId
-    const raw = this.rawHeaders
-    let id: string | undefined
-    for (let i = 0; i < raw.length; i += 2) {
-      const n = raw[i]!
-      if (n.length === 12 && n.toLowerCase() === 'x-request-id') {
-        id = raw[i + 1]!
-        break
-      }
-    }
+    const id = rawHeader(this.rawHeaders, 'x-request-id')
     return (this.#requestId = id !== undefined && SANE_REQUEST_ID.test(id) ? id : randomUUID())
   }
 
