@@ -221,7 +221,7 @@ export class UpstreamClock {
   /** A connection opened: the deadlines of its requests are checked until `remove`. */
   add(conn: Connection): void {
     this.#connections.add(conn)
-    this.#timer ??= setInterval(this.#tick, TICK_MS).unref()
+    this.#arm()
   }
 
   remove(conn: Connection): void {
@@ -231,12 +231,17 @@ export class UpstreamClock {
   /** A pool has idle connections to close in time. */
   watchIdle(pool: UpstreamPool): void {
     this.#pools.add(pool)
-    this.#timer ??= setInterval(this.#tick, TICK_MS).unref()
+    this.#arm()
   }
 
   /** A pool has requests waiting for a connection, each until its head deadline. */
   watchQueue(pool: UpstreamPool): void {
     this.#queues.add(pool)
+    this.#arm()
+  }
+
+  /** One timer for everything watched, started by whichever comes first and stopped when nothing is left. */
+  #arm(): void {
     this.#timer ??= setInterval(this.#tick, TICK_MS).unref()
   }
 
@@ -253,7 +258,6 @@ export class UpstreamClock {
     this.#timer = null
   }
 }
-
 
 /** How an instance that speaks TLS is verified (the service's upstreamTls); null: plain TCP. */
 export type InstanceTls = PoolOptions['tls']
