@@ -13,7 +13,6 @@
 // The listener is this file; a connection is connection.ts, a request and its answer exchange.ts,
 // the HTTPS listener tls-listener.ts, and an Upgrade's socket leaves through upgrade-hand-over.ts.
 
-import { Buffer } from 'node:buffer'
 import { performance } from 'node:perf_hooks'
 import net from 'node:net'
 import tls from 'node:tls'
@@ -24,6 +23,7 @@ import type { FrontLimits } from '../../limits.js'
 import { Connection } from './connection.js'
 import type { ConnectionOwner, H1Handlers } from './connection.js'
 import type { Exchange } from './exchange.js'
+import { sendError } from './send-error.js'
 import { tlsListener } from './tls-listener.js'
 
 /** Node's http server defaults, which users of it and of nginx expect. */
@@ -93,9 +93,7 @@ export class H1Server implements ConnectionOwner {
       ex.destroy()
       return
     }
-    const body = JSON.stringify({ error: 'ZP_ERR_INTERNAL', message: 'internal error', requestId: ex.requestId })
-    ex.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-request-id': ex.requestId }, true)
-    ex.end(body)
+    sendError(ex, 502, 'ZP_ERR_INTERNAL', 'internal error', undefined, true)
   }
 
   /** An upgrade handler threw (upgrade-hand-over.ts answered or cut its socket): whoever listens is told the cause. */
