@@ -8,6 +8,7 @@ import { H1Server } from './h1/front.js'
 import type { FrontOptions } from './h1/front.js'
 import type { Exchange, Refusal } from './h1/exchange.js'
 import type { Router } from './routes.js'
+import { accessEntry } from './access-entry.js'
 import { UpgradeTunnel } from './websocket.js'
 import { sendError } from './h1/send-error.js'
 import type { Service } from './service.js'
@@ -85,18 +86,7 @@ export class ProxyServer {
 
   /** The access log's line for a request answered here, before any service saw it. */
   #logUnrouted(ex: Exchange): void {
-    this.#access?.({
-      service: null,
-      method: ex.method,
-      path: ex.url,
-      status: ex.statusCode,
-      instance: null,
-      attempts: 0,
-      durationMs: 0,
-      bytesOut: ex.bytesOut,
-      requestId: ex.requestId,
-      client: ex.remoteAddress,
-    })
+    this.#access?.(accessEntry(null, ex, ex.statusCode, null, 0, 0))
   }
 
   /** `Upgrade:` requests (WebSocket): routed like any request, then tunnelled. */
