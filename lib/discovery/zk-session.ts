@@ -1,7 +1,8 @@
 // One ZooKeeper session for the process, kept alive across everything ZooKeeper can do to it.
 //
 // node-zookeeper-client reconnects by itself after a dropped connection (same session, watches
-// re-sent), but it has three gaps this wrapper closes (see shared/ZOOKEEPER-NOTES.md):
+// re-sent), but it has three gaps this wrapper closes (what the proxy then does is in
+// docs/zookeeper.md, "ZooKeeper in production"):
 //  - after EXPIRED the client is dead for good: we close it and build a new one;
 //  - it never notices a frozen or partitioned server: a watchdog probes `exists('/')` and drops the
 //    connection when no answer comes within a third of the session timeout, so the client moves on;

@@ -1,6 +1,6 @@
 // One attempt: the upstream request's headers, the body handed to it, and the answer written
 // straight into the client's exchange as it arrives (no per-request stream.pipeline or
-// AbortController: see shared/PERFORMANCE-NOTES.md).
+// AbortController: see docs/performance.md, "The small GET and the other scenarios").
 
 import { performance } from 'node:perf_hooks'
 import { Readable } from 'node:stream'
