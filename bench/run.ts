@@ -15,7 +15,7 @@
 // portable parser: ZOO_PROXY_PARSER=portable), and with --node (or ZOO_PROXY_BENCH_NODE) zoo-proxy
 // and the Node floor again under each Node binary given: is a newer Node a runtime below today's floor?
 //
-// Pinning (shared/PERFORMANCE-NOTES.md): the proxy under test alone on one CPU (the last, or
+// Pinning (docs/performance.md): the proxy under test alone on one CPU (the last, or
 // --proxy-cpu); this process (the autocannon load), wrk, the upstreams and ZooKeeper on the others.
 // Targets are interleaved A B C, C B A.
 

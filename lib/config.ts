@@ -11,13 +11,14 @@ import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from './errors.js'
 import { MAX_CONFIG_BYTES, MAX_SECRET_BYTES, readBoundedFile, readFailure } from './read-file.js'
-import { DEFAULT_LIMITS } from './http/h1/limits.js'
+import { DEFAULT_LIMITS } from './limits.js'
 import { WEIGHT_MAX, WEIGHT_MIN } from './discovery/endpoint.js'
 import { buildStrategy, isBuiltinStrategy } from '../strategies/index.js'
 import { loadTlsFiles } from './tls-files.js'
 import { RETRY_CONDITIONS } from './balancing/retry.js'
 import type { TlsFiles } from './tls-files.js'
 import type { StrategySpec } from '../strategies/index.js'
+import { joinHostPort } from './host-port.js'
 
 export interface HostPort {
   readonly host: string
@@ -526,7 +527,7 @@ function resolveFiles<T extends object>(obj: T, fields: readonly string[], baseD
 
 /** `host:port` as a config file writes it (`[v6]:port` for IPv6). */
 function hostPortText(at: HostPort): string {
-  return `${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`
+  return joinHostPort(at.host, at.port)
 }
 
 /**

@@ -3,13 +3,11 @@
 // instance the request already tried (Envoy's previous-hosts predicate).
 
 import type { FailureKind } from '../errors.js'
+import { IDEMPOTENT } from '../methods.js'
 
 /** The retry conditions a service may list (Envoy's retry_on names); the config schema takes them from here. */
 export const RETRY_CONDITIONS = ['connect-failure', 'reset', 'timeout', 'gateway-error'] as const
 export type RetryCondition = (typeof RETRY_CONDITIONS)[number]
-
-/** RFC 9110 §9.2.2 idempotent methods. */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 
 /** 502, 503 and 504: the statuses retried under `gateway-error` (Envoy's name), checked per answer. */
 export function isGatewayStatus(status: number): boolean {

@@ -8,6 +8,7 @@ import { ZkSession, isNodeExists } from './zk-session.js'
 import type { ZkAuth } from './zk-session.js'
 import { silentLogger } from '../log.js'
 import type { Logger } from '../log.js'
+import { joinHostPort } from '../host-port.js'
 
 export interface RegisterOptions {
   /** ZooKeeper connection string. */
@@ -60,7 +61,7 @@ export async function register(opts: RegisterOptions): Promise<Registration> {
   const logger = opts.logger ?? silentLogger
   const log = logger.child({ component: 'registry' })
   const session = new ZkSession({ connect: opts.connect, sessionTimeoutMs: opts.sessionTimeoutMs ?? 10_000, logger, ...(opts.auth === undefined ? {} : { auth: opts.auth }) })
-  const name = opts.name ?? `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`
+  const name = opts.name ?? joinHostPort(opts.host, opts.port)
   const znode = `${opts.path === '/' ? '' : opts.path}/${name}`
   let data = { host: opts.host, port: opts.port, weight: opts.weight ?? 1, state: 'up' as 'up' | 'draining' }
   let registered = false

@@ -12,6 +12,7 @@ import { endpointsEqual } from './endpoint.js'
 import type { Endpoint } from './endpoint.js'
 import type { Watcher, ZkSession } from './zk-session.js'
 import type { Logger } from '../log.js'
+import { joinHostPort } from '../host-port.js'
 
 export interface ServiceWatcherOptions {
   readonly name: string
@@ -332,7 +333,7 @@ export class ServiceWatcher {
       if (last !== null && last.length === served.length && last.every((e, i) => endpointsEqual(e, served[i]!))) return
       this.#last = Object.freeze(served)
       this.#log.info(
-        { from: last?.length ?? 0, to: served.length, held: this.#held, instances: next.map((e) => `${e.host}:${e.port}${e.state === 'up' ? '' : ` (${e.state})`}`) },
+        { from: last?.length ?? 0, to: served.length, held: this.#held, instances: next.map((e) => `${joinHostPort(e.host, e.port)}${e.state === 'up' ? '' : ` (${e.state})`}`) },
         `service instances ${last?.length ?? 0} -> ${served.length}`,
       )
       this.#o.onSnapshot(this.#last)

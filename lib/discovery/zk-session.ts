@@ -1,7 +1,8 @@
 // One ZooKeeper session for the process, kept alive across everything ZooKeeper can do to it.
 //
 // node-zookeeper-client reconnects by itself after a dropped connection (same session, watches
-// re-sent), but it has three gaps this wrapper closes (see shared/ZOOKEEPER-NOTES.md):
+// re-sent), but it has three gaps this wrapper closes (what the proxy then does is in
+// docs/zookeeper.md, "ZooKeeper in production"):
 //  - after EXPIRED the client is dead for good: we close it and build a new one;
 //  - it never notices a frozen or partitioned server: a watchdog probes `exists('/')` and drops the
 //    connection when no answer comes within a third of the session timeout, so the client moves on;
@@ -14,6 +15,7 @@ import zookeeper from 'node-zookeeper-client'
 import type { ACL, Client, Event as ZkEvent } from 'node-zookeeper-client'
 import { ProxyError } from '../errors.js'
 import type { Logger } from '../log.js'
+import { joinHostPort } from '../host-port.js'
 
 const { State, Exception, CreateMode } = zookeeper
 
@@ -71,7 +73,7 @@ function connectionManager(client: Client): WireGuard | undefined {
 function serverOf(cm: WireGuard | undefined): string | undefined {
   const s = cm?.currentServer
   if (s === undefined) return undefined
-  return s.host.includes(':') ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`
+  return joinHostPort(s.host, s.port)
 }
 
 function errorCode(err: unknown): number | undefined {

@@ -1,14 +1,15 @@
 // One attempt: the upstream request's headers, the body handed to it, and the answer written
 // straight into the client's exchange as it arrives (no per-request stream.pipeline or
-// AbortController: see shared/PERFORMANCE-NOTES.md).
+// AbortController: see docs/performance.md, "The small GET and the other scenarios").
 
 import { performance } from 'node:perf_hooks'
 import { Readable } from 'node:stream'
 import { clientGone } from '../errors.js'
-import { neverUnhandled } from './h1/front.js'
-import type { Exchange } from './h1/front.js'
+import { neverUnhandled } from './h1/emitters.js'
+import type { Exchange } from './h1/exchange.js'
 import { HOP_BY_HOP } from './h1/headers.js'
 import type { ResponseHead } from './h1/headers.js'
+import { requestHead } from './h1/upstream.js'
 import type { AttemptControl, ResponseSink, UpstreamPool, UpstreamRequest } from './h1/upstream.js'
 
 /** Set by the proxy itself: what a client sent of them is replaced (X-Forwarded-For is appended to). */
@@ -67,6 +68,15 @@ export function upstreamHeaders(ex: Exchange, keepUnderscores = false): string[]
   out.push('via', VIA)
   out.push('x-request-id', ex.requestId)
   return out
+}
+
+/**
+ * The head of an Upgrade request to the instance at `authority`, the same policy's: `headers` from
+ * upstreamHeaders (which dropped the client's Connection and Upgrade as hop-by-hop), then the
+ * proxy's own `Connection: upgrade` and the protocol the client asked for.
+ */
+export function upgradeRequestHead(ex: Exchange, headers: readonly string[], authority: string): string {
+  return `${requestHead(ex.method, ex.url, headers, authority)}connection: upgrade\r\nupgrade: ${ex.headers.upgrade ?? ''}\r\n\r\n`
 }
 
 /**

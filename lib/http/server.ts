@@ -1,29 +1,19 @@
 // The client-facing listener: route, hand to the service, and shut down in order.
 
-import type http from 'node:http'
 import type { Buffer } from 'node:buffer'
 import type { AddressInfo } from 'node:net'
 import type { Socket } from 'node:net'
 import type { SecureContextOptions } from 'node:tls'
 import { H1Server } from './h1/front.js'
-import type { Exchange, FrontOptions, Refusal } from './h1/front.js'
+import type { FrontOptions } from './h1/front.js'
+import type { Exchange, Refusal } from './h1/exchange.js'
 import type { Router } from './routes.js'
+import { accessEntry } from './access-entry.js'
 import { UpgradeTunnel } from './websocket.js'
-import { sendError } from './service.js'
+import { sendError } from './h1/send-error.js'
 import type { Service } from './service.js'
 import type { HostPort } from '../config.js'
 import type { AccessLog, Logger } from '../log.js'
-
-/** Binds `server` to `at`; rejects (EADDRINUSE...) instead of emitting 'error'. */
-export function listen(server: http.Server, at: HostPort): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(at.port, at.host, () => {
-      server.off('error', reject)
-      resolve(server.address() as AddressInfo)
-    })
-  })
-}
 
 export class ProxyServer {
   readonly #server: H1Server
@@ -96,18 +86,7 @@ export class ProxyServer {
 
   /** The access log's line for a request answered here, before any service saw it. */
   #logUnrouted(ex: Exchange): void {
-    this.#access?.({
-      service: null,
-      method: ex.method,
-      path: ex.url,
-      status: ex.statusCode,
-      instance: null,
-      attempts: 0,
-      durationMs: 0,
-      bytesOut: ex.bytesOut,
-      requestId: ex.requestId,
-      client: ex.remoteAddress,
-    })
+    this.#access?.(accessEntry(null, ex, ex.statusCode, null, 0, 0))
   }
 
   /** `Upgrade:` requests (WebSocket): routed like any request, then tunnelled. */

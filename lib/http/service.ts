@@ -1,171 +1,27 @@
 // One service's request path: pick an instance, forward, and on failure try another one.
 
-import { readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
-import { createSecureContext } from 'node:tls'
-import type { SecureContext } from 'node:tls'
-import { Buffer } from 'node:buffer'
-import type { Readable } from 'node:stream'
-import pRetry from 'p-retry'
 import type { Balancer, Host, Lease } from '../balancing/balancer.js'
-import type { Exchange } from './h1/front.js'
-import { UpstreamClock, UpstreamPool } from './h1/upstream.js'
+import type { Exchange } from './h1/exchange.js'
 import type { ServiceConfig } from '../config.js'
-import { ProxyError, UpstreamError, clientGone, isClientGone } from '../errors.js'
-import { BodyTap, forwardAttempt, upstreamHeaders } from './forward.js'
-import type { AttemptListener } from './forward.js'
-import type { ResponseHead } from './h1/headers.js'
-import type { HeldBody, InstanceTls } from './h1/upstream.js'
+import { ProxyError, UpstreamError } from '../errors.js'
+import { forwardAttempt, upstreamHeaders } from './forward.js'
+import { sendError } from './h1/send-error.js'
+import type { InstanceTls } from './h1/upstream.js'
 import type { AccessLog, Logger } from '../log.js'
 import { HealthChecker } from '../balancing/health.js'
 import { isGatewayStatus, isRetryable, retryAfterMs } from '../balancing/retry.js'
 import { RetryBudget } from '../balancing/retry-budget.js'
-
-export type AttemptOutcome = 'ok' | 'connect' | 'reset' | 'timeout' | 'status'
-
-/** What a service reports (ops/metrics.ts counts it); all no-ops when metrics are off. */
-export interface ServiceMetrics {
-  request(status: number, seconds: number): void
-  attempt(outcome: AttemptOutcome): void
-  retry(): void
-  budgetExhausted(): void
-}
-
-export const NO_METRICS: ServiceMetrics = {
-  request() {},
-  attempt() {},
-  retry() {},
-  budgetExhausted() {},
-}
-
-type StatusDecision = (state: RequestState, head: ResponseHead) => boolean
-/** How an attempt ended: `err` null once the whole answer went to the client. */
-type AttemptCallback = (state: RequestState, err: Error | null) => void
-type AttemptEnd = (state: RequestState, err: Error | null, status: number, latencyMs: number) => void
-
-const NO_CHUNKS: readonly Buffer[] = []
-
-/**
- * What one request carries through its attempts. It is also what an attempt reports to (the
- * AttemptListener), so the request path makes no closure per request: the service's decisions
- * are shared functions that get the state passed in.
- */
-class RequestState implements AttemptListener {
-  readonly ex: Exchange
-  readonly headers: string[]
-  readonly deadline: number
-  readonly startedAt = performance.now()
-  readonly done: () => void
-  readonly #decide: StatusDecision
-  readonly #ended: AttemptEnd
-  /** The attempt in flight: its lease, its start, and whom to tell how it ended. */
-  lease: Lease | null = null
-  attemptStartedAt = 0
-  then: AttemptCallback | null = null
-  /** Buffered body (replayable), or null when the body streams (see `tap`). */
-  body: HeldBody | null = null
-  /** The streamed body of the current attempt. */
-  tap: BodyTap | null = null
-  streamed = false
-  /** What was read of a streamed body before it proved too big to hold; sent ahead of the rest. */
-  prefix: readonly Buffer[] = NO_CHUNKS
-  /** The instance of the first attempt; a Set is only made when a request is retried. */
-  firstKey: string | null = null
-  #tried: Set<string> | null = null
-  /** Affinity key for consistent-hash (PickContext). */
-  hashKey: string | undefined = undefined
-  attempts = 0
-  /** The instance of the latest attempt (the access log's). */
-  lastHost: Host | null = null
-  lastError: Error | null = null
-  /** A retry was already granted (and paid for from the budget) for the failure in flight. */
-  retryGranted = false
-  /** `done` was called: the request is over for the server (set once, by Service.#finish). */
-  over = false
-
-  constructor(ex: Exchange, headers: string[], deadline: number, done: () => void, decide: StatusDecision, ended: AttemptEnd) {
-    this.ex = ex
-    this.headers = headers
-    this.deadline = deadline
-    this.done = done
-    this.#decide = decide
-    this.#ended = ended
-  }
-
-  retryOnStatus(head: ResponseHead): boolean {
-    return this.#decide(this, head)
-  }
-
-  attemptEnded(err: Error | null, status: number, latencyMs: number): void {
-    this.#ended(this, err, status, latencyMs)
-  }
-
-  /** The keys of every instance tried so far (null before the first attempt). */
-  get tried(): Set<string> | null {
-    if (this.#tried === null && this.firstKey !== null) this.#tried = new Set([this.firstKey])
-    return this.#tried
-  }
-
-  /** Records the instance of an attempt; no allocation for the first one. */
-  attemptAt(key: string): void {
-    if (this.firstKey === null) this.firstKey = key
-    else this.tried!.add(key)
-  }
-
-  get replayable(): boolean {
-    return !this.streamed || this.tap === null || !this.tap.started
-  }
-
-  nextBody(): HeldBody | BodyTap | null {
-    if (!this.streamed) return this.body
-    this.tap = new BodyTap(this.ex.body!, this.prefix)
-    return this.tap
-  }
-}
-
-type ReadBody = { readonly complete: true; readonly body: HeldBody } | { readonly complete: false; readonly prefix: Buffer[] }
-
-/**
- * Reads a body whole when it fits in `limit` bytes; otherwise stops (the request paused) and hands
- * back what it read, to be sent ahead of the rest. Rejects if the client goes away first.
- */
-function readBody(req: Readable, limit: number): Promise<ReadBody> {
-  return new Promise((resolve, reject) => {
-    // Failed before anyone read it (too slow, too large, malformed): its error was emitted already.
-    if (req.destroyed && !req.readableEnded) {
-      reject(req.errored ?? clientGone('client aborted the request body'))
-      return
-    }
-    const chunks: Buffer[] = []
-    let size = 0
-    const onData = (c: Buffer) => {
-      chunks.push(c)
-      size += c.length
-      if (size <= limit) return
-      req.pause()
-      detach()
-      resolve({ complete: false, prefix: chunks })
-    }
-    const onEnd = () => {
-      detach()
-      // Kept as read: joining them would copy the body once more (at 64 KiB bodies that extra
-      // external memory alone set off a mark-compact every 70-90 ms).
-      resolve({ complete: true, body: chunks })
-    }
-    const onError = (err: Error) => {
-      detach()
-      reject(err)
-    }
-    const detach = () => {
-      req.off('data', onData)
-      req.off('end', onEnd)
-      req.off('error', onError)
-    }
-    req.on('data', onData)
-    req.once('end', onEnd)
-    req.once('error', onError)
-  })
-}
+import { accessEntry } from './access-entry.js'
+import { answerFailure } from './answer-failure.js'
+import { InstancePools } from './instance-pools.js'
+import { readBody } from './read-body.js'
+import { RequestState } from './request-state.js'
+import type { AttemptCallback, AttemptEnd, StatusDecision } from './request-state.js'
+import { NO_METRICS } from './service-metrics.js'
+import type { ServiceMetrics } from './service-metrics.js'
+import { upstreamTlsContext } from './upstream-tls.js'
+import { joinHostPort } from '../host-port.js'
 
 export interface ServiceOptions {
   readonly config: ServiceConfig
@@ -183,15 +39,11 @@ export class Service {
   readonly config: ServiceConfig
   readonly balancer: Balancer
   readonly #log: Logger
-  /** One pool per instance; a Host is replaced when its address changes, so this follows it. */
-  readonly #pools = new Map<Host, UpstreamPool>()
-  readonly #clock = new UpstreamClock()
+  readonly #pools: InstancePools
   readonly #budget: RetryBudget
   readonly #health: HealthChecker | null
   readonly #metrics: ServiceMetrics
   readonly #underscores: boolean
-  /** How instances that speak TLS are verified (upstreamTls), made once for every connection. */
-  readonly #tls: { readonly context: SecureContext | null; readonly servername: string | undefined }
   readonly #access: AccessLog | null
   #closed = false
 
@@ -204,35 +56,10 @@ export class Service {
     this.#metrics = opts.metrics ?? NO_METRICS
     this.#underscores = opts.underscoresInHeaders ?? false
     this.#access = opts.accessLog ?? null
-    this.#tls = upstreamTlsContext(opts.config.upstreamTls)
-    this.#health = opts.config.healthCheck ? new HealthChecker(this.balancer, opts.config.healthCheck, opts.logger, this.#tls) : null
-    // Instances that leave: finish what is queued on their pools, then let the pools go.
-    this.balancer.onRemoved = (hosts) => {
-      for (const h of hosts) {
-        const pool = this.#pools.get(h)
-        if (pool === undefined) continue
-        this.#pools.delete(h)
-        pool.close().catch(() => {})
-      }
-    }
-  }
-
-  #pool(host: Host): UpstreamPool {
-    let pool = this.#pools.get(host)
-    if (pool === undefined || pool.closed) {
-      const c = this.config
-      pool = new UpstreamPool({
-        host: host.host,
-        port: host.port,
-        connections: c.maxConnectionsPerInstance,
-        keepAliveTimeoutMs: c.keepAliveTimeoutMs,
-        connectTimeoutMs: c.connectTimeoutMs,
-        clock: this.#clock,
-        tls: this.instanceTls(host),
-      })
-      this.#pools.set(host, pool)
-    }
-    return pool
+    const tls = upstreamTlsContext(opts.config.upstreamTls)
+    this.#pools = new InstancePools(opts.config, tls)
+    this.#health = opts.config.healthCheck ? new HealthChecker(this.balancer, opts.config.healthCheck, opts.logger, tls) : null
+    this.balancer.onRemoved = (hosts) => this.#pools.remove(hosts)
   }
 
   /**
@@ -240,7 +67,7 @@ export class Service {
    * https, Curator sslPort), else plain. Pooled requests and upgrade tunnels both ask here.
    */
   instanceTls(host: Host): InstanceTls {
-    return host.endpoint.meta.tls === true ? this.#tls : null
+    return this.#pools.instanceTls(host)
   }
 
   /** The forwarding policy's headers for `ex` (forward.ts): the same for requests and upgrades. */
@@ -255,7 +82,7 @@ export class Service {
 
   /**
    * Proxies one request; always ends in a response (or a cut connection once one started), then
-   * calls `done`. The first attempt runs on callbacks, without a promise: most requests end there.
+   * calls `done`. Its attempts run on callbacks, without a promise.
    */
   handle(ex: Exchange, done: () => void): void {
     let state: RequestState | null = null
@@ -264,7 +91,7 @@ export class Service {
       state = new RequestState(ex, headers, Date.now() + this.config.timeoutMs, done, this.#decideStatus, this.#attemptEnded)
       this.#budget.onRequest()
       if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: ex.headers, remoteAddress: ex.remoteAddress })
-      if (ex.body === null) this.#attempt(state, this.#afterFirst)
+      if (ex.body === null) this.#attempt(state, this.#afterAttempt)
       else this.#readThenAttempt(state).catch((err: unknown) => this.#crashed(state!, err))
     } catch (err) {
       this.#crashed(state ?? new RequestState(ex, [], 0, done, this.#decideStatus, this.#attemptEnded), err)
@@ -281,7 +108,7 @@ export class Service {
     this.#log.error({ err }, 'request handler threw; answered 502 or cut the connection')
     const lease = state.lease
     state.lease = null
-    state.then = null
+    state.onSettled = null
     const ex = state.ex
     try {
       lease?.release({ ok: null })
@@ -313,40 +140,55 @@ export class Service {
           state.prefix = read.prefix
         }
       } catch (err) {
-        this.#fail(state, err)
+        answerFailure(state.ex, err, this.name, this.#log)
         this.#finish(state)
         return
       }
     }
-    this.#attempt(state, this.#afterFirst)
+    this.#attempt(state, this.#afterAttempt)
   }
 
-  readonly #afterFirst: AttemptCallback = (state, err) => {
+  /**
+   * How every attempt ends, the first and each retry: the answer went out, or the failure is tried
+   * again elsewhere, or it is answered. One loop on callbacks: no promise per request, and a throw
+   * anywhere in it reaches the same guard (#crashed).
+   */
+  readonly #afterAttempt: AttemptCallback = (state, err) => {
     if (err === null) this.#finish(state)
-    else if (this.#shouldRetry(state, err)) this.#retry(state).catch((e: unknown) => this.#crashed(state, e))
+    else if (this.#mayRetry(state, err)) this.#retry(state)
     else {
-      this.#fail(state, err)
+      answerFailure(state.ex, err, this.name, this.#log)
       this.#finish(state)
     }
   }
 
-  /** Attempts after the first, with p-retry's jittered exponential backoff between them. */
-  async #retry(state: RequestState): Promise<void> {
+  /** At most retry.attempts - 1 retries; within that, the policy and the budget decide. */
+  #mayRetry(state: RequestState, err: Error): boolean {
+    // The count first: a yes from #shouldRetry is paid for from the budget.
+    if (state.retries >= this.config.retry.attempts - 1) return false
+    return this.#shouldRetry(state, err)
+  }
+
+  /**
+   * The next attempt. The first retry goes at once (to another instance: nothing to wait for);
+   * later ones after a jittered exponential backoff, backoffMs x 2^(n-1) x [1, 2) before the n-th
+   * after the first, capped at max(backoffMs, 1 s): the schedule p-retry gave this loop before.
+   */
+  #retry(state: RequestState): void {
+    const n = state.retries++
+    const backoffMs = this.config.retry.backoffMs
+    const ms = n === 0 ? 0 : Math.min(Math.round((Math.random() + 1) * backoffMs * 2 ** (n - 1)), Math.max(backoffMs, 1000))
+    if (ms > 0) setTimeout(this.#retryLater, ms, state)
+    else this.#attempt(state, this.#afterAttempt)
+  }
+
+  /** A retry after its backoff: a timer's turn, so its own guard. */
+  readonly #retryLater = (state: RequestState): void => {
     try {
-      await pRetry(() => new Promise<void>((resolve, reject) => this.#attempt(state, (_s, err) => (err === null ? resolve() : reject(err)))), {
-        retries: this.config.retry.attempts - 2,
-        minTimeout: this.config.retry.backoffMs,
-        maxTimeout: Math.max(this.config.retry.backoffMs, 1000),
-        factor: 2,
-        randomize: true,
-        shouldRetry: ({ error }) => this.#shouldRetry(state, error),
-      })
+      this.#attempt(state, this.#afterAttempt)
     } catch (err) {
-      // An attempt that threw part-way still holds its lease: that is the guard's case.
-      if (state.lease !== null) return this.#crashed(state, err)
-      this.#fail(state, err)
+      this.#crashed(state, err)
     }
-    this.#finish(state)
   }
 
   #finish(state: RequestState): void {
@@ -356,21 +198,7 @@ export class Service {
     const status = ex.finished ? ex.statusCode : 499
     const ms = performance.now() - state.startedAt
     this.#metrics.request(status, ms / 1000)
-    if (this.#access !== null) {
-      const host = state.lastHost
-      this.#access({
-        service: this.name,
-        method: ex.method,
-        path: ex.url,
-        status,
-        instance: host === null ? null : `${host.host.includes(':') ? `[${host.host}]` : host.host}:${host.port}`,
-        attempts: state.attempts,
-        durationMs: Math.round(ms * 1000) / 1000,
-        bytesOut: ex.bytesOut,
-        requestId: ex.requestId,
-        client: ex.remoteAddress,
-      })
-    }
+    this.#access?.(accessEntry(this.name, ex, status, state.lastHost, state.attempts, Math.round(ms * 1000) / 1000))
     state.over = true
     state.done()
   }
@@ -401,12 +229,12 @@ export class Service {
     return true
   }
 
-  /** One attempt at one instance; `then(state, null)` once the answer went out, or `then(state, err)`. */
-  #attempt(state: RequestState, then: AttemptCallback): void {
+  /** One attempt at one instance; `onSettled(state, null)` once the answer went out, or `onSettled(state, err)`. */
+  #attempt(state: RequestState, onSettled: AttemptCallback): void {
     const lease = this.balancer.acquire(state.firstKey === null ? null : state.tried, state)
     if (lease === null) {
       // Report the failure that made us look further rather than "no instance".
-      then(state, state.lastError ?? new ProxyError('ZP_ERR_NO_ENDPOINT', `no instance of service "${this.name}" is available`))
+      onSettled(state, state.lastError ?? new ProxyError('ZP_ERR_NO_ENDPOINT', `no instance of service "${this.name}" is available`))
       return
     }
     state.attemptAt(lease.host.key)
@@ -415,14 +243,14 @@ export class Service {
     const remaining = state.deadline - Date.now()
     if (remaining <= 0) {
       lease.release({ ok: null })
-      then(state, new UpstreamError('timeout', 'request deadline passed', false))
+      onSettled(state, new UpstreamError('timeout', 'request deadline passed', false))
       return
     }
     state.lease = lease
-    state.then = then
+    state.onSettled = onSettled
     state.attemptStartedAt = performance.now()
     forwardAttempt(
-      this.#pool(lease.host),
+      this.#pools.get(lease.host),
       state.ex,
       {
         path: state.ex.url,
@@ -440,11 +268,11 @@ export class Service {
   /** Called from the upstream connection's events: a throw past here would end the process. */
   readonly #attemptEnded: AttemptEnd = (state, err, status, latencyMs) => {
     const lease = state.lease
-    const then = state.then
+    const onSettled = state.onSettled
     // The guard gave up on this request already (and released the lease).
-    if (lease === null || then === null) return
+    if (lease === null || onSettled === null) return
     state.lease = null
-    state.then = null
+    state.onSettled = null
     try {
       if (err === null) {
         const gatewayError = isGatewayStatus(status)
@@ -454,7 +282,7 @@ export class Service {
         this.#settleFailure(lease, err, performance.now() - state.attemptStartedAt)
         state.lastError = err
       }
-      then(state, err)
+      onSettled(state, err)
     } catch (e) {
       this.#crashed(state, e)
     }
@@ -464,7 +292,7 @@ export class Service {
     if (err instanceof UpstreamError) {
       lease.release({ ok: false, kind: err.kind, latencyMs })
       this.#metrics.attempt(err.kind)
-      this.#log.debug({ upstream: `${lease.host.host}:${lease.host.port}`, kind: err.kind, err: err.message }, 'attempt failed')
+      this.#log.debug({ upstream: joinHostPort(lease.host.host, lease.host.port), kind: err.kind, err: err.message }, 'attempt failed')
     } else lease.release({ ok: null })
   }
 
@@ -478,52 +306,12 @@ export class Service {
     return state.retryGranted
   }
 
-  #fail(state: RequestState, err: unknown): void {
-    const res = state.ex
-    if (isClientGone(err)) return
-    if (res.headersSent || res.destroyed) {
-      // Part of the answer already went out: all we can do is cut the connection, so the client
-      // sees a truncated response rather than a wrong one.
-      res.destroy()
-      return
-    }
-    const code = err instanceof ProxyError ? err.code : 'ZP_ERR_UPSTREAM_RESET'
-    const status = err instanceof ProxyError && err.statusCode !== undefined ? err.statusCode : 502
-    if (!(err instanceof ProxyError)) this.#log.error({ err }, 'unexpected error on the request path')
-    // A message of our own errors only: an unexpected one's text may name files or internals.
-    sendError(res, status, code, err instanceof ProxyError ? err.message : 'internal error', this.name)
-  }
-
   /** Closes every pool, letting requests already queued on them finish. */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
     this.balancer.close()
     await this.#health?.close()
-    await Promise.all([...this.#pools.values()].map((p) => p.close().catch(() => {})))
-    this.#pools.clear()
-    this.#clock.stop()
+    await this.#pools.close()
   }
-}
-
-/** upstreamTls's files as one shared context (read once, at start); none configured: the system's CAs. */
-export function upstreamTlsContext(t: ServiceConfig['upstreamTls']): { readonly context: SecureContext | null; readonly servername: string | undefined } {
-  if (t === undefined) return { context: null, servername: undefined }
-  const context = createSecureContext({
-    ca: readFileSync(t.ca),
-    ...(t.cert === undefined ? {} : { cert: readFileSync(t.cert) }),
-    ...(t.key === undefined ? {} : { key: readFileSync(t.key) }),
-  })
-  return { context, servername: t.servername }
-}
-
-/**
- * A short JSON error body that names the service and the request's ID (also in X-Request-Id);
- * the connection is kept unless asked otherwise.
- */
-export function sendError(res: Exchange, status: number, code: string, message: string, service?: string, close = false): void {
-  const requestId = res.requestId
-  const body = JSON.stringify(service === undefined ? { error: code, message, requestId } : { error: code, service, message, requestId })
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId }, close)
-  res.end(body)
 }

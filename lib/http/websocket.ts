@@ -21,14 +21,16 @@ import type { Lease, Outcome } from '../balancing/balancer.js'
 import { UpstreamError, classifyTransportError } from '../errors.js'
 import type { FailureKind } from '../errors.js'
 import type { Logger } from '../log.js'
-import type { Exchange } from './h1/front.js'
+import type { Exchange } from './h1/exchange.js'
 import { MAX_HEADER_BYTES, ResponseHead, rawHeader } from './h1/headers.js'
 import { H1Parser, RAW_BODY } from './h1/parser.js'
 import type { ParserEvents } from './h1/parser.js'
-import { connectInstance, instanceAuthority, readyEvent, requestHead } from './h1/upstream.js'
+import { connectInstance, readyEvent } from './h1/upstream.js'
+import { upgradeRequestHead } from './forward.js'
 import { isGatewayStatus } from '../balancing/retry.js'
-import { sendError } from './service.js'
+import { sendError } from './h1/send-error.js'
 import type { Service } from './service.js'
+import { joinHostPort } from '../host-port.js'
 
 /**
  * What a client may send after its upgrade head before the instance answered, held for the
@@ -111,8 +113,7 @@ class Tunnel implements ParserEvents {
     this.#timer = setTimeout(this.#onTimeout, config.timeoutMs).unref()
 
     // Written now: net and tls sockets hold it until connected (TLS: until verified).
-    const headers = service.upstreamHeaders(ex)
-    up.write(`${requestHead(ex.method, ex.url, headers, instanceAuthority(host.host, host.port))}connection: upgrade\r\nupgrade: ${ex.headers.upgrade ?? ''}\r\n\r\n`, 'latin1')
+    up.write(upgradeRequestHead(ex, service.upstreamHeaders(ex), joinHostPort(host.host, host.port)), 'latin1')
 
     if (head.length > 0) this.#hold(head)
     // Read from the start, so a client that goes away (FIN or reset) is seen in every phase.
@@ -303,7 +304,7 @@ class Tunnel implements ParserEvents {
     this.#outcome = { ok: false, kind, latencyMs: performance.now() - this.#startedAt }
     this.#settle()
     const host = this.#lease.host
-    this.#log.warn({ service: this.#service.name, upstream: instanceAuthority(host.host, host.port), kind, err: message }, 'upgrade failed')
+    this.#log.warn({ service: this.#service.name, upstream: joinHostPort(host.host, host.port), kind, err: message }, 'upgrade failed')
     if (this.#client.destroyed) return
     sendError(this.#ex, err.statusCode ?? 502, err.code, err.message, this.#service.name, true)
     this.#client.end()

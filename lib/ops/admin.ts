@@ -14,7 +14,7 @@ import { ConfigError, ProxyError, clientGone, isClientGone } from '../errors.js'
 import type { Logger } from '../log.js'
 import { silentLogger } from '../log.js'
 import { STATUS_PAGE } from './status-page.js'
-import { listen } from '../http/server.js'
+import { listen } from '../listen.js'
 import type { Service } from '../http/service.js'
 
 export interface AdminSources {
@@ -305,7 +305,7 @@ export class AdminServer {
   }
 
   listen(at: HostPort): Promise<AddressInfo> {
-    return listen(this.#server, at)
+    return listen(this.#server, at.port, at.host)
   }
 
   address(): AddressInfo | null {

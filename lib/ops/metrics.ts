@@ -8,7 +8,7 @@ import process from 'node:process'
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Balancer } from '../balancing/balancer.js'
 import type { Discovery } from '../discovery/index.js'
-import type { AttemptOutcome, ServiceMetrics } from '../http/service.js'
+import type { AttemptOutcome, ServiceMetrics } from '../http/service-metrics.js'
 
 /** Request duration buckets, seconds. */
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]

@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import { upstreamHeaders } from '../../lib/http/forward.js'
-import type { Exchange } from '../../lib/http/h1/front.js'
+import type { Exchange } from '../../lib/http/h1/exchange.js'
 import { parsePlainHead, rawHeader, responseLines } from '../../lib/http/h1/headers.js'
 
 const raw = (...pairs: string[]): string[] => pairs

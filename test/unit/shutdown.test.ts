@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import net from 'node:net'
-import type { Exchange } from '../../lib/http/h1/front.js'
+import type { Exchange } from '../../lib/http/h1/exchange.js'
 import { Router } from '../../lib/http/routes.js'
 import { ProxyServer } from '../../lib/http/server.js'
 import type { Service } from '../../lib/http/service.js'

@@ -4,7 +4,7 @@
 import { expect } from 'chai'
 import { readFileSync } from 'node:fs'
 import tls from 'node:tls'
-import type { Exchange } from '../../lib/http/h1/front.js'
+import type { Exchange } from '../../lib/http/h1/exchange.js'
 import { Router } from '../../lib/http/routes.js'
 import { ProxyServer } from '../../lib/http/server.js'
 import type { Service } from '../../lib/http/service.js'

@@ -23,6 +23,8 @@ import { MAX_HEADER_BYTES, ResponseHead, keepAliveTimeoutS, parsePlainHead, rawH
 import { framingProblem } from './framing.js'
 import { H1Parser, RAW_BODY, SKIP_BODY, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
+import { joinHostPort } from '../../host-port.js'
+import { IDEMPOTENT } from '../../methods.js'
 
 /** A request body held whole (so it can be sent again): the pieces as read, never joined. */
 export type HeldBody = readonly Buffer[]
@@ -75,10 +77,6 @@ export interface PoolOptions {
   readonly tls: { readonly context: tls.SecureContext | null; readonly servername: string | undefined } | null
 }
 
-/** Methods a server may not act on twice; a request of these that hit a connection the
- * upstream had just closed is sent again once on a new connection (as Go's client does). */
-const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
-
 interface Waiting {
   readonly req: UpstreamRequest
   readonly sink: ResponseSink
@@ -99,7 +97,7 @@ export class UpstreamPool {
 
   constructor(options: PoolOptions) {
     this.options = options
-    this.authority = instanceAuthority(options.host, options.port)
+    this.authority = joinHostPort(options.host, options.port)
   }
 
   get closed(): boolean {
@@ -223,7 +221,7 @@ export class UpstreamClock {
   /** A connection opened: the deadlines of its requests are checked until `remove`. */
   add(conn: Connection): void {
     this.#connections.add(conn)
-    this.#timer ??= setInterval(this.#tick, TICK_MS).unref()
+    this.#arm()
   }
 
   remove(conn: Connection): void {
@@ -233,12 +231,17 @@ export class UpstreamClock {
   /** A pool has idle connections to close in time. */
   watchIdle(pool: UpstreamPool): void {
     this.#pools.add(pool)
-    this.#timer ??= setInterval(this.#tick, TICK_MS).unref()
+    this.#arm()
   }
 
   /** A pool has requests waiting for a connection, each until its head deadline. */
   watchQueue(pool: UpstreamPool): void {
     this.#queues.add(pool)
+    this.#arm()
+  }
+
+  /** One timer for everything watched, started by whichever comes first and stopped when nothing is left. */
+  #arm(): void {
     this.#timer ??= setInterval(this.#tick, TICK_MS).unref()
   }
 
@@ -254,11 +257,6 @@ export class UpstreamClock {
     if (this.#timer !== null) clearInterval(this.#timer)
     this.#timer = null
   }
-}
-
-/** `host:port` as a Host header names an instance (an IPv6 address in brackets). */
-export function instanceAuthority(host: string, port: number): string {
-  return `${host.includes(':') ? `[${host}]` : host}:${port}`
 }
 
 /** How an instance that speaks TLS is verified (the service's upstreamTls); null: plain TCP. */
@@ -722,7 +720,7 @@ class Connection implements ParserEvents, AttemptControl {
     // The upstream closed a kept-alive connection just as we sent on it: not a byte of the answer
     // came, so the request goes again once, on a fresh connection, if sending twice is harmless.
     // (An answer that came malformed is the instance's answer, not a stale connection.)
-    if (kind === 'reset' && this.#reused && !this.#answerBytes && REPLAYABLE.has(req.method) && !(req.body instanceof Readable)) {
+    if (kind === 'reset' && this.#reused && !this.#answerBytes && IDEMPOTENT.has(req.method) && !(req.body instanceof Readable)) {
       this.#pool.dispatchFresh(req, sink, performance.now() + req.headersTimeoutMs)
       return
     }

@@ -1,5 +1,6 @@
 // What the client side enforces, with its defaults written once: the config's defaults
-// (lib/config.ts) and a front end built without a config (tests, the library API) both use these.
+// (config.ts) and a front end built without a config (tests, the library API) both use these.
+// Here, below both, so that config.ts never imports from the http layer.
 
 export interface FrontLimits {
   /** Longest silence between two reads of a request body while the proxy reads it, ms (nginx's client_body_timeout). */

@@ -1,0 +1,22 @@
+// The access log's line for one request (config log.access).
+
+import type { Host } from '../balancing/balancer.js'
+import type { AccessEntry } from '../log.js'
+import type { Exchange } from './h1/exchange.js'
+import { joinHostPort } from '../host-port.js'
+
+/** What the access log records of `ex`, answered `status` after `attempts` attempts, the last at `host`. */
+export function accessEntry(service: string | null, ex: Exchange, status: number, host: Host | null, attempts: number, durationMs: number): AccessEntry {
+  return {
+    service,
+    method: ex.method,
+    path: ex.url,
+    status,
+    instance: host === null ? null : joinHostPort(host.host, host.port),
+    attempts,
+    durationMs,
+    bytesOut: ex.bytesOut,
+    requestId: ex.requestId,
+    client: ex.remoteAddress,
+  }
+}

@@ -1,0 +1,19 @@
+// What a service reports about its requests and attempts: the port ops/metrics.ts plugs into,
+// kept apart from the service so that the operations layer needs only this.
+
+export type AttemptOutcome = 'ok' | 'connect' | 'reset' | 'timeout' | 'status'
+
+/** What a service reports (ops/metrics.ts counts it); all no-ops when metrics are off. */
+export interface ServiceMetrics {
+  request(status: number, seconds: number): void
+  attempt(outcome: AttemptOutcome): void
+  retry(): void
+  budgetExhausted(): void
+}
+
+export const NO_METRICS: ServiceMetrics = {
+  request() {},
+  attempt() {},
+  retry() {},
+  budgetExhausted() {},
+}
