@@ -16,7 +16,7 @@ import { Metrics } from './ops/metrics.js'
 import type { MetricsSource } from './ops/metrics.js'
 import type { Endpoint } from './discovery/endpoint.js'
 import type { AccessLog, Logger } from './log.js'
-import { Router } from './http/routes.js'
+import { Router, routesOf } from './http/routes.js'
 import { ProxyServer } from './http/server.js'
 import { Service } from './http/service.js'
 import { buildStrategy } from '../strategies/index.js'
@@ -197,7 +197,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
           },
         })
   metrics.observe({ discovery, balancers })
-  const router = new Router(services.map((s) => ({ match: s.config.match, target: s })))
+  const router = new Router(routesOf(services), random)
   const secure = config.tls === undefined ? undefined : await readTls(config.tls)
   const server = role === 'primary' ? null : new ProxyServer(router, logger, {
           limits: { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits },
@@ -221,6 +221,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     const nextServices: Service[] = []
     let warmed: WarmedServices | null = null
     let nextSecure: SecureContextOptions | undefined
+    let nextRouter: Router<Service>
     try {
       if (next.tls !== undefined && server !== null) nextSecure = await readTls(next.tls)
       for (const sc of next.services) {
@@ -237,6 +238,8 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
         if (old === undefined) result.added.push(sc.name)
         else result.changed.push(sc.name)
       }
+      // Built before the switch, so a route that cannot be built refuses the reload instead of half-applying it.
+      nextRouter = new Router(routesOf(nextServices), random)
       // The instances of every added or re-pathed service, read before anything routes to it.
       warmed = discovery === null ? null : await discovery.warm(discoveredServices(next), next.warmingTimeoutMs)
       if (closing !== null) throw shuttingDown()
@@ -276,7 +279,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     services.splice(0, services.length, ...nextServices)
     balancers.splice(0, balancers.length, ...nextServices.map((s) => s.balancer))
     byName = new Map(services.map((s) => [s.name, s]))
-    server?.setRouter(new Router(services.map((s) => ({ match: s.config.match, target: s }))))
+    server?.setRouter(nextRouter)
     if (nextSecure !== undefined) server?.setSecureContext(nextSecure)
     current = next
     if (role !== 'primary') for (const b of built) b.service.start()
