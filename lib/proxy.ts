@@ -54,6 +54,11 @@ export interface ReloadResult {
   readonly unchanged: string[]
 }
 
+/** A service's config less what only the router reads (match, routes). */
+function withoutRoutes(sc: ServiceConfig): ServiceConfig {
+  return { ...sc, match: undefined, routes: undefined }
+}
+
 function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b)
 }
@@ -197,7 +202,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
           },
         })
   metrics.observe({ discovery, balancers })
-  const router = new Router(routesOf(services), random)
+  const router = new Router(routesOf(config.services, (name) => byName.get(name)), random)
   const secure = config.tls === undefined ? undefined : await readTls(config.tls)
   const server = role === 'primary' ? null : new ProxyServer(router, logger, {
           limits: { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits },
@@ -226,7 +231,8 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
       if (next.tls !== undefined && server !== null) nextSecure = await readTls(next.tls)
       for (const sc of next.services) {
         const old = byName.get(sc.name)
-        if (old !== undefined && sameJson(old.config, sc)) {
+        // Routes are the router's, not the service's: a canary's new weight keeps both services' pools and state.
+        if (old !== undefined && sameJson(withoutRoutes(old.config), withoutRoutes(sc))) {
           nextServices.push(old)
           result.unchanged.push(sc.name)
           continue
@@ -239,7 +245,8 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
         else result.changed.push(sc.name)
       }
       // Built before the switch, so a route that cannot be built refuses the reload instead of half-applying it.
-      nextRouter = new Router(routesOf(nextServices), random)
+      const nextByName = new Map(nextServices.map((s) => [s.name, s]))
+      nextRouter = new Router(routesOf(next.services, (name) => nextByName.get(name)), random)
       // The instances of every added or re-pathed service, read before anything routes to it.
       warmed = discovery === null ? null : await discovery.warm(discoveredServices(next), next.warmingTimeoutMs)
       if (closing !== null) throw shuttingDown()

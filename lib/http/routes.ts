@@ -135,6 +135,7 @@ export class Router<T> {
 
 /** What the router needs of a service's config (lib/config.ts ServiceConfig has it). */
 export interface ServiceRoutes {
+  readonly name: string
   readonly match?: RouteMatch | undefined
   readonly routes?:
     | readonly {
@@ -148,24 +149,25 @@ export interface ServiceRoutes {
 }
 
 /**
- * The routes of a list of services: each service's `match` (a route to itself), then its
+ * The routes of a list of services' configs: each service's `match` (a route to itself), then its
  * `routes`; a service with neither is the default route; `routes: []` gives it none (it is reached
- * through other routes' `to`). Names in `to` must be among `services` (the config checks it).
+ * through other routes' `to`). `target` finds the running service of a name; the config has
+ * checked that every name in a `to` is one of its services.
  */
-export function routesOf<T extends { readonly name: string; readonly config: ServiceRoutes }>(services: readonly T[]): RouteSpec<T>[] {
-  const byName = new Map(services.map((s) => [s.name, s]))
+export function routesOf<T>(configs: readonly ServiceRoutes[], target: (name: string) => T | undefined): RouteSpec<T>[] {
+  const find = (name: string): T => {
+    const t = target(name)
+    if (t === undefined) throw new TypeError(`route to unknown service "${name}"`)
+    return t
+  }
   const specs: RouteSpec<T>[] = []
-  for (const s of services) {
-    const self = [{ target: s, weight: 1 }]
-    if (s.config.match !== undefined || s.config.routes === undefined) specs.push({ match: s.config.match, to: self })
-    for (const r of s.config.routes ?? []) {
-      const to = r.to?.map((t) => {
-        const target = byName.get(t.service)
-        if (target === undefined) throw new TypeError(`route to unknown service "${t.service}"`)
-        return { target, weight: t.weight }
-      })
+  for (const c of configs) {
+    const self = [{ target: find(c.name), weight: 1 }]
+    if (c.match !== undefined || c.routes === undefined) specs.push({ match: c.match, to: self })
+    for (const r of c.routes ?? []) {
       const hashKey = r.hashKey === undefined ? undefined : parseHashKey(r.hashKey)
       if (hashKey === null) throw new TypeError(`bad hash key "${r.hashKey}"`)
+      const to = r.to?.map((t) => ({ target: find(t.service), weight: t.weight }))
       specs.push({ match: r.match, rewrite: r.rewrite, hashKey, to: to ?? self })
     }
   }
