@@ -1,4 +1,7 @@
 import { expect } from 'chai'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { parse } from 'yaml'
 import { effectiveConfig, validateConfig } from '../../lib/config.js'
 import { ConfigError } from '../../lib/errors.js'
 
@@ -47,6 +50,17 @@ describe('config: routes', () => {
     expect(c.services[1]!.routes).to.deep.equal([])
     const again = await validateConfig(effectiveConfig(c), '/')
     expect(effectiveConfig(again)).to.deep.equal(effectiveConfig(c))
+  })
+
+  it('accepts the examples of docs/config.md#routes and the README as written', async () => {
+    const read = (file: string) => readFileSync(fileURLToPath(new URL(`../../../${file}`, import.meta.url)), 'utf8')
+    const docs = /## Routes[\s\S]*?```yaml\n([\s\S]*?)```/.exec(read('docs/config.md'))?.[1]
+    const readme = /```yaml\n(services:\n {2}- name: shop\n[\s\S]*?)```/.exec(read('README.md'))?.[1]
+    for (const block of [docs, readme]) {
+      expect(block).to.be.a('string')
+      const c = await validateConfig(parse(block!), '/')
+      expect(c.services.map((s) => s.name)).to.deep.equal(['shop', 'shop-canary'])
+    }
   })
 
   it('names an unknown service in a route', async () => {
