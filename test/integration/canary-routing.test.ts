@@ -1,4 +1,7 @@
 import { expect } from 'chai'
+import http from 'node:http'
+import net from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
 import type { Upstream } from '../support/helpers.js'
 
@@ -80,6 +83,34 @@ describe('canary routing: headers, methods, rewrite, weighted splits (real ZooKe
     const long = (c: string) => c.repeat(4_000)
     expect(await upstreamOf(p.port, '/', { headers: { 'x-a': long('a'), 'x-b': long('x'), 'x-c': long('a') } })).to.equal('stable')
     expect(await upstreamOf(p.port, '/', { headers: { 'x-a': `${long('a')}b`, 'x-b': `${long('x')}y`, 'x-c': long('a') } })).to.equal('canary')
+  })
+
+  it('routes and rewrites an upgrade request on the same rules', async () => {
+    const seen: string[] = []
+    const server = http.createServer((_req, res) => res.end())
+    server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+      seen.push(`${req.headers['x-canary'] ?? '-'} ${req.url}`)
+      socket.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    closers.push(() => new Promise<void>((r) => server.close(() => r())))
+    const path = uniquePath('ws')
+    await putNode(ctx.admin, `${path}/i-1`, { host: '127.0.0.1', port: (server.address() as AddressInfo).port })
+    const stable = await service('stable')
+    const ws = { name: 'ws', path, routes: [{ match: { pathPrefix: '/ws', headers: { 'x-canary': 'always' } }, rewrite: { stripPrefix: true } }] }
+    const p = await proxyWith([stable.config, ws])
+    const head = await new Promise<string>((resolve, reject) => {
+      const c = net.connect(p.port, '127.0.0.1', () =>
+        c.write('GET /ws/chat?room=%2F1 HTTP/1.1\r\nHost: a.test\r\nX-Canary: always\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n'),
+      )
+      let got = ''
+      c.setEncoding('latin1')
+      c.on('data', (d: string) => (got += d))
+      c.on('end', () => resolve(got))
+      c.on('error', reject)
+    })
+    expect(head).to.match(/^HTTP\/1\.1 101 /)
+    expect(seen).to.deep.equal(['always /chat?room=%2F1'])
   })
 
   it('splits by weight, one user always on the same side, within binomial bounds', async () => {
