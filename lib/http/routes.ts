@@ -13,7 +13,7 @@ export interface RouteMatch {
   readonly pathPrefix?: string | undefined
   /** Exact method names (HTTP methods are case-sensitive). */
   readonly methods?: readonly string[] | undefined
-  /** By lower-cased header name; every rule must hold. */
+  /** By header name (compared without case); every rule must hold. */
   readonly headers?: Readonly<Record<string, HeaderRule>> | undefined
 }
 
