@@ -79,6 +79,11 @@ describe('routing', () => {
       expect(r.route(req('/z'))).to.equal('default')
     })
 
+    it('tries pathPrefix / before any route without a prefix, header rules or not', () => {
+      const r = new Router<string>([{ match: { headers: { 'x-c': { exact: '1' } } }, target: 'header only' }, { match: { pathPrefix: '/' }, target: 'slash' }])
+      expect(r.route(req('/x', { headers: { 'x-c': '1' } }))).to.equal('slash')
+    })
+
     it('keeps file order among routes equally specific, whatever order they are listed in', () => {
       for (const order of [
         ['first', 'second'],
