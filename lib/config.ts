@@ -16,6 +16,10 @@ import { WEIGHT_MAX, WEIGHT_MIN } from './discovery/endpoint.js'
 import { buildStrategy, isBuiltinStrategy } from '../strategies/index.js'
 import { loadTlsFiles } from './tls-files.js'
 import { RETRY_CONDITIONS } from './balancing/retry.js'
+import { MAX_HEADER_RULES, MAX_HEADER_VALUE_CHARS, MAX_METHODS, MAX_REGEX_CHARS, MAX_SPLIT_TARGETS, MAX_SPLIT_WEIGHT, parseHashKey, regexProblem } from './http/route-rules.js'
+
+/** Most routes one service may list (each is tried in turn for a request that matches no earlier one). */
+const MAX_ROUTES_PER_SERVICE = 64
 import type { TlsFiles } from './tls-files.js'
 import type { StrategySpec } from '../strategies/index.js'
 import { joinHostPort } from './host-port.js'
@@ -171,9 +175,81 @@ const upstreamTlsSchema = z.strictObject({
   servername: optional(z.string().min(1)),
 })
 
+/** An HTTP token (RFC 9110 §5.6.2): a header name or a method. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+/** One header's rule: a bare string is an exact value; else exactly one of exact, prefix, regex (RE2, whole value). */
+const headerRuleSchema = z.preprocess(
+  (v) => (typeof v === 'string' ? { exact: v } : v),
+  z
+    .strictObject({
+      exact: optional(z.string().max(MAX_HEADER_VALUE_CHARS)),
+      prefix: optional(z.string().min(1).max(MAX_HEADER_VALUE_CHARS)),
+      regex: optional(
+        z
+          .string()
+          .min(1)
+          .superRefine((p, ctx) => {
+            if (p.length > MAX_REGEX_CHARS) ctx.addIssue({ code: 'custom', message: `at most ${MAX_REGEX_CHARS} characters` })
+            else {
+              const problem = regexProblem(p)
+              if (problem !== null) ctx.addIssue({ code: 'custom', message: `not an RE2 regular expression (linear-time; no backreferences or lookaround): ${problem}` })
+            }
+          }),
+      ),
+    })
+    .refine((r) => [r.exact, r.prefix, r.regex].filter((v) => v !== undefined).length === 1, { message: 'give exactly one of exact, prefix, regex' }),
+)
+
 const matchSchema = z.strictObject({
   host: optional(z.string().min(1)),
   pathPrefix: optional(z.string().startsWith('/', { message: 'must start with /' })),
+  /** Method names, exactly (HTTP methods are case-sensitive: GET, not get). */
+  methods: optional(
+    z
+      .array(z.string().max(32).regex(/^[!#$%&'*+.^_`|~0-9A-Z-]+$/, { message: 'must be a method name in capitals (methods are case-sensitive)' }))
+      .min(1, { message: 'must list at least one method (leave methods out for any)' })
+      .max(MAX_METHODS)
+      .refine((m) => new Set(m).size === m.length, { message: 'lists a method twice' }),
+  ),
+  /** By header name; every rule must hold. */
+  headers: optional(
+    z.record(z.string(), headerRuleSchema).superRefine((h, ctx) => {
+      const names = Object.keys(h)
+      if (names.length > MAX_HEADER_RULES) ctx.addIssue({ code: 'custom', message: `at most ${MAX_HEADER_RULES} header rules` })
+      for (const n of names) if (n.length > 256 || !TOKEN.test(n)) ctx.addIssue({ code: 'custom', message: 'must be a header name (an HTTP token, at most 256 characters)', path: [n] })
+    }),
+  ),
+})
+
+/** Paths a rewrite may put in: an absolute path of RFC 3986 pchars, no query, no dot segments. */
+const rewritePathField = z
+  .string()
+  .max(1024)
+  .regex(/^\/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/, { message: 'must be a path like /v2 (no query, no spaces; percent-encode the rest)' })
+  .refine((p) => !/(^|\/)\.\.?(\/|$)/.test(p), { message: 'must not have . or .. segments' })
+
+/** `stripPrefix: true` or `prefix: /v2`: what takes the matched pathPrefix's place. */
+const rewriteSchema = z
+  .strictObject({
+    stripPrefix: optional(z.literal(true, { message: 'must be true (leave rewrite out to keep the path)' })),
+    prefix: optional(rewritePathField),
+  })
+  .refine((r) => (r.stripPrefix === undefined) !== (r.prefix === undefined), { message: 'give stripPrefix: true or prefix (one of them)' })
+
+/** A route: requests it matches go to `to` (default: the service it is written in), maybe rewritten. */
+const routeSchema = z.strictObject({
+  match: optional(matchSchema),
+  rewrite: optional(rewriteSchema),
+  /** Services by relative weight (0..MAX_SPLIT_WEIGHT, total above 0): a canary split. */
+  to: optional(
+    z
+      .array(z.strictObject({ service: z.string().min(1), weight: z.number().int().min(0).max(MAX_SPLIT_WEIGHT) }))
+      .min(1)
+      .max(MAX_SPLIT_TARGETS),
+  ),
+  /** `header:<name>` or `client-address`: the same key always gets the same service of a split. */
+  hashKey: optional(z.string().refine((k) => parseHashKey(k) !== null, { message: 'must be "header:<name>" or "client-address"' })),
 })
 
 const serviceSchema = z.strictObject({
@@ -181,6 +257,8 @@ const serviceSchema = z.strictObject({
   path: znodePath,
   strategy: strategyField,
   match: optional(matchSchema),
+  /** More routes (lib/http/routes.ts); `[]`: none of its own, reached only through other routes' `to`. */
+  routes: optional(z.array(routeSchema).max(MAX_ROUTES_PER_SERVICE)),
   /** Overall deadline for a response's headers, all attempts together. */
   timeoutMs: positiveMs(30_000),
   /** TCP connect deadline to one instance. */
@@ -388,6 +466,60 @@ function normaliseStrategy(raw: string | Record<string, unknown>, baseDir: strin
   return { name, options }
 }
 
+type RawRoute = NonNullable<RawService['routes']>[number]
+
+/** What makes two routes the same: host, prefix, methods and header rules, in a canonical order. */
+function routeKey(m: RawRoute['match']): string {
+  const headers = Object.entries(m?.headers ?? {})
+    .map(([n, r]) => [n.toLowerCase(), r] as const)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  return JSON.stringify([m?.host?.toLowerCase() ?? null, m?.pathPrefix ?? null, [...(m?.methods ?? [])].sort(), headers])
+}
+
+/**
+ * The route checks a schema cannot make alone, each naming its field: services named in `to`
+ * exist (once each) and weigh more than 0 together, a rewrite has a pathPrefix to rewrite, a
+ * header is not given twice, two routes never match the same requests, one default route at most.
+ */
+function routeProblems(services: readonly RawService[]): string[] {
+  const problems: string[] = []
+  const names = new Set(services.map((s) => s.name))
+  const seen = new Map<string, string>()
+  const defaultKey = routeKey(undefined)
+  services.forEach((s, i) => {
+    const entries: [string, RawRoute][] = []
+    // The old `match` (or none at all: the default route) is a route to the service itself.
+    if (s.match !== undefined || s.routes === undefined) entries.push([`services[${i}]`, { match: s.match, rewrite: undefined, to: undefined, hashKey: undefined }])
+    s.routes?.forEach((r, j) => entries.push([`services[${i}].routes[${j}]`, r]))
+    for (const [at, r] of entries) {
+      const lower = new Map<string, string>()
+      for (const name of Object.keys(r.match?.headers ?? {})) {
+        const other = lower.get(name.toLowerCase())
+        if (other !== undefined) problems.push(`${at}.match.headers.${name}: the same header as ${other} (names are case-insensitive)`)
+        else lower.set(name.toLowerCase(), name)
+      }
+      if (r.rewrite !== undefined && r.match?.pathPrefix === undefined) problems.push(`${at}.rewrite: needs match.pathPrefix (the part of the path it rewrites)`)
+      if (r.to !== undefined) {
+        const listed = new Map<string, number>()
+        r.to.forEach((t, k) => {
+          if (!names.has(t.service)) problems.push(`${at}.to[${k}].service: unknown service "${t.service}"`)
+          const again = listed.get(t.service)
+          if (again !== undefined) problems.push(`${at}.to[${k}].service: "${t.service}" is listed twice (also to[${again}])`)
+          else listed.set(t.service, k)
+        })
+        if (r.to.every((t) => t.weight === 0)) problems.push(`${at}.to: the weights add up to 0; at least one must be above 0`)
+      }
+      const key = routeKey(r.match)
+      const same = seen.get(key)
+      const isDefault = key === defaultKey
+      if (same === undefined) seen.set(key, at)
+      else if (isDefault) problems.push(`${at}.match: only one service may be the default route (no match); ${same} already is`)
+      else problems.push(`${at}.match: same match as ${same}.match (routes must differ in host, pathPrefix, methods or headers)`)
+    }
+  })
+  return problems
+}
+
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value)
@@ -407,21 +539,12 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
   const problems: string[] = []
 
   const names = new Map<string, number>()
-  const routes = new Map<string, number>()
+  problems.push(...routeProblems(raw.services))
   const services = raw.services.map((s, i): ServiceConfig => {
     const at = `services[${i}]`
     const seen = names.get(s.name)
     if (seen !== undefined) problems.push(`${at}.name: duplicate service name "${s.name}" (also services[${seen}])`)
     else names.set(s.name, i)
-    const routeKey = `${s.match?.host?.toLowerCase() ?? '*'} ${s.match?.pathPrefix ?? ''}`
-    const sameRoute = routes.get(routeKey)
-    if (sameRoute !== undefined) {
-      problems.push(
-        s.match === undefined
-          ? `${at}.match: only one service may be the default route (no match); services[${sameRoute}] already is`
-          : `${at}.match: same match as services[${sameRoute}]`,
-      )
-    } else routes.set(routeKey, i)
     const strategy = normaliseStrategy(s.strategy as string | Record<string, unknown>, baseDir, `${at}.strategy`, problems)
     // `weights` may also sit in the strategy object (`{ name: weighted, weights: {...} }`).
     const inStrategy = strategy.options.weights

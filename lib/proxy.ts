@@ -16,7 +16,7 @@ import { Metrics } from './ops/metrics.js'
 import type { MetricsSource } from './ops/metrics.js'
 import type { Endpoint } from './discovery/endpoint.js'
 import type { AccessLog, Logger } from './log.js'
-import { Router } from './http/routes.js'
+import { Router, routesOf } from './http/routes.js'
 import { ProxyServer } from './http/server.js'
 import { Service } from './http/service.js'
 import { buildStrategy } from '../strategies/index.js'
@@ -53,6 +53,11 @@ export interface ReloadResult {
   readonly removed: string[]
   readonly changed: string[]
   readonly unchanged: string[]
+}
+
+/** A service's config less what only the router reads (match, routes). */
+function withoutRoutes(sc: ServiceConfig): ServiceConfig {
+  return { ...sc, match: undefined, routes: undefined }
 }
 
 function sameJson(a: unknown, b: unknown): boolean {
@@ -198,7 +203,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
           },
         })
   metrics.observe({ discovery, balancers })
-  const router = new Router(services.map((s) => ({ match: s.config.match, target: s })))
+  const router = new Router(routesOf(config.services, (name) => byName.get(name)), random)
   const secure = config.tls === undefined ? undefined : await readTls(config.tls)
   const server = role === 'primary' ? null : new ProxyServer(router, logger, {
           limits: { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits },
@@ -222,11 +227,13 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     const nextServices: Service[] = []
     let warmed: WarmedServices | null = null
     let nextSecure: SecureContextOptions | undefined
+    let nextRouter: Router<Service>
     try {
       if (next.tls !== undefined && server !== null) nextSecure = await readTls(next.tls)
       for (const sc of next.services) {
         const old = byName.get(sc.name)
-        if (old !== undefined && sameJson(old.config, sc)) {
+        // Routes are the router's, not the service's: a canary's new weight keeps both services' pools and state.
+        if (old !== undefined && sameJson(withoutRoutes(old.config), withoutRoutes(sc))) {
           nextServices.push(old)
           result.unchanged.push(sc.name)
           continue
@@ -238,6 +245,9 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
         if (old === undefined) result.added.push(sc.name)
         else result.changed.push(sc.name)
       }
+      // Built before the switch, so a route that cannot be built refuses the reload instead of half-applying it.
+      const nextByName = new Map(nextServices.map((s) => [s.name, s]))
+      nextRouter = new Router(routesOf(next.services, (name) => nextByName.get(name)), random)
       // The instances of every added or re-pathed service, read before anything routes to it.
       warmed = discovery === null ? null : await discovery.warm(discoveredServices(next), next.warmingTimeoutMs)
       if (closing !== null) throw shuttingDown()
@@ -277,7 +287,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     services.splice(0, services.length, ...nextServices)
     balancers.splice(0, balancers.length, ...nextServices.map((s) => s.balancer))
     byName = new Map(services.map((s) => [s.name, s]))
-    server?.setRouter(new Router(services.map((s) => ({ match: s.config.match, target: s }))))
+    server?.setRouter(nextRouter)
     if (nextSecure !== undefined) server?.setSecureContext(nextSecure)
     current = next
     if (role !== 'primary') for (const b of built) b.service.start()

@@ -1,15 +1,89 @@
-// Which service a request goes to: the most specific `match` wins (a Host match before none, then
-// the longest path prefix), otherwise the default service (the one without `match`), otherwise none.
+// Which service a request goes to, and with what path. Routes are tried most specific first: a
+// Host match before none, then the longest path prefix, then the one with more method and header
+// rules; ties in the order the config lists them. A route with no rule at all is the default
+// route, tried last. The rules themselves (headers, rewrite, split) live in route-rules.ts.
+
+import { hashUnit, headerTest, headerValue, parseHashKey, pickWeighted, rewritePath } from './route-rules.js'
+import type { HashKey, HeaderRule, Rewrite, RouteRequest } from './route-rules.js'
+
+export type { HashKey, HeaderRule, Rewrite, RouteRequest } from './route-rules.js'
 
 export interface RouteMatch {
   readonly host?: string | undefined
   readonly pathPrefix?: string | undefined
+  /** Exact method names (HTTP methods are case-sensitive). */
+  readonly methods?: readonly string[] | undefined
+  /** By header name (compared without case); every rule must hold. */
+  readonly headers?: Readonly<Record<string, HeaderRule>> | undefined
 }
 
-interface Route<T> {
+export interface RouteSpec<T> {
+  readonly match?: RouteMatch | undefined
+  readonly rewrite?: Rewrite | undefined
+  /** The services this route sends to, by relative weight (total > 0)... */
+  readonly to?: readonly { readonly target: T; readonly weight: number }[] | undefined
+  /** ...or the one service it sends to. */
+  readonly target?: T
+  /** Without it a split is drawn per request; with it a key always gets the same service. */
+  readonly hashKey?: HashKey | undefined
+}
+
+/** The host/prefix/methods/header rules of a route, compiled once when the router is built. */
+export class Route<T> {
   readonly host: string | null
   readonly prefix: string | null
-  readonly target: T
+  readonly #methods: readonly string[] | null
+  readonly #headers: readonly { readonly name: string; readonly test: (v: string) => boolean }[]
+  readonly #rewrite: Rewrite | null
+  readonly #to: readonly { readonly target: T; readonly weight: number }[]
+  readonly #total: number
+  readonly #hashKey: HashKey | null
+  readonly #random: () => number
+
+  constructor(spec: RouteSpec<T>, random: () => number) {
+    const m = spec.match ?? {}
+    this.host = m.host === undefined ? null : hostName(m.host)
+    this.prefix = m.pathPrefix ?? null
+    this.#methods = m.methods === undefined || m.methods.length === 0 ? null : m.methods
+    this.#headers = Object.entries(m.headers ?? {}).map(([name, rule]) => ({ name: name.toLowerCase(), test: headerTest(rule) }))
+    this.#rewrite = spec.rewrite === undefined || this.prefix === null || (spec.rewrite.prefix === undefined && spec.rewrite.stripPrefix !== true) ? null : spec.rewrite
+    this.#to = spec.to ?? ('target' in spec ? [{ target: spec.target as T, weight: 1 }] : [])
+    this.#total = this.#to.reduce((sum, t) => sum + t.weight, 0)
+    if (!(this.#total > 0)) throw new TypeError('a route needs a total weight above 0')
+    this.#hashKey = spec.hashKey ?? null
+    this.#random = random
+  }
+
+  /** How many method and header rules it has: the third key of precedence. */
+  get rules(): number {
+    return (this.#methods === null ? 0 : 1) + this.#headers.length
+  }
+
+  matches(req: RouteRequest, host: string | null, path: string): boolean {
+    if (this.host !== null && this.host !== host) return false
+    if (this.prefix !== null && !underPrefix(path, this.prefix)) return false
+    if (this.#methods !== null && !this.#methods.includes(req.method)) return false
+    for (const h of this.#headers) {
+      const v = headerValue(req, h.name)
+      if (v === undefined || !h.test(v)) return false
+    }
+    return true
+  }
+
+  /** The service for this request: the only one, or the split's choice. */
+  pick(req: RouteRequest): T {
+    if (this.#to.length === 1) return this.#to[0]!.target
+    let key: string | undefined
+    if (this.#hashKey !== null) key = 'header' in this.#hashKey ? headerValue(req, this.#hashKey.header) : req.remoteAddress
+    // No key (the header absent): the split is drawn for this request alone.
+    const unit = key === undefined || key === '' ? this.#random() : hashUnit(key)
+    return pickWeighted(this.#to, this.#total, unit)
+  }
+
+  /** The request target to send upstream: `url` itself unless the route rewrites. */
+  rewrite(url: string): string {
+    return this.#rewrite === null ? url : rewritePath(url, this.prefix!, this.#rewrite)
+  }
 }
 
 /** The Host header's name part, lower-cased, port dropped (IPv6 literals keep their brackets off). */
@@ -34,37 +108,68 @@ export function underPrefix(path: string, prefix: string): boolean {
 
 export class Router<T> {
   readonly #routes: readonly Route<T>[]
-  readonly #fallback: T | null
 
-  constructor(entries: readonly { readonly match?: RouteMatch | undefined; readonly target: T }[]) {
-    const routes: Route<T>[] = []
-    let fallback: T | null = null
-    for (const e of entries) {
-      if (e.match === undefined || (e.match.host === undefined && e.match.pathPrefix === undefined)) {
-        fallback ??= e.target
-        continue
-      }
-      routes.push({
-        host: e.match.host === undefined ? null : hostName(e.match.host),
-        prefix: e.match.pathPrefix ?? null,
-        target: e.target,
-      })
-    }
-    routes.sort((a, b) => Number(b.host !== null) - Number(a.host !== null) || (b.prefix?.length ?? 0) - (a.prefix?.length ?? 0))
+  /** `random` draws the split of routes without a hash key (deps.random in the proxy). */
+  constructor(specs: readonly RouteSpec<T>[], random: () => number = Math.random) {
+    const routes = specs.map((s) => new Route(s, random))
+    // Array.prototype.sort is stable: ties keep the config's order.
+    routes.sort((a, b) => Number(b.host !== null) - Number(a.host !== null) || (b.prefix?.length ?? 0) - (a.prefix?.length ?? 0) || b.rules - a.rules)
     this.#routes = routes
-    this.#fallback = fallback
   }
 
-  route(hostHeader: string | undefined, url: string): T | null {
-    if (this.#routes.length === 0) return this.#fallback
+  /** The first route (in precedence order) that `req` satisfies, or null. */
+  match(req: RouteRequest): Route<T> | null {
+    const url = req.url
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
-    const host = hostName(hostHeader)
-    for (const r of this.#routes) {
-      if (r.host !== null && r.host !== host) continue
-      if (r.prefix !== null && !underPrefix(path, r.prefix)) continue
-      return r.target
-    }
-    return this.#fallback
+    const host = hostName(req.host)
+    for (const r of this.#routes) if (r.matches(req, host, path)) return r
+    return null
   }
+
+  /** The service `req` goes to (a split drawn), or null. */
+  route(req: RouteRequest): T | null {
+    return this.match(req)?.pick(req) ?? null
+  }
+}
+
+/** What the router needs of a service's config (lib/config.ts ServiceConfig has it). */
+export interface ServiceRoutes {
+  readonly name: string
+  readonly match?: RouteMatch | undefined
+  readonly routes?:
+    | readonly {
+        readonly match?: RouteMatch | undefined
+        readonly rewrite?: Rewrite | undefined
+        readonly to?: readonly { readonly service: string; readonly weight: number }[] | undefined
+        /** `header:<name>` or `client-address`. */
+        readonly hashKey?: string | undefined
+      }[]
+    | undefined
+}
+
+/**
+ * The routes of a list of services' configs: each service's `match` (a route to itself), then its
+ * `routes`; a service with neither is the default route; `routes: []` gives it none (it is reached
+ * through other routes' `to`). `target` finds the running service of a name; the config has
+ * checked that every name in a `to` is one of its services.
+ */
+export function routesOf<T>(configs: readonly ServiceRoutes[], target: (name: string) => T | undefined): RouteSpec<T>[] {
+  const find = (name: string): T => {
+    const t = target(name)
+    if (t === undefined) throw new TypeError(`route to unknown service "${name}"`)
+    return t
+  }
+  const specs: RouteSpec<T>[] = []
+  for (const c of configs) {
+    const self = [{ target: find(c.name), weight: 1 }]
+    if (c.match !== undefined || c.routes === undefined) specs.push({ match: c.match, to: self })
+    for (const r of c.routes ?? []) {
+      const hashKey = r.hashKey === undefined ? undefined : parseHashKey(r.hashKey)
+      if (hashKey === null) throw new TypeError(`bad hash key "${r.hashKey}"`)
+      const to = r.to?.map((t) => ({ target: find(t.service), weight: t.weight }))
+      specs.push({ match: r.match, rewrite: r.rewrite, hashKey, to: to ?? self })
+    }
+  }
+  return specs
 }

@@ -68,12 +68,14 @@ export class ProxyServer {
       this.#logUnrouted(ex)
       return
     }
-    const service = this.#router.route(ex.host, url)
-    if (service === null) {
+    const route = this.#router.match(ex)
+    if (route === null) {
       sendError(ex, 404, 'ZP_ERR_NO_ROUTE', 'no service matches this request')
       this.#logUnrouted(ex)
       return
     }
+    const service = route.pick(ex)
+    ex.url = route.rewrite(url)
     this.#inFlight++
     service.handle(ex, this.#done)
   }
@@ -97,13 +99,15 @@ export class ProxyServer {
     // client that never closes, or whose FIN or reset is never read, would hold its file
     // descriptor for ever.
     socket.once('finish', () => socket.destroy())
-    const service = this.#draining ? null : this.#router.route(ex.host, ex.url)
-    if (service === null) {
+    const route = this.#draining ? null : this.#router.match(ex)
+    if (route === null) {
       if (this.#draining) sendError(ex, 503, 'ZP_ERR_SHUTTING_DOWN', 'proxy is shutting down', undefined, true)
       else sendError(ex, 404, 'ZP_ERR_NO_ROUTE', 'no service matches this request', undefined, true)
       socket.end()
       return
     }
+    const service = route.pick(ex)
+    ex.url = route.rewrite(ex.url)
     this.#tunnel.handle(service, ex, socket, head)
   }
 

@@ -72,7 +72,8 @@ class RequestBody extends Readable {
  */
 export class Exchange {
   readonly method: string
-  readonly url: string
+  /** The request target; a route's rewrite (lib/http/routes.ts) replaces it before it is forwarded. */
+  url: string
   readonly httpMinor: number
   /** As received: [name, value, ...]. */
   readonly rawHeaders: string[]

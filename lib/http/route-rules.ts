@@ -1,0 +1,138 @@
+// The parts of a route that look at one request: header rules, methods, the path rewrite and the
+// split between services. Pure functions of their inputs, so config checking (lib/config.ts) and
+// the router use the same code and a table the config accepted cannot fail here.
+
+import { RE2JS } from 're2js'
+
+/** Most header rules in one route's match: each costs a lookup (and maybe a scan) per request. */
+export const MAX_HEADER_RULES = 16
+/** Longest `exact` or `prefix` value of a header rule, in characters. */
+export const MAX_HEADER_VALUE_CHARS = 1024
+/** Longest `regex` of a header rule, in characters; RE2 also refuses repeat counts over 1000. */
+export const MAX_REGEX_CHARS = 256
+/** Most methods in one route's match. */
+export const MAX_METHODS = 16
+/** Largest weight of one service in a split; weights are relative (90 and 10 are 90 % and 10 %). */
+export const MAX_SPLIT_WEIGHT = 100
+/** Most services in one split. */
+export const MAX_SPLIT_TARGETS = 16
+
+/** Exactly one of the three is given (the config checks it). */
+export interface HeaderRule {
+  readonly exact?: string | undefined
+  readonly prefix?: string | undefined
+  readonly regex?: string | undefined
+}
+
+/** Where a split's stable key comes from: a request header, or the client's address. */
+export type HashKey = { readonly header: string } | { readonly clientAddress: true }
+
+export interface Rewrite {
+  /** Drop the matched pathPrefix (a `/` stays). */
+  readonly stripPrefix?: boolean | undefined
+  /** Put this in place of the matched pathPrefix. */
+  readonly prefix?: string | undefined
+}
+
+/**
+ * A header rule's regex in the RE2 engine (re2js): matching is linear in the value's length
+ * whatever the pattern, and backtracking constructs (backreferences, lookaround) do not exist in
+ * its syntax, so a pattern cannot make routing cost grow beyond linear (ReDoS). The whole value
+ * must match, as in Envoy's safe_regex. Throws with RE2's own message when the pattern is bad.
+ */
+export function compileRegex(pattern: string): (value: string) => boolean {
+  if (pattern.length > MAX_REGEX_CHARS) throw new Error(`at most ${MAX_REGEX_CHARS} characters`)
+  const re = RE2JS.compile(pattern)
+  return (value) => re.testExact(value)
+}
+
+/** Why a regex is refused (RE2 syntax, length), or null when it compiles. */
+export function regexProblem(pattern: string): string | null {
+  try {
+    compileRegex(pattern)
+    return null
+  } catch (err) {
+    return (err as Error).message
+  }
+}
+
+/** `header:<name>` or `client-address` (the consistent-hash strategy's spelling), or null. */
+export function parseHashKey(text: string): HashKey | null {
+  if (text === 'client-address') return { clientAddress: true }
+  const m = /^header:([!#$%&'*+.^_`|~0-9A-Za-z-]{1,256})$/.exec(text)
+  return m ? { header: m[1]!.toLowerCase() } : null
+}
+
+/** What a route needs of a request: the front's Exchange has all of it. */
+export interface RouteRequest {
+  readonly method: string
+  readonly url: string
+  readonly host: string | undefined
+  readonly remoteAddress: string
+  /** Names lower-cased, repeats joined with ", "; read only when a rule needs a header. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>
+}
+
+export function headerValue(req: RouteRequest, name: string): string | undefined {
+  const v = req.headers[name]
+  return Array.isArray(v) ? v.join(', ') : v
+}
+
+/** One header rule as a predicate over the header's value (absent: no match). */
+export function headerTest(rule: HeaderRule): (value: string) => boolean {
+  const { exact, prefix, regex } = rule
+  if (exact !== undefined) return (v) => v === exact
+  if (prefix !== undefined) return (v) => v.startsWith(prefix)
+  if (regex !== undefined) return compileRegex(regex)
+  throw new TypeError('a header rule needs exact, prefix or regex')
+}
+
+/**
+ * A rewrite of the matched `prefix` as nginx's `proxy_pass http://up/v2/;` in `location /api/`
+ * does: the part of the path after the prefix is kept and appended to the replacement ('' for
+ * stripPrefix). A trailing `/` of the prefix belongs to the rest, so `/api` and `/api/` rewrite
+ * `/api/x` alike. The query string is kept as it came; percent-encoding is never decoded (an
+ * encoded slash stays one). The result is an origin-form target: it starts with one `/`, never
+ * `//` (which some servers would read as an authority).
+ */
+export function rewritePath(url: string, prefix: string, rewrite: Rewrite): string {
+  const q = url.indexOf('?')
+  const path = q === -1 ? url : url.slice(0, q)
+  const query = q === -1 ? '' : url.slice(q)
+  const cut = prefix.endsWith('/') ? prefix.length - 1 : prefix.length
+  const rest = path.slice(cut)
+  const replacement = rewrite.prefix ?? ''
+  let out = replacement.endsWith('/') && rest.startsWith('/') ? replacement + rest.slice(1) : replacement + rest
+  if (out === '') out = '/'
+  else if (out.charCodeAt(0) !== 47) out = `/${out}`
+  let lead = 0
+  while (out.charCodeAt(lead + 1) === 47) lead++
+  return out.slice(lead) + query
+}
+
+/** A split's choice for one key: 32-bit FNV-1a, mixed by murmur3's finaliser so similar keys spread. */
+export function hashUnit(key: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return (h >>> 0) / 0x1_0000_0000
+}
+
+/** The target at `unit` (0 <= unit < 1) of the weights' cumulative range; weight 0 is never chosen. */
+export function pickWeighted<T>(targets: readonly { readonly target: T; readonly weight: number }[], total: number, unit: number): T {
+  let at = Math.floor(unit * total)
+  for (const t of targets) {
+    if (at < t.weight) return t.target
+    at -= t.weight
+  }
+  // Only a unit of 1 or more (a broken random source) gets here: the last weighted target.
+  for (let i = targets.length - 1; i >= 0; i--) if (targets[i]!.weight > 0) return targets[i]!.target
+  return targets[0]!.target
+}
