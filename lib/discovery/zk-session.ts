@@ -87,6 +87,14 @@ export function isNodeExists(err: unknown): boolean {
   return errorCode(err) === Exception.NODE_EXISTS
 }
 
+/** A node's data with what of its stat the fleet needs (cversion: where its next sequential child is numbered). */
+export interface NodeStat {
+  readonly data: Buffer
+  readonly version: number
+  readonly cversion: number
+  readonly ctimeMs: number
+}
+
 /** One operation of ZkSession.multi. */
 export type MultiOp =
   | { readonly op: 'create'; readonly path: string; readonly data: Buffer; readonly sequential?: boolean }
@@ -380,10 +388,10 @@ export class ZkSession {
   }
 
   /** getData with the node's version and creation time (ms since the epoch), or null when it does not exist. */
-  getDataStat(path: string, watcher?: Watcher): Promise<{ data: Buffer; version: number; ctimeMs: number } | null> {
-    return this.#call<{ data: Buffer; version: number; ctimeMs: number } | null>('getData', path, (c, done) => {
-      const cb = (err: unknown, data: Buffer, stat: { version: number; ctime: Buffer }) =>
-        isNoNode(err) ? done(null, null) : err ? done(err) : done(null, { data: data ?? Buffer.alloc(0), version: stat.version, ctimeMs: Number(stat.ctime.readBigInt64BE(0)) })
+  getDataStat(path: string, watcher?: Watcher): Promise<NodeStat | null> {
+    return this.#call<NodeStat | null>('getData', path, (c, done) => {
+      const cb = (err: unknown, data: Buffer, stat: { version: number; cversion: number; ctime: Buffer }) =>
+        isNoNode(err) ? done(null, null) : err ? done(err) : done(null, { data: data ?? Buffer.alloc(0), version: stat.version, cversion: stat.cversion, ctimeMs: Number(stat.ctime.readBigInt64BE(0)) })
       if (watcher) c.getData(path, watcher, cb as never)
       else c.getData(path, cb as never)
     })
