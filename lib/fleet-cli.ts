@@ -23,9 +23,11 @@ export const EXIT_LOST_RACE = 3
 
 type Values = Record<string, string | boolean | undefined>
 
-interface Io {
+export interface Io {
   out(line: string): void
   err(line: string): void
+  /** Runs between reading `active` and the multi of a push (tests line two pushers up there). */
+  beforeCommit?(): Promise<void>
 }
 
 const consoleIo: Io = { out: (l) => console.log(l), err: (l) => console.error(l) }
@@ -141,6 +143,7 @@ async function push(v: Values, file: string | undefined, io: Io): Promise<number
       ops.push({ op: 'create', path: p.active, data: activeData }, { op: 'setData', path: p.active, data: activeData, version: -1 })
     } else ops.push({ op: 'setData', path: p.active, data: activeData, version: current.version })
     let created: string | undefined
+    await io.beforeCommit?.()
     try {
       created = (await s.multi(ops))[0]
     } catch (err) {
