@@ -77,6 +77,10 @@ export class FleetFollower {
   #applied: string | null
   #role: 'active' | 'canary' = 'active'
   #rejected: { table: string; problems: string[] } | null = null
+  /** The refusal was of the moment (a timeout): the same table is tried again on the next event. */
+  #retryable = false
+  /** The last status write failed: logged once until one succeeds. */
+  #statusFailing = false
   #rejections = 0
   #running = false
   #again = false
@@ -176,7 +180,7 @@ export class FleetFollower {
       await this.#writeStatus()
       return
     }
-    if (this.#rejected?.table === meant.table) {
+    if (this.#rejected?.table === meant.table && !this.#retryable) {
       await this.#writeStatus()
       return
     }
@@ -208,21 +212,23 @@ export class FleetFollower {
       }
       const code = (err as { code?: unknown }).code
       if (code === 'ZP_ERR_SHUTTING_DOWN' || code === 'ZP_ERR_CLOSED' || this.#closed) return
-      await this.#reject(meant.table, [`(reload): ${String((err as Error)?.message ?? err)}`])
+      await this.#reject(meant.table, [`(reload): ${String((err as Error)?.message ?? err)}`], true)
       return
     }
     const was = this.#applied
     this.#applied = meant.table
     this.#role = meant.role
     this.#rejected = null
+    this.#retryable = false
     this.#log.info({ from: was, to: meant.table, role: meant.role }, `fleet table ${was ?? '(none)'} -> ${meant.table}`)
-    await this.#writeStatus()
     await this.#save(meant.table, services)
+    await this.#writeStatus()
   }
 
-  async #reject(table: string, problems: string[]): Promise<void> {
+  async #reject(table: string, problems: string[], retryable = false): Promise<void> {
     const first = this.#rejected?.table !== table
     this.#rejected = { table, problems }
+    this.#retryable = retryable
     if (first) {
       this.#rejections++
       this.#log.warn({ table, problems, serving: this.#applied }, `fleet table ${table} refused; ${this.#applied ?? 'no table'} stays`)
@@ -230,9 +236,25 @@ export class FleetFollower {
     await this.#writeStatus()
   }
 
-  /** proxies/<id>: ephemeral, so it lists exactly the proxies that are up. */
+  /**
+   * proxies/<id>: ephemeral, so it lists exactly the proxies that are up. A failure is logged (once
+   * until a write succeeds) and never undoes what was applied; the next pass writes again.
+   */
   async #writeStatus(): Promise<void> {
     if (this.#closed) return
+    try {
+      await this.#putStatus()
+      this.#statusFailing = false
+    } catch (err) {
+      if (!this.#statusFailing) {
+        this.#log.error({ path: this.#paths.proxy(this.#o.id), err: String((err as Error)?.message ?? err) }, 'fleet: cannot write this proxy\'s status node (does zookeeper.auth hold the fleet\'s credential?)')
+      }
+      this.#statusFailing = true
+      this.#freshSession = true
+    }
+  }
+
+  async #putStatus(): Promise<void> {
     const { session } = this.#o
     const at = this.#paths.proxy(this.#o.id)
     const body = encodeProxyStatus({ applied: this.#applied, rejected: this.#rejected, startedAt: this.#startedAt })
