@@ -147,9 +147,18 @@ async function push(v: Values, file: string | undefined, io: Io): Promise<number
     try {
       created = (await s.multi(ops))[0]
     } catch (err) {
-      if (!isBadVersion(err) && !isNodeExists(err)) throw err
-      io.err(`zoo-proxy fleet push: another push won; active is now ${await whoWon(s, p)}. Nothing written.`)
-      return EXIT_LOST_RACE
+      if (isBadVersion(err) || isNodeExists(err)) {
+        io.err(`zoo-proxy fleet push: another push won; active is now ${await whoWon(s, p)}. Nothing written.`)
+        return EXIT_LOST_RACE
+      }
+      // The connection went (a server lost mid-multi): the multi applied whole or not at all, and
+      // once the session is back `active` says which.
+      const now = await readActive(s, p).catch(() => null)
+      if (now === null || JSON.stringify(now.active) !== JSON.stringify(next)) {
+        io.err(`zoo-proxy fleet push: ${String((err as Error)?.message ?? err)}; active is ${now === null ? '(unreadable)' : now.active.table}, the push did not happen`)
+        return 1
+      }
+      created = `${p.tables}/${name}`
     }
     const actual = created === undefined ? name : path.posix.basename(created)
     if (actual !== name) {
