@@ -11,7 +11,7 @@ import { validateConfig } from '../../lib/config.js'
 import { ConfigError } from '../../lib/errors.js'
 import { ZkSession } from '../../lib/discovery/zk-session.js'
 import { FleetUsageError, runFleet } from '../../lib/fleet-cli.js'
-import { fleetPaths, parseProxyStatus } from '../../lib/fleet/layout.js'
+import { fleetPaths, inPercent, parseProxyStatus } from '../../lib/fleet/layout.js'
 import type { ProxyStatus } from '../../lib/fleet/layout.js'
 import { silentLogger } from '../../lib/log.js'
 import { createProxy } from '../../lib/proxy.js'
@@ -281,6 +281,20 @@ describe('fleet: one routing table in ZooKeeper for ten proxies (3-node ensemble
     }
     const won = (await active()).table
     await converge('the winner applied 10/10', (s) => s.applied === won)
+  })
+
+  it('sends a percent canary to the proxies whose id hashes in, and status waits for exactly those', async () => {
+    const base = (await active()).table
+    const pushed = await fleet(ctx.zk.connectString, ['push', tableFile([{ name: 'web', path: svcA, timeoutMs: 7777 }]), '--canary-percent', '30'])
+    expect(pushed.code, pushed.err.join('\n')).to.equal(0)
+    const canary = (await active()).canary!.table
+    const chosen = members.filter((m) => inPercent(m.id, 30)).map((m) => m.id)
+    await converge(`percent canary on ${chosen.length}/10 (${chosen.join(',')})`, (s, id) => s.applied === (chosen.includes(id) ? canary : base))
+    const st = await fleet(ctx.zk.connectString, ['status', '--wait-ms', '5000'])
+    expect(st.code).to.equal(0)
+    expect(st.out.filter((l) => l.includes(`applied ${canary}`)).map((l) => l.split(' ')[0])).to.deep.equal(chosen)
+    expect((await fleet(ctx.zk.connectString, ['promote'])).code).to.equal(0)
+    await converge('percent canary promoted 10/10', (s) => s.applied === canary)
   })
 
   it('leaves no proxy on a half-applied table when the leader is killed during a push', async () => {
