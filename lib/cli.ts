@@ -16,6 +16,7 @@ import { adviseMalloc } from './ops/tuning.js'
 import { register } from './discovery/registry.js'
 import { WEIGHT_MAX, WEIGHT_MIN } from './discovery/endpoint.js'
 import { ENGINE, PARSER_SETTINGS } from './http/h1/engine.js'
+import { FleetUsageError, runFleet } from './fleet-cli.js'
 
 const USAGE = `Usage:
   zoo-proxy --config <file>            run the proxy (same as: zoo-proxy run --config <file>)
@@ -24,9 +25,16 @@ const USAGE = `Usage:
                      [--weight <n>] [--check <url>] [--check-interval-ms <ms>] [--drain-ms <ms>]
                      [--session-timeout-ms <ms>] [--auth <user:pass>]
                                        keep an ephemeral instance znode while this runs
+  zoo-proxy fleet push FILE --zookeeper <connect> --fleet <path> [--message M]
+                     [--canary-percent N | --canary-proxies id,id]
+  zoo-proxy fleet status --zookeeper <connect> --fleet <path> [--wait-ms N]
+  zoo-proxy fleet promote | rollback [--to t-N] | history | diff A B  --zookeeper <connect> --fleet <path>
+                                       one routing table for every proxy (docs/fleet.md); every
+                                       fleet verb takes --auth <user:pass>
   zoo-proxy --help | --version
 Environment: ZOO_PROXY_PARSER=portable runs on the portable HTTP/1.1 parser (see docs/http.md).
-Exit status: 0 stopped cleanly, 1 run-time failure, 2 bad config or arguments.`
+Exit status: 0 stopped cleanly, 1 run-time failure, 2 bad config or arguments,
+             3 (fleet) another writer changed the fleet first; nothing written.`
 
 class UsageError extends Error {}
 
@@ -171,6 +179,12 @@ export async function main(argv: string[]): Promise<number> {
       check: { type: 'string' },
       'check-interval-ms': { type: 'string' },
       auth: { type: 'string' },
+      fleet: { type: 'string' },
+      message: { type: 'string' },
+      'canary-percent': { type: 'string' },
+      'canary-proxies': { type: 'string' },
+      'wait-ms': { type: 'string' },
+      to: { type: 'string' },
     },
   })
   if (values.help) {
@@ -182,6 +196,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0
   }
   const command = positionals[0] ?? 'run'
+  if (command === 'fleet') return runFleet(positionals.slice(1), values)
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`)
   switch (command) {
     case 'run':
@@ -202,7 +217,7 @@ main(process.argv.slice(2)).then(
       for (const line of err.problems) console.error(line)
       process.exit(2)
     }
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (err instanceof UsageError || err instanceof FleetUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       console.error(`zoo-proxy: ${(err as Error).message}\n\n${USAGE}`)
       process.exit(2)
     }

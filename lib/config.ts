@@ -282,6 +282,17 @@ const serviceSchema = z.strictObject({
   healthCheck: optional(healthCheckSchema),
   /** Overrides the top-level upstreamTls for this service. */
   upstreamTls: optional(upstreamTlsSchema),
+  /** In a fleet table (docs/fleet.md): take this service even when it has no routable instance. */
+  allowEmpty: optional(z.boolean()),
+})
+
+/** `fleet:` (docs/fleet.md): services come from the active table under `path`, not from this file. */
+const fleetSchema = z.strictObject({
+  path: znodePath.refine((p) => p !== '/', { message: 'must not be the root' }),
+  /** This proxy's name under `proxies/` (a znode name); default: the host name and the listen port. */
+  id: optional(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/, { message: 'must be 1-128 letters, digits, ".", "_", ":", "@" or "-"' })),
+  /** Follow an `active` node the world may write (refused by default: anyone could route the fleet). */
+  allowOpenAcl: z.boolean().default(false),
 })
 
 const configSchema = z.strictObject({
@@ -334,7 +345,8 @@ const configSchema = z.strictObject({
         .default([]),
     })
     .prefault({}),
-  services: z.array(serviceSchema).min(1, { message: 'must list at least one service' }),
+  services: optional(z.array(serviceSchema)),
+  fleet: optional(fleetSchema),
   /** Worker processes serving `listen` (node:cluster); 1 = this process alone. */
   workers: z.number().int().min(1).max(64).default(1),
   /** On SIGTERM, how long in-flight requests may take to finish before they are cut. */
@@ -385,10 +397,15 @@ const configSchema = z.strictObject({
       access: z.boolean().default(false),
     })
     .prefault({}),
+}).superRefine((c, ctx) => {
+  if (c.fleet !== undefined) {
+    if (c.services !== undefined) ctx.addIssue({ code: 'custom', path: ['services'], message: "not allowed with fleet: services come from the fleet's active table (push them with zoo-proxy fleet push)" })
+    if (c.workers > 1) ctx.addIssue({ code: 'custom', path: ['workers'], message: 'must be 1 with fleet (one process follows the fleet table)' })
+  } else if ((c.services?.length ?? 0) === 0) ctx.addIssue({ code: 'custom', path: ['services'], message: 'must list at least one service' })
 })
 
 type RawConfig = z.output<typeof configSchema>
-type RawService = RawConfig['services'][number]
+type RawService = NonNullable<RawConfig['services']>[number]
 
 export interface ServiceConfig extends Omit<RawService, 'strategy' | 'retry'> {
   readonly strategy: StrategySpec
@@ -539,8 +556,8 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
   const problems: string[] = []
 
   const names = new Map<string, number>()
-  problems.push(...routeProblems(raw.services))
-  const services = raw.services.map((s, i): ServiceConfig => {
+  problems.push(...routeProblems(raw.services ?? []))
+  const services = (raw.services ?? []).map((s, i): ServiceConfig => {
     const at = `services[${i}]`
     const seen = names.get(s.name)
     if (seen !== undefined) problems.push(`${at}.name: duplicate service name "${s.name}" (also services[${seen}])`)
@@ -627,7 +644,7 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
   if (tls !== undefined) sets.push(['tls', tls])
   if (upstreamTls !== undefined) sets.push(['upstreamTls', upstreamTls])
   services.forEach((s, i) => {
-    if (raw.services[i]!.upstreamTls !== undefined && s.upstreamTls !== undefined) sets.push([`services[${i}].upstreamTls`, s.upstreamTls])
+    if (raw.services![i]!.upstreamTls !== undefined && s.upstreamTls !== undefined) sets.push([`services[${i}].upstreamTls`, s.upstreamTls])
   })
   for (const [field, files] of sets) {
     try {

@@ -21,6 +21,12 @@ import { ProxyServer } from './http/server.js'
 import { Service } from './http/service.js'
 import { buildStrategy } from '../strategies/index.js'
 import { RoundRobin } from '../strategies/round-robin.js'
+import { FleetFollower, readSavedTable, savedTableFile } from './fleet/follower.js'
+import type { LiveCheck } from './fleet/follower.js'
+import { tableConfig } from './fleet/table-config.js'
+import os from 'node:os'
+import process from 'node:process'
+import path from 'node:path'
 import { loadTlsFiles } from './tls-files.js'
 
 export interface ProxyDeps {
@@ -109,9 +115,10 @@ export interface ZooProxy {
    * survive. A refused reload throws (a ConfigError, or a ProxyError with a statusCode) and
    * changes nothing; it is counted `refused`, an applied one `ok`. Reloads run one at a time, in
    * the order they were asked for: one asked while another runs waits for it, and starts from
-   * what it left.
+   * what it left. `check` (the fleet's live-state check) runs once the instances are read, before
+   * the switch: problems it returns refuse the reload as a ConfigError.
    */
-  reload(next: Config): Promise<ReloadResult>
+  reload(next: Config, check?: LiveCheck): Promise<ReloadResult>
   /**
    * Reads `deps.configFile` again, when its turn comes, and reloads it (SIGHUP, POST /reload).
    * With `text`, that is the file's content as another process read it (a worker following the
@@ -120,6 +127,8 @@ export interface ZooProxy {
   reloadFromFile(text?: string): Promise<ReloadResult>
   readonly services: readonly Service[]
   readonly metrics: Metrics
+  /** The fleet follower (docs/fleet.md) when the config has `fleet`, else null. */
+  readonly fleet: FleetFollower | null
 }
 
 /**
@@ -145,6 +154,24 @@ async function readTls(t: NonNullable<Config['tls']>): Promise<SecureContextOpti
 export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise<ZooProxy> {
   const role = deps.role ?? 'single'
   const logger = deps.logger ?? createLogger(config.log.level)
+  // A fleet member starts on the last table it applied, kept beside the snapshot file, so it
+  // serves with ZooKeeper out of reach; the follower moves it to the fleet's table once it can read it.
+  const fleetConfig = config.fleet
+  const baseConfig = config
+  const baseDir = deps.configFile === undefined ? process.cwd() : path.dirname(path.resolve(deps.configFile))
+  const saveFile = fleetConfig === undefined || config.zookeeper.snapshotFile === undefined ? undefined : savedTableFile(config.zookeeper.snapshotFile)
+  let savedTable: string | undefined
+  if (fleetConfig !== undefined && saveFile !== undefined) {
+    const saved = readSavedTable(saveFile, fleetConfig.path, logger)
+    if (saved !== null) {
+      try {
+        config = await tableConfig(baseConfig, saved.services, baseDir)
+        savedTable = saved.table
+      } catch (err) {
+        logger.warn({ file: saveFile, problems: (err as ConfigError).problems }, 'the saved fleet table no longer passes check; starting without it')
+      }
+    }
+  }
   const random = deps.random ?? Math.random
   const services: Service[] = []
   const balancers: Balancer[] = []
@@ -185,12 +212,13 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
   let current = config
   const discoveredServices = (c: Config) =>
     c.services.map((s) => ({ name: s.name, path: s.path, keepLastOnEmpty: s.keepLastOnEmpty ?? c.zookeeper.keepLastOnEmpty, massRemoval: c.zookeeper.massRemoval }))
+  let session: ZkSession | undefined = deps.session
   const allow = config.upstreams.allow === undefined ? undefined : allowList(config.upstreams.allow)
   const discovery =
     role === 'worker'
       ? null
       : new Discovery({
-          session: deps.session ?? new ZkSession({ connect: config.zookeeper.connect, sessionTimeoutMs: config.zookeeper.sessionTimeoutMs, auth: config.zookeeper.auth, logger }),
+          session: (session ??= new ZkSession({ connect: config.zookeeper.connect, sessionTimeoutMs: config.zookeeper.sessionTimeoutMs, auth: config.zookeeper.auth, logger })),
           services: discoveredServices(config),
           snapshotFile: config.zookeeper.snapshotFile,
           resyncJitterMs: config.zookeeper.resyncJitterMs,
@@ -218,7 +246,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
    * nothing in use (new services are built aside, new paths read by watchers of their own).
    * Commit is synchronous, so no request can see half of it.
    */
-  const apply = async (next: Config): Promise<ReloadResult> => {
+  const apply = async (next: Config, check?: LiveCheck): Promise<ReloadResult> => {
     if (closing !== null) throw shuttingDown()
     const fixed = restartOnly(current, next)
     if (fixed.length > 0) throw new ConfigError(fixed)
@@ -251,6 +279,16 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
       // The instances of every added or re-pathed service, read before anything routes to it.
       warmed = discovery === null ? null : await discovery.warm(discoveredServices(next), next.warmingTimeoutMs)
       if (closing !== null) throw shuttingDown()
+      if (check !== undefined) {
+        const read = warmed?.peek()
+        const problems = check((name) => {
+          const w = read?.get(name)
+          if (w !== undefined) return w
+          const known = latest.get(name)
+          return known !== undefined && known.path === next.services.find((s) => s.name === name)?.path ? known.endpoints : undefined
+        })
+        if (problems.length > 0) throw new ConfigError(problems)
+      }
     } catch (err) {
       warmed?.cancel()
       for (const b of built) void b.service.close().catch(() => {})
@@ -298,11 +336,11 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
 
   /** Reloads run one after the other, in the order asked (ZooProxy.reload). */
   let queue: Promise<unknown> = Promise.resolve()
-  const serially = (load: () => Promise<{ config: Config; text?: string }>): Promise<ReloadResult> => {
+  const serially = (load: () => Promise<{ config: Config; text?: string }>, check?: LiveCheck): Promise<ReloadResult> => {
     const run = queue.then(async () => {
       try {
         const { config: next, text } = await load()
-        const result = await apply(next)
+        const result = await apply(next, check)
         metrics.reloaded('ok')
         logger.info({ ...result }, 'config reloaded')
         deps.onReload?.(next, text)
@@ -317,11 +355,12 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
     queue = run.catch(() => {})
     return run
   }
-  const reload = (next: Config): Promise<ReloadResult> => serially(async () => ({ config: next }))
+  const reload = (next: Config, check?: LiveCheck): Promise<ReloadResult> => serially(async () => ({ config: next }), check)
   const reloadFromFile = (text?: string): Promise<ReloadResult> =>
     serially(async () => {
       const file = deps.configFile
       if (file === undefined) throw new ConfigError(['(reload): this proxy was not started from a config file'])
+      if (fleetConfig !== undefined) throw new ConfigError(['(reload): this proxy follows a fleet table; change it with zoo-proxy fleet push (docs/fleet.md)'])
       const read = text ?? (await readConfigText(file))
       return { config: await loadConfig(file, read), text: read }
     })
@@ -331,16 +370,36 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
       ? null
       : new AdminServer({ discovery, services, metrics: deps.metricsSource ?? metrics, token: config.adminToken, reload: reloadFromFile, logger })
 
+  const follower =
+    fleetConfig === undefined || discovery === null || session === undefined
+      ? null
+      : new FleetFollower({
+          session,
+          root: fleetConfig.path,
+          id: fleetConfig.id ?? `${os.hostname()}:${config.listen.port}`,
+          allowOpenAcl: fleetConfig.allowOpenAcl,
+          logger,
+          build: (services) => tableConfig(baseConfig, services, baseDir),
+          apply: (next, check) => reload(next, check),
+          ...(saveFile === undefined ? {} : { saveFile }),
+          ...(savedTable === undefined ? {} : { applied: savedTable }),
+        })
+  if (follower !== null) metrics.observeFleet(follower)
+
   return {
     services,
     metrics,
+    fleet: follower,
     applySnapshot,
     reload,
     reloadFromFile,
     get ready() {
+      // A fleet member is ready once it serves a table.
+      if (follower !== null && follower.serving() === null) return false
       return discovery !== null ? discovery.ready : fed.size === services.length
     },
     async start() {
+      follower?.start()
       discovery?.start()
       if (role !== 'primary') for (const s of services) s.start()
       const at = server === null ? null : await server.listen(config.listen)
@@ -354,6 +413,8 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
       closing ??= (async () => {
         await server?.close(config.shutdownTimeoutMs)
         await Promise.all(services.map((s) => s.close()))
+        follower?.close()
+        await follower?.settled()
         await discovery?.snapshotWritten()
         discovery?.close()
         await admin?.close()

@@ -46,6 +46,8 @@ export interface WarmedServices {
    * the caller to feed its new balancers before it routes to them (nothing else hands it over).
    */
   commit(): ReadonlyMap<string, readonly Endpoint[]>
+  /** Each warmed service's list as read so far (empty when its path has none), committing nothing. */
+  peek(): ReadonlyMap<string, readonly Endpoint[]>
   /** Closes the warmed watchers; discovery stays as it was. Idempotent. */
   cancel(): void
 }
@@ -210,6 +212,7 @@ export class Discovery {
         this.#writer?.retain(wanted)
         return lists
       },
+      peek: () => new Map([...entries].map(([name, e]) => [name, e.list ?? []])),
       cancel: close,
     }
     let resolve!: (w: WarmedServices) => void

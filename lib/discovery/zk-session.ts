@@ -89,6 +89,24 @@ export function isNodeExists(err: unknown): boolean {
   return errorCode(err) === Exception.NODE_EXISTS
 }
 
+/** A node's data with what of its stat the fleet needs (cversion: where its next sequential child is numbered). */
+export interface NodeStat {
+  readonly data: Buffer
+  readonly version: number
+  readonly cversion: number
+  readonly ctimeMs: number
+}
+
+/** One operation of ZkSession.multi. */
+export type MultiOp =
+  | { readonly op: 'create'; readonly path: string; readonly data: Buffer; readonly sequential?: boolean }
+  | { readonly op: 'setData'; readonly path: string; readonly data: Buffer; readonly version: number }
+  | { readonly op: 'check'; readonly path: string; readonly version: number }
+
+export function isBadVersion(err: unknown): boolean {
+  return errorCode(err) === Exception.BAD_VERSION
+}
+
 export class ZkSession {
   readonly #opts: ZkSessionOptions
   readonly #log: Logger
@@ -369,6 +387,40 @@ export class ZkSession {
 
   remove(path: string): Promise<void> {
     return this.#call<void>('remove', path, (c, done) => c.remove(path, -1, (err) => done(isNoNode(err) ? null : err)))
+  }
+
+  /** getData with the node's version and creation time (ms since the epoch), or null when it does not exist. */
+  getDataStat(path: string, watcher?: Watcher): Promise<NodeStat | null> {
+    return this.#call<NodeStat | null>('getData', path, (c, done) => {
+      const cb = (err: unknown, data: Buffer, stat: { version: number; cversion: number; ctime: Buffer }) =>
+        isNoNode(err) ? done(null, null) : err ? done(err) : done(null, { data: data ?? Buffer.alloc(0), version: stat.version, cversion: stat.cversion, ctimeMs: Number(stat.ctime.readBigInt64BE(0)) })
+      if (watcher) c.getData(path, watcher, cb as never)
+      else c.getData(path, cb as never)
+    })
+  }
+
+  /** The ACL of `path`, or null when it does not exist. */
+  getACL(path: string): Promise<ACL[] | null> {
+    return this.#call<ACL[] | null>('getACL', path, (c, done) => c.getACL(path, (err, acls) => (isNoNode(err) ? done(null, null) : done(err, acls ?? []))))
+  }
+
+  /**
+   * One ZooKeeper multi: every op applies or none does. Creates get the same ACL as create()'s
+   * default. Resolves with the path of each create, in order (undefined for the other ops).
+   * The client library sends version 0 as -1 ("any version"): a caller that must check a
+   * version has to make sure it is above 0 (see shared/ZOOKEEPER-NOTES.md).
+   */
+  multi(ops: readonly MultiOp[]): Promise<(string | undefined)[]> {
+    const acl = (this.#opts.auth?.length ?? 0) > 0 ? PROTECTED_ACL : OPEN_ACL
+    return this.#call<(string | undefined)[]>('multi', ops[0]?.path ?? '/', (c, done) => {
+      const t = c.transaction()
+      for (const op of ops) {
+        if (op.op === 'create') t.create(op.path, op.data, acl, op.sequential ? CreateMode.PERSISTENT_SEQUENTIAL : CreateMode.PERSISTENT)
+        else if (op.op === 'setData') t.setData(op.path, op.data, op.version)
+        else t.check(op.path, op.version)
+      }
+      t.commit((err, results) => done(err, err ? undefined : ((results ?? []) as { path?: string }[]).map((r) => r.path)))
+    })
   }
 
   /** The session id and password, for tests that force an expiry. */

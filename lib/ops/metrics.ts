@@ -210,6 +210,26 @@ export class Metrics implements MetricsSource {
     }
   }
 
+  /**
+   * The fleet table this proxy serves (docs/fleet.md): `zoo_proxy_fleet_table_info{table, role}`
+   * is 1 for it (role `active` or `canary`), and `zoo_proxy_fleet_rejections_total` counts the
+   * tables it refused.
+   */
+  observeFleet(source: { serving(): { readonly table: string; readonly role: string } | null; readonly rejections: number }): void {
+    new Gauge({
+      name: 'zoo_proxy_fleet_table_info',
+      help: 'The fleet table this proxy serves (1), by table and role (active or canary).',
+      labelNames: ['table', 'role'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset()
+        const s = source.serving()
+        if (s !== null) this.set({ table: s.table, role: s.role }, 1)
+      },
+    })
+    this.#custom('zoo_proxy_fleet_rejections_total', 'Fleet tables this proxy refused (it kept serving the one it had).', 'counter', () => [{ value: source.rejections, labels: {} }])
+  }
+
   /** A config reload was applied (`ok`) or refused. */
   reloaded(result: 'ok' | 'refused'): void {
     this.#reloads[result]++
