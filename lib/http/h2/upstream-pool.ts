@@ -130,7 +130,8 @@ export class H2UpstreamPool implements Transport {
       if (session === undefined) {
         const opening = this.#sessions.some((s) => !s.ready && !s.gone)
         const usable = this.#sessions.filter((s) => !s.draining && !s.gone).length
-        if (!opening && usable < this.#maxSessions && !this.#closing) this.#sessions.push(new Session(this, this.#connect()))
+        // Also while closing: what was queued before close() is still served (as the HTTP/1.1 pool does).
+        if (!opening && usable < this.#maxSessions) this.#sessions.push(new Session(this, this.#connect()))
         return
       }
       const attempt = this.#queue.shift()!
