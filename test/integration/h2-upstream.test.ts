@@ -7,6 +7,7 @@ import { expect } from 'chai'
 import { Buffer } from 'node:buffer'
 import { readFileSync } from 'node:fs'
 import http2 from 'node:http2'
+import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import tls from 'node:tls'
@@ -20,7 +21,7 @@ import type { H2PoolOptions } from '../../lib/http/h2/upstream-pool.js'
 import { UnprocessedError } from '../../lib/http/transport.js'
 import type { TransportSink } from '../../lib/http/transport.js'
 import { useCerts } from '../support/certs.js'
-import { useClosers, waitFor } from '../support/helpers.js'
+import { deadPort, useClosers, waitFor } from '../support/helpers.js'
 import type { Closers } from '../support/helpers.js'
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_PROTOCOL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_REFUSED_STREAM, NGHTTP2_NO_ERROR } = http2.constants
@@ -154,6 +155,26 @@ describe('HTTP/2 upstream pool (real node:http2 instances)', function () {
     expect([seen[':method'], seen[':path'], seen[':scheme'], seen[':authority'], seen['x-id'], seen.te, seen['content-length'], seen.connection]).to.deep.equal(['PUT', '/things/1?x=y', 'http', 'svc.example', '7', 'trailers', '3', undefined])
   })
 
+  it('streams a request body at the window\'s pace, whole, and passes an interim 103 by', async () => {
+    const inst = await h2Instance(closers, (stream, headers) => {
+      let n = 0
+      stream.on('data', (c: Buffer) => (n += c.length))
+      stream.on('end', () => {
+        stream.additionalHeaders({ ':status': 103, link: '</a.css>; rel=preload' })
+        stream.respond({ ':status': 200 })
+        stream.end(`${n} ${String(headers['content-length'])}`)
+      })
+    })
+    const p = pool(closers, inst.port)
+    const total = 3 * 1024 * 1024 + 7
+    const body = Readable.from((function* () {
+      for (let left = total; left > 0; left -= 64 * 1024) yield Buffer.alloc(Math.min(left, 64 * 1024), 0x63)
+    })())
+    const r = send(p, request({ method: 'POST', body, contentLength: total }))
+    expect(await r.done).to.equal(null)
+    expect([r.head!.status, r.body, r.events]).to.deep.equal([200, `${total} ${total}`, ['head', 'end']])
+  })
+
   it('speaks h2 over TLS verified against the service CA, and refuses an instance its CA does not sign', async () => {
     const secure = { cert: readFileSync(certs.cert), key: readFileSync(certs.key) }
     let scheme: string | undefined
@@ -185,6 +206,46 @@ describe('HTTP/2 upstream pool (real node:http2 instances)', function () {
     const p = pool(closers, (h1.address() as AddressInfo).port, { protocol: 'h2', tls: { context: tls.createSecureContext({ ca: certs.ca }), servername: undefined } })
     const err = (await send(p).done) as UpstreamError
     expect(err.kind).to.equal('connect')
+  })
+
+  it('fails as a connect failure when the instance refuses the connection or never sends its SETTINGS', async () => {
+    const refused = (await send(pool(closers, await deadPort(closers))).done) as UpstreamError
+    expect([refused.kind, refused.statusCode, refused.responseStarted]).to.deep.equal(['connect', 502, false])
+    // Accepts TCP and says nothing: the connect timeout, not the head deadline, ends the wait.
+    const held = new Set<net.Socket>()
+    const mute = net.createServer((s) => held.add(s))
+    await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r))
+    closers.push(
+      () =>
+        new Promise<void>((r) => {
+          for (const s of held) s.destroy()
+          mute.close(() => r())
+        }),
+    )
+    const silent = (await send(pool(closers, (mute.address() as AddressInfo).port, { connectTimeoutMs: 100 }), request({ headersTimeoutMs: 60_000 })).done) as UpstreamError
+    expect([silent.kind, silent.message]).to.deep.equal(['connect', 'upstream connect error (ETIMEDOUT)'])
+  })
+
+  it('holds to its own streams-per-session cap whatever the instance allows, and clamps hostile options', async () => {
+    const held: http2.ServerHttp2Stream[] = []
+    const inst = await h2Instance(closers, (stream) => {
+      held.push(stream)
+      if (held.length === 4)
+        for (const s of held) {
+          s.respond({ ':status': 200 })
+          s.end('ok')
+        }
+    })
+    // The instance allows 2^32-1 streams; ours allows 2 per session.
+    const p = pool(closers, inst.port, { maxStreamsPerSession: 2 })
+    const rs = Array.from({ length: 4 }, () => send(p))
+    expect(await Promise.all(rs.map((r) => r.done))).to.deep.equal([null, null, null, null])
+    expect(inst.sessions()).to.equal(2)
+    // Out-of-range numbers are clamped where they enter, not trusted: the pool still serves.
+    const hostile = pool(closers, inst.port, { sessions: -5, maxStreamsPerSession: Number.NaN, keepAliveTimeoutMs: -1, connectTimeoutMs: Infinity, maxHeaderListBytes: 1e15, maxHeaders: 0, maxSessionMemoryMb: -1 })
+    held.length = 0
+    const more = Array.from({ length: 4 }, () => send(hostile))
+    expect(await Promise.all(more.map((r) => r.done))).to.deep.equal([null, null, null, null])
   })
 
   it('carries many concurrent streams over one session', async () => {

@@ -182,9 +182,12 @@ export class H2UpstreamPool implements Transport {
     this.#maybeClosed()
   }
 
-  /** A session failed before it became usable: the attempts waiting for one fail as a connect failure. */
-  connectFailed(session: Session, err: Error): void {
-    if (this.#sessions.some((s) => s !== session && !s.gone && !s.draining)) return
+  /**
+   * A session failed before it became usable: the attempts waiting fail as a connect failure (to
+   * be retried elsewhere), even when other sessions are up but full. Waiting for the next session
+   * instead would reconnect in a loop to an instance that refuses connections, until the deadline.
+   */
+  connectFailed(err: Error): void {
     const code = (err as { code?: string }).code ?? err.name
     for (const a of this.#queue.splice(0)) a.fail(new UpstreamError('connect', `upstream connect error (${code})`, false, err))
   }
@@ -241,8 +244,6 @@ export class H2UpstreamPool implements Transport {
   /** Lets streams in flight and queued finish, then closes every session. */
   close(): Promise<void> {
     this.#closing = true
-    for (const s of [...this.#sessions]) if (s.active === 0) s.drain()
-    if (this.#sessions.length === 0 && this.#queue.length === 0) return Promise.resolve()
     return new Promise((resolve) => {
       this.#closed = resolve
       this.#maybeClosed()
@@ -251,8 +252,10 @@ export class H2UpstreamPool implements Transport {
 
   #maybeClosed(): void {
     if (!this.#closing) return
-    for (const s of [...this.#sessions]) if (s.active === 0 && this.#queue.length === 0) s.drain()
-    if (this.#sessions.length > 0 || this.#queue.length > 0) return
+    // A session still opening is left alone while anything queued waits for it.
+    if (this.#queue.length > 0) return
+    for (const s of [...this.#sessions]) if (s.active === 0) s.drain()
+    if (this.#sessions.length > 0) return
     if (this.#timer !== null) clearInterval(this.#timer)
     this.#timer = null
     const done = this.#closed
@@ -300,12 +303,12 @@ class Session {
       pool.changed()
     })
     session.on('error', (err: Error) => {
-      if (!this.ready) pool.connectFailed(this, err)
+      if (!this.ready) pool.connectFailed(err)
     })
     session.on('close', () => {
       this.#clearConnectTimer()
       this.gone = true
-      if (!this.ready) pool.connectFailed(this, new Error('upstream closed the connection before HTTP/2 SETTINGS'))
+      if (!this.ready) pool.connectFailed(new Error('upstream closed the connection before HTTP/2 SETTINGS'))
       pool.sessionGone(this)
     })
     // An idle session must not keep the process up (as the HTTP/1.1 pool's idle sockets).
