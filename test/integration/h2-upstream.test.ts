@@ -329,6 +329,19 @@ describe('HTTP/2 upstream pool (real node:http2 instances)', function () {
     expect(inst.sessions()).to.equal(2)
   })
 
+  it('after a GOAWAY with an error code, fails streams above its last-stream-id as not processed and those below as reset', async () => {
+    const ids: number[] = []
+    const inst = await h2Instance(closers, (stream) => {
+      ids.push(stream.id!)
+      // The first stream was (in the instance's words) processed; the second was not.
+      if (ids.length === 2) stream.session!.goaway(NGHTTP2_INTERNAL_ERROR, ids[0]!)
+    })
+    const p = pool(closers, inst.port)
+    const [first, second] = (await Promise.all([send(p, request({ method: 'POST' })), send(p, request({ method: 'POST' }))].map((r) => r.done))) as UpstreamError[]
+    expect([first instanceof UnprocessedError, first!.kind]).to.deep.equal([false, 'reset'])
+    expect([second instanceof UnprocessedError, second!.kind]).to.deep.equal([true, 'connect'])
+  })
+
   it('classifies a reset from the instance: REFUSED_STREAM was not processed, any other code is a reset', async () => {
     const codes = [NGHTTP2_REFUSED_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL, NGHTTP2_PROTOCOL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM]
     const inst = await h2Instance(closers, (stream, headers) => stream.close(Number(headers['x-code'])))
