@@ -434,9 +434,9 @@ class Attempt implements AttemptControl {
     stream.on('drain', onDrain)
   }
 
-  readonly #onResponse = (_headers: http2.IncomingHttpHeaders, _flags: number, raw: string[]): void => {
+  readonly #onResponse = (headers: http2.IncomingHttpHeaders, _flags: number, raw: string[] | undefined): void => {
     if (this.done) return
-    const t = translateResponse(raw, this.#pool.limits)
+    const t = translateResponse(raw ?? flatten(headers), this.#pool.limits)
     if (!t.ok) {
       this.#failStream(refusalError(t, 'instance'), NGHTTP2_PROTOCOL_ERROR)
       return
@@ -465,9 +465,9 @@ class Attempt implements AttemptControl {
     if (!this.#sink.onBody(chunk)) this.#stream!.pause()
   }
 
-  readonly #onTrailers = (_headers: http2.IncomingHttpHeaders, _flags: number, raw: string[]): void => {
+  readonly #onTrailers = (headers: http2.IncomingHttpHeaders, _flags: number, raw: string[] | undefined): void => {
     if (this.done) return
-    const t = translateTrailers(raw, this.#pool.limits)
+    const t = translateTrailers(raw ?? flatten(headers), this.#pool.limits)
     if (!t.ok) {
       this.#failStream(refusalError(t, 'instance'), NGHTTP2_PROTOCOL_ERROR)
       return
@@ -558,4 +558,18 @@ function heldLength(body: readonly Buffer[]): number {
   let n = 0
   for (const piece of body) n += piece.length
   return n
+}
+
+/**
+ * A header object as [name, value, ...], for a Node line whose 'response' and 'trailers' events
+ * give no rawHeaders; node:http2 puts pseudo-headers first in the object as it did on the wire.
+ */
+function flatten(headers: http2.IncomingHttpHeaders): string[] {
+  const out: string[] = []
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue
+    if (Array.isArray(value)) for (const v of value) out.push(name, v)
+    else out.push(name, String(value))
+  }
+  return out
 }
