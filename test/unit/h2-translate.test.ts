@@ -4,7 +4,7 @@
 import { expect } from 'chai'
 import { UpstreamError } from '../../lib/errors.js'
 import { MAX_HEADER_BYTES, ResponseHead } from '../../lib/http/h1/headers.js'
-import { DEFAULT_LIMITS } from '../../lib/http/h1/limits.js'
+import { DEFAULT_LIMITS } from '../../lib/limits.js'
 import {
   CONNECTION_SPECIFIC,
   DEFAULT_HEADER_LIMITS,

@@ -12,7 +12,7 @@
 
 import { ProxyError, UpstreamError } from '../../errors.js'
 import { FIELD, HOP_BY_HOP, MAX_HEADER_BYTES, ResponseHead, TOKEN } from '../h1/headers.js'
-import { DEFAULT_LIMITS } from '../h1/limits.js'
+import { DEFAULT_LIMITS } from '../../limits.js'
 import type { HeadModel } from '../transport.js'
 import { reasonPhrase, renderH1Lines } from '../transport.js'
 
