@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks'
 import tls from 'node:tls'
 import { UpstreamError } from '../../errors.js'
 import { MAX_HEADER_BYTES } from '../h1/headers.js'
-import { instanceAuthority } from '../h1/upstream.js'
+import { joinHostPort } from '../../host-port.js'
 import type { InstanceTls, UpstreamRequest } from '../h1/upstream.js'
 import { UnprocessedError } from '../transport.js'
 import type { Transport, TransportSink, TransportStats } from '../transport.js'
@@ -80,7 +80,7 @@ export class H2UpstreamPool implements Transport {
   constructor(options: H2PoolOptions) {
     this.#options = options
     this.protocol = options.protocol
-    this.authority = instanceAuthority(options.host, options.port)
+    this.authority = joinHostPort(options.host, options.port)
     this.#maxSessions = bounded(options.sessions, 4, 1, MAX_SESSIONS)
     this.#maxStreams = bounded(options.maxStreamsPerSession, 100, 1, MAX_STREAMS)
     this.#keepAliveMs = bounded(options.keepAliveTimeoutMs, 60_000, 0, 3_600_000)
