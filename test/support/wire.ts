@@ -3,7 +3,7 @@
 
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import os from 'node:os'
@@ -12,9 +12,10 @@ import { fileURLToPath } from 'node:url'
 import { waitFor } from './helpers.js'
 
 /** Writes `text` on a new connection and collects everything until the proxy closes it or `done` says so. */
-export function raw(port: number, text: string | string[], done: (got: string) => boolean = () => false): Promise<{ got: string; closed: boolean }> {
+export function raw(port: number, text: string | string[], done: (got: string) => boolean = () => false, onSocket: (s: net.Socket) => void = () => {}): Promise<{ got: string; closed: boolean }> {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1')
+    onSocket(s)
     let got = ''
     let finished = false
     const finish = (closed: boolean) => {
@@ -71,6 +72,53 @@ export async function rawUpstream(answer: (socket: net.Socket, n: number, reques
         server.close(() => r())
       }),
   }
+}
+
+/** The send queue of `local` -> `remote` and the receive queue of its other end, from the kernel's table. */
+function queues(local: number, remote: number): { tx: number; peerRx: number; peerState: number } | null {
+  const port = (n: number) => `:${n.toString(16).toUpperCase().padStart(4, '0')}`
+  let tx = -1
+  let peerRx = -1
+  let peerState = -1
+  for (const line of readFileSync('/proc/net/tcp', 'latin1').split('\n')) {
+    // sl local_address rem_address st tx_queue:rx_queue ...
+    const f = line.trim().split(/\s+/)
+    if (f.length < 5 || !f[4]!.includes(':')) continue
+    const [txq, rxq] = f[4]!.split(':').map((h) => parseInt(h, 16)) as [number, number]
+    if (f[1]!.endsWith(port(local)) && f[2]!.endsWith(port(remote))) tx = txq
+    if (f[1]!.endsWith(port(remote)) && f[2]!.endsWith(port(local))) {
+      peerRx = rxq
+      peerState = parseInt(f[3]!, 16)
+    }
+  }
+  return tx < 0 || peerRx < 0 ? null : { tx, peerRx, peerState }
+}
+
+/** TCP_CLOSE_WAIT in /proc/net/tcp: the kernel has the other side's FIN. */
+const CLOSE_WAIT = 0x08
+
+/**
+ * Resolves once the other end of `s` (a loopback peer, the proxy) has read every byte `s` wrote:
+ * nothing left in Node's buffer, nothing unacknowledged, nothing in the peer's receive queue. Bytes
+ * written after it are a read of their own: the peer's read() of the earlier ones has returned. With
+ * `fin`, also that the peer's kernel holds our FIN (its next read is the end). Linux, /proc/net/tcp.
+ */
+export async function consumed(s: net.Socket, what = 'the proxy to read what was written', fin = false): Promise<void> {
+  const local = s.localPort
+  const remote = s.remotePort
+  if (local === undefined || remote === undefined) throw new Error('consumed: the socket is not connected')
+  await waitFor(
+    () => {
+      // The peer closed: it reads nothing more, and what it read is all it will.
+      if (s.destroyed || s.readableEnded) return true
+      if (s.writableLength > 0) return false
+      const q = queues(local, remote)
+      return q !== null && q.tx === 0 && q.peerRx === 0 && (!fin || q.peerState === CLOSE_WAIT)
+    },
+    what,
+    10_000,
+    2,
+  )
 }
 
 const CLI = fileURLToPath(new URL('../../lib/cli.js', import.meta.url))
