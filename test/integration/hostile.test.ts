@@ -38,6 +38,8 @@ function thenWrite(s: net.Socket, rest: string): void {
 async function scriptedUpstream(script: (path: string) => Script | undefined) {
   const sockets = new Set<net.Socket>()
   const seen: string[] = []
+  /** Bytes a connection sends, as if late, before its answer to the next request it carries. */
+  const late = new Map<net.Socket, string>()
   let connections = 0
   const server = net.createServer((s) => {
     connections++
@@ -67,6 +69,11 @@ async function scriptedUpstream(script: (path: string) => Script | undefined) {
         buf = buf.slice(end + 4)
         const path = head.split(' ')[1] ?? ''
         seen.push(head)
+        const lateBytes = late.get(s)
+        if (lateBytes !== undefined) {
+          late.delete(s)
+          s.write(lateBytes)
+        }
         const length = /\r\ncontent-length: (\d+)/i.exec(head)
         skip = length !== null ? Number(length[1]) : /\r\ntransfer-encoding: chunked/i.test(head) ? -1 : 0
         const own = script(path)
@@ -82,6 +89,7 @@ async function scriptedUpstream(script: (path: string) => Script | undefined) {
   return {
     port: (server.address() as AddressInfo).port,
     seen,
+    late,
     get connections() {
       return connections
     },
@@ -275,6 +283,31 @@ describe('hostile input (the proxy as a child process)', function () {
         }
         upstream.seen.length = 0
       })
+
+    /**
+     * Answers after which a connection is never used again: a backend that sends a body to a HEAD,
+     * or 1xx answers, may send more bytes at any time, and on a reused connection they would be the
+     * next request's answer. The late bytes come right after the next request reaches the
+     * connection (the worst time, and deterministic); on a connection not reused, never.
+     */
+    const closing: Record<string, { method: string; first: string; later?: string; done: (g: string) => boolean }> = {
+      'a HEAD answer': { method: 'HEAD', first: 'HTTP/1.1 200 OK\r\nContent-Length: 44\r\n\r\n', done: (g) => g.includes('\r\n\r\n') },
+      'a 100, then a final answer in the same read': { method: 'GET', first: 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello', done: (g) => g.endsWith('hello') },
+      'a 103, then a chunked final answer in a later read': { method: 'GET', first: 'HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n', later: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', done: (g) => g.endsWith('0\r\n\r\n') },
+    }
+    for (const [name, a] of Object.entries(closing))
+      for (const [poisonName, poison] of Object.entries(poisons))
+        it(`never uses a connection again after ${name} (late bytes: ${poisonName})`, async () => {
+          scripts.set('/closing', (s) => {
+            upstream.late.set(s, poison)
+            s.write(a.first)
+            if (a.later !== undefined) thenWrite(s, a.later)
+          })
+          const first = await raw(proxy.port, `${a.method} /closing HTTP/1.1\r\nHost: t\r\n\r\n`, a.done)
+          expect(first.got).to.match(/^HTTP\/1\.1 200 /)
+          expect(first.got).not.to.match(/^HTTP\/1\.1 10/)
+          for (const id of ['n1', 'n2']) expect(await get(proxy.port, `/ok/${id}`)).to.deep.equal({ status: 200, body: id })
+        })
 
     for (const [name, answer] of Object.entries({
       'a chunked body whose last read fills the client socket': `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${(40000).toString(16)}\r\n${'b'.repeat(40000)}\r\n0\r\n\r\n`,
