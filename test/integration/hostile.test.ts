@@ -7,7 +7,7 @@ import { readdirSync } from 'node:fs'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { makeConfig, putNode, startProxy, startUpstream, uniquePath, useZooKeeper, waitFor } from '../support/helpers.js'
-import { consumed, raw, spawnProxy } from '../support/wire.js'
+import { consumed, openTo, raw, spawnProxy } from '../support/wire.js'
 import type { ProxyProcess } from '../support/wire.js'
 
 /** How a scripted upstream answers one request: raw bytes, written when and as it likes. */
@@ -95,6 +95,10 @@ async function scriptedUpstream(script: (path: string) => Script | undefined) {
     },
     get open() {
       return sockets.size
+    },
+    /** Ends every connection from the upstream's side. */
+    closeAll() {
+      for (const s of sockets) s.destroy()
     },
     close: () =>
       new Promise<void>((r) => {
@@ -527,6 +531,98 @@ describe('hostile input (the proxy as a child process)', function () {
       expect(closed).to.equal(true)
       expect(upstream.seen).to.deep.equal([])
     })
+  })
+
+  describe('one limit per thing, on every path: in one read or split, fresh or after a message, each direction', () => {
+    /** Sends `parts` on one connection, each once the proxy has read the one before; what came back, to the close or `done`. */
+    function inReads(parts: string[], done: (g: string) => boolean = () => false): Promise<{ got: string; closed: boolean }> {
+      return new Promise((resolve, reject) => {
+        const s = net.connect(proxy.port, '127.0.0.1')
+        let got = ''
+        s.on('error', () => {})
+        s.on('data', (d: Buffer) => {
+          got += d.toString('latin1')
+          if (done(got)) {
+            s.destroy()
+            resolve({ got, closed: false })
+          }
+        })
+        s.on('close', () => resolve({ got, closed: true }))
+        s.on('connect', () => {
+          void (async () => {
+            for (const [i, part] of parts.entries()) {
+              if (i > 0) await consumed(s, `the proxy to read part ${i}`)
+              if (s.destroyed || s.readableEnded) return
+              s.write(part)
+            }
+          })().catch(reject)
+        })
+      })
+    }
+    const FIRST = 'GET /ok/first HTTP/1.1\r\nHost: t\r\n\r\n'
+    /** How a request head reaches the proxy: whole, split inside a field, after another request on the connection. */
+    const ways: Record<string, (head: string) => string[]> = {
+      'in one read': (head) => [head],
+      'over two reads': (head) => [head.slice(0, head.length >> 1), head.slice(head.length >> 1)],
+      'after a request on the same connection': (head) => [FIRST, head],
+      'after a request, over two reads': (head) => [FIRST, head.slice(0, head.length >> 1), head.slice(head.length >> 1)],
+    }
+    /** Request heads either side of each limit (16 KiB of head, limits.maxHeaders = 20 fields here). */
+    const heads: Record<string, { head: string; over: boolean }> = {
+      'a head of 15 KiB': { head: `GET /ok/size HTTP/1.1\r\nHost: t\r\nX-Big: ${'a'.repeat(15 * 1024)}\r\n\r\n`, over: false },
+      'a head of 17 KiB': { head: `GET /ok/size HTTP/1.1\r\nHost: t\r\nX-Big: ${'a'.repeat(17 * 1024)}\r\n\r\n`, over: true },
+      '20 header fields': { head: `GET /ok/count HTTP/1.1\r\nHost: t\r\n${'X-A: 1\r\n'.repeat(19)}\r\n`, over: false },
+      '21 header fields': { head: `GET /ok/count HTTP/1.1\r\nHost: t\r\n${'X-A: 1\r\n'.repeat(20)}\r\n`, over: true },
+    }
+    for (const [name, { head, over }] of Object.entries(heads))
+      for (const [way, split] of Object.entries(ways))
+        it(`${over ? 'answers 431 itself, forwarding nothing,' : 'forwards'} to a request with ${name} ${way}`, async () => {
+          upstream.seen.length = 0
+          const path = head.split(' ')[1]!
+          const after = way.startsWith('after')
+          const { got, closed } = await inReads(split(head), (g) => !over && g.endsWith(path.slice(4)))
+          const rest = after ? got.slice(got.indexOf('\r\n\r\nfirst') + 9) : got
+          if (after) expect(got).to.match(/^HTTP\/1\.1 200 [\s\S]*\r\n\r\nfirstHTTP/)
+          if (over) {
+            // The proxy's own answer (its JSON error), not an instance's: this upstream never saw it.
+            expect(rest).to.match(/^HTTP\/1\.1 431 [\s\S]*\r\n\r\n\{"error":"ZP_ERR_HEADERS_TOO_LARGE"/)
+            expect(closed).to.equal(true)
+            expect(upstream.seen.map((h) => h.split(' ')[1])).to.deep.equal(after ? ['/ok/first'] : [])
+          } else {
+            expect(rest).to.match(new RegExp(`^HTTP/1\\.1 200 [\\s\\S]*\\r\\n\\r\\n${path.slice(4)}$`))
+            expect(upstream.seen.map((h) => h.split(' ')[1])).to.deep.equal(after ? ['/ok/first', path] : [path])
+          }
+        })
+
+    /** Answer heads either side of the 16 KiB limit, whole or split over two reads, on a fresh or a pooled connection. */
+    const answerHead = (kib: number) => `HTTP/1.1 200 OK\r\nX-Long: ${'l'.repeat(kib * 1024)}\r\nContent-Length: 2\r\n\r\nok`
+    for (const [kib, over] of [[15, false], [17, true]] as const)
+      for (const split of [false, true])
+        for (const pooled of [false, true])
+          it(`${over ? 'answers 502 itself to' : 'passes on'} an answer head of ${kib} KiB ${split ? 'over two reads' : 'in one read'} on a ${pooled ? 'pooled' : 'fresh'} connection`, async () => {
+            const answer = answerHead(kib)
+            scripts.set('/long', (s) => {
+              if (!split) s.write(answer)
+              else {
+                s.write(answer.slice(0, answer.length >> 1))
+                thenWrite(s, answer.slice(answer.length >> 1))
+              }
+            })
+            if (pooled) expect(await get(proxy.port, '/ok/warm')).to.deep.equal({ status: 200, body: 'warm' })
+            else {
+              // A fresh connection: the upstream ends every one, and the proxy closes its side of each.
+              upstream.closeAll()
+              await waitFor(() => openTo(upstream.port) === 0, 'the proxy to close its connections to the upstream')
+            }
+            const connections = upstream.connections
+            const r = await get(proxy.port, '/long')
+            expect(upstream.connections).to.equal(pooled ? connections : connections + 1)
+            if (over) {
+              expect(r.status).to.equal(502)
+              expect(JSON.parse(r.body).error).to.equal('ZP_ERR_UPSTREAM_RESET')
+            } else expect(r).to.deep.equal({ status: 200, body: 'ok' })
+          })
+
   })
 
   describe('what one message leaves behind never reaches the next (found by review, each a class)', () => {

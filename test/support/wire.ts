@@ -94,6 +94,22 @@ function queues(local: number, remote: number): { tx: number; peerRx: number; pe
   return tx < 0 || peerRx < 0 ? null : { tx, peerRx, peerState }
 }
 
+/**
+ * Sockets on this machine connected to `port` on loopback, in any state but TIME_WAIT: a
+ * process's connections to a server still open on its side (0 once it has closed them all).
+ */
+export function openTo(port: number): number {
+  const want = `:${port.toString(16).toUpperCase().padStart(4, '0')}`
+  let n = 0
+  for (const line of readFileSync('/proc/net/tcp', 'latin1').split('\n')) {
+    const f = line.trim().split(/\s+/)
+    if (f.length > 4 && f[2]!.endsWith(want) && parseInt(f[3]!, 16) !== TIME_WAIT) n++
+  }
+  return n
+}
+
+const TIME_WAIT = 0x06
+
 /** TCP_CLOSE_WAIT in /proc/net/tcp: the kernel has the other side's FIN. */
 const CLOSE_WAIT = 0x08
 
