@@ -160,8 +160,9 @@ describe('hostile input (the proxy as a child process)', function () {
   })
 
   after(async () => {
-    await proxy?.stop()
-    await upstream?.close()
+    // Both, whichever fails (and whatever a failed before-all left unset).
+    const results = await Promise.allSettled([proxy?.stop(), upstream?.close()])
+    for (const r of results) if (r.status === 'rejected') throw r.reason
   })
 
   /**

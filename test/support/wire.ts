@@ -137,6 +137,15 @@ export async function consumed(s: net.Socket, what = 'the proxy to read what was
   )
 }
 
+/** Proxies still running: killed when the test process exits, so a failed or aborted run leaves none behind. */
+const live = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of live) child.kill('SIGKILL')
+})
+
+/** How long a proxy gets to exit on SIGTERM before SIGKILL, ms (cleanup only, never judged). */
+const STOP_GRACE_MS = 10_000
+
 const CLI = fileURLToPath(new URL('../../lib/cli.js', import.meta.url))
 
 export interface ProxyProcess {
@@ -164,11 +173,13 @@ export async function spawnProxy(config: Record<string, unknown>, nodeArgs: read
   const file = path.join(dir, 'proxy.json')
   writeFileSync(file, JSON.stringify({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', log: { level: 'info' }, ...config }))
   const child = spawn(process.execPath, [...nodeArgs, CLI, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env })
+  live.add(child)
   let stderr = ''
   let stdout = ''
   const state: { exited: ProxyProcess['exited'] } = { exited: null }
   const exit = new Promise<void>((resolve) =>
     child.once('exit', (code, signal) => {
+      live.delete(child)
       state.exited = { code, signal }
       resolve()
     }),
@@ -184,7 +195,10 @@ export async function spawnProxy(config: Record<string, unknown>, nodeArgs: read
   })
   const stop = async () => {
     if (state.exited === null) child.kill('SIGTERM')
+    // A proxy wedged by the failure under test must not hold the run open.
+    const kill = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS).unref()
     await exit
+    clearTimeout(kill)
     rmSync(dir, { recursive: true, force: true })
   }
   try {
