@@ -116,10 +116,10 @@ const CLOSE_WAIT = 0x08
 /**
  * Resolves once the other end of `s` (a loopback peer, the proxy) has read every byte `s` wrote:
  * nothing left in Node's buffer, nothing unacknowledged, nothing in the peer's receive queue. Bytes
- * written after it are a read of their own: the peer's read() of the earlier ones has returned. With
- * `fin`, also that the peer's kernel holds our FIN (its next read is the end). Linux, /proc/net/tcp.
+ * written after it are a read of their own: the peer's read() of the earlier ones has returned.
+ * Linux, /proc/net/tcp.
  */
-export async function consumed(s: net.Socket, what = 'the proxy to read what was written', fin = false): Promise<void> {
+export async function consumed(s: net.Socket, what = 'the proxy to read what was written'): Promise<void> {
   const local = s.localPort
   const remote = s.remotePort
   if (local === undefined || remote === undefined) throw new Error('consumed: the socket is not connected')
@@ -129,7 +129,26 @@ export async function consumed(s: net.Socket, what = 'the proxy to read what was
       if (s.destroyed || s.readableEnded) return true
       if (s.writableLength > 0) return false
       const q = queues(local, remote)
-      return q !== null && q.tx === 0 && q.peerRx === 0 && (!fin || q.peerState === CLOSE_WAIT)
+      return q !== null && q.tx === 0 && q.peerRx === 0
+    },
+    what,
+    10_000,
+    2,
+  )
+}
+
+/**
+ * Resolves once the kernel of the other end of `s` holds our FIN, with everything before it
+ * (whether the peer has read them yet is its own business: a proxy busy with a request may not).
+ */
+export async function finReceived(s: net.Socket, what = 'the proxy to receive the FIN'): Promise<void> {
+  const local = s.localPort
+  const remote = s.remotePort
+  if (local === undefined || remote === undefined) throw new Error('finReceived: the socket is not connected')
+  await waitFor(
+    () => {
+      const q = queues(local, remote)
+      return s.writableLength === 0 && q !== null && q.tx === 0 && q.peerState === CLOSE_WAIT
     },
     what,
     10_000,
