@@ -29,8 +29,41 @@ export interface AdminSources {
   readonly logger?: Logger
 }
 
+/** One endpoint of the admin router: a path (`{...}` stands for one segment) and the methods it serves. */
+export interface AdminEndpoint {
+  readonly path: string
+  readonly methods: readonly string[]
+  /** Served without the token (liveness and readiness, for probes that hold no secret). */
+  readonly open?: true
+}
+
+/**
+ * The admin router's table: a path not in it is a 404 before any handler runs, so an endpoint is
+ * served only once it is listed here, and the token test, which probes every entry, covers it.
+ */
+export const ADMIN_ENDPOINTS: readonly AdminEndpoint[] = [
+  { path: '/', methods: ['GET', 'HEAD'] },
+  { path: '/healthz', methods: ['GET', 'HEAD'], open: true },
+  { path: '/readyz', methods: ['GET', 'HEAD'], open: true },
+  { path: '/upstreams', methods: ['GET', 'HEAD'] },
+  { path: '/metrics', methods: ['GET', 'HEAD'] },
+  { path: '/reload', methods: ['POST'] },
+  { path: '/services/{name}/instances/{host:port}', methods: ['PUT', 'DELETE'] },
+]
+
 /** Liveness and readiness stay open to probes (a load balancer, Kubernetes) that hold no secret. */
-const OPEN = new Set(['/healthz', '/readyz'])
+const OPEN = new Set(ADMIN_ENDPOINTS.filter((e) => e.open === true).map((e) => e.path))
+
+/** Whether `path` is one of ADMIN_ENDPOINTS (a `{...}` segment matches any one non-empty segment). */
+function routed(path: string): boolean {
+  const parts = path.split('/')
+  return ADMIN_ENDPOINTS.some((e) => {
+    const want = e.path.split('/')
+    return want.length === parts.length && want.every((w, i) => (w.startsWith('{') ? parts[i] !== '' : w === parts[i]))
+  })
+}
+
+const NOT_FOUND = { error: 'not found', endpoints: ADMIN_ENDPOINTS.map((e) => `${e.methods.join('|')} ${e.path}`) }
 
 /**
  * The Authorization header carries the token, compared in constant time: `Bearer <token>` (curl,
@@ -233,6 +266,7 @@ export class AdminServer {
         return json(res, 401, { error: 'unauthorized', message: 'this endpoint needs Authorization: Bearer <admin token> (or Basic, the token as the password)' })
       }
       if (decodePath(path) === null) return json(res, 400, BAD_ESCAPE)
+      if (!routed(path)) return json(res, 404, NOT_FOUND)
       if (path === '/reload') {
         if (req.method !== 'POST') return json(res, 405, { error: 'method not allowed', allowed: ['POST'] })
         if (src.reload === undefined) return json(res, 404, { error: 'reload is not available here' })
@@ -290,7 +324,7 @@ export class AdminServer {
           )
         }
         default:
-          return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/upstreams', '/metrics', 'POST /reload', 'PUT|DELETE /services/{name}/instances/{host:port}'] })
+          return json(res, 404, NOT_FOUND)
       }
     }))
     // (headersTimeout also ends a connection that never begins a request; no idle socket timeout

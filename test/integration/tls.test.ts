@@ -7,8 +7,7 @@ import net from 'node:net'
 import type tls from 'node:tls'
 import { validateConfig } from '../../lib/config.js'
 import { ConfigError } from '../../lib/errors.js'
-import { makeCerts } from '../support/certs.js'
-import type { TestCerts } from '../support/certs.js'
+import { useCerts } from '../support/certs.js'
 import { makeConfig, putNode, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
 
 function httpsGet(port: number, ca: Buffer | undefined, path = '/'): Promise<{ status: number; body: string; alpn: string | false | null }> {
@@ -27,9 +26,8 @@ function httpsGet(port: number, ca: Buffer | undefined, path = '/'): Promise<{ s
 describe('TLS toward clients (real ZooKeeper, certificates made by the test)', function () {
   const ctx = useZooKeeper()
   const closers = useClosers()
-  let certs: TestCerts
-  before(() => (certs = makeCerts()))
-  after(() => certs.remove())
+  // Removed after, even when a before-all failed (useCerts).
+  const certs = useCerts()
 
   async function httpsProxy() {
     const up = await startUpstream('a')

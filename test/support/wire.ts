@@ -3,7 +3,7 @@
 
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import os from 'node:os'
@@ -12,9 +12,10 @@ import { fileURLToPath } from 'node:url'
 import { waitFor } from './helpers.js'
 
 /** Writes `text` on a new connection and collects everything until the proxy closes it or `done` says so. */
-export function raw(port: number, text: string | string[], done: (got: string) => boolean = () => false): Promise<{ got: string; closed: boolean }> {
+export function raw(port: number, text: string | string[], done: (got: string) => boolean = () => false, onSocket: (s: net.Socket) => void = () => {}): Promise<{ got: string; closed: boolean }> {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1')
+    onSocket(s)
     let got = ''
     let finished = false
     const finish = (closed: boolean) => {
@@ -73,6 +74,97 @@ export async function rawUpstream(answer: (socket: net.Socket, n: number, reques
   }
 }
 
+/** The send queue of `local` -> `remote` and the receive queue of its other end, from the kernel's table. */
+function queues(local: number, remote: number): { tx: number; peerRx: number; peerState: number } | null {
+  const port = (n: number) => `:${n.toString(16).toUpperCase().padStart(4, '0')}`
+  let tx = -1
+  let peerRx = -1
+  let peerState = -1
+  for (const line of readFileSync('/proc/net/tcp', 'latin1').split('\n')) {
+    // sl local_address rem_address st tx_queue:rx_queue ...
+    const f = line.trim().split(/\s+/)
+    if (f.length < 5 || !f[4]!.includes(':')) continue
+    const [txq, rxq] = f[4]!.split(':').map((h) => parseInt(h, 16)) as [number, number]
+    if (f[1]!.endsWith(port(local)) && f[2]!.endsWith(port(remote))) tx = txq
+    if (f[1]!.endsWith(port(remote)) && f[2]!.endsWith(port(local))) {
+      peerRx = rxq
+      peerState = parseInt(f[3]!, 16)
+    }
+  }
+  return tx < 0 || peerRx < 0 ? null : { tx, peerRx, peerState }
+}
+
+/**
+ * Sockets on this machine connected to `port` on loopback, in any state but TIME_WAIT: a
+ * process's connections to a server still open on its side (0 once it has closed them all).
+ */
+export function openTo(port: number): number {
+  const want = `:${port.toString(16).toUpperCase().padStart(4, '0')}`
+  let n = 0
+  for (const line of readFileSync('/proc/net/tcp', 'latin1').split('\n')) {
+    const f = line.trim().split(/\s+/)
+    if (f.length > 4 && f[2]!.endsWith(want) && parseInt(f[3]!, 16) !== TIME_WAIT) n++
+  }
+  return n
+}
+
+const TIME_WAIT = 0x06
+
+/** TCP_CLOSE_WAIT in /proc/net/tcp: the kernel has the other side's FIN. */
+const CLOSE_WAIT = 0x08
+
+/**
+ * Resolves once the other end of `s` (a loopback peer, the proxy) has read every byte `s` wrote:
+ * nothing left in Node's buffer, nothing unacknowledged, nothing in the peer's receive queue. Bytes
+ * written after it are a read of their own: the peer's read() of the earlier ones has returned.
+ * Linux, /proc/net/tcp.
+ */
+export async function consumed(s: net.Socket, what = 'the proxy to read what was written'): Promise<void> {
+  const local = s.localPort
+  const remote = s.remotePort
+  if (local === undefined || remote === undefined) throw new Error('consumed: the socket is not connected')
+  await waitFor(
+    () => {
+      // The peer closed: it reads nothing more, and what it read is all it will.
+      if (s.destroyed || s.readableEnded) return true
+      if (s.writableLength > 0) return false
+      const q = queues(local, remote)
+      return q !== null && q.tx === 0 && q.peerRx === 0
+    },
+    what,
+    10_000,
+    2,
+  )
+}
+
+/**
+ * Resolves once the kernel of the other end of `s` holds our FIN, with everything before it
+ * (whether the peer has read them yet is its own business: a proxy busy with a request may not).
+ */
+export async function finReceived(s: net.Socket, what = 'the proxy to receive the FIN'): Promise<void> {
+  const local = s.localPort
+  const remote = s.remotePort
+  if (local === undefined || remote === undefined) throw new Error('finReceived: the socket is not connected')
+  await waitFor(
+    () => {
+      const q = queues(local, remote)
+      return s.writableLength === 0 && q !== null && q.tx === 0 && q.peerState === CLOSE_WAIT
+    },
+    what,
+    10_000,
+    2,
+  )
+}
+
+/** Proxies still running: killed when the test process exits, so a failed or aborted run leaves none behind. */
+const live = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of live) child.kill('SIGKILL')
+})
+
+/** How long a proxy gets to exit on SIGTERM before SIGKILL, ms (cleanup only, never judged). */
+const STOP_GRACE_MS = 10_000
+
 const CLI = fileURLToPath(new URL('../../lib/cli.js', import.meta.url))
 
 export interface ProxyProcess {
@@ -100,11 +192,13 @@ export async function spawnProxy(config: Record<string, unknown>, nodeArgs: read
   const file = path.join(dir, 'proxy.json')
   writeFileSync(file, JSON.stringify({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', log: { level: 'info' }, ...config }))
   const child = spawn(process.execPath, [...nodeArgs, CLI, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env })
+  live.add(child)
   let stderr = ''
   let stdout = ''
   const state: { exited: ProxyProcess['exited'] } = { exited: null }
   const exit = new Promise<void>((resolve) =>
     child.once('exit', (code, signal) => {
+      live.delete(child)
       state.exited = { code, signal }
       resolve()
     }),
@@ -120,7 +214,10 @@ export async function spawnProxy(config: Record<string, unknown>, nodeArgs: read
   })
   const stop = async () => {
     if (state.exited === null) child.kill('SIGTERM')
+    // A proxy wedged by the failure under test must not hold the run open.
+    const kill = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS).unref()
     await exit
+    clearTimeout(kill)
     rmSync(dir, { recursive: true, force: true })
   }
   try {

@@ -8,8 +8,7 @@ import type { Exchange } from '../../lib/http/h1/exchange.js'
 import { Router } from '../../lib/http/routes.js'
 import { ProxyServer } from '../../lib/http/server.js'
 import type { Service } from '../../lib/http/service.js'
-import { makeCerts } from '../support/certs.js'
-import type { TestCerts } from '../support/certs.js'
+import { useCerts } from '../support/certs.js'
 import { recordingLogger, useClosers } from '../support/helpers.js'
 
 const ok = { handle: (ex: Exchange, done: () => void) => (ex.end('fine'), done()) } as unknown as Service
@@ -44,9 +43,8 @@ function get(sock: tls.TLSSocket): Promise<string> {
 
 describe('TLS renegotiation', () => {
   const closers = useClosers()
-  let certs: TestCerts
-  before(() => (certs = makeCerts()))
-  after(() => certs.remove())
+  // Removed after, even when a before-all failed (useCerts).
+  const certs = useCerts()
 
   it('closes the connection of a client that renegotiates, says so once, and keeps serving the others', async () => {
     const logger = recordingLogger()
