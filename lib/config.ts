@@ -406,10 +406,27 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
   if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues))
   const raw = parsed.data
   const problems: string[] = []
+  const services = checkServices(raw, baseDir, problems)
+  if (problems.length > 0) throw new ConfigError(problems)
+  await checkStrategiesBuild(services, problems)
+  if (problems.length > 0) throw new ConfigError(problems.sort())
+  const zookeeper = { ...raw.zookeeper, auth: await readZkAuth(raw.zookeeper.auth, baseDir, env) }
+  if (raw.zookeeper.snapshotFile !== undefined) zookeeper.snapshotFile = path.resolve(baseDir, raw.zookeeper.snapshotFile)
+  const { admin, adminToken } = await readAdmin(raw.admin, baseDir, env)
+  // Certificate paths made absolute, and each set of files read and checked now (parsed, the key
+  // matched to its certificate), so a missing or wrong one is exit 2 naming it, for check and start alike.
+  const tls = raw.tls === undefined ? undefined : resolveFiles(raw.tls, ['cert', 'key', 'ca'], baseDir)
+  const upstreamTls = raw.upstreamTls === undefined ? undefined : resolveFiles(raw.upstreamTls, ['ca', 'cert', 'key'], baseDir)
+  await checkTlsSets(raw, tls, upstreamTls, services, problems)
+  if (problems.length > 0) throw new ConfigError(problems)
+  return deepFreeze({ ...raw, admin, adminToken, tls, upstreamTls, zookeeper, services })
+}
 
+/** Each service checked against the others (names, routes) and normalised (strategy, weights, TLS, retry). */
+function checkServices(raw: RawConfig, baseDir: string, problems: string[]): ServiceConfig[] {
   const names = new Map<string, number>()
   const routes = new Map<string, number>()
-  const services = raw.services.map((s, i): ServiceConfig => {
+  return raw.services.map((s, i): ServiceConfig => {
     const at = `services[${i}]`
     const seen = names.get(s.name)
     if (seen !== undefined) problems.push(`${at}.name: duplicate service name "${s.name}" (also services[${seen}])`)
@@ -424,14 +441,6 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
       )
     } else routes.set(routeKey, i)
     const strategy = normaliseStrategy(s.strategy as string | Record<string, unknown>, baseDir, `${at}.strategy`, problems)
-    // `weights` may also sit in the strategy object (`{ name: weighted, weights: {...} }`).
-    const inStrategy = strategy.options.weights
-    let weights = s.weights
-    if (inStrategy !== undefined) {
-      const parsed = weightsField.safeParse(inStrategy)
-      if (parsed.success) weights = { ...s.weights, ...parsed.data }
-      else problems.push(...formatIssues(parsed.error.issues).map((l) => `${at}.strategy.weights${l.startsWith('(root)') ? l.slice(6) : `.${l}`}`))
-    }
     const upstreamTls = s.upstreamTls ?? raw.upstreamTls
     if ((upstreamTls?.cert === undefined) !== (upstreamTls?.key === undefined)) {
       problems.push(`${s.upstreamTls !== undefined ? `${at}.upstreamTls` : 'upstreamTls'}: cert and key go together (mTLS)`)
@@ -439,15 +448,28 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
     return {
       ...s,
       upstreamTls: upstreamTls === undefined ? undefined : resolveFiles(upstreamTls, ['ca', 'cert', 'key'], baseDir),
-      weights,
+      weights: serviceWeights(s, strategy, at, problems),
       strategy,
       retry: { ...s.retry, perTryTimeoutMs: Math.min(s.retry.perTryTimeoutMs ?? s.timeoutMs, s.timeoutMs) },
     }
   })
-  if (problems.length > 0) throw new ConfigError(problems)
+}
 
-  // Build each strategy once now, so a bad option or a broken user module fails here with exit 2
-  // rather than on the first request.
+/** `weights` may also sit in the strategy object (`{ name: weighted, weights: {...} }`); those win. */
+function serviceWeights(s: RawService, strategy: StrategySpec, at: string, problems: string[]): RawService['weights'] {
+  const inStrategy = strategy.options.weights
+  if (inStrategy === undefined) return s.weights
+  const parsed = weightsField.safeParse(inStrategy)
+  if (parsed.success) return { ...s.weights, ...parsed.data }
+  problems.push(...formatIssues(parsed.error.issues).map((l) => `${at}.strategy.weights${l.startsWith('(root)') ? l.slice(6) : `.${l}`}`))
+  return s.weights
+}
+
+/**
+ * Builds each strategy once now, so a bad option or a broken user module fails here with exit 2
+ * rather than on the first request.
+ */
+async function checkStrategiesBuild(services: readonly ServiceConfig[], problems: string[]): Promise<void> {
   await Promise.all(
     services.map(async (s, i) => {
       try {
@@ -458,9 +480,12 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
       }
     }),
   )
-  if (problems.length > 0) throw new ConfigError(problems.sort())
+}
+
+/** The session's credentials, inline or read from their files; else from the environment. */
+async function readZkAuth(entries: RawConfig['zookeeper']['auth'], baseDir: string, env: Readonly<Record<string, string | undefined>>): Promise<ZkAuthConfig[]> {
   const auth: ZkAuthConfig[] = []
-  for (const [i, a] of raw.zookeeper.auth.entries()) {
+  for (const [i, a] of entries.entries()) {
     if (a.credentials !== undefined) auth.push({ scheme: a.scheme, credentials: a.credentials })
     else {
       const file = path.resolve(baseDir, a.credentialsFile!)
@@ -473,18 +498,18 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
   }
   const fromEnv = env[ZK_CREDENTIALS_ENV]
   if (auth.length === 0 && fromEnv) auth.push({ scheme: 'digest', credentials: fromEnv })
-  const zookeeper = {
-    ...raw.zookeeper,
-    auth,
-    ...(raw.zookeeper.snapshotFile === undefined ? {} : { snapshotFile: path.resolve(baseDir, raw.zookeeper.snapshotFile) }),
-  }
+  return auth
+}
+
+/** The admin listener's address and its token (admin.token, admin.tokenFile, or the environment). */
+async function readAdmin(raw: RawConfig['admin'], baseDir: string, env: Readonly<Record<string, string | undefined>>): Promise<{ admin: HostPort | undefined; adminToken: string | undefined }> {
   let admin: HostPort | undefined
   let adminToken: string | undefined
-  if (raw.admin !== undefined && 'listen' in raw.admin) {
-    admin = raw.admin.listen
-    if (raw.admin.token !== undefined) adminToken = adminTokenOf(raw.admin.token, 'admin.token')
-    else if (raw.admin.tokenFile !== undefined) {
-      const file = path.resolve(baseDir, raw.admin.tokenFile)
+  if (raw !== undefined && 'listen' in raw) {
+    admin = raw.listen
+    if (raw.token !== undefined) adminToken = adminTokenOf(raw.token, 'admin.token')
+    else if (raw.tokenFile !== undefined) {
+      const file = path.resolve(baseDir, raw.tokenFile)
       let text: string
       try {
         text = (await readBoundedFile(file, MAX_SECRET_BYTES)).toString('utf8')
@@ -494,13 +519,14 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
       if (text === '') throw new ConfigError([`admin.tokenFile: ${file} is empty`])
       adminToken = adminTokenOf(text, `admin.tokenFile (${file})`)
     }
-  } else admin = raw.admin
+  } else admin = raw
   // An empty variable is an unset one (a compose file's `ZOO_PROXY_ADMIN_TOKEN=`).
   if (adminToken === undefined && env[ADMIN_TOKEN_ENV]) adminToken = adminTokenOf(env[ADMIN_TOKEN_ENV], ADMIN_TOKEN_ENV)
-  // Certificate paths made absolute, and each set of files read and checked now (parsed, the key
-  // matched to its certificate), so a missing or wrong one is exit 2 naming it, for check and start alike.
-  const tls = raw.tls === undefined ? undefined : resolveFiles(raw.tls, ['cert', 'key', 'ca'], baseDir)
-  const upstreamTls = raw.upstreamTls === undefined ? undefined : resolveFiles(raw.upstreamTls, ['ca', 'cert', 'key'], baseDir)
+  return { admin, adminToken }
+}
+
+/** Every set of certificate files (tls, upstreamTls, each service's own) read and checked. */
+async function checkTlsSets(raw: RawConfig, tls: TlsFiles | undefined, upstreamTls: TlsFiles | undefined, services: readonly ServiceConfig[], problems: string[]): Promise<void> {
   const sets: [string, TlsFiles][] = []
   if (tls !== undefined) sets.push(['tls', tls])
   if (upstreamTls !== undefined) sets.push(['upstreamTls', upstreamTls])
@@ -515,8 +541,6 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
       problems.push(...err.problems)
     }
   }
-  if (problems.length > 0) throw new ConfigError(problems)
-  return deepFreeze({ ...raw, admin, adminToken, tls, upstreamTls, zookeeper, services })
 }
 
 /** `obj` with the file paths in `fields` made absolute against the config file's folder. */
