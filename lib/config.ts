@@ -10,7 +10,7 @@ import path from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from './errors.js'
-import { MAX_CONFIG_BYTES, MAX_SECRET_BYTES, readBoundedFile, readFailure } from './read-file.js'
+import { MAX_CONFIG_BYTES, MAX_SECRET_BYTES, readFieldFile } from './read-file.js'
 import { DEFAULT_LIMITS } from './http/h1/limits.js'
 import { WEIGHT_MAX, WEIGHT_MIN } from './discovery/endpoint.js'
 import { buildStrategy, isBuiltinStrategy } from '../strategies/index.js'
@@ -489,11 +489,8 @@ async function readZkAuth(entries: RawConfig['zookeeper']['auth'], baseDir: stri
     if (a.credentials !== undefined) auth.push({ scheme: a.scheme, credentials: a.credentials })
     else {
       const file = path.resolve(baseDir, a.credentialsFile!)
-      try {
-        auth.push({ scheme: a.scheme, credentials: (await readBoundedFile(file, MAX_SECRET_BYTES)).toString('utf8').trim() })
-      } catch (err) {
-        throw new ConfigError([`zookeeper.auth[${i}].credentialsFile: cannot read ${file}: ${readFailure(err)}`])
-      }
+      const text = (await readFieldFile(`zookeeper.auth[${i}].credentialsFile`, file, MAX_SECRET_BYTES)).toString('utf8')
+      auth.push({ scheme: a.scheme, credentials: text.trim() })
     }
   }
   const fromEnv = env[ZK_CREDENTIALS_ENV]
@@ -510,12 +507,7 @@ async function readAdmin(raw: RawConfig['admin'], baseDir: string, env: Readonly
     if (raw.token !== undefined) adminToken = adminTokenOf(raw.token, 'admin.token')
     else if (raw.tokenFile !== undefined) {
       const file = path.resolve(baseDir, raw.tokenFile)
-      let text: string
-      try {
-        text = (await readBoundedFile(file, MAX_SECRET_BYTES)).toString('utf8')
-      } catch (err) {
-        throw new ConfigError([`admin.tokenFile: cannot read ${file}: ${readFailure(err)}`])
-      }
+      const text = (await readFieldFile('admin.tokenFile', file, MAX_SECRET_BYTES)).toString('utf8')
       if (text === '') throw new ConfigError([`admin.tokenFile: ${file} is empty`])
       adminToken = adminTokenOf(text, `admin.tokenFile (${file})`)
     }
@@ -586,11 +578,7 @@ function effectiveFields(config: Config): Record<string, unknown> {
 
 /** The text of a config file (a ConfigError when it cannot be read). */
 export async function readConfigText(file: string): Promise<string> {
-  try {
-    return (await readBoundedFile(file, MAX_CONFIG_BYTES)).toString('utf8')
-  } catch (err) {
-    throw new ConfigError([`(file): cannot read ${file}: ${readFailure(err)}`])
-  }
+  return (await readFieldFile('(file)', file, MAX_CONFIG_BYTES)).toString('utf8')
 }
 
 /**
