@@ -13,7 +13,8 @@ import { ConfigError } from './errors.js'
 import { MAX_CONFIG_BYTES, MAX_SECRET_BYTES, readFieldFile } from './read-file.js'
 import { DEFAULT_LIMITS } from './http/h1/limits.js'
 import { WEIGHT_MAX, WEIGHT_MIN } from './discovery/endpoint.js'
-import { buildStrategy, isBuiltinStrategy } from '../strategies/index.js'
+import { BUILTIN_STRATEGIES, StrategyOptionError, buildStrategy, isBuiltinStrategy, withDefaultOptions } from '../strategies/index.js'
+import { didYouMean } from './did-you-mean.js'
 import { loadTlsFiles } from './tls-files.js'
 import type { TlsFiles } from './tls-files.js'
 import type { StrategySpec } from '../strategies/index.js'
@@ -97,13 +98,30 @@ const znodePath = z
     message: 'must be an absolute ZooKeeper path like /services/example',
   })
 
+/** A strategy factory's complaint, with "did you mean" when it names an unknown option. */
+function strategyProblem(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err)
+  return err instanceof StrategyOptionError && err.known !== undefined ? `${message}${didYouMean(err.field, err.known)}` : message
+}
+
 /** `strategy: round-robin` or `{ name: ..., ...options }` or `{ module: ./file.js, ...options }`. */
 const strategyField = z
   .union([z.string(), z.looseObject({})])
   .superRefine((v, ctx) => {
     const name = typeof v === 'string' ? v : v.module === undefined ? v.name : undefined
-    if (typeof name === 'string' && !isBuiltinStrategy(name)) {
-      ctx.addIssue({ code: 'custom', message: `unknown strategy "${name}"`, path: typeof v === 'string' ? [] : ['name'] })
+    if (typeof name !== 'string') return
+    if (!isBuiltinStrategy(name)) {
+      const hint = didYouMean(name, Object.keys(BUILTIN_STRATEGIES))
+      ctx.addIssue({ code: 'custom', message: `unknown strategy "${name}"${hint}`, path: typeof v === 'string' ? [] : ['name'] })
+      return
+    }
+    // A built-in's options are checked here, in the same pass as the schema, so that every problem
+    // comes in one round (a user's module can only be loaded later, in validateConfig).
+    const options = typeof v === 'string' ? {} : Object.fromEntries(Object.entries(v).filter(([k]) => k !== 'name' && k !== 'module'))
+    try {
+      BUILTIN_STRATEGIES[name]!(options, { random: Math.random })
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: strategyProblem(err), path: err instanceof StrategyOptionError && typeof v !== 'string' ? [err.field] : [] })
     }
   })
   .default('round-robin')
@@ -359,16 +377,117 @@ function fieldPath(segments: readonly PropertyKey[]): string {
   return out === '' ? '(root)' : out
 }
 
-function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
+function formatIssues(issues: readonly z.core.$ZodIssue[], root: z.core.$ZodType = configSchema, prefix: readonly PropertyKey[] = []): string[] {
   const lines: string[] = []
   for (const issue of issues) {
+    const at = [...prefix, ...issue.path]
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) lines.push(`${fieldPath([...issue.path, key])}: unknown key`)
+      const known = keysAt(root, at)
+      for (const key of issue.keys) lines.push(`${fieldPath([...at, key])}: unknown key${didYouMean(key, known)}`)
+    } else if (issue.code === 'invalid_type') {
+      lines.push(`${fieldPath(at)}: expected ${expectedWords(issue.expected, at)}, got ${inputWords(issue.input)}`)
+    } else if (issue.code === 'invalid_union') {
+      lines.push(...unionProblems(issue, root, at))
     } else {
-      lines.push(`${fieldPath(issue.path)}: ${issue.message}`)
+      lines.push(`${fieldPath(at)}: ${issue.message}`)
     }
   }
   return lines
+}
+
+/**
+ * A value that fits none of a field's forms: when one form took it far enough to find problems
+ * inside (`admin: { listen: 3 }`), those are the problems; else the forms it may take.
+ */
+function unionProblems(issue: z.core.$ZodIssueInvalidUnion, root: z.core.$ZodType, at: readonly PropertyKey[]): string[] {
+  const inner = issue.errors.find((branch) => !branch.every(typeMismatch))
+  if (inner !== undefined) return formatIssues(inner, root, at)
+  const expected = [...new Set(expectedTypes(issue).map((e) => expectedWords(e, at)))]
+  if (expected.length === 0) return [`${fieldPath(at)}: ${issue.message}`]
+  return [`${fieldPath(at)}: expected ${expected.join(' or ')}, got ${inputWords(issue.input)}`]
+}
+
+/** True when the value was of none of the types a field (or each of its forms) takes. */
+function typeMismatch(issue: z.core.$ZodIssue): boolean {
+  if (issue.path.length > 0) return false
+  if (issue.code === 'invalid_type') return true
+  return issue.code === 'invalid_union' && issue.errors.every((branch) => branch.every(typeMismatch))
+}
+
+function expectedTypes(issue: z.core.$ZodIssue): string[] {
+  if (issue.code === 'invalid_type') return [issue.expected]
+  return issue.code === 'invalid_union' ? issue.errors.flatMap((branch) => branch.flatMap(expectedTypes)) : []
+}
+
+/** What a field takes, in the config's words: its unit when its name carries one (`timeoutMs`). */
+function expectedWords(expected: string, at: readonly PropertyKey[]): string {
+  const key = String(at.at(-1) ?? '')
+  if (expected === 'number' || expected === 'int') {
+    if (key.endsWith('Ms')) return 'milliseconds as a number'
+    if (key.endsWith('Bytes')) return 'bytes as a number'
+    if (key.endsWith('Percent')) return 'a percentage as a number'
+    return expected === 'int' ? 'a whole number' : 'a number'
+  }
+  const words: Record<string, string> = { string: 'text', boolean: 'true or false', array: 'a list', object: 'a mapping (key: value)', record: 'a mapping (key: value)' }
+  return words[expected] ?? expected
+}
+
+/** What was written instead, quoted when it is a word or a number, cut short when long. */
+function inputWords(input: unknown): string {
+  if (input === undefined) return 'nothing (the field is required)'
+  if (input === null) return 'an empty value'
+  if (Array.isArray(input)) return 'a list'
+  if (typeof input === 'object') return 'a mapping'
+  const text = JSON.stringify(input) ?? String(input)
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text
+}
+
+interface SchemaDef {
+  readonly type: string
+  readonly innerType?: z.core.$ZodType
+  readonly in?: z.core.$ZodType
+  readonly shape?: Readonly<Record<string, z.core.$ZodType>>
+  readonly element?: z.core.$ZodType
+  readonly valueType?: z.core.$ZodType
+  readonly options?: readonly z.core.$ZodType[]
+}
+
+const defOf = (schema: z.core.$ZodType): SchemaDef => schema._zod.def as unknown as SchemaDef
+
+/** The schema under its defaults, optionals and transforms: the shape a value must have. */
+function unwrap(schema: z.core.$ZodType): z.core.$ZodType {
+  for (;;) {
+    const def = defOf(schema)
+    if (def.innerType !== undefined) schema = def.innerType
+    else if (def.type === 'pipe' && def.in !== undefined) schema = def.in
+    else return schema
+  }
+}
+
+function childSchema(schema: z.core.$ZodType, segment: PropertyKey): z.core.$ZodType | undefined {
+  const def = defOf(unwrap(schema))
+  if (def.type === 'object') return typeof segment === 'string' && def.shape !== undefined && Object.hasOwn(def.shape, segment) ? def.shape[segment] : undefined
+  if (def.type === 'array') return def.element
+  if (def.type === 'record') return def.valueType
+  if (def.type === 'union') {
+    for (const option of def.options ?? []) {
+      const child = childSchema(option, segment)
+      if (child !== undefined) return child
+    }
+  }
+  return undefined
+}
+
+/** The keys the object at `at` may have, for "did you mean" (none when `at` is not an object). */
+function keysAt(root: z.core.$ZodType, at: readonly PropertyKey[]): string[] {
+  let schema: z.core.$ZodType | undefined = root
+  for (const segment of at) {
+    schema = childSchema(schema, segment)
+    if (schema === undefined) return []
+  }
+  const def = defOf(unwrap(schema))
+  const objects = def.type === 'union' ? (def.options ?? []).map((o) => defOf(unwrap(o))) : [def]
+  return objects.flatMap((d) => (d.type === 'object' && d.shape !== undefined ? Object.keys(d.shape) : []))
 }
 
 function normaliseStrategy(raw: string | Record<string, unknown>, baseDir: string, at: string, problems: string[]): StrategySpec {
@@ -402,7 +521,7 @@ function deepFreeze<T>(value: T): T {
  * ConfigError with every problem found; returns a frozen Config.
  */
 export async function validateConfig(input: unknown, baseDir: string, env: Readonly<Record<string, string | undefined>> = process.env): Promise<Config> {
-  const parsed = configSchema.safeParse(input ?? {})
+  const parsed = configSchema.safeParse(input ?? {}, { reportInput: true })
   if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues))
   const raw = parsed.data
   const problems: string[] = []
@@ -459,9 +578,9 @@ function checkServices(raw: RawConfig, baseDir: string, problems: string[]): Ser
 function serviceWeights(s: RawService, strategy: StrategySpec, at: string, problems: string[]): RawService['weights'] {
   const inStrategy = strategy.options.weights
   if (inStrategy === undefined) return s.weights
-  const parsed = weightsField.safeParse(inStrategy)
+  const parsed = weightsField.safeParse(inStrategy, { reportInput: true })
   if (parsed.success) return { ...s.weights, ...parsed.data }
-  problems.push(...formatIssues(parsed.error.issues).map((l) => `${at}.strategy.weights${l.startsWith('(root)') ? l.slice(6) : `.${l}`}`))
+  problems.push(...formatIssues(parsed.error.issues, weightsField).map((l) => `${at}.strategy.weights${l.startsWith('(root)') ? l.slice(6) : `.${l}`}`))
   return s.weights
 }
 
@@ -476,7 +595,7 @@ async function checkStrategiesBuild(services: readonly ServiceConfig[], problems
         await buildStrategy(s.strategy, { random: Math.random })
       } catch (err) {
         const field = (err as { field?: unknown }).field
-        problems.push(`services[${i}].strategy${typeof field === 'string' ? `.${field}` : ''}: ${(err as Error).message}`)
+        problems.push(`services[${i}].strategy${typeof field === 'string' ? `.${field}` : ''}: ${strategyProblem(err)}`)
       }
     }),
   )
@@ -570,7 +689,7 @@ function effectiveFields(config: Config): Record<string, unknown> {
     zookeeper: { ...config.zookeeper, auth: config.zookeeper.auth.map((a) => ({ scheme: a.scheme, credentials: '<redacted>' })) },
     services: config.services.map((s) => ({
       ...s,
-      strategy: s.strategy.module !== undefined ? { module: s.strategy.module, ...s.strategy.options } : { name: s.strategy.name, ...s.strategy.options },
+      strategy: s.strategy.module !== undefined ? { module: s.strategy.module, ...s.strategy.options } : { name: s.strategy.name, ...withDefaultOptions(s.strategy.name, s.strategy.options) },
       keepLastOnEmpty: s.keepLastOnEmpty ?? config.zookeeper.keepLastOnEmpty,
     })),
   }
@@ -579,6 +698,19 @@ function effectiveFields(config: Config): Record<string, unknown> {
 /** The text of a config file (a ConfigError when it cannot be read). */
 export async function readConfigText(file: string): Promise<string> {
   return (await readFieldFile('(file)', file, MAX_CONFIG_BYTES)).toString('utf8')
+}
+
+/** Longest line of a YAML error's snippet shown: a config line can be a megabyte of one value. */
+const MAX_SNIPPET_LINE = 200
+
+/**
+ * A parser's message with the snippet the YAML parser puts after "at line N, column M:" (the
+ * lines around the error and a caret under it), indented under the problem line; lines cut short.
+ */
+function syntaxErrorText(message: string): string {
+  const [first = '', ...rest] = message.trimEnd().split('\n')
+  const snippet = rest.filter((line, i) => i > 0 || line !== '').map((line) => `  ${line.length > MAX_SNIPPET_LINE ? `${line.slice(0, MAX_SNIPPET_LINE)}...` : line}`)
+  return [first, ...snippet].join('\n')
 }
 
 /**
@@ -592,7 +724,7 @@ export async function loadConfig(file: string, text?: string): Promise<Config> {
   try {
     input = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text)
   } catch (err) {
-    throw new ConfigError([`(file): ${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`])
+    throw new ConfigError([`(file): ${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${syntaxErrorText((err as Error).message)}`])
   }
   return validateConfig(input, path.dirname(path.resolve(file)))
 }
