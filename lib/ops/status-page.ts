@@ -27,7 +27,7 @@ export const STATUS_PAGE = `<!doctype html>
   th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
   th { font-weight: 600; font-size: .8rem; color: var(--muted); }
   .state { font-weight: 600; }
-  .up { color: var(--ok); } .draining, .override { color: var(--warn); } .ejected, .unhealthy, .down { color: var(--bad); }
+  .up { color: var(--ok); } .draining, .drained, .override { color: var(--warn); } .ejected, .unhealthy, .down { color: var(--bad); }
   .badge { font-size: .75rem; border: 1px solid currentColor; border-radius: .25rem; padding: 0 .3rem; margin-left: .3rem; }
   #error { color: var(--bad); }
 </style>
@@ -51,11 +51,6 @@ const el = (tag, attrs, ...children) => {
   return e;
 };
 const fmt = (n, digits) => (Number.isFinite(n) ? n.toFixed(digits) : "-");
-function stateOf(i) {
-  if (i.state === "draining") return "draining";
-  if (!i.healthy) return i.ejected ? "ejected" : "unhealthy";
-  return "up";
-}
 function render(report, now) {
   const session = document.getElementById("session");
   const s = report.zookeeper || {};
@@ -79,7 +74,8 @@ function render(report, now) {
       const dr = before && seconds > 0 ? (i.requests - before.requests) / seconds : NaN;
       const df = before ? i.failures - before.failures : NaN;
       const dq = before ? i.requests - before.requests : NaN;
-      const state = stateOf(i);
+      // The proxy's one definition of the state (lib/balancing/instance-state.ts), as /upstreams says it.
+      const state = i.state;
       const stateCell = el("td", { class: "state " + state, "data-state": state }, state);
       if (i.override) stateCell.append(el("span", { class: "badge override", "data-override": "1" }, "override"));
       rows.push(el("tr", { "data-instance": i.host + ":" + i.port },

@@ -57,6 +57,21 @@ describe('the status page (headless Chromium, real ZooKeeper)', function () {
     expect((await fetch(`http://127.0.0.1:${p.adminPort}/services/example/instances/127.0.0.1:${b.port}`, { method: 'PUT', body: '{"state":"draining"}' })).status).to.equal(200)
     await waitFor(async () => (await row(b.port).locator('[data-override]').count()) === 1, 'b marked as overridden')
     expect(await row(b.port).locator('td[data-state]').getAttribute('data-state')).to.equal('draining')
+    // A weight-0 override is a choice, not a fault: "drained" on the page, in /upstreams and in the
+    // metrics alike, never a red "unhealthy"; and both instances still pass their health.
+    expect((await fetch(`http://127.0.0.1:${p.adminPort}/services/example/instances/127.0.0.1:${b.port}`, { method: 'PUT', body: '{"state":"up","weight":0}' })).status).to.equal(200)
+    await waitFor(async () => (await row(b.port).locator('td[data-state]').getAttribute('data-state')) === 'drained', 'b marked drained')
+    const colours = await page.evaluate(`[...document.querySelectorAll('td[data-state]')].map((td) => getComputedStyle(td).color)`)
+    const bad = await page.evaluate(`(() => { const s = document.createElement('span'); s.className = 'unhealthy'; document.body.append(s); const c = getComputedStyle(s).color; s.remove(); return c })()`)
+    expect(colours).to.not.include(bad)
+    const report = (await (await fetch(`http://127.0.0.1:${p.adminPort}/upstreams`)).json()) as { services: { example: { instances: { port: number; state: string; healthy: boolean; ejected: boolean }[] } } }
+    const byPort = new Map(report.services.example.instances.map((i) => [i.port, i]))
+    expect(byPort.get(a.port)).to.include({ state: 'draining', healthy: true, ejected: false })
+    expect(byPort.get(b.port)).to.include({ state: 'drained', healthy: true, ejected: false })
+    const metrics = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text()
+    for (const [state, n] of Object.entries({ up: 0, draining: 1, drained: 1, ejected: 0, unhealthy: 0, override: 1 })) {
+      expect(metrics).to.include(`zoo_proxy_instances{service="example",state="${state}"} ${n}`)
+    }
     // Nothing fits wider than a phone's screen but the table, which scrolls inside its card.
     expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')).to.equal(true)
     await page.setViewportSize({ width: 1920, height: 1080 })
