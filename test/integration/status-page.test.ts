@@ -3,7 +3,6 @@
 
 import { expect } from 'chai'
 import { existsSync } from 'node:fs'
-import process from 'node:process'
 import { chromium } from 'playwright-core'
 import type { Browser } from 'playwright-core'
 import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
@@ -90,11 +89,6 @@ describe('the status page (headless Chromium, real ZooKeeper)', function () {
       expect(await row(b.port).locator('td[data-state]').isVisible(), `state at ${width} px`).to.equal(true)
     }
     expect(external).to.deep.equal([])
-    // SCREENSHOT=<file> saves the page as the README shows it.
-    if (process.env.SCREENSHOT) {
-      await page.setViewportSize({ width: 900, height: 200 })
-      await page.screenshot({ path: process.env.SCREENSHOT })
-    }
   })
 
   it('opens in a browser with an admin token set, once the token is given as the password of its login prompt', async () => {
