@@ -377,13 +377,18 @@ function fieldPath(segments: readonly PropertyKey[]): string {
   return out === '' ? '(root)' : out
 }
 
+/** Unknown keys of one object that get a "did you mean". */
+const MAX_GUESSES = 100
+
 function formatIssues(issues: readonly z.core.$ZodIssue[], root: z.core.$ZodType = configSchema, prefix: readonly PropertyKey[] = []): string[] {
   const lines: string[] = []
   for (const issue of issues) {
     const at = [...prefix, ...issue.path]
     if (issue.code === 'unrecognized_keys') {
       const known = keysAt(root, at)
-      for (const key of issue.keys) lines.push(`${fieldPath([...at, key])}: unknown key${didYouMean(key, known)}`)
+      // A guess costs an edit distance per known key: a file of 100,000 unknown keys gets guesses
+      // for the first ones only.
+      issue.keys.forEach((key, i) => lines.push(`${fieldPath([...at, key])}: unknown key${i < MAX_GUESSES ? didYouMean(key, known) : ''}`))
     } else if (issue.code === 'invalid_type') {
       lines.push(`${fieldPath(at)}: expected ${expectedWords(issue.expected, at)}, got ${inputWords(issue.input)}`)
     } else if (issue.code === 'invalid_union') {
