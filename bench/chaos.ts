@@ -36,12 +36,27 @@ const startUp = async (i: number) => {
 console.log(`# chaos: ${connections} connections, ${durationS} s per strategy; every 1 s one of 3 upstreams is SIGKILLed and restarted 300 ms later`)
 const rows: (string | number)[][] = []
 let user = 0
-for (const [label, service] of strategies) {
+try {
+  for (const [label, service] of strategies) rows.push(await round(label, service))
+  console.log(table(['strategy', 'kills', 'requests', 'success', 'p50 ms', 'p99 ms', 'attempts/request'], rows))
+} finally {
+  admin.close()
+  // Removes its temporary folder, the proxies' config files included.
+  await zk.stop()
+}
+process.exit(0)
+
+/** One strategy's run: its own upstreams and proxy, all of them stopped before it returns. */
+async function round(label: string, service: object): Promise<(string | number)[]> {
   for (let i = 0; i < 3; i++) await startUp(i)
   // A short ejection so a restarted instance comes back within the run.
   const proxy = await spawnProxy(zk.dir, zk.connectString, { ...service, outlier: { baseEjectionMs: 1000 } })
   const random = seededRandom(42)
   let kills = 0
+  // A restart still scheduled or starting when the round ends would bind its port while the next
+  // round's upstream holds it (EADDRINUSE): both are tracked, cancelled or awaited at the end.
+  const restarts = new Set<NodeJS.Timeout>()
+  const starting = new Set<Promise<void>>()
   const chaos = setInterval(() => {
     const i = Math.floor(random() * 3)
     const p = procs[i]
@@ -49,20 +64,29 @@ for (const [label, service] of strategies) {
     procs[i] = null
     p.kill('SIGKILL')
     kills++
-    setTimeout(() => void startUp(i), 300)
+    const timer = setTimeout(() => {
+      restarts.delete(timer)
+      const started: Promise<void> = startUp(i).finally(() => starting.delete(started))
+      starting.add(started)
+    }, 300)
+    restarts.add(timer)
   }, 1000)
-  const before = await requestsByPort(proxy.adminPort)
-  const r = await cannon(`http://127.0.0.1:${proxy.port}/`, { connections, durationS, setupHeaders: () => ({ 'x-user': `u${user++ % 500}` }) })
-  clearInterval(chaos)
-  const after = await requestsByPort(proxy.adminPort)
-  const attempts = ports.reduce((a, p) => a + (after[p] ?? 0) - (before[p] ?? 0), 0)
-  const ok = r.requests - r.non2xx - r.errors
-  rows.push([label, kills, r.requests, `${((100 * ok) / Math.max(1, r.requests)).toFixed(3)}%`, r.p50, r.p99, (attempts / Math.max(1, r.requests)).toFixed(3)])
-  await proxy.stop()
-  await new Promise((res) => setTimeout(res, 400))
-  for (const p of procs) if (p) await stopChild(p)
+  try {
+    const before = await requestsByPort(proxy.adminPort)
+    const r = await cannon(`http://127.0.0.1:${proxy.port}/`, { connections, durationS, setupHeaders: () => ({ 'x-user': `u${user++ % 500}` }) })
+    const after = await requestsByPort(proxy.adminPort)
+    const attempts = ports.reduce((a, p) => a + (after[p] ?? 0) - (before[p] ?? 0), 0)
+    const ok = r.requests - r.non2xx - r.errors
+    return [label, kills, r.requests, `${((100 * ok) / Math.max(1, r.requests)).toFixed(3)}%`, r.p50, r.p99, (attempts / Math.max(1, r.requests)).toFixed(3)]
+  } finally {
+    clearInterval(chaos)
+    for (const t of restarts) clearTimeout(t)
+    restarts.clear()
+    await Promise.allSettled([...starting])
+    await proxy.stop()
+    for (const [i, p] of procs.entries()) {
+      if (p) await stopChild(p)
+      procs[i] = null
+    }
+  }
 }
-console.log(table(['strategy', 'kills', 'requests', 'success', 'p50 ms', 'p99 ms', 'attempts/request'], rows))
-admin.close()
-await zk.stop()
-process.exit(0)

@@ -1,10 +1,7 @@
 // `npm run bench`: zoo-proxy measured side by side with direct, nginx, HAProxy and http-proxy, in
 // one run, on the same upstreams, with the same load. Prints a table per scenario and load tool and
-// writes bench/results/latest.{json,md,svg}.
-//
-//   npm run bench -- [--with-peers] [--quick] [--reps N] [--duration S] [--warmup S] [--proxy-cpu N]
-//                    [--scenarios get,post64k,big,idle1000,rate,many,https,workers] [--tools wrk,autocannon] [--untuned]
-//                    [--node <binary>[,<binary>...]] [--ab <git-ref>]
+// writes its results to bench/local/ (git-ignored), or with --save to bench/results/, the
+// committed latest.{json,md} and ratios.svg. `npm run bench -- --help` lists the options.
 //
 // --ab <git-ref>: the ref is built in a temporary git worktree (sharing this checkout's
 // node_modules) and its zoo-proxy runs beside this build's in the same interleaved small-GET run;
@@ -20,7 +17,7 @@
 // Targets are interleaved A B C, C B A.
 
 import { execFileSync, spawn } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -36,9 +33,27 @@ import { childPids, has, pinned, startHaproxy, startHttpProxy, startNginxProxy, 
 import type { Peer } from './peers.js'
 import { ratioChart } from './chart.js'
 
-const { values: opt } = parseArgs({
-  options: {
-    'with-peers': { type: 'boolean', default: false },
+const USAGE = `npm run bench -- [options]
+
+  --scenarios <list>   get,post64k,big,idle1000,rate,many,https,workers (default: all)
+  --tools <list>       autocannon,wrk (wrk when installed; default: both)
+  --reps <n>           reps per target (default 2; with 1 the spread is n/a)
+  --duration <s>       seconds per rep (default 5, --quick 3)
+  --warmup <s>         seconds of warm-up per target (default 2, --quick 1)
+  --quick              shorter reps
+  --with-peers         as root, install wrk, nginx-light and haproxy with apt first
+  --proxy-cpu <n>      the CPU the proxy under test is pinned to (default: the last)
+  --untuned            glibc's malloc defaults instead of MALLOC_TRIM_THRESHOLD_
+  --node <bin>[,<bin>] also run zoo-proxy and the Node floor under these Node binaries (small GET)
+  --ab <git-ref>       build the ref in a temporary worktree and compare it rep by rep with this build
+  --save               write bench/results/latest.{json,md} and ratios.svg (committed); without it,
+                       results go to bench/local/ (git-ignored)
+  --help               this text
+`
+const options = {
+  help: { type: 'boolean', short: 'h', default: false },
+  save: { type: 'boolean', default: false },
+  'with-peers': { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
     reps: { type: 'string' },
     duration: { type: 'string' },
@@ -49,8 +64,20 @@ const { values: opt } = parseArgs({
     untuned: { type: 'boolean', default: false },
     node: { type: 'string', multiple: true },
     ab: { type: 'string' },
-  },
-})
+} as const
+let parsed: ReturnType<typeof parseArgs<{ options: typeof options }>>
+try {
+  parsed = parseArgs({ options })
+} catch (err) {
+  // A mistyped option is a usage error: its message and the usage, no stack trace.
+  process.stderr.write(`${(err as Error).message}\n\n${USAGE}`)
+  process.exit(2)
+}
+const opt = parsed.values
+if (opt.help) {
+  process.stdout.write(USAGE)
+  process.exit(0)
+}
 /** Other Node binaries to run zoo-proxy and the floor under (small GET), each with its version. */
 const otherNodes = (opt.node ?? (process.env.ZOO_PROXY_BENCH_NODE ?? '').split(','))
   .flatMap((n) => n.split(','))
@@ -119,9 +146,12 @@ const scenarios = SCENARIOS.filter((s) => wanted.has(s.name))
 
 // ---- the fixed parts: ZooKeeper, upstreams, registrations --------------------------------------
 const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-bench-'))
+// Removed however the run ends (an error or Ctrl-C included), as is ZooKeeper's folder below.
+process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
 // nginx workers run as nobody: they must be able to read the static file in here.
 chmodSync(dir, 0o755)
 const zk = await startZooKeeper()
+process.once('exit', () => rmSync(zk.dir, { recursive: true, force: true }))
 const upstreamPorts = await freePorts(103)
 const three = upstreamPorts.slice(0, 3)
 const hundred = upstreamPorts.slice(3)
@@ -456,7 +486,8 @@ function printTable(s: Scenario, tool: string, rows: Row[]): void {
   const lines = sums.map((x) => [
     x.target,
     Math.round(x.rps),
-    `±${x.spreadPct.toFixed(0)}%`,
+    // One rep has no spread to show.
+    reps < 2 ? 'n/a' : `±${x.spreadPct.toFixed(0)}%`,
     x.p50,
     x.p99,
     x.target === base.target ? '-' : `${x.p99 >= base.p99 ? '+' : ''}${(x.p99 - base.p99).toFixed(2)}`,
@@ -471,12 +502,13 @@ function printTable(s: Scenario, tool: string, rows: Row[]): void {
   ])
   const heading = `## ${s.name}: ${s.title} (${tool})`
   const t = table(['target', 'req/s', 'spread', 'p50 ms', 'p99 ms', `p99 vs ${base.target}`, 'p99.9 ms', 'errors', 'CPU µs/req', 'best rep', 'of it kernel µs', 'peak RSS MB', `x ${base.target}`, 'x nginx'], lines)
-  const noisy = sums.some((x) => x.spreadPct > 15) ? '\nSome targets varied by more than 15% between reps: this run was disturbed (the best rep of CPU per request is the least disturbed figure).\n' : ''
+  const noisy = reps >= 2 && sums.some((x) => x.spreadPct > 15) ? '\nSome targets varied by more than 15% between reps: this run was disturbed (the best rep of CPU per request is the least disturbed figure).\n' : ''
   console.log(`\n${heading}\n${t}${noisy}`)
   markdown.push(heading, '', t, noisy)
 }
 
-const outDir = path.join(here, '..', '..', 'bench', 'results')
+// Only --save touches the committed results; a run to look at goes to the git-ignored bench/local/.
+const outDir = path.join(here, '..', '..', 'bench', opt.save ? 'results' : 'local')
 mkdirSync(outDir, { recursive: true })
 const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, otherNodes: otherNodes.map((n) => n.label), memGb: Math.round(os.totalmem() / 2 ** 30), upstreams: upstreamKind, tuning, pinned: multiCore }
 // A run of some scenarios keeps the others of the previous run (each scenario says when it ran).

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util'
 import { stringify as toYaml } from 'yaml'
 import { ZK_CREDENTIALS_ENV, effectiveConfig, loadConfig, readConfigText } from './config.js'
 import { ConfigError } from './errors.js'
+import { unbindableAddresses } from './bind-check.js'
 import { createLogger } from './log.js'
 import cluster from 'node:cluster'
 import { configTextFromPrimary, runPrimary, runWorker } from './cluster.js'
@@ -75,6 +76,11 @@ async function runProxy(configFile: string | undefined, checkOnly: boolean): Pro
   const text = cluster.isWorker ? await configTextFromPrimary() : await readConfigText(configFile)
   const config = await loadConfig(configFile, text)
   if (checkOnly) {
+    const unbindable = await unbindableAddresses([
+      ['listen', config.listen],
+      ['admin', config.admin],
+    ])
+    if (unbindable.length > 0) throw new ConfigError(unbindable)
     // The effective config, every default written out, as YAML a file could hold (the first
     // line a YAML comment, so the whole output is that YAML).
     console.log(`# ${configFile}: ok (${config.services.length} service${config.services.length === 1 ? '' : 's'}); the effective config:`)

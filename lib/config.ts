@@ -10,10 +10,11 @@ import path from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from './errors.js'
-import { MAX_CONFIG_BYTES, MAX_SECRET_BYTES, readBoundedFile, readFailure } from './read-file.js'
+import { MAX_CONFIG_BYTES, MAX_SECRET_BYTES, readFieldFile } from './read-file.js'
 import { DEFAULT_LIMITS } from './limits.js'
 import { WEIGHT_MAX, WEIGHT_MIN } from './discovery/endpoint.js'
-import { buildStrategy, isBuiltinStrategy } from '../strategies/index.js'
+import { BUILTIN_STRATEGIES, StrategyOptionError, buildStrategy, isBuiltinStrategy, withDefaultOptions } from '../strategies/index.js'
+import { didYouMean } from './did-you-mean.js'
 import { loadTlsFiles } from './tls-files.js'
 import { RETRY_CONDITIONS } from './balancing/retry.js'
 import { MAX_HEADER_RULES, MAX_HEADER_VALUE_CHARS, MAX_METHODS, MAX_REGEX_CHARS, MAX_SPLIT_TARGETS, MAX_SPLIT_WEIGHT, parseHashKey, regexProblem } from './http/route-rules.js'
@@ -103,13 +104,30 @@ const znodePath = z
     message: 'must be an absolute ZooKeeper path like /services/example',
   })
 
+/** A strategy factory's complaint, with "did you mean" when it names an unknown option. */
+function strategyProblem(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err)
+  return err instanceof StrategyOptionError && err.known !== undefined ? `${message}${didYouMean(err.field, err.known)}` : message
+}
+
 /** `strategy: round-robin` or `{ name: ..., ...options }` or `{ module: ./file.js, ...options }`. */
 const strategyField = z
   .union([z.string(), z.looseObject({})])
   .superRefine((v, ctx) => {
     const name = typeof v === 'string' ? v : v.module === undefined ? v.name : undefined
-    if (typeof name === 'string' && !isBuiltinStrategy(name)) {
-      ctx.addIssue({ code: 'custom', message: `unknown strategy "${name}"`, path: typeof v === 'string' ? [] : ['name'] })
+    if (typeof name !== 'string') return
+    if (!isBuiltinStrategy(name)) {
+      const hint = didYouMean(name, Object.keys(BUILTIN_STRATEGIES))
+      ctx.addIssue({ code: 'custom', message: `unknown strategy "${name}"${hint}`, path: typeof v === 'string' ? [] : ['name'] })
+      return
+    }
+    // A built-in's options are checked here, in the same pass as the schema, so that every problem
+    // comes in one round (a user's module can only be loaded later, in validateConfig).
+    const options = typeof v === 'string' ? {} : Object.fromEntries(Object.entries(v).filter(([k]) => k !== 'name' && k !== 'module'))
+    try {
+      BUILTIN_STRATEGIES[name]!(options, { random: Math.random })
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: strategyProblem(err), path: err instanceof StrategyOptionError && typeof v !== 'string' ? [err.field] : [] })
     }
   })
   .default('round-robin')
@@ -453,16 +471,122 @@ function fieldPath(segments: readonly PropertyKey[]): string {
   return out === '' ? '(root)' : out
 }
 
-function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
+/** Unknown keys of one object that get a "did you mean". */
+const MAX_GUESSES = 100
+
+function formatIssues(issues: readonly z.core.$ZodIssue[], root: z.core.$ZodType = configSchema, prefix: readonly PropertyKey[] = []): string[] {
   const lines: string[] = []
   for (const issue of issues) {
+    const at = [...prefix, ...issue.path]
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) lines.push(`${fieldPath([...issue.path, key])}: unknown key`)
+      const known = keysAt(root, at)
+      // A guess costs an edit distance per known key: a file of 100,000 unknown keys gets guesses
+      // for the first ones only.
+      issue.keys.forEach((key, i) => lines.push(`${fieldPath([...at, key])}: unknown key${i < MAX_GUESSES ? didYouMean(key, known) : ''}`))
+    } else if (issue.code === 'invalid_type') {
+      lines.push(`${fieldPath(at)}: expected ${expectedWords(issue.expected, at)}, got ${inputWords(issue.input)}`)
+    } else if (issue.code === 'invalid_union') {
+      lines.push(...unionProblems(issue, root, at))
     } else {
-      lines.push(`${fieldPath(issue.path)}: ${issue.message}`)
+      lines.push(`${fieldPath(at)}: ${issue.message}`)
     }
   }
   return lines
+}
+
+/**
+ * A value that fits none of a field's forms: when one form took it far enough to find problems
+ * inside (`admin: { listen: 3 }`), those are the problems; else the forms it may take.
+ */
+function unionProblems(issue: z.core.$ZodIssueInvalidUnion, root: z.core.$ZodType, at: readonly PropertyKey[]): string[] {
+  const inner = issue.errors.find((branch) => !branch.every(typeMismatch))
+  if (inner !== undefined) return formatIssues(inner, root, at)
+  const expected = [...new Set(expectedTypes(issue).map((e) => expectedWords(e, at)))]
+  if (expected.length === 0) return [`${fieldPath(at)}: ${issue.message}`]
+  return [`${fieldPath(at)}: expected ${expected.join(' or ')}, got ${inputWords(issue.input)}`]
+}
+
+/** True when the value was of none of the types a field (or each of its forms) takes. */
+function typeMismatch(issue: z.core.$ZodIssue): boolean {
+  if (issue.path.length > 0) return false
+  if (issue.code === 'invalid_type') return true
+  return issue.code === 'invalid_union' && issue.errors.every((branch) => branch.every(typeMismatch))
+}
+
+function expectedTypes(issue: z.core.$ZodIssue): string[] {
+  if (issue.code === 'invalid_type') return [issue.expected]
+  return issue.code === 'invalid_union' ? issue.errors.flatMap((branch) => branch.flatMap(expectedTypes)) : []
+}
+
+/** What a field takes, in the config's words: its unit when its name carries one (`timeoutMs`). */
+function expectedWords(expected: string, at: readonly PropertyKey[]): string {
+  const key = String(at.at(-1) ?? '')
+  if (expected === 'number' || expected === 'int') {
+    if (key.endsWith('Ms')) return 'milliseconds as a number'
+    if (key.endsWith('Bytes')) return 'bytes as a number'
+    if (key.endsWith('Percent')) return 'a percentage as a number'
+    return expected === 'int' ? 'a whole number' : 'a number'
+  }
+  const words: Record<string, string> = { string: 'text', boolean: 'true or false', array: 'a list', object: 'a mapping (key: value)', record: 'a mapping (key: value)' }
+  return words[expected] ?? expected
+}
+
+/** What was written instead, quoted when it is a word or a number, cut short when long. */
+function inputWords(input: unknown): string {
+  if (input === undefined) return 'nothing (the field is required)'
+  if (input === null) return 'an empty value'
+  if (Array.isArray(input)) return 'a list'
+  if (typeof input === 'object') return 'a mapping'
+  const text = JSON.stringify(input) ?? String(input)
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text
+}
+
+interface SchemaDef {
+  readonly type: string
+  readonly innerType?: z.core.$ZodType
+  readonly in?: z.core.$ZodType
+  readonly shape?: Readonly<Record<string, z.core.$ZodType>>
+  readonly element?: z.core.$ZodType
+  readonly valueType?: z.core.$ZodType
+  readonly options?: readonly z.core.$ZodType[]
+}
+
+const defOf = (schema: z.core.$ZodType): SchemaDef => schema._zod.def as unknown as SchemaDef
+
+/** The schema under its defaults, optionals and transforms: the shape a value must have. */
+function unwrap(schema: z.core.$ZodType): z.core.$ZodType {
+  for (;;) {
+    const def = defOf(schema)
+    if (def.innerType !== undefined) schema = def.innerType
+    else if (def.type === 'pipe' && def.in !== undefined) schema = def.in
+    else return schema
+  }
+}
+
+function childSchema(schema: z.core.$ZodType, segment: PropertyKey): z.core.$ZodType | undefined {
+  const def = defOf(unwrap(schema))
+  if (def.type === 'object') return typeof segment === 'string' && def.shape !== undefined && Object.hasOwn(def.shape, segment) ? def.shape[segment] : undefined
+  if (def.type === 'array') return def.element
+  if (def.type === 'record') return def.valueType
+  if (def.type === 'union') {
+    for (const option of def.options ?? []) {
+      const child = childSchema(option, segment)
+      if (child !== undefined) return child
+    }
+  }
+  return undefined
+}
+
+/** The keys the object at `at` may have, for "did you mean" (none when `at` is not an object). */
+function keysAt(root: z.core.$ZodType, at: readonly PropertyKey[]): string[] {
+  let schema: z.core.$ZodType | undefined = root
+  for (const segment of at) {
+    schema = childSchema(schema, segment)
+    if (schema === undefined) return []
+  }
+  const def = defOf(unwrap(schema))
+  const objects = def.type === 'union' ? (def.options ?? []).map((o) => defOf(unwrap(o))) : [def]
+  return objects.flatMap((d) => (d.type === 'object' && d.shape !== undefined ? Object.keys(d.shape) : []))
 }
 
 function normaliseStrategy(raw: string | Record<string, unknown>, baseDir: string, at: string, problems: string[]): StrategySpec {
@@ -550,27 +674,36 @@ function deepFreeze<T>(value: T): T {
  * ConfigError with every problem found; returns a frozen Config.
  */
 export async function validateConfig(input: unknown, baseDir: string, env: Readonly<Record<string, string | undefined>> = process.env): Promise<Config> {
-  const parsed = configSchema.safeParse(input ?? {})
+  const parsed = configSchema.safeParse(input ?? {}, { reportInput: true })
   if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues))
   const raw = parsed.data
   const problems: string[] = []
+  const services = checkServices(raw, baseDir, problems)
+  if (problems.length > 0) throw new ConfigError(problems)
+  await checkStrategiesBuild(services, problems)
+  if (problems.length > 0) throw new ConfigError(problems.sort())
+  const zookeeper = { ...raw.zookeeper, auth: await readZkAuth(raw.zookeeper.auth, baseDir, env) }
+  if (raw.zookeeper.snapshotFile !== undefined) zookeeper.snapshotFile = path.resolve(baseDir, raw.zookeeper.snapshotFile)
+  const { admin, adminToken } = await readAdmin(raw.admin, baseDir, env)
+  // Certificate paths made absolute, and each set of files read and checked now (parsed, the key
+  // matched to its certificate), so a missing or wrong one is exit 2 naming it, for check and start alike.
+  const tls = raw.tls === undefined ? undefined : resolveFiles(raw.tls, ['cert', 'key', 'ca'], baseDir)
+  const upstreamTls = raw.upstreamTls === undefined ? undefined : resolveFiles(raw.upstreamTls, ['ca', 'cert', 'key'], baseDir)
+  await checkTlsSets(raw, tls, upstreamTls, services, problems)
+  if (problems.length > 0) throw new ConfigError(problems)
+  return deepFreeze({ ...raw, admin, adminToken, tls, upstreamTls, zookeeper, services })
+}
 
+/** Each service checked against the others (names, routes) and normalised (strategy, weights, TLS, retry). */
+function checkServices(raw: RawConfig, baseDir: string, problems: string[]): ServiceConfig[] {
   const names = new Map<string, number>()
   problems.push(...routeProblems(raw.services ?? []))
-  const services = (raw.services ?? []).map((s, i): ServiceConfig => {
+  return (raw.services ?? []).map((s, i): ServiceConfig => {
     const at = `services[${i}]`
     const seen = names.get(s.name)
     if (seen !== undefined) problems.push(`${at}.name: duplicate service name "${s.name}" (also services[${seen}])`)
     else names.set(s.name, i)
     const strategy = normaliseStrategy(s.strategy as string | Record<string, unknown>, baseDir, `${at}.strategy`, problems)
-    // `weights` may also sit in the strategy object (`{ name: weighted, weights: {...} }`).
-    const inStrategy = strategy.options.weights
-    let weights = s.weights
-    if (inStrategy !== undefined) {
-      const parsed = weightsField.safeParse(inStrategy)
-      if (parsed.success) weights = { ...s.weights, ...parsed.data }
-      else problems.push(...formatIssues(parsed.error.issues).map((l) => `${at}.strategy.weights${l.startsWith('(root)') ? l.slice(6) : `.${l}`}`))
-    }
     const upstreamTls = s.upstreamTls ?? raw.upstreamTls
     if ((upstreamTls?.cert === undefined) !== (upstreamTls?.key === undefined)) {
       problems.push(`${s.upstreamTls !== undefined ? `${at}.upstreamTls` : 'upstreamTls'}: cert and key go together (mTLS)`)
@@ -578,68 +711,77 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
     return {
       ...s,
       upstreamTls: upstreamTls === undefined ? undefined : resolveFiles(upstreamTls, ['ca', 'cert', 'key'], baseDir),
-      weights,
+      weights: serviceWeights(s, strategy, at, problems),
       strategy,
       retry: { ...s.retry, perTryTimeoutMs: Math.min(s.retry.perTryTimeoutMs ?? s.timeoutMs, s.timeoutMs) },
     }
   })
-  if (problems.length > 0) throw new ConfigError(problems)
+}
 
-  // Build each strategy once now, so a bad option or a broken user module fails here with exit 2
-  // rather than on the first request.
+/** `weights` may also sit in the strategy object (`{ name: weighted, weights: {...} }`); those win. */
+function serviceWeights(s: RawService, strategy: StrategySpec, at: string, problems: string[]): RawService['weights'] {
+  const inStrategy = strategy.options.weights
+  if (inStrategy === undefined) return s.weights
+  const parsed = weightsField.safeParse(inStrategy, { reportInput: true })
+  if (parsed.success) return { ...s.weights, ...parsed.data }
+  problems.push(...formatIssues(parsed.error.issues, weightsField).map((l) => `${at}.strategy.weights${l.startsWith('(root)') ? l.slice(6) : `.${l}`}`))
+  return s.weights
+}
+
+/**
+ * Builds each strategy once now, so a bad option or a broken user module fails here with exit 2
+ * rather than on the first request.
+ */
+async function checkStrategiesBuild(services: readonly ServiceConfig[], problems: string[]): Promise<void> {
   await Promise.all(
     services.map(async (s, i) => {
       try {
         await buildStrategy(s.strategy, { random: Math.random })
       } catch (err) {
         const field = (err as { field?: unknown }).field
-        problems.push(`services[${i}].strategy${typeof field === 'string' ? `.${field}` : ''}: ${(err as Error).message}`)
+        problems.push(`services[${i}].strategy${typeof field === 'string' ? `.${field}` : ''}: ${strategyProblem(err)}`)
       }
     }),
   )
-  if (problems.length > 0) throw new ConfigError(problems.sort())
+}
+
+/** The session's credentials, inline or read from their files; else from the environment. */
+async function readZkAuth(entries: RawConfig['zookeeper']['auth'], baseDir: string, env: Readonly<Record<string, string | undefined>>): Promise<ZkAuthConfig[]> {
   const auth: ZkAuthConfig[] = []
-  for (const [i, a] of raw.zookeeper.auth.entries()) {
+  for (const [i, a] of entries.entries()) {
     if (a.credentials !== undefined) auth.push({ scheme: a.scheme, credentials: a.credentials })
     else {
       const file = path.resolve(baseDir, a.credentialsFile!)
-      try {
-        auth.push({ scheme: a.scheme, credentials: (await readBoundedFile(file, MAX_SECRET_BYTES)).toString('utf8').trim() })
-      } catch (err) {
-        throw new ConfigError([`zookeeper.auth[${i}].credentialsFile: cannot read ${file}: ${readFailure(err)}`])
-      }
+      const text = (await readFieldFile(`zookeeper.auth[${i}].credentialsFile`, file, MAX_SECRET_BYTES)).toString('utf8')
+      auth.push({ scheme: a.scheme, credentials: text.trim() })
     }
   }
   const fromEnv = env[ZK_CREDENTIALS_ENV]
   if (auth.length === 0 && fromEnv) auth.push({ scheme: 'digest', credentials: fromEnv })
-  const zookeeper = {
-    ...raw.zookeeper,
-    auth,
-    ...(raw.zookeeper.snapshotFile === undefined ? {} : { snapshotFile: path.resolve(baseDir, raw.zookeeper.snapshotFile) }),
-  }
+  return auth
+}
+
+/** The admin listener's address and its token (admin.token, admin.tokenFile, or the environment). */
+async function readAdmin(raw: RawConfig['admin'], baseDir: string, env: Readonly<Record<string, string | undefined>>): Promise<{ admin: HostPort | undefined; adminToken: string | undefined }> {
   let admin: HostPort | undefined
   let adminToken: string | undefined
-  if (raw.admin !== undefined && 'listen' in raw.admin) {
-    admin = raw.admin.listen
-    if (raw.admin.token !== undefined) adminToken = adminTokenOf(raw.admin.token, 'admin.token')
-    else if (raw.admin.tokenFile !== undefined) {
-      const file = path.resolve(baseDir, raw.admin.tokenFile)
-      let text: string
-      try {
-        text = (await readBoundedFile(file, MAX_SECRET_BYTES)).toString('utf8')
-      } catch (err) {
-        throw new ConfigError([`admin.tokenFile: cannot read ${file}: ${readFailure(err)}`])
-      }
+  if (raw !== undefined && 'listen' in raw) {
+    admin = raw.listen
+    if (raw.token !== undefined) adminToken = adminTokenOf(raw.token, 'admin.token')
+    else if (raw.tokenFile !== undefined) {
+      const file = path.resolve(baseDir, raw.tokenFile)
+      const text = (await readFieldFile('admin.tokenFile', file, MAX_SECRET_BYTES)).toString('utf8')
       if (text === '') throw new ConfigError([`admin.tokenFile: ${file} is empty`])
       adminToken = adminTokenOf(text, `admin.tokenFile (${file})`)
     }
-  } else admin = raw.admin
+  } else admin = raw
   // An empty variable is an unset one (a compose file's `ZOO_PROXY_ADMIN_TOKEN=`).
   if (adminToken === undefined && env[ADMIN_TOKEN_ENV]) adminToken = adminTokenOf(env[ADMIN_TOKEN_ENV], ADMIN_TOKEN_ENV)
-  // Certificate paths made absolute, and each set of files read and checked now (parsed, the key
-  // matched to its certificate), so a missing or wrong one is exit 2 naming it, for check and start alike.
-  const tls = raw.tls === undefined ? undefined : resolveFiles(raw.tls, ['cert', 'key', 'ca'], baseDir)
-  const upstreamTls = raw.upstreamTls === undefined ? undefined : resolveFiles(raw.upstreamTls, ['ca', 'cert', 'key'], baseDir)
+  return { admin, adminToken }
+}
+
+/** Every set of certificate files (tls, upstreamTls, each service's own) read and checked. */
+async function checkTlsSets(raw: RawConfig, tls: TlsFiles | undefined, upstreamTls: TlsFiles | undefined, services: readonly ServiceConfig[], problems: string[]): Promise<void> {
   const sets: [string, TlsFiles][] = []
   if (tls !== undefined) sets.push(['tls', tls])
   if (upstreamTls !== undefined) sets.push(['upstreamTls', upstreamTls])
@@ -654,8 +796,6 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
       problems.push(...err.problems)
     }
   }
-  if (problems.length > 0) throw new ConfigError(problems)
-  return deepFreeze({ ...raw, admin, adminToken, tls, upstreamTls, zookeeper, services })
 }
 
 /** `obj` with the file paths in `fields` made absolute against the config file's folder. */
@@ -693,7 +833,7 @@ function effectiveFields(config: Config): Record<string, unknown> {
     zookeeper: { ...config.zookeeper, auth: config.zookeeper.auth.map((a) => ({ scheme: a.scheme, credentials: '<redacted>' })) },
     services: config.services.map((s) => ({
       ...s,
-      strategy: s.strategy.module !== undefined ? { module: s.strategy.module, ...s.strategy.options } : { name: s.strategy.name, ...s.strategy.options },
+      strategy: s.strategy.module !== undefined ? { module: s.strategy.module, ...s.strategy.options } : { name: s.strategy.name, ...withDefaultOptions(s.strategy.name, s.strategy.options) },
       keepLastOnEmpty: s.keepLastOnEmpty ?? config.zookeeper.keepLastOnEmpty,
     })),
   }
@@ -701,11 +841,20 @@ function effectiveFields(config: Config): Record<string, unknown> {
 
 /** The text of a config file (a ConfigError when it cannot be read). */
 export async function readConfigText(file: string): Promise<string> {
-  try {
-    return (await readBoundedFile(file, MAX_CONFIG_BYTES)).toString('utf8')
-  } catch (err) {
-    throw new ConfigError([`(file): cannot read ${file}: ${readFailure(err)}`])
-  }
+  return (await readFieldFile('(file)', file, MAX_CONFIG_BYTES)).toString('utf8')
+}
+
+/** Longest line of a YAML error's snippet shown: a config line can be a megabyte of one value. */
+const MAX_SNIPPET_LINE = 200
+
+/**
+ * A parser's message with the snippet the YAML parser puts after "at line N, column M:" (the
+ * lines around the error and a caret under it), indented under the problem line; lines cut short.
+ */
+function syntaxErrorText(message: string): string {
+  const [first = '', ...rest] = message.trimEnd().split('\n')
+  const snippet = rest.filter((line, i) => i > 0 || line !== '').map((line) => `  ${line.length > MAX_SNIPPET_LINE ? `${line.slice(0, MAX_SNIPPET_LINE)}...` : line}`)
+  return [first, ...snippet].join('\n')
 }
 
 /**
@@ -719,7 +868,7 @@ export async function loadConfig(file: string, text?: string): Promise<Config> {
   try {
     input = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text)
   } catch (err) {
-    throw new ConfigError([`(file): ${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`])
+    throw new ConfigError([`(file): ${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${syntaxErrorText((err as Error).message)}`])
   }
   return validateConfig(input, path.dirname(path.resolve(file)))
 }

@@ -5,6 +5,7 @@
 import { Buffer } from 'node:buffer'
 import { constants } from 'node:fs'
 import { open } from 'node:fs/promises'
+import { ConfigError } from './errors.js'
 
 /** Largest certificate, key or CA bundle read (the system CA bundle is about 200 KB). */
 export const MAX_PEM_BYTES = 4 * 1024 * 1024
@@ -40,4 +41,16 @@ export async function readBoundedFile(file: string, maxBytes: number): Promise<B
 /** Why a read failed, in a word where there is one (ENOENT, EACCES), else the message. */
 export function readFailure(err: unknown): string {
   return (err as NodeJS.ErrnoException).code ?? (err as Error).message
+}
+
+/**
+ * `readBoundedFile` for a file a config field names: a failure is one ConfigError line in the one
+ * wording every such file shares, `<field>: cannot read <file>: <why>`.
+ */
+export async function readFieldFile(field: string, file: string, maxBytes: number): Promise<Buffer> {
+  try {
+    return await readBoundedFile(file, maxBytes)
+  } catch (err) {
+    throw new ConfigError([`${field}: cannot read ${file}: ${readFailure(err)}`])
+  }
 }

@@ -4,7 +4,7 @@
 
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
-import { MAX_PEM_BYTES, readBoundedFile, readFailure } from './read-file.js'
+import { MAX_PEM_BYTES, readFieldFile } from './read-file.js'
 import { createSecureContext } from 'node:tls'
 import { ConfigError } from './errors.js'
 
@@ -59,9 +59,10 @@ export async function loadTlsFiles(at: string, files: TlsFiles): Promise<TlsMate
       const file = files[f]
       if (file === undefined) return
       try {
-        out[f] = await readBoundedFile(file, MAX_PEM_BYTES)
+        out[f] = await readFieldFile(`${at}.${f}`, file, MAX_PEM_BYTES)
       } catch (err) {
-        problems.push(`${at}.${f}: cannot read ${file}: ${readFailure(err)}`)
+        if (!(err instanceof ConfigError)) throw err
+        problems.push(...err.problems)
       }
     }),
   )

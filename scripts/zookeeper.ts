@@ -1,20 +1,38 @@
-// Starts a real ZooKeeper (Debian's package) on free loopback ports: standalone or an ensemble.
+// Starts a real ZooKeeper on free loopback ports: standalone or an ensemble. Whose ZooKeeper:
+// ZOOKEEPER_HOME's (an unpacked release), else the one whose zkServer.sh is on PATH, else
+// Debian's package (see zookeeperClasspath).
 // Used by the test suite, the demo and the benchmarks. Every server gets a fresh data dir, and is
 // killed when this process exits, whatever way it exits.
 
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
-const CLASSPATH = [
-  '/etc/zookeeper/conf',
-  '/usr/share/java/zookeeper.jar',
-  '/usr/share/java/slf4j-log4j12.jar',
-  '/usr/share/java/log4j-1.2.jar',
-].join(':')
+const DEBIAN_CLASSPATH = ['/etc/zookeeper/conf', '/usr/share/java/zookeeper.jar', '/usr/share/java/slf4j-log4j12.jar', '/usr/share/java/log4j-1.2.jar'].join(':')
+
+/** An unpacked ZooKeeper release's classpath: its conf/ and every jar in lib/ and beside them. */
+function releaseClasspath(home: string): string {
+  return [path.join(home, 'conf'), path.join(home, 'lib', '*'), path.join(home, '*')].join(path.delimiter)
+}
+
+/**
+ * The Java classpath of the ZooKeeper to start: `ZOOKEEPER_HOME` when set (macOS, Fedora, a
+ * release tarball: anything but Debian's package); else the release whose `bin/zkServer.sh` is on
+ * PATH (Debian's package puts none there); else Debian's package. Throws, saying how to fix it,
+ * when there is none.
+ */
+export function zookeeperClasspath(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.ZOOKEEPER_HOME) return releaseClasspath(env.ZOOKEEPER_HOME)
+  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
+    const script = path.join(dir, 'zkServer.sh')
+    if (dir !== '' && existsSync(script)) return releaseClasspath(path.dirname(path.dirname(realpathSync(script))))
+  }
+  if (existsSync('/usr/share/java/zookeeper.jar')) return DEBIAN_CLASSPATH
+  throw new Error('no ZooKeeper found: set ZOOKEEPER_HOME to an unpacked ZooKeeper release, put its bin/zkServer.sh on PATH, or install Debian\'s zookeeper package (bash scripts/ensure-zookeeper.sh --only)')
+}
 
 const live = new Set<ChildProcess>()
 process.once('exit', () => {
@@ -141,7 +159,7 @@ export class ZkServerNode {
         '-Dzookeeper.root.logger=INFO,CONSOLE',
         '-Dzookeeper.admin.enableServer=false',
         '-cp',
-        CLASSPATH,
+        zookeeperClasspath(),
         'org.apache.zookeeper.server.quorum.QuorumPeerMain',
         this.#cfg,
       ],

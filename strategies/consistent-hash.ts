@@ -16,11 +16,16 @@ export function hash32(text: string): number {
   return h >>> 0
 }
 
+/** Bounded loads' factor (Mirrokni et al.) when `loadFactor` is not given. */
+export const DEFAULT_LOAD_FACTOR = 1.25
+/** What is hashed when neither `key` nor its short forms `header`/`cookie` are given. */
+export const DEFAULT_KEY = 'client-address'
+
 /** Where the affinity key comes from. */
 export type HashSource = { readonly header: string } | { readonly cookie: string } | { readonly clientAddress: true }
 
 export function parseHashSource(value: unknown): HashSource {
-  if (value === undefined || value === 'client-address') return { clientAddress: true }
+  if (value === undefined || value === DEFAULT_KEY) return { clientAddress: true }
   if (typeof value === 'string') {
     const m = /^(header|cookie):(.+)$/.exec(value)
     if (m) return m[1] === 'header' ? { header: m[2]!.toLowerCase() } : { cookie: m[2]! }
@@ -219,7 +224,7 @@ export class ConsistentHash implements Strategy {
 
 export const createConsistentHash: StrategyFactory = (options, deps) => {
   rejectUnknownOptions(options, ['key', 'header', 'cookie', 'loadFactor', 'weights'])
-  const factor = options.loadFactor ?? 1.25
+  const factor = options.loadFactor ?? DEFAULT_LOAD_FACTOR
   if (typeof factor !== 'number' || !(factor >= 1)) throw new StrategyOptionError('loadFactor', 'must be a number >= 1')
   // `header: x-user` and `cookie: sid` are accepted as short forms of `key`.
   const key = options.key ?? (options.header !== undefined ? { header: options.header } : options.cookie !== undefined ? { cookie: options.cookie } : undefined)

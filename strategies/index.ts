@@ -1,6 +1,6 @@
 import { pathToFileURL } from 'node:url'
-import { createConsistentHash } from './consistent-hash.js'
-import { createLeastLoaded } from './least-loaded.js'
+import { DEFAULT_KEY, DEFAULT_LOAD_FACTOR, createConsistentHash } from './consistent-hash.js'
+import { DEFAULT_CHOICES, createLeastLoaded } from './least-loaded.js'
 import { createRandom } from './random.js'
 import { createRoundRobin } from './round-robin.js'
 import { createWeighted } from './weighted.js'
@@ -20,6 +20,24 @@ export const BUILTIN_STRATEGIES: Readonly<Record<string, StrategyFactory>> = Obj
 
 export function isBuiltinStrategy(name: string): boolean {
   return Object.hasOwn(BUILTIN_STRATEGIES, name)
+}
+
+/**
+ * A built-in strategy's options with every default it applies written out (what `check` prints).
+ * consistent-hash's `key` default is left out when its short form `header` or `cookie` is given,
+ * since `key` wins over both.
+ */
+export function withDefaultOptions(name: string, options: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  switch (name) {
+    case 'least-loaded':
+      return { choices: DEFAULT_CHOICES, ...options }
+    case 'consistent-hash': {
+      const shortForm = options.header !== undefined || options.cookie !== undefined
+      return { ...(shortForm ? {} : { key: DEFAULT_KEY }), loadFactor: DEFAULT_LOAD_FACTOR, ...options }
+    }
+    default:
+      return { ...options }
+  }
 }
 
 /** A strategy as the config names it: a built-in by name, or a user's module by absolute path. */

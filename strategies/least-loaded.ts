@@ -57,9 +57,12 @@ export class LeastLoaded implements Strategy {
   }
 }
 
+/** Instances compared per pick (P2C) when `choices` is not given. */
+export const DEFAULT_CHOICES = 2
+
 export const createLeastLoaded: StrategyFactory = (options, deps) => {
   rejectUnknownOptions(options, ['choices', 'weights'])
-  const choices = options.choices ?? 2
+  const choices = options.choices ?? DEFAULT_CHOICES
   if (choices === 'all') return new LeastLoaded(deps.random, 0)
   if (typeof choices !== 'number' || !Number.isInteger(choices) || choices < 2) {
     throw new StrategyOptionError('choices', 'must be an integer >= 2 or "all"')

@@ -53,13 +53,18 @@ export interface StrategyDeps {
 /** Options are the strategy object of the config less its `name`/`module`. Throw to reject them. */
 export type StrategyFactory = (options: Readonly<Record<string, unknown>>, deps: StrategyDeps) => Strategy
 
-/** Thrown by a factory for a bad option; `field` is relative to the strategy object. */
+/**
+ * Thrown by a factory for a bad option; `field` is relative to the strategy object. For an unknown
+ * option, `known` lists the ones the strategy takes (so a config check can say "did you mean").
+ */
 export class StrategyOptionError extends Error {
   readonly field: string
-  constructor(field: string, message: string) {
+  readonly known: readonly string[] | undefined
+  constructor(field: string, message: string, known?: readonly string[]) {
     super(message)
     this.name = 'StrategyOptionError'
     this.field = field
+    this.known = known
   }
 }
 
@@ -106,6 +111,6 @@ export function indexAfter(candidates: readonly Candidate[], key: string): numbe
 
 export function rejectUnknownOptions(options: Readonly<Record<string, unknown>>, known: readonly string[]): void {
   for (const name of Object.keys(options)) {
-    if (!known.includes(name)) throw new StrategyOptionError(name, `unknown option "${name}"`)
+    if (!known.includes(name)) throw new StrategyOptionError(name, `unknown option "${name}"`, known)
   }
 }

@@ -9,6 +9,7 @@ import type { Discovery } from '../discovery/index.js'
 import type { HostPort } from '../config.js'
 import type { MetricsSource } from './metrics.js'
 import type { Override } from '../balancing/balancer.js'
+import { instanceState } from '../balancing/instance-state.js'
 import { WEIGHT_MAX, WEIGHT_MIN } from '../discovery/endpoint.js'
 import { ConfigError, ProxyError, clientGone, isClientGone } from '../errors.js'
 import type { Logger } from '../log.js'
@@ -111,9 +112,10 @@ export function upstreamsReport(src: AdminSources): object {
         host: h.host,
         port: h.port,
         weight: h.weight,
-        state: h.state,
+        state: instanceState(h),
         override: h.override,
-        healthy: h.eligible,
+        // Passing its health (not ejected, not failing its check), whatever an operator chose.
+        healthy: h.healthy,
         ejected: h.ejectedUntil !== 0,
         inFlight: h.inFlight,
         requests: h.requests,

@@ -7,6 +7,8 @@
 import process from 'node:process'
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Balancer } from '../balancing/balancer.js'
+import { instanceState } from '../balancing/instance-state.js'
+import type { InstanceState } from '../balancing/instance-state.js'
 import type { Discovery } from '../discovery/index.js'
 import type { AttemptOutcome, ServiceMetrics } from '../http/service-metrics.js'
 
@@ -110,21 +112,18 @@ export class Metrics implements MetricsSource {
     const { discovery, balancers } = sources
     new Gauge({
       name: 'zoo_proxy_instances',
-      help: 'Instances known per service, by state (up, draining, ejected, unhealthy; override: those with a run-time override).',
+      help: 'Instances known per service, by state (up, draining, drained: weight 0, ejected, unhealthy; override: those with a run-time override).',
       labelNames: ['service', 'state'] as const,
       registers: [this.registry],
       collect() {
         this.reset()
         for (const b of balancers) {
-          // up/draining/ejected/unhealthy partition the instances; override counts those with a
-          // run-time override besides (their state above is the overridden one).
-          const counts = { up: 0, draining: 0, ejected: 0, unhealthy: 0, override: 0 }
+          // The states (lib/balancing/instance-state.ts) partition the instances; override counts
+          // those with a run-time override besides (their state is the overridden one).
+          const counts: Record<InstanceState | 'override', number> = { up: 0, draining: 0, drained: 0, ejected: 0, unhealthy: 0, override: 0 }
           for (const h of b.hosts) {
             if (h.override !== null) counts.override++
-            if (h.state === 'draining') counts.draining++
-            else if (h.ejectedUntil !== 0) counts.ejected++
-            else if (!h.checkHealthy) counts.unhealthy++
-            else counts.up++
+            counts[instanceState(h)]++
           }
           for (const [state, n] of Object.entries(counts)) this.set({ service: b.service, state }, n)
         }

@@ -3,7 +3,8 @@
 // /upstreams once a second and redraws: every service with its strategy and routes, each instance
 // with its state, weight, in flight, requests per second and error rate (from the change of the
 // counters between two reads), and latency (the balancer's EWMA); the ZooKeeper session and data age.
-// Laid out as cards in a grid, so it reads from a phone's width to a wall screen.
+// Laid out as cards in a grid, so it reads from a phone's width to a wall screen; below 40rem each
+// instance's row becomes a small grid of labelled fields.
 
 export const STATUS_PAGE = `<!doctype html>
 <html lang="en">
@@ -27,9 +28,20 @@ export const STATUS_PAGE = `<!doctype html>
   th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
   th { font-weight: 600; font-size: .8rem; color: var(--muted); }
   .state { font-weight: 600; }
-  .up { color: var(--ok); } .draining, .override { color: var(--warn); } .ejected, .unhealthy, .down { color: var(--bad); }
+  .up { color: var(--ok); } .draining, .drained, .override { color: var(--warn); } .ejected, .unhealthy, .down { color: var(--bad); }
   .badge { font-size: .75rem; border: 1px solid currentColor; border-radius: .25rem; padding: 0 .3rem; margin-left: .3rem; }
   #error { color: var(--bad); }
+  /* A phone's width: each instance a small grid of labelled fields instead of a 7-column row, so
+     nothing scrolls sideways and the state is next to the instance's name. */
+  @media (max-width: 40rem) {
+    main { padding: .5rem; }
+    thead { display: none; }
+    table, tbody { display: block; }
+    tr { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: .2rem .5rem; padding: .4rem .6rem; border-top: 1px solid #8882; }
+    td { display: block; padding: 0; border: 0; text-align: left !important; white-space: normal; overflow-wrap: anywhere; }
+    td:first-child { grid-column: 1 / 3; font-weight: 600; }
+    td[data-label]::before { content: attr(data-label); display: block; font-size: .7rem; font-weight: 400; color: var(--muted); }
+  }
 </style>
 </head>
 <body>
@@ -50,12 +62,9 @@ const el = (tag, attrs, ...children) => {
   for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   return e;
 };
+// The table's headers; at a phone's width each cell shows its own (data-label) instead.
+const COLUMNS = ["instance", "state", "weight", "in flight", "req/s", "errors", "latency (EWMA ms)"];
 const fmt = (n, digits) => (Number.isFinite(n) ? n.toFixed(digits) : "-");
-function stateOf(i) {
-  if (i.state === "draining") return "draining";
-  if (!i.healthy) return i.ejected ? "ejected" : "unhealthy";
-  return "up";
-}
 function render(report, now) {
   const session = document.getElementById("session");
   const s = report.zookeeper || {};
@@ -79,17 +88,18 @@ function render(report, now) {
       const dr = before && seconds > 0 ? (i.requests - before.requests) / seconds : NaN;
       const df = before ? i.failures - before.failures : NaN;
       const dq = before ? i.requests - before.requests : NaN;
-      const state = stateOf(i);
-      const stateCell = el("td", { class: "state " + state, "data-state": state }, state);
+      // The proxy's one definition of the state (lib/balancing/instance-state.ts), as /upstreams says it.
+      const state = i.state;
+      const stateCell = el("td", { class: "state " + state, "data-state": state, "data-label": COLUMNS[1] }, state);
       if (i.override) stateCell.append(el("span", { class: "badge override", "data-override": "1" }, "override"));
       rows.push(el("tr", { "data-instance": i.host + ":" + i.port },
-        el("td", {}, i.host + ":" + i.port), stateCell,
-        el("td", {}, fmt(i.weight, 2)), el("td", {}, i.inFlight),
-        el("td", {}, fmt(dr, 1)), el("td", {}, dq > 0 ? fmt((100 * df) / dq, 1) + " %" : "-"),
-        el("td", {}, fmt(i.latencyEwmaMs, 2))));
+        el("td", { "data-label": COLUMNS[0] }, i.host + ":" + i.port), stateCell,
+        el("td", { "data-label": COLUMNS[2] }, fmt(i.weight, 2)), el("td", { "data-label": COLUMNS[3] }, i.inFlight),
+        el("td", { "data-label": COLUMNS[4] }, fmt(dr, 1)), el("td", { "data-label": COLUMNS[5] }, dq > 0 ? fmt((100 * df) / dq, 1) + " %" : "-"),
+        el("td", { "data-label": COLUMNS[6] }, fmt(i.latencyEwmaMs, 2))));
     }
     const table = el("table", {},
-      el("thead", {}, el("tr", {}, ...["instance", "state", "weight", "in flight", "req/s", "errors", "latency (EWMA ms)"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ...COLUMNS.map((h) => el("th", {}, h)))),
       el("tbody", {}, ...rows));
     if (rows.length === 0) table.append(el("caption", { class: "muted" }, "no instances"));
     cards.push(el("section", { "data-service": name }, head, el("div", { class: "table" }, table)));

@@ -94,6 +94,140 @@ describe('command line', function () {
     expect(effectiveConfig(await validateConfig(printed, os.tmpdir()))).to.deep.equal(printed)
   })
 
+  it('writes out every default of every built-in strategy in the effective config', async () => {
+    const strategies: [unknown, Record<string, unknown>][] = [
+      ['round-robin', { name: 'round-robin' }],
+      ['random', { name: 'random' }],
+      ['weighted', { name: 'weighted' }],
+      ['least-loaded', { name: 'least-loaded', choices: 2 }],
+      [{ name: 'least-loaded', choices: 'all' }, { name: 'least-loaded', choices: 'all' }],
+      ['consistent-hash', { name: 'consistent-hash', key: 'client-address', loadFactor: 1.25 }],
+      // `key` wins over its short forms, so with `header` it is not written in.
+      [{ name: 'consistent-hash', header: 'x-user' }, { name: 'consistent-hash', header: 'x-user', loadFactor: 1.25 }],
+      [{ name: 'consistent-hash', key: 'cookie:sid', loadFactor: 2 }, { name: 'consistent-hash', key: 'cookie:sid', loadFactor: 2 }],
+    ]
+    const services = strategies.map(([strategy], i) => ({ name: `s${i}`, path: `/s${i}`, strategy, ...(i === 0 ? {} : { match: { pathPrefix: `/s${i}` } }) }))
+    const r = await run(['check', '--config', tmpFile('strategies.json', JSON.stringify({ services }))]).done
+    expect(r.code, r.stderr).to.equal(0)
+    const printed = parseYaml(r.stdout) as { services: { strategy: unknown }[] }
+    expect(printed.services.map((s) => s.strategy)).to.deep.equal(strategies.map(([, effective]) => effective))
+    expect(effectiveConfig(await validateConfig(printed, os.tmpdir()))).to.deep.equal(printed)
+  })
+
+  it('reports every problem in one round, strategy options with the schema, and offers the closest known word', async () => {
+    const file = tmpFile(
+      'typos.yaml',
+      [
+        'zookeeper:',
+        '  conect: 127.0.0.1:2181',
+        'services:',
+        '  - name: a',
+        '    path: /a',
+        '    stratgy: random',
+        '    strategy: { name: least-loaded, choice: 3 }',
+        '  - name: b',
+        '    path: /b',
+        '    match: { pathPrefix: /b }',
+        '    strategy: round-robbin',
+        '    retrys: {}',
+        '  - name: c',
+        '    path: /c',
+        '    match: { pathPrefix: /c }',
+        '    strategy: { name: consistent-hash, loadFactor: 0.5 }',
+        '  - name: d',
+        '    path: /d',
+        '    match: { pathPrefix: /d }',
+        '    strategy: nothing-like-it',
+        '    colour: red',
+        '',
+      ].join('\n'),
+    )
+    const { code, stdout, stderr } = await run(['check', '--config', file]).done
+    expect(code).to.equal(2)
+    expect(stdout).to.equal('')
+    expect(stderr.trim().split('\n').sort()).to.deep.equal(
+      [
+        'zookeeper.conect: unknown key (did you mean "connect"?)',
+        'services[0].stratgy: unknown key (did you mean "strategy"?)',
+        'services[0].strategy.choice: unknown option "choice" (did you mean "choices"?)',
+        'services[1].strategy: unknown strategy "round-robbin" (did you mean "round-robin"?)',
+        'services[1].retrys: unknown key (did you mean "retry"?)',
+        'services[2].strategy.loadFactor: must be a number >= 1',
+        // Nothing close: no guess.
+        'services[3].strategy: unknown strategy "nothing-like-it"',
+        'services[3].colour: unknown key',
+      ].sort(),
+    )
+  })
+
+  it('says what a field of the wrong type expected, in the config\'s words and units', async () => {
+    const config = {
+      listen: { host: 'x' },
+      shutdownTimeoutMs: '30s',
+      zookeeper: { sessionTimeoutMs: '10s', keepLastOnEmpty: 'yes', massRemoval: { minKeepPercent: '50%' } },
+      limits: { maxBodyBytes: '1MB' },
+      log: 5,
+      services: [{ name: 'a', path: '/a', timeoutMs: '30s', retry: { attempts: 'three', backoffMs: null, bufferBytes: [] }, outlier: { baseEjectionMs: true } }],
+    }
+    const { code, stderr } = await run(['check', '--config', tmpFile('types.json', JSON.stringify(config))]).done
+    expect(code).to.equal(2)
+    expect(stderr.trim().split('\n').sort()).to.deep.equal(
+      [
+        'listen: expected text or a number, got a mapping',
+        'shutdownTimeoutMs: expected milliseconds as a number, got "30s"',
+        'zookeeper.sessionTimeoutMs: expected milliseconds as a number, got "10s"',
+        'zookeeper.keepLastOnEmpty: expected true or false, got "yes"',
+        'zookeeper.massRemoval.minKeepPercent: expected a percentage as a number, got "50%"',
+        'limits.maxBodyBytes: expected bytes as a number, got "1MB"',
+        'log: expected a mapping (key: value), got 5',
+        'services[0].timeoutMs: expected milliseconds as a number, got "30s"',
+        'services[0].retry.attempts: expected a number, got "three"',
+        'services[0].retry.backoffMs: expected milliseconds as a number, got an empty value',
+        'services[0].retry.bufferBytes: expected bytes as a number, got a list',
+        'services[0].outlier.baseEjectionMs: expected milliseconds as a number, got true',
+      ].sort(),
+    )
+  })
+
+  it('shows the line of a YAML syntax error with a caret under it', async () => {
+    const broken = [
+      ['listen: 127.0.0.1:8080', 'services:', '  - name: a', '    path: /a', '  strategy: x: y'],
+      ['services:', '  - name: a', '    path: /a', '   oops: 1'],
+      ['listen: 127.0.0.1:8080', 'listen: 127.0.0.1:8081', 'services: []'],
+      ['services:', '  - name: a', '\tpath: /a'],
+    ]
+    const results = await Promise.all(broken.map((lines, i) => run(['check', '--config', tmpFile(`broken-${i}.yaml`, `${lines.join('\n')}\n`)]).done))
+    for (const [i, r] of results.entries()) {
+      expect(r.code, r.stderr).to.equal(2)
+      const out = r.stderr.trimEnd().split('\n')
+      expect(out[0]).to.match(/^\(file\): .* is not valid YAML: .* at line \d+, column \d+:$/)
+      const line = Number(/at line (\d+)/.exec(out[0]!)![1])
+      // The snippet holds the line the error is on, as written, and ends with the caret.
+      expect(out.slice(1).map((l) => l.slice(2))).to.include(broken[i]![line - 1])
+      expect(out.at(-1)).to.match(/^ *\^+$/)
+    }
+  })
+
+  it('exits 2 at check naming the field when listen or admin is an address this machine cannot listen on', async () => {
+    // 999.1.1.1 and .invalid do not resolve; 192.0.2.1 (TEST-NET-1, RFC 5737) is nobody's address.
+    const bad = ['999.1.1.1:8080', 'no-such-host.invalid:80', '192.0.2.1:80']
+    const cases = bad.flatMap((address) => [
+      { field: 'listen', config: { listen: address, services: [{ name: 'a', path: '/a' }] } },
+      { field: 'admin', config: { admin: { listen: address }, services: [{ name: 'a', path: '/a' }] } },
+    ])
+    const results = await Promise.all(cases.map((c, i) => run(['check', '--config', tmpFile(`address-${i}.json`, JSON.stringify(c.config))]).done))
+    for (const [i, r] of results.entries()) {
+      const host = bad[Math.floor(i / 2)]!.replace(/:\d+$/, '')
+      expect(r.code, r.stderr).to.equal(2)
+      expect(r.stdout).to.equal('')
+      expect(r.stderr).to.match(new RegExp(`^${cases[i]!.field}: cannot listen on ${host.replaceAll('.', '\\.')}: [A-Z_]+ \\(`))
+    }
+    // A port someone else holds is start's problem, not check's: the address itself is fine.
+    const held = await heldPort()
+    const ok = await run(['check', '--config', tmpFile('held.json', JSON.stringify({ listen: `127.0.0.1:${held}`, admin: '127.0.0.1:0', services: [{ name: 'a', path: '/a' }] }))]).done
+    expect(ok.code, ok.stderr).to.equal(0)
+  })
+
   it('runs the proxy from a config file and exits 0 on SIGTERM', async () => {
     const up = await startUpstream('a')
     closers.push(() => up.close())

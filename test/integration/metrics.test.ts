@@ -65,6 +65,7 @@ describe('metrics: ejections and discovery age (real ZooKeeper)', function () {
       'zoo_proxy_retry_budget_exhausted_total{service="example"}': 0,
       'zoo_proxy_instances{service="example",state="up"}': 2,
       'zoo_proxy_instances{service="example",state="override"}': 0,
+      'zoo_proxy_instances{service="example",state="drained"}': 0,
       'zoo_proxy_in_flight{service="example"}': 0,
       'zoo_proxy_zookeeper_connected': 1,
       'zoo_proxy_zookeeper_sessions': 1,
