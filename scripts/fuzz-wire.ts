@@ -1,4 +1,4 @@
-// The client side of `npm run fuzz` (scripts/fuzz.ts) on raw sockets: a seeded PRNG, a reader of
+// The client side of `npm run fuzz` (scripts/fuzz/) on raw sockets: a seeded PRNG, a reader of
 // HTTP/1.1 answers that trusts nothing it reads (the proxy is what is under test), and a
 // connection whose every wait has an end.
 

@@ -1,11 +1,11 @@
-// The fuzz harness (scripts/fuzz.ts, `npm run fuzz`) at a fixed seed, small enough for the suite:
+// The fuzz harness (scripts/fuzz/, `npm run fuzz`) at a fixed seed, small enough for the suite:
 // the proxy in a child process, a seeded mix of valid, pipelined, malformed, mutated and
 // abandoned requests and upgrades from concurrent raw clients, against upstreams that misbehave
 // on purpose. A failure message carries the harness's report, whose cases replay with --case.
 
 import { expect } from 'chai'
-import { report, runFuzz } from '../../scripts/fuzz.js'
-import type { FuzzResult } from '../../scripts/fuzz.js'
+import { report, runFuzz } from '../../scripts/fuzz/index.js'
+import type { FuzzResult } from '../../scripts/fuzz/index.js'
 
 const SEED = 20_261_130
 const REQUESTS = 20_000
