@@ -1,5 +1,6 @@
 // One case: a connection (or a few) and the requests on it, and the judge of its answers.
 
+import { Buffer } from 'node:buffer'
 import process from 'node:process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Wire } from '../fuzz-wire.js'
@@ -21,6 +22,8 @@ export class Case {
   readonly max: number
   readonly rec: CaseRecord
   sent = 0
+  /** The ids of this case's own requests: bytes carrying any other issued id are another's. */
+  readonly ids = new Set<string>()
 
   constructor(run: Run, rng: Rng, port: number, tag: string, family: string, max: number) {
     this.run = run
@@ -45,7 +48,16 @@ export class Case {
 
   request(o: RequestOptions = {}): ReqSpec {
     this.sent++
-    return makeRequest(this.run, this.rng, o)
+    const spec = makeRequest(this.run, this.rng, o)
+    this.ids.add(spec.id)
+    return spec
+  }
+
+  /** An id for a request this case writes by hand. */
+  newId(): string {
+    const id = this.run.newId()
+    this.ids.add(id)
+    return id
   }
 
   tally(outcome: string): void {
@@ -85,7 +97,9 @@ export class Case {
     const outcome = forced !== undefined && a === undefined ? forced : outcomeOf(a, w, spec)
     this.tally(outcome)
     if (a !== undefined) this.checkLeak(spec, a, siblings)
-    if (spec.valid && !allowed(spec, outcome)) {
+    // Not answered because an earlier answer ended the connection: right only if it then closed.
+    const right = outcome === 'dropped' ? forced === 'dropped' && !w.timedOut : allowed(spec, outcome)
+    if (spec.valid && !right) {
       const why =
         outcome === 'malformed'
           ? ` (${w.reader.malformed})`
@@ -132,6 +146,14 @@ export class Case {
       run.leak(sibling ? 'crossedSameConnection' : 'crossed', `${where} with ${bad}; ${describeCase(this.rec, true)}`)
       return
     }
+    if (!a.complete && !spec.mutated && ok2xx && spec.method !== 'HEAD' && xid === spec.id) {
+      // What came of an answer cut short must still be the start of its own body.
+      const whole = expectedBody(spec)
+      if (whole !== null && !whole.startsWith(a.body.toString('latin1'))) {
+        run.leak('corrupt', `${where}, cut after ${a.body.length} bytes that are not the start of its body; ${describeCase(this.rec, true)}`)
+      }
+      return
+    }
     if (want === null || (a.body.length === want.length && a.body.toString('latin1') === want)) return
     const got = JSON.stringify(a.body.toString('latin1').slice(0, 120))
     if (KINDS[spec.kind]?.raw === true) this.unexpected(`${spec.method} ${spec.kind} -> body not as sent`, got)
@@ -154,6 +176,38 @@ export class Case {
       if (last !== undefined) this.checkLeak(last, answers[i]!, specs)
       this.tally('extra-answer')
       if (strict) this.unexpected(`an answer beyond the ${specs.length} request(s) sent (${answers[i]!.status})`)
+    }
+  }
+
+  /**
+   * The one class of stray bytes counted apart (docs/http.md, "What the fuzz run judges"): the
+   * proxy's own 4xx refusal of a malformed head that began `HEAD`, sent with its JSON body. The
+   * reader frames it as the answer to a HEAD, so the body shows as stray; the request was refused
+   * as malformed before it was a HEAD request, and the connection closes after it.
+   */
+  refusalBody(w: Wire, stray: string): boolean {
+    const last = w.reader.answers[w.reader.answers.length - 1]
+    if (last === undefined || last.headers.get('x-id') !== undefined || last.status < 400 || last.status > 499) return false
+    return /close/i.test(last.headers.get('connection') ?? '') && stray.startsWith('{"error":"ZP_ERR_') && String(Buffer.byteLength(stray, 'latin1')) === last.headers.get('content-length')
+  }
+
+  /**
+   * After the case, each of its connections: no answer bytes that are not HTTP/1.1 (whatever the
+   * request was, the proxy writes every answer itself), no bytes after the last answer, and none
+   * of another request's id or the POISON answer among such bytes.
+   */
+  checkWires(): void {
+    for (const w of this.rec.wires) {
+      const r = w.reader
+      const stray = r.strayBytes > 0 ? Buffer.concat(r.stray).toString('latin1') : ''
+      const foreign = [...stray.matchAll(MARKER)].map((m) => m[1]!).find((id) => !this.ids.has(id) && this.run.issued(id))
+      if (foreign !== undefined || stray.includes('POISON')) {
+        this.run.leak('crossed', `${this.rec.tag} ${this.family}: bytes after the answers carry ${foreign ?? 'the POISON answer'}; ${describeCase(this.rec, true)}`)
+      }
+      if (r.strayBytes > 0 && r.malformed === null && this.refusalBody(w, stray)) this.run.headRefusalBodies++
+      else if (r.malformed !== null) this.unexpected(`malformed answer bytes (${r.malformed.replace(/"[^]*$/, '...')})`, describeCase(this.rec, true))
+      // Bytes cut inside a head by our own destroy or the bound are no fault of the proxy's.
+      else if (r.strayBytes > 0 && !w.destroyedHere && !w.timedOut) this.unexpected('stray bytes after the last answer', `${JSON.stringify(stray.slice(0, 200))}; ${describeCase(this.rec, true)}`)
     }
   }
 }

@@ -50,7 +50,7 @@ const CONTROL_FAMILIES = ['admin', 'znode']
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2)
-  if (args[0] === '--proxy-child') return proxyChild(args.slice(1).map(Number))
+  if (args[0] === '--proxy-child') return proxyChild(Number(args[1]), args.slice(2).map(Number))
   if (args.includes('--help')) {
     console.log('npm run fuzz -- [--requests N (1000000)] [--seed S (random)] [--concurrency C (128)] [--family F ...] [--case w<worker>#<case> | a#<case> | z#<case> ...]')
     console.log(`families: ${[...Object.keys(FAMILIES), ...CONTROL_FAMILIES].join(', ')}`)

@@ -1,14 +1,27 @@
 // What a fuzz run is asked for and what it answers, and the bounds every section shares.
 
 import { Buffer } from 'node:buffer'
+import { KEEP_ALIVE_TIMEOUT_MS } from '../../lib/http/h1/front.js'
+import { MAX_HEADER_BYTES } from '../../lib/http/h1/headers.js'
+import { DEFAULT_LIMITS } from '../../lib/http/h1/limits.js'
 
 /** No connection lives longer: a case the proxy leaves hanging is cut and counted as `timeout`. */
-export const BOUND_MS = 3_000
+export const BOUND_MS = 8_000
+/**
+ * The proxy's deadline for an answer's head (the service's timeoutMs), under BOUND_MS so a 504
+ * reaches the client first. Nothing the upstreams do waits this long on purpose: it is a margin
+ * for a busy machine, not a case.
+ */
+export const ANSWER_DEADLINE_MS = 5_000
 /** The body of a `large` answer: several reads and writes, and backpressure on slow readers. */
 export const LARGE = 200 * 1024
-/** The proxy's limits on a request head: bytes (MAX_HEADER_BYTES) and fields (limits.maxHeaders). */
-export const HEAD_LIMIT = 16 * 1024
-export const HEADER_COUNT_LIMIT = 100
+/** The proxy's limits on a request head, read from lib/ so a change there moves the cases with it. */
+export const HEAD_LIMIT = MAX_HEADER_BYTES
+export const HEADER_COUNT_LIMIT = DEFAULT_LIMITS.maxHeaders
+/** How long the proxy keeps an idle client connection (its sweep then closes it within a second). */
+export const CLIENT_IDLE_MS = KEEP_ALIVE_TIMEOUT_MS
+/** Beyond the idle timeouts, how long the run waits for the last sockets to close (a busy machine is slow). */
+export const IDLE_MARGIN_MS = 10_000
 export const EMPTY: Buffer = Buffer.alloc(0)
 
 export interface FuzzOptions {
@@ -70,5 +83,11 @@ export interface FuzzResult {
   /** The child at the end: memory, and sockets still open (a leak shows here). */
   readonly proxy: { readonly rssMB: number; readonly sockets: number } | null
   readonly connectErrors: Readonly<Record<string, number>>
+  /** A class counted apart, not a failure: the proxy's 4xx JSON body after refusing a malformed HEAD head. */
+  readonly headRefusalBodies: number
+  /** The harness's own exceptions (a bug in it): each fails the run. */
+  readonly harnessErrors: readonly string[]
+  /** Why the run fails, one line per reason; empty: it passes. */
+  readonly failures: readonly string[]
   readonly ok: boolean
 }

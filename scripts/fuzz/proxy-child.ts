@@ -7,13 +7,19 @@ import type { Buffer } from 'node:buffer'
 import process from 'node:process'
 import { fileURLToPath } from 'node:url'
 import { createLogger, createProxy, validateConfig } from '../../lib/index.js'
+import { ANSWER_DEADLINE_MS } from './options.js'
 
 /** The file the child runs: the entry (index.ts), which turns into the proxy on --proxy-child. */
 const ENTRY = fileURLToPath(new URL('./index.js', import.meta.url))
 
 // The proxy under test, in a child process.
 
-export async function proxyChild(ports: readonly number[]): Promise<void> {
+/**
+ * `connections`: the pool's bound per instance. It is sized by the harness to the clients it runs,
+ * so no request waits for a free connection: such a wait ends in a 504 or a client's timeout
+ * that depends on how busy the machine is, not on what the proxy does with the bytes.
+ */
+export async function proxyChild(connections: number, ports: readonly number[]): Promise<void> {
   const config = await validateConfig(
     {
       listen: '127.0.0.1:0',
@@ -24,8 +30,8 @@ export async function proxyChild(ports: readonly number[]): Promise<void> {
         {
           name: 's',
           path: '/s',
-          timeoutMs: 2_000,
-          maxConnectionsPerInstance: 2,
+          timeoutMs: ANSWER_DEADLINE_MS,
+          maxConnectionsPerInstance: Math.min(65_536, Math.max(2, Math.trunc(connections) || 2)),
           retry: { bufferBytes: 4096 },
           // Short ejections: the failing kinds eject instances now and then, and both must be
           // back soon for the retries of the next ones to have somewhere to go.
@@ -49,11 +55,14 @@ export async function proxyChild(ports: readonly number[]): Promise<void> {
   })
   // The harness is gone (killed, crashed): nobody will stop this process otherwise.
   process.on('disconnect', () => process.exit(0))
-  process.send?.({ type: 'listening', port: proxy.address().port })
+  // The pool's idle timeout as the config gave it, default included: the harness waits it out.
+  process.send?.({ type: 'listening', port: proxy.address().port, upstreamIdleMs: config.services[0]?.keepAliveTimeoutMs ?? 0 })
 }
 
 interface ProxyChild {
   readonly port: number
+  /** How long the proxy keeps an idle upstream connection (the service's keepAliveTimeoutMs). */
+  readonly upstreamIdleMs: number
   /** Set when the process exited. */
   exit: { code: number | null; signal: string | null } | null
   onExit: (() => void) | null
@@ -63,8 +72,8 @@ interface ProxyChild {
   stop(): Promise<void>
 }
 
-export async function startProxyChild(ports: readonly number[]): Promise<ProxyChild> {
-  const proc: ChildProcess = fork(ENTRY, ['--proxy-child', ...ports.map(String)], {
+export async function startProxyChild(connections: number, ports: readonly number[]): Promise<ProxyChild> {
+  const proc: ChildProcess = fork(ENTRY, ['--proxy-child', String(connections), ...ports.map(String)], {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     execArgv: ['--enable-source-maps'],
   })
@@ -75,14 +84,15 @@ export async function startProxyChild(ports: readonly number[]): Promise<ProxyCh
   proc.stdout?.on('data', keep)
   proc.stderr?.on('data', keep)
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
-  const port = await new Promise<number>((resolve, reject) => {
-    proc.on('message', (m: { type?: string; port?: number }) => {
-      if (m.type === 'listening' && m.port !== undefined) resolve(m.port)
+  const { port, upstreamIdleMs } = await new Promise<{ port: number; upstreamIdleMs: number }>((resolve, reject) => {
+    proc.on('message', (m: { type?: string; port?: number; upstreamIdleMs?: number }) => {
+      if (m.type === 'listening' && m.port !== undefined) resolve({ port: m.port, upstreamIdleMs: m.upstreamIdleMs ?? 0 })
     })
     proc.once('exit', (code, signal) => reject(new Error(`the proxy child exited while starting (code ${code}, signal ${signal}):\n${tail}`)))
   })
   const child: ProxyChild = {
     port,
+    upstreamIdleMs,
     exit: null,
     onExit: null,
     output: () => tail,

@@ -33,6 +33,9 @@ export function report(r: FuzzResult): string[] {
     `crash: ${r.crash === null ? 'none' : 'YES'}; crossed: ${r.crossed} (same connection: ${r.crossedSameConnection}); corrupt: ${r.corrupt}; final GET: ${r.finalStatus ?? 'no answer'}`,
   )
   lines.push(`${r.requests} requests in ${r.seconds.toFixed(1)} s, ${Math.round(r.perSecond)} requests/s (seed ${r.seed})`)
+  lines.push(`refusals of a malformed HEAD head sent with their JSON body (counted apart): ${r.headRefusalBodies}`)
+  if (r.harnessErrors.length > 0) lines.push('', 'harness errors (bugs in the harness, not the proxy; they fail the run):', ...r.harnessErrors.slice(0, 10).map((e) => `  ${e.slice(0, 2000)}`))
+  if (r.failures.length > 0) lines.push('', 'FAILED because:', ...r.failures.map((f) => `  ${f}`))
   lines.push(r.ok ? 'OK' : 'FAIL')
   return lines
 }

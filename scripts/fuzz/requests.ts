@@ -171,9 +171,15 @@ export function outcomeOf(a: Answer | undefined, wire: Wire, spec?: ReqSpec): st
   return String(a.status)
 }
 
+/**
+ * Whether `outcome` is a right one for `spec`. `503-no-endpoint` never is: both instances stay
+ * routable all run long, and an ejected one still takes a first attempt (panic mode), so "no
+ * instance" is a wrong answer. `dropped` is judged where it is forced (Case.judge).
+ */
 export function allowed(spec: ReqSpec, outcome: string): boolean {
-  if (outcome === 'dropped' || outcome === '503-no-endpoint') return true
-  if (spec.ok === null) return outcome !== 'timeout' && outcome !== 'malformed'
+  if (outcome === 'dropped') return false
+  // Any ending but a hang, a malformed answer, or an answer cut that the upstream sent whole.
+  if (spec.ok === null) return outcome !== 'timeout' && outcome !== 'malformed' && (outcome !== 'truncated' || truncates(spec))
   // No answer after the client's half-close, where a cut connection is a right answer (a broken
   // upstream answer): the same outcome, seen from a client that had stopped sending.
   if (outcome === 'closed-after-client-end') return allowed(spec, 'closed')
@@ -184,6 +190,11 @@ export function allowed(spec: ReqSpec, outcome: string): boolean {
   // whole answer already; what the proxy makes of the rest may differ, as long as it ends.
   if (spec.method === 'HEAD' && (k.raw === true || spec.kind === 'reset')) return outcome !== 'timeout' && outcome !== 'malformed'
   return k.ok.includes(outcome)
+}
+
+/** The upstream may end its answer to `spec` early (a reset, a broken chunk): a cut one is right. */
+function truncates(spec: ReqSpec): boolean {
+  return KINDS[spec.kind]?.ok.includes('truncated') === true
 }
 
 /** The connection cannot carry another answer after `a`. */

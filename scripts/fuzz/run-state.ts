@@ -29,6 +29,9 @@ export class Run {
   readonly nested = new Set<string>()
   readonly wires = new Set<Wire>()
   readonly connectErrors: Record<string, number> = {}
+  readonly harnessErrors: string[] = []
+  /** The proxy's JSON refusal of a malformed head that began HEAD, read as stray bytes (Case.refusalBody). */
+  headRefusalBodies = 0
   /** The last cases started (a crash report lists them, and every case still open). */
   readonly recent: CaseRecord[] = []
   readonly open = new Set<CaseRecord>()
@@ -72,6 +75,11 @@ export class Run {
     this[kind]++
     if (this.leaks.length < 30) this.leaks.push(`${kind}: ${line}`)
     if (this.leaks.length <= 5) this.log(`LEAK ${kind}: ${line}`)
+  }
+
+  harnessError(what: string): void {
+    this.harnessErrors.push(what)
+    if (this.harnessErrors.length <= 5) this.log(`HARNESS ERROR ${what}`)
   }
 
   started(rec: CaseRecord): void {

@@ -5,14 +5,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Rng, Wire, mix } from '../fuzz-wire.js'
 import { Case, answered } from './case.js'
 import { FAMILIES, FAMILY_WEIGHTS } from './families.js'
-import { BOUND_MS, EMPTY } from './options.js'
+import { BOUND_MS, CLIENT_IDLE_MS, EMPTY, IDLE_MARGIN_MS } from './options.js'
 import type { FuzzOptions, FuzzResult } from './options.js'
 import { startProxyChild } from './proxy-child.js'
 import { handMade, sha1 } from './requests.js'
 import { Run, describeCase } from './run-state.js'
 import { answerBody, startUpstream } from './upstreams.js'
 import type { UpstreamStats } from './upstreams.js'
-
 
 async function runCase(run: Run, port: number, w: number, k: number, max: number, only?: ReadonlySet<string>): Promise<number> {
   const rng = new Rng(mix(run.seed, w, k))
@@ -24,11 +23,15 @@ async function runCase(run: Run, port: number, w: number, k: number, max: number
   try {
     await FAMILIES[family]!.run(c)
   } catch (err) {
-    c.unexpected(`harness error: ${(err as Error).message}`)
+    // The harness's own bug: it fails the run, never passes as one more outcome of the proxy's.
+    run.harnessError(`${c.rec.tag} ${family}: ${(err as Error)?.stack ?? String(err)}`)
   } finally {
     for (const wire of c.rec.wires) wire.destroy()
+    // Each close lands the reader's last bytes (a cut head, a partial body) before the check.
+    await Promise.all(c.rec.wires.map((wire) => wire.untilClosed()))
     run.open.delete(c.rec)
   }
+  c.checkWires()
   const sent = Math.max(1, c.sent)
   const f = run.family(family)
   f.cases++
@@ -64,7 +67,8 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
   const run = new Run(opts.seed >>> 0, log)
   const upstreamStats: UpstreamStats = { requests: 0, upgrades: 0, nested: 0, cut: 0, malformed: {} }
   const upstreams = [await startUpstream(upstreamStats, run.nested), await startUpstream(upstreamStats, run.nested)]
-  const child = await startProxyChild(upstreams.map((u) => u.port))
+  // Twice the clients: a client that left may still hold an upstream connection a while.
+  const child = await startProxyChild(2 * concurrency, upstreams.map((u) => u.port))
   let crash: FuzzResult['crash'] = null
   child.onExit = () => {
     const lastCases = [...new Set([...run.open, ...run.recent])].map((rec) => describeCase(rec))
@@ -107,14 +111,25 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
   // A parser is freed a turn after its close: a crash from that comes just after the last case.
   await sleep(300)
   const finalStatus = crash === null ? await finalGet(run, child.port) : null
-  // The proxy closes idle client connections after 5 s (KEEP_ALIVE_TIMEOUT_MS, swept each second)
-  // and idle upstream ones after 4 s: a socket still open after that is held by something.
-  await sleep(crash === null ? 6_500 : 0)
-  const stats = await child.stats()
-  const openUpstream = upstreams.reduce((n, u) => n + u.open, 0)
+  // The proxy closes idle client connections after CLIENT_IDLE_MS (swept each second) and idle
+  // upstream ones after the pool's keepAliveTimeoutMs: a socket still open after both, with a
+  // margin for a busy machine, is held by something.
+  const openUpstream = () => upstreams.reduce((n, u) => n + u.open, 0)
+  let stats: Awaited<ReturnType<typeof child.stats>> = null
+  if (crash === null) {
+    const deadline = performance.now() + Math.max(CLIENT_IDLE_MS, child.upstreamIdleMs) + IDLE_MARGIN_MS
+    for (;;) {
+      stats = await child.stats()
+      if ((stats !== null && stats.sockets === 0 && openUpstream() === 0) || performance.now() > deadline || crash !== null) break
+      await sleep(250)
+    }
+  }
+  const openAtEnd = openUpstream()
   await child.stop()
   await Promise.all(upstreams.map((u) => u.close()))
   const unexpected = [...run.unexpected].map(([what, u]) => ({ what, count: u.count, example: u.example })).sort((a, b) => b.count - a.count)
+  const proxy = stats === null ? null : { rssMB: Math.round(stats.rss / 1048576), sockets: stats.sockets }
+  const failures = failuresOf({ crash, crossed: run.crossed, corrupt: run.corrupt, finalStatus, unexpected, harnessErrors: run.harnessErrors, upstreamStats, openAtEnd, proxy })
   return {
     seed: run.seed,
     requests: run.requests,
@@ -134,10 +149,41 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
       malformed: upstreamStats.malformed,
       cut: upstreamStats.cut,
       nested: upstreamStats.nested,
-      openConnections: openUpstream,
+      openConnections: openAtEnd,
     },
-    proxy: stats === null ? null : { rssMB: Math.round(stats.rss / 1048576), sockets: stats.sockets },
+    proxy,
     connectErrors: run.connectErrors,
-    ok: crash === null && run.crossed === 0 && run.corrupt === 0 && finalStatus === 200,
+    harnessErrors: run.harnessErrors,
+    headRefusalBodies: run.headRefusalBodies,
+    failures,
+    ok: failures.length === 0,
   }
+}
+
+/** Every reason a run fails, one line each: the judge's verdict. */
+function failuresOf(r: {
+  crash: FuzzResult['crash']
+  crossed: number
+  corrupt: number
+  finalStatus: number | null
+  unexpected: FuzzResult['unexpected']
+  harnessErrors: readonly string[]
+  upstreamStats: UpstreamStats
+  openAtEnd: number
+  proxy: FuzzResult['proxy']
+}): string[] {
+  const f: string[] = []
+  if (r.crash !== null) f.push(`the proxy child exited (code ${r.crash.code}, signal ${r.crash.signal})`)
+  if (r.crossed > 0) f.push(`${r.crossed} answers carried another request's bytes`)
+  if (r.corrupt > 0) f.push(`${r.corrupt} answers carried a body other than their own`)
+  if (r.finalStatus !== 200) f.push(`the final GET got ${r.finalStatus ?? 'no answer'}`)
+  for (const u of r.unexpected) f.push(`${u.count} x ${u.what}`)
+  if (r.harnessErrors.length > 0) f.push(`${r.harnessErrors.length} harness errors`)
+  if (r.upstreamStats.nested > 0) f.push(`${r.upstreamStats.nested} smuggled requests reached an upstream`)
+  const malformed = Object.entries(r.upstreamStats.malformed)
+  if (malformed.length > 0) f.push(`the proxy sent malformed requests upstream: ${JSON.stringify(r.upstreamStats.malformed)}`)
+  if (r.openAtEnd > 0) f.push(`${r.openAtEnd} upstream connections still open after the idle timeouts`)
+  if (r.proxy === null && r.crash === null) f.push('the proxy child did not answer for its stats')
+  else if (r.proxy !== null && r.proxy.sockets > 0) f.push(`${r.proxy.sockets} sockets still open in the proxy after the idle timeouts`)
+  return f
 }
