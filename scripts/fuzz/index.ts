@@ -7,9 +7,11 @@
 // `<id>` in an `x-id` header and in the body, in the way `<kind>` names (normal, slow, large,
 // reset, and raw misbehaving answers such as a second unasked-for answer in the same write).
 // `concurrency` workers open raw sockets and send a seeded mix of cases, each family of attack
-// at its own weight (see FAMILIES). Checked: the child never exits; no client gets an answer
-// carrying another request's id (or a body other than its own); pipelined answers come in
-// order; and at the end the proxy still answers a plain GET with 200.
+// at its own weight (see FAMILIES). Every outcome is either one its case allows or a failure the
+// report names (run.ts failuresOf; docs/http.md, "What the fuzz run judges"): a crash, another
+// request's bytes anywhere a client reads, a body not its own, a hang, malformed or stray answer
+// bytes, a cut of a whole answer, an answer to what must be refused, a smuggled request upstream,
+// a socket left open, a harness error; and at the end a plain GET must still get 200.
 //
 // Every case draws from its own PRNG, seeded from (seed, worker, case number), so the seed
 // printed first replays the run, and `--case w3#127` replays one case (same --requests and
