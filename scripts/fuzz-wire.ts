@@ -1,4 +1,4 @@
-// The client side of `npm run fuzz` (scripts/fuzz.ts) on raw sockets: a seeded PRNG, a reader of
+// The client side of `npm run fuzz` (scripts/fuzz/) on raw sockets: a seeded PRNG, a reader of
 // HTTP/1.1 answers that trusts nothing it reads (the proxy is what is under test), and a
 // connection whose every wait has an end.
 
@@ -108,6 +108,13 @@ export class AnswerReader {
   readonly tunnel: Buffer[] = []
   tunnelBytes = 0
   malformed: string | null = null
+  /**
+   * Bytes read that belong to no answer: the rest of a read after a malformed answer began (and
+   * everything after it), or the start of an answer the connection ended inside of its head.
+   * Kept (the first 64 KiB) so a judge can tell stray bytes and see whose they are.
+   */
+  readonly stray: Buffer[] = []
+  strayBytes = 0
   readonly #heads: boolean[] = []
   #buf: Buffer = EMPTY
   #state: State = 'head'
@@ -131,19 +138,41 @@ export class AnswerReader {
       this.tunnelBytes += data.length
       return
     }
-    if (this.#state === 'broken') return
+    if (this.#state === 'broken') return this.#keepStray(data)
     this.#buf = this.#buf.length === 0 ? data : Buffer.concat([this.#buf, data])
     while (this.#step());
   }
 
-  /** The connection closed: a body delimited by the close ends here. */
+  /**
+   * The connection closed: a body delimited by the close ends here; an answer cut inside its body
+   * keeps what came of it (a judge must see whose bytes those are), and bytes inside a head that
+   * never ended are stray.
+   */
   close(): void {
-    if (this.#state === 'until-close') this.#finish()
+    if (this.#state === 'until-close') return this.#finish()
+    if (this.#state === 'head' && this.#buf.length > 0) {
+      this.#keepStray(this.#buf)
+      this.#buf = EMPTY
+    }
+    this.#keepPartial()
+  }
+
+  #keepPartial(): void {
+    const last = this.answers[this.answers.length - 1]
+    if (last === undefined || last.complete || this.#parts.length === 0) return
+    last.body = Buffer.concat(this.#parts)
+  }
+
+  #keepStray(data: Buffer): void {
+    if (this.strayBytes < 64 * 1024) this.stray.push(data.subarray(0, 64 * 1024 - this.strayBytes))
+    this.strayBytes += data.length
   }
 
   #broken(why: string): false {
     this.malformed = why
     this.#state = 'broken'
+    this.#keepPartial()
+    this.#keepStray(this.#buf)
     this.#buf = EMPTY
     return false
   }
@@ -221,7 +250,6 @@ export class AnswerReader {
     const end = this.#buf.indexOf(HEAD_END)
     if (end < 0) return this.#buf.length > MAX_HEAD ? this.#broken('answer head over 64 KiB') : false
     const lines = this.#buf.toString('latin1', 0, end).split('\r\n')
-    this.#take(end + 4)
     const m = /^HTTP\/1\.[01] (\d{3})(?: [^\r\n]*)?$/.exec(lines[0]!)
     if (m === null) return this.#broken(`bad status line ${JSON.stringify(lines[0]!.slice(0, 60))}`)
     const status = Number(m[1])
@@ -236,6 +264,8 @@ export class AnswerReader {
       const had = headers.get(key)
       headers.set(key, had === undefined ? value : `${had}, ${value}`)
     }
+    // Taken only now, so a head refused above stays among the stray bytes a judge reads.
+    this.#take(end + 4)
     if (status >= 100 && status < 200 && status !== 101) {
       this.interim++
       return true
@@ -302,6 +332,8 @@ export class Wire {
   received = 0
   closed = false
   timedOut = false
+  /** This side ended the connection (destroy): bytes cut inside a head are then ours to blame. */
+  destroyedHere = false
   /** The socket's error code, if one came (ECONNREFUSED: the proxy is gone). */
   error: string | null = null
   readonly #waiters = new Set<Waiter>()
@@ -354,6 +386,7 @@ export class Wire {
   /** `reset`: an RST instead of a FIN (a client that crashed rather than left). */
   destroy(reset = false): void {
     if (this.closed) return
+    this.destroyedHere = true
     if (reset) this.socket.resetAndDestroy()
     else this.socket.destroy()
   }
