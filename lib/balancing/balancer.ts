@@ -11,6 +11,7 @@ import type { Candidate, PickContext, RequestInfo, Strategy } from '../../strate
 import { clampWeight } from '../discovery/endpoint.js'
 import type { Endpoint } from '../discovery/endpoint.js'
 import type { Logger } from '../log.js'
+import { joinHostPort } from '../host-port.js'
 import { OutlierDetection } from './outlier-detection.js'
 import type { OutlierDetector, OutlierHost, OutlierOptions, Outcome } from './outlier-detection.js'
 
@@ -88,7 +89,7 @@ export class Host implements Candidate, OutlierHost {
 
   /** `host:port` (`[v6]:port`), as the admin listener and `weights` name an instance. */
   get hostPort(): string {
-    return hostPortOf(this.endpoint)
+    return joinHostPort(this.endpoint.host, this.endpoint.port)
   }
 
   /** up or draining: the override's, else ZooKeeper's. */
@@ -111,10 +112,6 @@ export class Host implements Candidate, OutlierHost {
 export interface Override {
   readonly weight?: number
   readonly state?: 'up' | 'draining'
-}
-
-function hostPortOf(e: { readonly host: string; readonly port: number }): string {
-  return `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`
 }
 
 export class Lease {
@@ -200,7 +197,7 @@ export class Balancer {
     const present = new Set<string>()
     for (const e of endpoints) {
       const existing = this.#hosts.get(e.key)
-      const at = hostPortOf(e)
+      const at = joinHostPort(e.host, e.port)
       present.add(at)
       const override = this.#overrides.get(at) ?? null
       const weight = this.#baseWeight(at, override, e)

@@ -6,6 +6,7 @@ import { Agent, request } from 'undici'
 import type { Balancer, Host } from './balancer.js'
 import type { SecureContext } from 'node:tls'
 import type { Logger } from '../log.js'
+import { joinHostPort } from '../host-port.js'
 
 export interface HealthCheckOptions {
   readonly path: string
@@ -59,9 +60,8 @@ export class HealthChecker {
     let ok = false
     let why = ''
     try {
-      const h = host.host.includes(':') ? `[${host.host}]` : host.host
       const scheme = host.endpoint.meta.tls === true ? 'https' : 'http'
-      const res = await request(`${scheme}://${h}:${host.port}${this.#opts.path}`, {
+      const res = await request(`${scheme}://${joinHostPort(host.host, host.port)}${this.#opts.path}`, {
         dispatcher: this.#agent,
         headersTimeout: this.#opts.timeoutMs,
         bodyTimeout: this.#opts.timeoutMs,
@@ -89,7 +89,7 @@ export class HealthChecker {
 
   #set(host: Host, healthy: boolean, why: string): void {
     host.checkHealthy = healthy
-    this.#log[healthy ? 'info' : 'warn']({ instance: `${host.host}:${host.port}`, last: why }, `health check ${healthy ? 'unhealthy -> healthy' : 'healthy -> unhealthy'}`)
+    this.#log[healthy ? 'info' : 'warn']({ instance: joinHostPort(host.host, host.port), last: why }, `health check ${healthy ? 'unhealthy -> healthy' : 'healthy -> unhealthy'}`)
     this.#balancer.refresh()
   }
 

@@ -9,6 +9,7 @@
 import type { Endpoint } from '../discovery/endpoint.js'
 import type { FailureKind } from '../errors.js'
 import type { Logger } from '../log.js'
+import { joinHostPort } from '../host-port.js'
 
 /** Weight of the newest sample in the latency EWMA. */
 const EWMA_ALPHA = 0.3
@@ -103,7 +104,7 @@ export class OutlierDetection implements OutlierDetector {
       if (host.probing) {
         host.probing = false
         host.healthySince = this.#clock()
-        this.#log.info({ instance: `${host.endpoint.host}:${host.endpoint.port}` }, 'instance probation -> healthy')
+        this.#log.info({ instance: joinHostPort(host.endpoint.host, host.endpoint.port) }, 'instance probation -> healthy')
         this.#pool.changed()
       }
       return
@@ -134,7 +135,7 @@ export class OutlierDetection implements OutlierDetector {
     const ms = Math.min(o.baseEjectionMs * host.ejections, o.maxEjectionMs)
     host.ejectedUntil = this.#clock() + ms
     host.probing = false
-    const instance = `${host.endpoint.host}:${host.endpoint.port}`
+    const instance = joinHostPort(host.endpoint.host, host.endpoint.port)
     this.#log.warn(
       { instance, consecutiveFailures: host.consecutiveFailures, ejectionMs: ms, ejections: host.ejections },
       'instance healthy -> ejected',

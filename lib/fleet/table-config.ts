@@ -5,6 +5,7 @@
 
 import { effectiveConfig, validateConfig } from '../config.js'
 import type { Config } from '../config.js'
+import { joinHostPort } from '../host-port.js'
 
 /**
  * The config this process would run with `services`: a ConfigError (every problem, by field path
@@ -18,7 +19,7 @@ export async function tableConfig(base: Config, services: readonly unknown[], ba
   const input = {
     ...file,
     zookeeper: { ...(file.zookeeper as object), auth: base.zookeeper.auth.map((a) => ({ scheme: a.scheme, credentials: a.credentials })) },
-    ...(base.admin === undefined ? {} : { admin: { listen: `${base.admin.host.includes(':') ? `[${base.admin.host}]` : base.admin.host}:${base.admin.port}`, ...(base.adminToken === undefined ? {} : { token: base.adminToken }) } }),
+    ...(base.admin === undefined ? {} : { admin: { listen: joinHostPort(base.admin.host, base.admin.port), ...(base.adminToken === undefined ? {} : { token: base.adminToken }) } }),
     services,
   }
   const config = await validateConfig(input, baseDir, {})
