@@ -80,12 +80,12 @@ describe('command line', function () {
   })
 
   it('checks a good config with `check`, prints the effective config as YAML and exits 0', async () => {
-    const file = tmpFile('ok.json', JSON.stringify({ admin: '[::1]:9901', services: [{ name: 'a', path: '/a', strategy: { name: 'least-loaded', choices: 2 } }] }))
+    const file = tmpFile('ok.json', JSON.stringify({ admin: '127.0.0.1:9901', services: [{ name: 'a', path: '/a', strategy: { name: 'least-loaded', choices: 2 } }] }))
     const r = await run(['check', '--config', file]).done
     expect(r.code, r.stderr).to.equal(0)
     const printed = parseYaml(r.stdout) as Record<string, unknown>
     // Every default is written out...
-    expect(printed).to.include({ listen: '127.0.0.1:8080', admin: '[::1]:9901', workers: 1, shutdownTimeoutMs: 10000, clientBodyTimeoutMs: 60000 })
+    expect(printed).to.include({ listen: '127.0.0.1:8080', admin: '127.0.0.1:9901', workers: 1, shutdownTimeoutMs: 10000, clientBodyTimeoutMs: 60000 })
     const service = (printed.services as Record<string, unknown>[])[0]!
     expect(service).to.include({ name: 'a', timeoutMs: 30000, keepLastOnEmpty: true })
     expect(service.strategy).to.deep.equal({ name: 'least-loaded', choices: 2 })
