@@ -17,7 +17,7 @@ import { BUILTIN_STRATEGIES, StrategyOptionError, buildStrategy, isBuiltinStrate
 import { didYouMean } from './did-you-mean.js'
 import { loadTlsFiles } from './tls-files.js'
 import { RETRY_CONDITIONS } from './balancing/retry.js'
-import { MAX_HEADER_RULES, MAX_HEADER_VALUE_CHARS, MAX_METHODS, MAX_REGEX_CHARS, MAX_SPLIT_TARGETS, MAX_SPLIT_WEIGHT, parseHashKey, regexProblem } from './http/route-rules.js'
+import { MAX_HEADER_RULES, MAX_HEADER_VALUE_CHARS, MAX_METHODS, MAX_REGEX_CHARS, MAX_SPLIT_TARGETS, MAX_SPLIT_WEIGHT, parseHashKey, regexProblem } from './route-rules.js'
 
 /** Most routes one service may list (each is tried in turn for a request that matches no earlier one). */
 const MAX_ROUTES_PER_SERVICE = 64

@@ -3,10 +3,10 @@
 // rules; ties in the order the config lists them. A route with no rule at all is the default
 // route, tried last. The rules themselves (headers, rewrite, split) live in route-rules.ts.
 
-import { hashUnit, headerTest, headerValue, parseHashKey, pickWeighted, rewritePath } from './route-rules.js'
-import type { HashKey, HeaderRule, Rewrite, RouteRequest } from './route-rules.js'
+import { hashUnit, headerTest, headerValue, parseHashKey, pickWeighted, rewritePath } from '../route-rules.js'
+import type { HashKey, HeaderRule, Rewrite, RouteRequest } from '../route-rules.js'
 
-export type { HashKey, HeaderRule, Rewrite, RouteRequest } from './route-rules.js'
+export type { HashKey, HeaderRule, Rewrite, RouteRequest } from '../route-rules.js'
 
 export interface RouteMatch {
   readonly host?: string | undefined

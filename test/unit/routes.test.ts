@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import { Router, hostName, routesOf, underPrefix } from '../../lib/http/routes.js'
 import type { RouteRequest } from '../../lib/http/routes.js'
-import { compileRegex, hashUnit, pickWeighted, regexProblem, rewritePath } from '../../lib/http/route-rules.js'
+import { compileRegex, hashUnit, pickWeighted, regexProblem, rewritePath } from '../../lib/route-rules.js'
 
 function req(url: string, opts: { method?: string; host?: string; headers?: Record<string, string>; client?: string } = {}): RouteRequest {
   return { method: opts.method ?? 'GET', url, host: opts.host, remoteAddress: opts.client ?? '127.0.0.1', headers: opts.headers ?? {} }
