@@ -100,7 +100,10 @@ export function rewritePath(url: string, prefix: string, rewrite: Rewrite): stri
   const path = q === -1 ? url : url.slice(0, q)
   const query = q === -1 ? '' : url.slice(q)
   const cut = prefix.endsWith('/') ? prefix.length - 1 : prefix.length
-  const rest = path.slice(cut)
+  let rest = path.slice(cut)
+  // A dot segment in the rest would climb out of the replacement at the instance (`/api/../admin`
+  // rewritten to `/v2/../admin` is `/admin` there): resolved here, so the rest stays below it.
+  if (DOT_SEGMENT.test(rest)) rest = withoutDotSegments(rest)
   const replacement = rewrite.prefix ?? ''
   let out = replacement.endsWith('/') && rest.startsWith('/') ? replacement + rest.slice(1) : replacement + rest
   if (out === '') out = '/'
@@ -108,6 +111,23 @@ export function rewritePath(url: string, prefix: string, rewrite: Rewrite): stri
   let lead = 0
   while (out.charCodeAt(lead + 1) === 47) lead++
   return out.slice(lead) + query
+}
+
+/** A `.` or `..` segment, percent-encoded or not (servers decode `%2e` before resolving them). */
+const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?=\/|$)/i
+
+/** RFC 3986 §5.2.4 remove_dot_segments on an absolute path, `%2e` read as `.`; never above `/`. */
+function withoutDotSegments(path: string): string {
+  const segments = path.split('/').slice(1)
+  const out: string[] = []
+  segments.forEach((s, i) => {
+    const dots = /^(?:\.|%2e){1,2}$/i.test(s) ? s.replace(/%2e/gi, '.').length : 0
+    if (dots === 0) return void out.push(s)
+    if (dots === 2) out.pop()
+    // A dot segment at the end leaves the path ending in `/`, as the RFC's algorithm does.
+    if (i === segments.length - 1) out.push('')
+  })
+  return `/${out.join('/')}`
 }
 
 /** A split's choice for one key: 32-bit FNV-1a, mixed by murmur3's finaliser so similar keys spread. */
