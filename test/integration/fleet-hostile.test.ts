@@ -1,0 +1,111 @@
+// Attacks on a proxy's side of the fleet (issue 25): whoever holds the fleet's credential writes
+// `active` and `tables/*`, so each may hold any bytes. Each hostile write must be refused with a
+// reason in the proxy's status node while the applied table keeps serving, and a good table
+// pushed after all of them must still be applied (the watch on `active` was set again each time).
+
+import { expect } from 'chai'
+import { writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { validateConfig } from '../../lib/config.js'
+import { ZkSession } from '../../lib/discovery/zk-session.js'
+import { runFleet } from '../../lib/fleet-cli.js'
+import { fleetPaths, parseProxyStatus } from '../../lib/fleet/layout.js'
+import { silentLogger } from '../../lib/log.js'
+import { createProxy } from '../../lib/proxy.js'
+import { putNode, send, startUpstream, tempDir, useClosers, useZooKeeper, waitThroughErrors } from '../support/helpers.js'
+
+const AUTH = 'fleet-ops:s3cret'
+const ROOT = '/zoo-proxy/fleets/hostile'
+const P = fleetPaths(ROOT)
+
+describe('fleet: hostile active and table nodes (attack, issue 25)', function () {
+  this.timeout(120_000)
+  const ctx = useZooKeeper()
+  const closers = useClosers()
+
+  it('refuses each with a reason, keeps serving, and still follows a good table after them', async () => {
+    const a = await startUpstream('a')
+    const b = await startUpstream('b')
+    closers.push(() => a.close(), () => b.close())
+    await putNode(ctx.admin, '/services/a/i', { host: '127.0.0.1', port: a.port })
+    await putNode(ctx.admin, '/services/b/i', { host: '127.0.0.1', port: b.port })
+    const dir = tempDir(closers)
+    const io = { out: () => {}, err: () => {} }
+    const push = async (services: object[]): Promise<number> => {
+      const file = path.join(dir, `t-${Math.random().toString(36).slice(2)}.json`)
+      writeFileSync(file, JSON.stringify({ services }))
+      return runFleet(['push', file], { zookeeper: ctx.zk.connectString, fleet: ROOT, auth: AUTH }, io)
+    }
+    expect(await push([{ name: 'web', path: '/services/a' }])).to.equal(0)
+    const writer = new ZkSession({ connect: ctx.zk.connectString, sessionTimeoutMs: 4000, logger: silentLogger, auth: [{ scheme: 'digest', credentials: AUTH }] })
+    writer.start()
+    closers.push(() => writer.close())
+    const config = await validateConfig(
+      { listen: '127.0.0.1:0', zookeeper: { connect: ctx.zk.connectString, sessionTimeoutMs: 4000, auth: [{ credentials: AUTH }] }, log: { level: 'silent' }, fleet: { path: ROOT, id: 'h1' } },
+      process.cwd(),
+    )
+    const proxy = await createProxy(config, { logger: silentLogger })
+    closers.push(() => proxy.close())
+    await proxy.start()
+    const port = proxy.address().port
+    const good = (await waitThroughErrors(() => proxy.fleet!.serving(), 'the first table'))!.table
+    expect((await send(port)).body).to.equal('a')
+
+    const status = async () => parseProxyStatus((await ctx.admin.getData(P.proxy('h1')))!)
+    let n = 9_000_000_000
+    /** A table node written as a hostile writer would: any name in the t-N shape, any bytes. */
+    const table = async (data: Buffer | string): Promise<string> => {
+      const name = `t-${String(n++)}`
+      await writer.create(P.table(name), Buffer.from(data), 'persistent')
+      return name
+    }
+    const setActive = (data: Buffer | string) => writer.setData(P.active, Buffer.from(data))
+    const deep = (depth: number) => '['.repeat(depth) + ']'.repeat(depth)
+
+    const cases: { what: string; active: () => Promise<Buffer | string>; table: string; says: RegExp }[] = [
+      { what: 'active not JSON', active: async () => Buffer.from([0xff, 0x00, 0x7b]), table: '(active)', says: /not JSON/ },
+      { what: 'active a list', active: async () => '[]', table: '(active)', says: /JSON object/ },
+      { what: 'active names a path', active: async () => JSON.stringify({ table: '../proxies/h1' }), table: '(active)', says: /active\.table/ },
+      { what: 'active nested deep', active: async () => `{"table":${deep(200_000)}}`, table: '(active)', says: /active\.table/ },
+      { what: 'canary percent 1e309', active: async () => `{"table":"${good}","canary":{"table":"${good}","percent":1e309}}`, table: '(active)', says: /percent/ },
+      { what: 'canary percent negative', active: async () => JSON.stringify({ table: good, canary: { table: good, percent: -1 } }), table: '(active)', says: /percent/ },
+      { what: 'canary percent a string', active: async () => JSON.stringify({ table: good, canary: { table: good, percent: 'NaN' } }), table: '(active)', says: /percent/ },
+      { what: 'canary proxies huge', active: async () => JSON.stringify({ table: good, canary: { table: good, proxies: Array.from({ length: 10_001 }, (_, i) => `p${i}`) } }), table: '(active)', says: /proxies/ },
+      { what: 'canary proxies with a slash', active: async () => JSON.stringify({ table: good, canary: { table: good, proxies: ['a/b'] } }), table: '(active)', says: /proxies/ },
+      { what: 'canary a string', active: async () => JSON.stringify({ table: good, canary: 'x' }), table: '(active)', says: /canary/ },
+      { what: 'active names a missing table', active: async () => JSON.stringify({ table: 't-0000099999' }), table: 't-0000099999', says: /does not exist/ },
+      { what: 'table not JSON', active: async () => JSON.stringify({ table: await table('{{{') }), table: '', says: /not JSON/ },
+      { what: 'table services a string', active: async () => JSON.stringify({ table: await table('{"services":"x"}') }), table: '', says: /services/ },
+      { what: 'table services of numbers', active: async () => JSON.stringify({ table: await table('{"services":[1,2]}') }), table: '', says: /services\[0\]/ },
+      { what: 'table nested deep', active: async () => JSON.stringify({ table: await table(`{"services":${deep(200_000)}}`) }), table: '', says: /services/ },
+      {
+        what: 'table with __proto__',
+        active: async () => JSON.stringify({ table: await table('{"services":[{"name":"web","path":"/services/nothing","__proto__":{"allowEmpty":true}}]}') }),
+        table: '',
+        says: /services\[0\]/,
+      },
+      {
+        what: 'table parent a path, author huge',
+        active: async () => JSON.stringify({ table: await table(JSON.stringify({ services: [{ name: 'web', path: '/services/b' }], parent: '../x', author: 'x'.repeat(10_000) })) }),
+        table: '',
+        says: /parent/,
+      },
+      { what: 'table points at itself as active', active: async () => JSON.stringify({ table: await table(JSON.stringify({ services: [], parent: 't-0000000000' })) }), table: '', says: /./ },
+    ]
+    for (const c of cases) {
+      const data = await c.active()
+      const meant = c.table === '' ? (JSON.parse(data.toString()) as { table: string }).table : c.table
+      await setActive(data)
+      const st = await waitThroughErrors(async () => {
+        const s = await status()
+        return s.rejected?.table === meant && c.says.test(s.rejected.problems.join('\n')) ? s : null
+      }, `${c.what}: a rejection naming ${c.says}`)
+      expect(st.applied, c.what).to.equal(good)
+      expect((await send(port)).body, c.what).to.equal('a')
+    }
+    // After every refusal the watch is still set: a good table is applied.
+    expect(await push([{ name: 'web', path: '/services/b' }])).to.equal(0)
+    await waitThroughErrors(async () => ((await send(port)).body === 'b' ? true : null), 'the good table after the hostile ones')
+    expect((await status()).rejected).to.equal(null)
+  })
+})
