@@ -12,7 +12,7 @@ import { runFleet } from '../../lib/fleet-cli.js'
 import { fleetPaths, parseProxyStatus } from '../../lib/fleet/layout.js'
 import { silentLogger } from '../../lib/log.js'
 import { createProxy } from '../../lib/proxy.js'
-import { putNode, send, startUpstream, tempDir, useClosers, useZooKeeper, waitThroughErrors } from '../support/helpers.js'
+import { expireSession, putNode, send, startUpstream, tempDir, useClosers, useZooKeeper, waitThroughErrors } from '../support/helpers.js'
 
 const AUTH = 'fleet-ops:s3cret'
 const ROOT = '/zoo-proxy/fleets/hostile'
@@ -107,5 +107,46 @@ describe('fleet: hostile active and table nodes (attack, issue 25)', function ()
     expect(await push([{ name: 'web', path: '/services/b' }])).to.equal(0)
     await waitThroughErrors(async () => ((await send(port)).body === 'b' ? true : null), 'the good table after the hostile ones')
     expect((await status()).rejected).to.equal(null)
+  })
+
+  it('follows a table pushed while its session expires, and writes its status node again', async () => {
+    const a = await startUpstream('ea')
+    const b = await startUpstream('eb')
+    closers.push(() => a.close(), () => b.close())
+    await putNode(ctx.admin, '/services/ea/i', { host: '127.0.0.1', port: a.port })
+    await putNode(ctx.admin, '/services/eb/i', { host: '127.0.0.1', port: b.port })
+    const root = '/zoo-proxy/fleets/expiry'
+    const dir = tempDir(closers)
+    const io = { out: () => {}, err: () => {} }
+    const push = async (service: string): Promise<number> => {
+      const file = path.join(dir, `t-${Math.random().toString(36).slice(2)}.json`)
+      writeFileSync(file, JSON.stringify({ services: [{ name: 'web', path: `/services/${service}` }] }))
+      return runFleet(['push', file], { zookeeper: ctx.zk.connectString, fleet: root, auth: AUTH }, io)
+    }
+    expect(await push('ea')).to.equal(0)
+    const session = new ZkSession({ connect: ctx.zk.connectString, sessionTimeoutMs: 4000, logger: silentLogger, auth: [{ scheme: 'digest', credentials: AUTH }] })
+    const config = await validateConfig(
+      { listen: '127.0.0.1:0', zookeeper: { connect: ctx.zk.connectString, sessionTimeoutMs: 4000, auth: [{ credentials: AUTH }] }, log: { level: 'silent' }, fleet: { path: root, id: 'e1' } },
+      process.cwd(),
+    )
+    const proxy = await createProxy(config, { logger: silentLogger, session })
+    closers.push(() => proxy.close())
+    await proxy.start()
+    const port = proxy.address().port
+    await waitThroughErrors(async () => ((await send(port)).body === 'ea' ? true : null), 'the first table')
+    const before = session.info().sessions
+    // The push races the expiry: the old session's watch may or may not see it.
+    const pushed = push('eb')
+    await expireSession(ctx.zk.connectString, () => session.credentials(), () => session.info().sessions > before)
+    expect(await pushed).to.equal(0)
+    await waitThroughErrors(async () => ((await send(port)).body === 'eb' ? true : null), 'the table pushed across the expiry', 20_000)
+    const table = proxy.fleet!.serving()!.table
+    await waitThroughErrors(async () => {
+      const node = await ctx.admin.getData(`${root}/proxies/e1`)
+      return node !== null && parseProxyStatus(node).applied === table ? true : null
+    }, 'the status node of the new session', 20_000)
+    // And the watch of the new session is set: one more push is followed.
+    expect(await push('ea')).to.equal(0)
+    await waitThroughErrors(async () => ((await send(port)).body === 'ea' ? true : null), 'a push after the expiry', 20_000)
   })
 })
