@@ -262,7 +262,9 @@ async function rollback(v: Values, io: Io): Promise<number> {
         return 1
       }
       target = parent
-    } else if ((await s.getDataStat(p.table(target))) === null) {
+    }
+    // A parent is only a name a table carries: the table it names may never have been written.
+    if ((await s.getDataStat(p.table(target))) === null) {
       io.err(`zoo-proxy fleet rollback: ${target} does not exist`)
       return 1
     }

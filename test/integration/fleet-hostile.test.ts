@@ -149,4 +149,46 @@ describe('fleet: hostile active and table nodes (attack, issue 25)', function ()
     expect(await push('ea')).to.equal(0)
     await waitThroughErrors(async () => ((await send(port)).body === 'ea' ? true : null), 'a push after the expiry', 20_000)
   })
+
+  it('fleet rollback never points active at a parent that does not exist; fleet diff of deep tables ends', async () => {
+    const root = '/zoo-proxy/fleets/cli'
+    const paths = fleetPaths(root)
+    const writer = new ZkSession({ connect: ctx.zk.connectString, sessionTimeoutMs: 4000, logger: silentLogger, auth: [{ scheme: 'digest', credentials: AUTH }] })
+    writer.start()
+    closers.push(() => writer.close())
+    const dir = tempDir(closers)
+    const out: string[] = []
+    const err: string[] = []
+    const io = { out: (l: string) => out.push(l), err: (l: string) => err.push(l) }
+    const fleet = (args: string[], extra: Record<string, string> = {}) => runFleet(args, { zookeeper: ctx.zk.connectString, fleet: root, auth: AUTH, ...extra }, io)
+    const file = path.join(dir, 't.json')
+    writeFileSync(file, JSON.stringify({ services: [{ name: 'web', path: '/services/a', allowEmpty: true }] }))
+    expect(await fleet(['push', file])).to.equal(0)
+    // Tables naming a parent that was never written (a hostile or hand-made table), and itself.
+    for (const parent of ['t-0000077777', 't-8000000000']) {
+      const name = parent === 't-8000000000' ? parent : 't-8000000001'
+      await writer.create(paths.table(name), Buffer.from(JSON.stringify({ services: [], parent })), 'persistent')
+      await writer.setData(paths.active, Buffer.from(JSON.stringify({ table: name })))
+      const code = await fleet(['rollback'])
+      const now = JSON.parse((await ctx.admin.getData(paths.active))!.toString()) as { table: string }
+      if (parent === name) expect(now.table, 'a table its own parent').to.equal(name)
+      else {
+        expect(code, err.join('\n')).to.equal(1)
+        expect(now.table).to.equal(name)
+        expect(await ctx.admin.getData(paths.table(now.table))).to.not.equal(null)
+      }
+    }
+    // Two tables alike but for one leaf under a deep nest over a large value: the diff ends and names it.
+    const nest = (leaf: string) => {
+      let v: unknown = 'x'.repeat(300_000) + leaf
+      for (let i = 0; i < 3000; i++) v = { k: v }
+      return [{ name: 'web', path: '/services/a', deep: v }]
+    }
+    await writer.create(paths.table('t-8000000010'), Buffer.from(JSON.stringify({ services: nest('a') })), 'persistent')
+    await writer.create(paths.table('t-8000000011'), Buffer.from(JSON.stringify({ services: nest('b') })), 'persistent')
+    out.length = 0
+    expect(await fleet(['diff', 't-8000000010', 't-8000000011'])).to.equal(0)
+    expect(out.length).to.equal(1)
+    expect(out[0]).to.match(/^service web\.deep\.k\.k/)
+  })
 })
