@@ -299,13 +299,19 @@ async function history(v: Values, io: Io): Promise<number> {
   }
 }
 
+/**
+ * How deep a diff descends before it prints the rest as one value. Each level serialises what is
+ * below it, so a hostile table nested thousands deep over a large value would cost depth x size.
+ */
+const MAX_DIFF_DEPTH = 32
+
 /** Every leaf that differs between two JSON values, as `path: old -> new`. */
-function leafDiff(a: unknown, b: unknown, at: string, out: string[]): void {
+function leafDiff(a: unknown, b: unknown, at: string, out: string[], depth = 0): void {
   if (JSON.stringify(a) === JSON.stringify(b)) return
   const isObj = (x: unknown) => x !== null && typeof x === 'object'
-  if (isObj(a) && isObj(b) && Array.isArray(a) === Array.isArray(b)) {
+  if (depth < MAX_DIFF_DEPTH && isObj(a) && isObj(b) && Array.isArray(a) === Array.isArray(b)) {
     const keys = new Set([...Object.keys(a as object), ...Object.keys(b as object)])
-    for (const k of keys) leafDiff((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], Array.isArray(a) ? `${at}[${k}]` : `${at}.${k}`, out)
+    for (const k of keys) leafDiff((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], Array.isArray(a) ? `${at}[${k}]` : `${at}.${k}`, out, depth + 1)
     return
   }
   out.push(`${at}: ${a === undefined ? '(absent)' : JSON.stringify(a)} -> ${b === undefined ? '(absent)' : JSON.stringify(b)}`)
