@@ -6,6 +6,7 @@
 import { expect } from 'chai'
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
+import zookeeper from 'node-zookeeper-client'
 import { validateConfig } from '../../lib/config.js'
 import { ZkSession } from '../../lib/discovery/zk-session.js'
 import { runFleet } from '../../lib/fleet-cli.js'
@@ -190,5 +191,44 @@ describe('fleet: hostile active and table nodes (attack, issue 25)', function ()
     expect(await fleet(['diff', 't-8000000010', 't-8000000011'])).to.equal(0)
     expect(out.length).to.equal(1)
     expect(out[0]).to.match(/^service web\.deep\.k\.k/)
+  })
+
+  it('keeps serving, and says rejected, when a table passes check but its instances cannot be read', async () => {
+    const a = await startUpstream('la')
+    closers.push(() => a.close())
+    await putNode(ctx.admin, '/services/la/i', { host: '127.0.0.1', port: a.port })
+    // A service path only another credential may read: the proxy's warm-up read is refused.
+    const other = new ZkSession({ connect: ctx.zk.connectString, sessionTimeoutMs: 4000, logger: silentLogger, auth: [{ scheme: 'digest', credentials: 'other:pw' }] })
+    other.start()
+    closers.push(() => other.close())
+    await other.create('/services/locked', Buffer.alloc(0), 'persistent', [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('auth', ''))])
+    const root = '/zoo-proxy/fleets/locked'
+    const dir = tempDir(closers)
+    const io = { out: () => {}, err: () => {} }
+    const push = async (services: object[]): Promise<number> => {
+      const file = path.join(dir, `t-${Math.random().toString(36).slice(2)}.json`)
+      writeFileSync(file, JSON.stringify({ services }))
+      return runFleet(['push', file], { zookeeper: ctx.zk.connectString, fleet: root, auth: AUTH }, io)
+    }
+    expect(await push([{ name: 'web', path: '/services/la' }])).to.equal(0)
+    const config = await validateConfig(
+      { listen: '127.0.0.1:0', zookeeper: { connect: ctx.zk.connectString, sessionTimeoutMs: 4000, auth: [{ credentials: AUTH }] }, warmingTimeoutMs: 1000, log: { level: 'silent' }, fleet: { path: root, id: 'l1' } },
+      process.cwd(),
+    )
+    const proxy = await createProxy(config, { logger: silentLogger })
+    closers.push(() => proxy.close())
+    await proxy.start()
+    const port = proxy.address().port
+    const good = (await waitThroughErrors(() => proxy.fleet!.serving(), 'the first table'))!.table
+    expect(await push([{ name: 'web', path: '/services/la', match: { pathPrefix: '/' } }, { name: 'locked', path: '/services/locked', match: { pathPrefix: '/locked' } }])).to.equal(0)
+    const st = await waitThroughErrors(async () => {
+      const node = await ctx.admin.getData(`${root}/proxies/l1`)
+      const s = node === null ? null : parseProxyStatus(node)
+      return s?.rejected !== null && s?.rejected.table !== good ? s : null
+    }, 'a rejection of the unreadable table', 20_000)
+    expect(st.applied).to.equal(good)
+    expect(st.rejected!.problems.join('\n')).to.match(/locked/)
+    expect((await send(port)).body).to.equal('la')
+    expect(proxy.fleet!.serving()!.table).to.equal(good)
   })
 })
