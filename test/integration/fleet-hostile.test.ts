@@ -231,4 +231,45 @@ describe('fleet: hostile active and table nodes (attack, issue 25)', function ()
     expect((await send(port)).body).to.equal('la')
     expect(proxy.fleet!.serving()!.table).to.equal(good)
   })
+
+  it('fleet push never lets active name a table it did not write, whatever enters tables/ meanwhile', async () => {
+    const root = '/zoo-proxy/fleets/race'
+    const paths = fleetPaths(root)
+    const writer = new ZkSession({ connect: ctx.zk.connectString, sessionTimeoutMs: 4000, logger: silentLogger, auth: [{ scheme: 'digest', credentials: AUTH }] })
+    writer.start()
+    closers.push(() => writer.close())
+    const dir = tempDir(closers)
+    const err: string[] = []
+    const push = async (service: string, beforeCommit?: () => Promise<void>) => {
+      const file = path.join(dir, `t-${Math.random().toString(36).slice(2)}.json`)
+      writeFileSync(file, JSON.stringify({ services: [{ name: service, path: '/services/a', allowEmpty: true }] }))
+      return runFleet(['push', file], { zookeeper: ctx.zk.connectString, fleet: root, auth: AUTH }, { out: () => {}, err: (l) => err.push(l), ...(beforeCommit === undefined ? {} : { beforeCommit }) })
+    }
+    expect(await push('first')).to.equal(0)
+    expect(await push('second')).to.equal(0)
+    const first = (await ctx.admin.getChildren(paths.tables))!.sort()[0]!
+    // Between reading tables/ and the multi: a foreign table created (it takes the predicted
+    // number), or an old one deleted (the number moves on).
+    const meddle = [
+      { what: 'a foreign table created', act: () => writer.multi([{ op: 'create', path: `${paths.tables}/t-`, data: Buffer.from(JSON.stringify({ services: [{ name: 'foreign', path: '/services/a' }] })), sequential: true }]) },
+      { what: 'an old table deleted', act: () => writer.remove(paths.table(first)) },
+    ]
+    for (const m of meddle) {
+      const before = (await ctx.admin.getDataStat(paths.active))!
+      const code = await push('mine', async () => void (await m.act()))
+      const after = (await ctx.admin.getDataStat(paths.active))!
+      const named = (JSON.parse(after.data.toString()) as { table: string }).table
+      const table = await ctx.admin.getData(paths.table(named))
+      expect(table, `${m.what}: active names ${named}, which exists`).to.not.equal(null)
+      const services = (JSON.parse(table!.toString()) as { services: { name: string }[] }).services
+      if (code === 0) {
+        expect(services[0]!.name, m.what).to.equal('mine')
+        // One write: no moment at which active named another table.
+        expect(after.version, m.what).to.equal(before.version + 1)
+      } else {
+        expect(code, `${m.what}: ${err.join('; ')}`).to.equal(3)
+        expect(after.version, m.what).to.equal(before.version)
+      }
+    }
+  })
 })
