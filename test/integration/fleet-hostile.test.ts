@@ -230,6 +230,16 @@ describe('fleet: hostile active and table nodes (attack, issue 25)', function ()
     expect(st.rejected!.problems.join('\n')).to.match(/locked/)
     expect((await send(port)).body).to.equal('la')
     expect(proxy.fleet!.serving()!.table).to.equal(good)
+    // Once the path can be read the same table is tried again, with no new event on `active`:
+    // a refusal of the moment must not leave this proxy behind the fleet for good.
+    const lk = await startUpstream('lk')
+    closers.push(() => lk.close())
+    await other.remove('/services/locked')
+    await putNode(ctx.admin, '/services/locked/i', { host: '127.0.0.1', port: lk.port })
+    await waitThroughErrors(async () => ((await send(port, '/locked')).body === 'lk' ? true : null), 'the table tried again', 20_000)
+    const after = parseProxyStatus((await ctx.admin.getData(`${root}/proxies/l1`))!)
+    expect(after.applied).to.equal(st.rejected!.table)
+    expect(after.rejected).to.equal(null)
   })
 
   it('fleet push never lets active name a table it did not write, whatever enters tables/ meanwhile', async () => {
