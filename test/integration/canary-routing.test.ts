@@ -195,4 +195,18 @@ describe('canary routing: headers, methods, rewrite, weighted splits (real ZooKe
     await Promise.all(loops)
     expect(Object.keys(statuses), JSON.stringify(statuses)).to.deep.equal(['200'])
   })
+
+  it('sends a rewritten path with dot segments resolved below the replacement (attack, issue 25)', async () => {
+    const web = await service('web', { match: { pathPrefix: '/app' }, routes: [{ match: { pathPrefix: '/old' }, rewrite: { prefix: '/v2' } }] })
+    const p = await proxyWith([web.config])
+    for (const [sent, want] of [
+      ['/old/../admin', '/v2/admin'],
+      ['/old/%2e%2e/%2E%2E/admin?q=/../x', '/v2/admin?q=/../x'],
+      ['/old/a/./b/../c', '/v2/a/c'],
+      ['/old/..', '/v2/'],
+    ] as const) {
+      expect((await send(p.port, sent)).status, sent).to.equal(200)
+      expect(web.up.seen.at(-1)!.url, sent).to.equal(want)
+    }
+  })
 })
