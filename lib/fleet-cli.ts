@@ -6,7 +6,6 @@
 import { Buffer } from 'node:buffer'
 import os from 'node:os'
 import process from 'node:process'
-import path from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { ZK_CREDENTIALS_ENV, loadConfig, readConfigText } from './config.js'
 import { ConfigError } from './errors.js'
@@ -124,9 +123,12 @@ async function push(v: Values, file: string | undefined, io: Io): Promise<number
     if (current === null && (percent !== undefined || proxies !== undefined)) throw new FleetUsageError('a canary needs an active table to run beside; push one without --canary-* first')
     const tables = await s.getDataStat(p.tables)
     if (tables === null) throw new Error(`${p.tables} vanished`)
-    // ZooKeeper numbers a sequential child by its parent's cversion: the name is known before the
-    // multi, so `active` can name it in the same multi. A writer that slipped a child in between
-    // is caught below.
+    // ZooKeeper numbers a sequential child by its parent's cversion, so the next sequence name is
+    // known before the multi and `active` can name it in the same multi. The table is created under
+    // that name explicitly, not in sequential mode: a child slipped in between (which would take the
+    // number) makes the multi fail whole with NODE_EXISTS, where a sequential create would have
+    // taken the next number and committed `active` naming the other writer's table. Later
+    // sequential children are numbered above it (cversion counts this create too).
     const name = `t-${String(tables.cversion).padStart(10, '0')}`
     const author = `${os.userInfo().username}@${os.hostname()}`
     const body = Buffer.from(JSON.stringify({ services: raw.services ?? [], message, author, parent: current?.active.table ?? null }))
@@ -136,16 +138,15 @@ async function push(v: Values, file: string | undefined, io: Io): Promise<number
         ? { table: name }
         : { table: current.active.table, canary: proxies !== undefined ? { table: name, proxies } : { table: name, percent: percent! } }
     const activeData = Buffer.from(JSON.stringify(next))
-    const ops: MultiOp[] = [{ op: 'create', path: `${p.tables}/t-`, data: body, sequential: true }]
+    const ops: MultiOp[] = [{ op: 'create', path: p.table(name), data: body }]
     if (current === null) {
       // Created and set again in the same multi, so `active` starts at version 1: a version check
       // against 0 would check nothing (the client library sends it as "any").
       ops.push({ op: 'create', path: p.active, data: activeData }, { op: 'setData', path: p.active, data: activeData, version: -1 })
     } else ops.push({ op: 'setData', path: p.active, data: activeData, version: current.version })
-    let created: string | undefined
     await io.beforeCommit?.()
     try {
-      created = (await s.multi(ops))[0]
+      await s.multi(ops)
     } catch (err) {
       if (isBadVersion(err) || isNodeExists(err)) {
         io.err(`zoo-proxy fleet push: another push won; active is now ${await whoWon(s, p)}. Nothing written.`)
@@ -158,15 +159,8 @@ async function push(v: Values, file: string | undefined, io: Io): Promise<number
         io.err(`zoo-proxy fleet push: ${String((err as Error)?.message ?? err)}; active is ${now === null ? '(unreadable)' : now.active.table}, the push did not happen`)
         return 1
       }
-      created = `${p.tables}/${name}`
     }
-    const actual = created === undefined ? name : path.posix.basename(created)
-    if (actual !== name) {
-      // Someone created a table without going through `active`: point active at what was made.
-      const fixed = JSON.stringify(next).replace(name, actual)
-      await s.multi([{ op: 'setData', path: p.active, data: Buffer.from(fixed), version: (current?.version ?? 0) + 1 }])
-    }
-    io.out(`pushed ${actual}${next.canary === undefined ? '' : ` as the canary of ${next.table}`} (parent ${current?.active.table ?? 'none'})`)
+    io.out(`pushed ${name}${next.canary === undefined ? '' : ` as the canary of ${next.table}`} (parent ${current?.active.table ?? 'none'})`)
     return 0
   } finally {
     s.close()
@@ -262,7 +256,9 @@ async function rollback(v: Values, io: Io): Promise<number> {
         return 1
       }
       target = parent
-    } else if ((await s.getDataStat(p.table(target))) === null) {
+    }
+    // A parent is only a name a table carries: the table it names may never have been written.
+    if ((await s.getDataStat(p.table(target))) === null) {
       io.err(`zoo-proxy fleet rollback: ${target} does not exist`)
       return 1
     }
@@ -297,13 +293,19 @@ async function history(v: Values, io: Io): Promise<number> {
   }
 }
 
+/**
+ * How deep a diff descends before it prints the rest as one value. Each level serialises what is
+ * below it, so a hostile table nested thousands deep over a large value would cost depth x size.
+ */
+const MAX_DIFF_DEPTH = 32
+
 /** Every leaf that differs between two JSON values, as `path: old -> new`. */
-function leafDiff(a: unknown, b: unknown, at: string, out: string[]): void {
+function leafDiff(a: unknown, b: unknown, at: string, out: string[], depth = 0): void {
   if (JSON.stringify(a) === JSON.stringify(b)) return
   const isObj = (x: unknown) => x !== null && typeof x === 'object'
-  if (isObj(a) && isObj(b) && Array.isArray(a) === Array.isArray(b)) {
+  if (depth < MAX_DIFF_DEPTH && isObj(a) && isObj(b) && Array.isArray(a) === Array.isArray(b)) {
     const keys = new Set([...Object.keys(a as object), ...Object.keys(b as object)])
-    for (const k of keys) leafDiff((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], Array.isArray(a) ? `${at}[${k}]` : `${at}.${k}`, out)
+    for (const k of keys) leafDiff((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], Array.isArray(a) ? `${at}[${k}]` : `${at}.${k}`, out, depth + 1)
     return
   }
   out.push(`${at}: ${a === undefined ? '(absent)' : JSON.stringify(a)} -> ${b === undefined ? '(absent)' : JSON.stringify(b)}`)

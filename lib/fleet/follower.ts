@@ -69,6 +69,10 @@ function worldWritable(acls: readonly zookeeper.ACL[]): boolean {
   return acls.some((a) => a.id.scheme === 'world' && a.id.id === 'anyone' && ((a as unknown as { permission: number }).permission & zookeeper.Permission.WRITE) !== 0)
 }
 
+/** First wait before a table refused for a passing reason (a warm-up timeout) is tried again; doubles up to the most. */
+const RETRY_FIRST_MS = 1000
+const RETRY_MOST_MS = 30_000
+
 export class FleetFollower {
   readonly #o: FleetFollowerOptions
   readonly #paths: FleetPaths
@@ -82,6 +86,9 @@ export class FleetFollower {
   /** The last status write failed: logged once until one succeeds. */
   #statusFailing = false
   #rejections = 0
+  /** Tries a retryable refusal again: nothing else would (no event comes while `active` stays). */
+  #retryTimer: NodeJS.Timeout | undefined
+  #retryMs = RETRY_FIRST_MS
   #running = false
   #again = false
   #closed = false
@@ -122,6 +129,7 @@ export class FleetFollower {
 
   close(): void {
     this.#closed = true
+    clearTimeout(this.#retryTimer)
     this.#unsubscribe?.()
   }
 
@@ -220,6 +228,7 @@ export class FleetFollower {
     this.#role = meant.role
     this.#rejected = null
     this.#retryable = false
+    this.#retryMs = RETRY_FIRST_MS
     this.#log.info({ from: was, to: meant.table, role: meant.role }, `fleet table ${was ?? '(none)'} -> ${meant.table}`)
     await this.#save(meant.table, services)
     await this.#writeStatus()
@@ -232,6 +241,14 @@ export class FleetFollower {
     if (first) {
       this.#rejections++
       this.#log.warn({ table, problems, serving: this.#applied }, `fleet table ${table} refused; ${this.#applied ?? 'no table'} stays`)
+    }
+    if (retryable && !this.#closed && this.#retryTimer === undefined) {
+      this.#retryTimer = setTimeout(() => {
+        this.#retryTimer = undefined
+        this.#kick()
+      }, this.#retryMs)
+      this.#retryTimer.unref()
+      this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MOST_MS)
     }
     await this.#writeStatus()
   }

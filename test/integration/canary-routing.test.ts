@@ -166,4 +166,47 @@ describe('canary routing: headers, methods, rewrite, weighted splits (real ZooKe
     for (let i = 0; i < 20; i++) expect(await upstreamOf(p.port, '/app/x', { headers: { 'x-user': `u-${i}` } })).to.equal('canary')
     expect(await upstreamOf(p.port, '/elsewhere')).to.equal('stable')
   })
+
+  it('fails no request while reloads change routes, splits and rewrites under load (attack, issue 25)', async () => {
+    const stable = await service('stable', { match: { pathPrefix: '/app' } })
+    const canary = await service('canary', { routes: [] })
+    const p = await proxyWith([stable.config, canary.config])
+    const shapes = [
+      [stable.config, canary.config],
+      [{ ...(stable.config as Record<string, unknown>), match: { pathPrefix: '/' } }, { ...(canary.config as Record<string, unknown>), routes: [{ match: { pathPrefix: '/app' }, rewrite: { prefix: '/v2' }, to: [{ service: 'stable', weight: 0 }, { service: 'canary', weight: 100 }] }] }],
+      [stable.config, { ...(canary.config as Record<string, unknown>), routes: [{ match: { pathPrefix: '/app', headers: { 'x-user': { regex: 'u-[0-9]+' } } }, rewrite: { stripPrefix: true }, to: [{ service: 'stable', weight: 50 }, { service: 'canary', weight: 50 }], hashKey: 'header:x-user' }] }],
+    ]
+    const statuses: Record<number, number> = {}
+    let stopped = false
+    let n = 0
+    const loops = Array.from({ length: 4 }, async () => {
+      while (!stopped) {
+        const r = await send(p.port, `/app/x/${n}`, { headers: { 'x-user': `u-${n++}` } }).catch(() => ({ status: 0 }))
+        statuses[r.status] = (statuses[r.status] ?? 0) + 1
+      }
+    })
+    for (let i = 0; i < 12; i++) {
+      await p.reload(await makeConfig(ctx.zk.connectString, shapes[i % shapes.length]!))
+      // Let some requests through on each shape before the next reload.
+      const seen = n
+      await waitFor(() => n >= seen + 8, 'requests on this shape')
+    }
+    stopped = true
+    await Promise.all(loops)
+    expect(Object.keys(statuses), JSON.stringify(statuses)).to.deep.equal(['200'])
+  })
+
+  it('sends a rewritten path with dot segments resolved below the replacement (attack, issue 25)', async () => {
+    const web = await service('web', { match: { pathPrefix: '/app' }, routes: [{ match: { pathPrefix: '/old' }, rewrite: { prefix: '/v2' } }] })
+    const p = await proxyWith([web.config])
+    for (const [sent, want] of [
+      ['/old/../admin', '/v2/admin'],
+      ['/old/%2e%2e/%2E%2E/admin?q=/../x', '/v2/admin?q=/../x'],
+      ['/old/a/./b/../c', '/v2/a/c'],
+      ['/old/..', '/v2/'],
+    ] as const) {
+      expect((await send(p.port, sent)).status, sent).to.equal(200)
+      expect(web.up.seen.at(-1)!.url, sent).to.equal(want)
+    }
+  })
 })

@@ -158,4 +158,14 @@ describe('config: routes', () => {
     expect(c.services[0]!.match!.methods).to.deep.equal(['GET'])
     await refusedAt({ services: [{ ...stable, match: { headers: { 'x-a': { regex: '(?=a)' } } } }] }, 'services[0].match.headers.x-a.regex', /RE2/)
   })
+
+  it('refuses a short regex that compiles to a large program, whose cost every request pays (attack, issue 25)', async () => {
+    for (const regex of ['(?:[a-z]{1,30}){1,30}z', '[^z]*(?:a{1,999})z', '(?:a{1,200}){1,5}', '.{1,1000}z', '(?:(?:.?){0,250}){0,4}z']) {
+      await refusedAt({ services: [{ ...stable, match: { headers: { 'x-a': { regex } } } }] }, 'services[0].match.headers.x-a.regex', /instructions, more than 200/)
+    }
+    for (const regex of ['[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '(.*a){20}', '20[0-9]{2}-(beta|rc)[0-9]*']) {
+      const c = await validateConfig({ services: [{ ...stable, match: { headers: { 'x-a': { regex } } } }] }, '/')
+      expect(c.services[0]!.match!.headers!['x-a']!.regex, regex).to.equal(regex)
+    }
+  })
 })

@@ -210,6 +210,29 @@ describe('routing', () => {
       }
     })
 
+    it('never lets a dot segment climb out of the replacement (attack: issue 25 routing)', () => {
+      const dots = ['..', '.', '%2e%2e', '%2E.', '.%2e', '%2e']
+      for (const prefix of ['/api', '/api/', '/']) {
+        for (const rewrite of [{ prefix: '/v2' }, { prefix: '/v2/' }, { prefix: '/a/b' }]) {
+          const base = rewrite.prefix.replace(/\/$/, '')
+          for (const d of dots) {
+            for (const tail of [`/${d}`, `/${d}/`, `/${d}/admin`, `/${d}/${d}/${d}/admin?x=/../y`, `/x/${d}/${d}/admin`, `//${d}//admin`]) {
+              const url = (prefix === '/' ? '' : prefix.replace(/\/$/, '')) + tail
+              const out = rewritePath(url, prefix, rewrite)
+              const p = out.split('?')[0]!
+              // What the instance resolves: decode %2e, then remove dot segments (RFC 3986 5.2.4).
+              const resolved = new URL(p.replace(/%2e/gi, '.'), 'http://instance').pathname
+              expect(resolved === base || resolved.startsWith(`${base}/`), `${url} ${JSON.stringify(rewrite)} -> ${out} (${resolved})`).to.equal(true)
+              expect(out, url).to.match(/^\/(?!\/)/)
+            }
+          }
+        }
+      }
+      expect(rewritePath('/api/a/../b', '/api', { prefix: '/v2' })).to.equal('/v2/b')
+      expect(rewritePath('/api/..', '/api', { stripPrefix: true })).to.equal('/')
+      expect(rewritePath('/api/a/..b/c', '/api', { prefix: '/v2' })).to.equal('/v2/a/..b/c')
+    })
+
     it('applies only on the route that rewrites', () => {
       const r = new Router<string>([{ match: { pathPrefix: '/api' }, rewrite: { stripPrefix: true }, target: 'api' }, { target: 'default' }])
       expect(r.match(req('/api/x'))!.rewrite('/api/x')).to.equal('/x')
