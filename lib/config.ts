@@ -300,6 +300,8 @@ const serviceSchema = z.strictObject({
   healthCheck: optional(healthCheckSchema),
   /** Overrides the top-level upstreamTls for this service. */
   upstreamTls: optional(upstreamTlsSchema),
+  /** How instances whose znode does not say are spoken to: `h2` (TLS, ALPN h2, verified by upstreamTls), `h2c` (prior knowledge), default `http/1.1`. */
+  upstreamProtocol: z.enum(['http/1.1', 'h2', 'h2c']).default('http/1.1'),
   /** In a fleet table (docs/fleet.md): take this service even when it has no routable instance. */
   allowEmpty: optional(z.boolean()),
 })

@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'ZP_ERR_CLIENT_TIMEOUT'
   | 'ZP_ERR_BODY_TOO_LARGE'
   | 'ZP_ERR_BAD_REQUEST'
+  | 'ZP_ERR_UPGRADE_UNSUPPORTED'
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
   ZP_ERR_NO_ROUTE: 404,

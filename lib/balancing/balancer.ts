@@ -15,6 +15,11 @@ import { joinHostPort } from '../host-port.js'
 import { OutlierDetection } from './outlier-detection.js'
 import type { OutlierDetector, OutlierHost, OutlierOptions, Outcome } from './outlier-detection.js'
 
+/** Whether two endpoints of one instance are reached the same way (the pool keyed by its Host stays valid). */
+function sameWay(a: Endpoint, b: Endpoint): boolean {
+  return a.meta.tls === b.meta.tls && a.meta.protocol === b.meta.protocol
+}
+
 // The request path names a lease's outcome through the balancer, whose lease takes it.
 export type { Outcome } from './outlier-detection.js'
 
@@ -201,9 +206,9 @@ export class Balancer {
       present.add(at)
       const override = this.#overrides.get(at) ?? null
       const weight = this.#baseWeight(at, override, e)
-      // Same key at a new address is a new instance to the transport (a new pool); only weight
-      // and state changes keep the live figures.
-      if (existing && existing.host === e.host && existing.port === e.port) {
+      // Same key at a new address, or now spoken to another way (TLS, protocol), is a new
+      // instance to the transport (a new pool); only weight and state changes keep the live figures.
+      if (existing && existing.host === e.host && existing.port === e.port && sameWay(existing.endpoint, e)) {
         existing.endpoint = e
         existing.baseWeight = weight
         existing.override = override

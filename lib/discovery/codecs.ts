@@ -1,11 +1,13 @@
 // Decoding a service child znode into an endpoint. Four layouts are accepted, tried in this order:
-//   1. ours:       {"host":"10.0.0.5","port":8080,"weight":2,"state":"up","scheme":"https"}
+//   1. ours:       {"host":"10.0.0.5","port":8080,"weight":2,"state":"up","scheme":"https","protocol":"h2"}
 //   2. Curator x-discovery ServiceInstance (also Spring Cloud Zookeeper):
 //                  {"name":..,"id":..,"address":..,"port":..,"sslPort":..,"payload":..,"enabled":..}
 //   3. Finagle/Aurora ServerSet member: {"serviceEndpoint":{"host":..,"port":..},"status":"ALIVE",..}
 //   4. plain text `host:port`, or empty data with the child's own name being `host:port`.
 // Anything else is rejected with a reason, never thrown. An instance reached over TLS carries
-// `meta.tls: true` (ours: "scheme": "https"; Curator: an sslPort, which is then the port used).
+// `meta.tls: true` (ours: "scheme": "https" or "protocol": "h2"; Curator: an sslPort, which is then
+// the port used). Ours may name the protocol spoken to the instance (`meta.protocol`, issue 26 §3);
+// the other layouts cannot, and get the service's upstreamProtocol.
 // Every number is bounded here, where it enters: ports are integers 1-65535 (else the child is
 // skipped), a weight outside WEIGHT_MIN..WEIGHT_MAX is clamped into it and the instance kept with a
 // `warning` (a weight that is not a number at all is skipped).
@@ -55,6 +57,11 @@ function isObject(v: unknown): v is Json {
   return v !== null && typeof v === 'object' && !Array.isArray(v)
 }
 
+/** The protocols an instance may speak (transport.ts UpstreamProtocol). */
+function isProtocol(v: unknown): v is 'h2' | 'h2c' | 'http/1.1' {
+  return v === 'h2' || v === 'h2c' || v === 'http/1.1'
+}
+
 function validPort(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= 65535
 }
@@ -93,8 +100,14 @@ function decodeOurs(key: string, d: Json): DecodeResult {
   if (state !== 'up' && state !== 'draining') return { ok: false, reason: 'state must be "up" or "draining"' }
   const scheme = d.scheme ?? 'http'
   if (scheme !== 'http' && scheme !== 'https') return { ok: false, reason: 'scheme must be "http" or "https"' }
+  const protocol = d.protocol
+  if (protocol !== undefined && !isProtocol(protocol)) return { ok: false, reason: 'protocol must be "h2", "h2c" or "http/1.1"' }
+  // h2 is TLS and h2c plain TCP by definition (RFC 9113 §3): a scheme that says otherwise is a mistake, not a choice.
+  if (protocol === 'h2' && d.scheme === 'http') return { ok: false, reason: 'protocol "h2" is TLS: scheme must be "https" or absent' }
+  if (protocol === 'h2c' && scheme === 'https') return { ok: false, reason: 'protocol "h2c" is plain TCP: scheme must be "http" or absent' }
   const meta: Json = { format: 'zoo-proxy' }
-  if (scheme === 'https') meta.tls = true
+  if (scheme === 'https' || protocol === 'h2') meta.tls = true
+  if (protocol !== undefined) meta.protocol = protocol
   const own = isObject(d.meta) ? boundedMeta(d.meta) : {}
   if (own.meta !== undefined) meta.meta = own.meta
   return ok(key, d.host, d.port, weight ?? 1, state, meta, own.warning)

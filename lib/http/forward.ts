@@ -10,7 +10,8 @@ import type { Exchange } from './h1/exchange.js'
 import { HOP_BY_HOP } from './h1/headers.js'
 import type { ResponseHead } from './h1/headers.js'
 import { requestHead } from './h1/upstream.js'
-import type { AttemptControl, ResponseSink, UpstreamPool, UpstreamRequest } from './h1/upstream.js'
+import type { AttemptControl, ResponseSink, UpstreamRequest } from './h1/upstream.js'
+import type { Transport } from './transport.js'
 
 /** Set by the proxy itself: what a client sent of them is replaced (X-Forwarded-For is appended to). */
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port'])
@@ -216,6 +217,6 @@ class ResponseWriter implements ResponseSink {
 }
 
 /** One attempt at one upstream; it ends in `listener.attemptEnded`. */
-export function forwardAttempt(pool: UpstreamPool, res: Exchange, req: UpstreamRequest, listener: AttemptListener): void {
+export function forwardAttempt(pool: Transport, res: Exchange, req: UpstreamRequest, listener: AttemptListener): void {
   pool.dispatch(req, new ResponseWriter(res, listener))
 }

@@ -8,6 +8,7 @@ import { ProxyError, UpstreamError } from '../errors.js'
 import { forwardAttempt, upstreamHeaders } from './forward.js'
 import { sendError } from './h1/send-error.js'
 import type { InstanceTls } from './h1/upstream.js'
+import type { UpstreamProtocol } from './transport.js'
 import type { AccessLog, Logger } from '../log.js'
 import { HealthChecker } from '../balancing/health.js'
 import { isGatewayStatus, isRetryable, retryAfterMs } from '../balancing/retry.js'
@@ -58,7 +59,10 @@ export class Service {
     this.#access = opts.accessLog ?? null
     const tls = upstreamTlsContext(opts.config.upstreamTls)
     this.#pools = new InstancePools(opts.config, tls)
-    this.#health = opts.config.healthCheck ? new HealthChecker(this.balancer, opts.config.healthCheck, opts.logger, tls) : null
+    const pools = this.#pools
+    this.#health = opts.config.healthCheck
+      ? new HealthChecker(this.balancer, opts.config.healthCheck, opts.logger, tls, (h) => ({ protocol: pools.protocol(h), tls: pools.instanceTls(h) !== null }))
+      : null
     this.balancer.onRemoved = (hosts) => this.#pools.remove(hosts)
   }
 
@@ -68,6 +72,11 @@ export class Service {
    */
   instanceTls(host: Host): InstanceTls {
     return this.#pools.instanceTls(host)
+  }
+
+  /** What `host` speaks (its znode's protocol, else upstreamProtocol): upgrades and health checks ask here too. */
+  instanceProtocol(host: Host): UpstreamProtocol {
+    return this.#pools.protocol(host)
   }
 
   /** The forwarding policy's headers for `ex` (forward.ts): the same for requests and upgrades. */

@@ -2,12 +2,13 @@
 // whatever protocol it speaks to the instance, and a response head that is status plus header
 // pairs, rendered by the side that writes it (an HTTP/1.1 writer renders lines of text, an HTTP/2
 // writer hands the pairs to nghttp2). undici's Dispatcher, with connectH1/connectH2 behind one
-// Client, is the model. Nothing is wired to it yet: see docs/http2.md for what moves next.
+// Client, is the model. The HTTP/1.1 UpstreamPool implements it directly (no wrapper on the hot
+// path); H2UpstreamPool is the other. InstancePools picks one per instance (docs/http2.md).
 
 import { STATUS_CODES } from 'node:http'
 import { UpstreamError } from '../errors.js'
 import { ResponseHead } from './h1/headers.js'
-import type { ResponseSink, UpstreamPool, UpstreamRequest } from './h1/upstream.js'
+import type { ResponseSink, UpstreamRequest } from './h1/upstream.js'
 
 /** How the proxy speaks to an instance: `h2` is TLS with ALPN h2, `h2c` HTTP/2 with prior knowledge. */
 export type UpstreamProtocol = 'http/1.1' | 'h2' | 'h2c'
@@ -45,36 +46,6 @@ export interface Transport {
   /** Lets requests in flight and queued finish, then closes every connection. */
   close(): Promise<void>
   stats?(): TransportStats
-}
-
-/** The HTTP/1.1 pool behind the seam, unchanged (it never calls onTrailers: llhttp drops them). */
-export class H1Transport implements Transport {
-  readonly protocol = 'http/1.1'
-  readonly pool: UpstreamPool
-
-  constructor(pool: UpstreamPool) {
-    this.pool = pool
-  }
-
-  get authority(): string {
-    return this.pool.authority
-  }
-
-  get closed(): boolean {
-    return this.pool.closed
-  }
-
-  dispatch(req: UpstreamRequest, sink: TransportSink): void {
-    this.pool.dispatch(req, sink)
-  }
-
-  sweep(now: number): boolean {
-    return this.pool.sweep(now)
-  }
-
-  close(): Promise<void> {
-    return this.pool.close()
-  }
 }
 
 /**

@@ -56,6 +56,14 @@ export class UpgradeTunnel {
       socket.end()
       return
     }
+    if (service.instanceProtocol(lease.host) !== 'http/1.1') {
+      // An upgrade over HTTP/2 is extended CONNECT (RFC 8441), not built yet; the instance did
+      // nothing wrong, so the lease goes back without an outcome.
+      lease.release({ ok: null })
+      sendError(ex, 502, 'ZP_ERR_UPGRADE_UNSUPPORTED', `the instance speaks ${service.instanceProtocol(lease.host)}: upgrades (WebSocket) to HTTP/2 instances are not supported yet`, service.name, true)
+      socket.end()
+      return
+    }
     new Tunnel(service, lease, ex, socket, head, this.#log)
   }
 }

@@ -11,7 +11,7 @@ import type { ResponseHead } from '../../lib/http/h1/headers.js'
 import { UpstreamClock, UpstreamPool } from '../../lib/http/h1/upstream.js'
 import type { AttemptControl, UpstreamRequest } from '../../lib/http/h1/upstream.js'
 import { H2UpstreamPool } from '../../lib/http/h2/upstream-pool.js'
-import { H1Transport, modelFromResponseHead } from '../../lib/http/transport.js'
+import { modelFromResponseHead } from '../../lib/http/transport.js'
 import type { Transport, TransportSink } from '../../lib/http/transport.js'
 import { useClosers } from '../support/helpers.js'
 
@@ -59,7 +59,7 @@ describe('one transport interface for HTTP/1.1 and HTTP/2 instances', function (
     const clock = new UpstreamClock()
     closers.push(() => clock.stop())
     const transports: Transport[] = [
-      new H1Transport(new UpstreamPool({ host: '127.0.0.1', port: (h1.address() as AddressInfo).port, connections: 2, keepAliveTimeoutMs: 5_000, connectTimeoutMs: 5_000, clock, tls: null })),
+      new UpstreamPool({ host: '127.0.0.1', port: (h1.address() as AddressInfo).port, connections: 2, keepAliveTimeoutMs: 5_000, connectTimeoutMs: 5_000, clock, tls: null }),
       new H2UpstreamPool({ host: '127.0.0.1', port: (h2.address() as AddressInfo).port, protocol: 'h2c', tls: null }),
     ]
     // Closed first (last-in first-out): an instance's close() waits for the pools' connections.

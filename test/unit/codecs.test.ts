@@ -13,6 +13,24 @@ describe('znode codecs', () => {
     expect(r.endpoint).to.include({ key: '/s/n1', host: '10.0.0.5', port: 8080, weight: 1, state: 'up' })
   })
 
+  it("reads our JSON's protocol into meta (h2 implies TLS), and skips any other value or a scheme that contradicts it, with the reason (issue 26 item 1)", () => {
+    const meta = (extra: object) => {
+      const r = dec(JSON.stringify({ host: 'h', port: 1, ...extra }))
+      return r.ok ? r.endpoint.meta : r.reason
+    }
+    expect(meta({})).to.not.have.property('protocol')
+    expect(meta({ protocol: 'h2' })).to.include({ protocol: 'h2', tls: true })
+    expect(meta({ protocol: 'h2', scheme: 'https' })).to.include({ protocol: 'h2', tls: true })
+    expect(meta({ protocol: 'h2c' })).to.include({ protocol: 'h2c' }).and.not.have.property('tls')
+    expect(meta({ protocol: 'h2c', scheme: 'http' })).to.include({ protocol: 'h2c' })
+    expect(meta({ protocol: 'http/1.1', scheme: 'https' })).to.include({ protocol: 'http/1.1', tls: true })
+    for (const protocol of ['h3', 'H2', 'HTTP/1.1', 'http/2', 'h2 ', '', 2, true, null, ['h2'], { h2: 1 }]) {
+      expect(meta({ protocol }), JSON.stringify(protocol)).to.equal('protocol must be "h2", "h2c" or "http/1.1"')
+    }
+    expect(meta({ protocol: 'h2', scheme: 'http' })).to.match(/^protocol "h2" is TLS/)
+    expect(meta({ protocol: 'h2c', scheme: 'https' })).to.match(/^protocol "h2c" is plain TCP/)
+  })
+
   it('reads weight and draining state from our JSON', () => {
     const r = dec('{"host":"h","port":1,"weight":2.5,"state":"draining"}')
     expect(r.ok && r.endpoint).to.include({ weight: 2.5, state: 'draining' })

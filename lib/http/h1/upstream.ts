@@ -25,6 +25,7 @@ import { H1Parser, RAW_BODY, SKIP_BODY, startReading, stopReading } from './pars
 import type { ParseError, ParserEvents } from './parser.js'
 import { joinHostPort } from '../../host-port.js'
 import { IDEMPOTENT } from '../../methods.js'
+import type { Transport } from '../transport.js'
 
 /** A request body held whole (so it can be sent again): the pieces as read, never joined. */
 export type HeldBody = readonly Buffer[]
@@ -84,7 +85,9 @@ interface Waiting {
   readonly headDeadline: number
 }
 
-export class UpstreamPool {
+/** The HTTP/1.1 pool is a Transport itself, so the request path reaches it with no wrapper. */
+export class UpstreamPool implements Transport {
+  readonly protocol = 'http/1.1'
   readonly options: PoolOptions
   readonly #idle: Connection[] = []
   readonly #waiting: Waiting[] = []
