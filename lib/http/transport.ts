@@ -8,7 +8,7 @@
 import { STATUS_CODES } from 'node:http'
 import { UpstreamError } from '../errors.js'
 import { ResponseHead } from './h1/headers.js'
-import type { ResponseSink, UpstreamRequest } from './h1/upstream.js'
+import type { ResponseSink, UpstreamPool, UpstreamRequest } from './h1/upstream.js'
 
 /** How the proxy speaks to an instance: `h2` is TLS with ALPN h2, `h2c` HTTP/2 with prior knowledge. */
 export type UpstreamProtocol = 'http/1.1' | 'h2' | 'h2c'
@@ -97,3 +97,8 @@ export function renderH1Lines(headers: readonly string[]): string {
   for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]!}: ${headers[i + 1]!}\r\n`
   return lines
 }
+
+/** The HTTP/1.1 pool fits the seam as it is (a compile-time check; h1/ does not import this file). */
+export type H1PoolIsTransport = UpstreamPool extends Transport ? true : never
+const h1PoolIsTransport: H1PoolIsTransport = true
+void h1PoolIsTransport

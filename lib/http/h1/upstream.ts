@@ -25,7 +25,6 @@ import { H1Parser, RAW_BODY, SKIP_BODY, startReading, stopReading } from './pars
 import type { ParseError, ParserEvents } from './parser.js'
 import { joinHostPort } from '../../host-port.js'
 import { IDEMPOTENT } from '../../methods.js'
-import type { Transport } from '../transport.js'
 
 /** A request body held whole (so it can be sent again): the pieces as read, never joined. */
 export type HeldBody = readonly Buffer[]
@@ -85,8 +84,11 @@ interface Waiting {
   readonly headDeadline: number
 }
 
-/** The HTTP/1.1 pool is a Transport itself, so the request path reaches it with no wrapper. */
-export class UpstreamPool implements Transport {
+/**
+ * The HTTP/1.1 pool is a Transport itself (transport.ts checks that it fits), so the request path
+ * reaches it with no wrapper; h1/ does not import the seam above it.
+ */
+export class UpstreamPool {
   readonly protocol = 'http/1.1'
   readonly options: PoolOptions
   readonly #idle: Connection[] = []

@@ -12,17 +12,36 @@ import type { AttemptControl, UpstreamRequest } from '../h1/upstream.js'
 import { UnprocessedError } from '../transport.js'
 import type { TransportSink } from '../transport.js'
 import { h2RequestHeaders, lengthMismatch, refusalError, translateResponse, translateTrailers } from './translate.js'
-import type { H2UpstreamPool } from './upstream-pool.js'
+import type { HeaderLimits } from './translate.js'
 
 /** The most streams per session we ever open, whatever the instance or the options say. */
 export const MAX_STREAMS = 1000
 
 const { NGHTTP2_CANCEL, NGHTTP2_PROTOCOL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants
 
+/**
+ * What sessions and their streams ask of the pool that owns them (upstream-pool.ts implements it):
+ * an interface here, so the pool imports its sessions and the sessions do not import the pool.
+ */
+export interface SessionOwner {
+  readonly connectTimeoutMs: number
+  readonly scheme: 'http' | 'https'
+  readonly authority: string
+  readonly limits: HeaderLimits
+  /** A session became ready, drained or filled up: what is queued may go now. */
+  changed(): void
+  connectFailed(err: Error): void
+  sessionGone(session: Session): void
+  started(a: Attempt): void
+  ended(a: Attempt): void
+  /** Not sent on this session after all (it went away first): queue it again. */
+  requeue(a: Attempt): void
+}
+
 /** One HTTP/2 session (one connection) to the instance. */
 export class Session {
   readonly session: http2.ClientHttp2Session
-  readonly #pool: H2UpstreamPool
+  readonly #pool: SessionOwner
   ready = false
   draining = false
   gone = false
@@ -34,7 +53,7 @@ export class Session {
   lastStreamId = -1
   #connectTimer: NodeJS.Timeout | null
 
-  constructor(pool: H2UpstreamPool, session: http2.ClientHttp2Session) {
+  constructor(pool: SessionOwner, session: http2.ClientHttp2Session) {
     this.#pool = pool
     this.session = session
     this.#connectTimer = setTimeout(() => {
@@ -99,7 +118,7 @@ export class Session {
 export class Attempt implements AttemptControl {
   readonly req: UpstreamRequest
   readonly headDeadline: number
-  readonly #pool: H2UpstreamPool
+  readonly #pool: SessionOwner
   readonly #sink: TransportSink
   #session: Session | null = null
   #stream: http2.ClientHttp2Stream | null = null
@@ -111,7 +130,7 @@ export class Attempt implements AttemptControl {
   #expectBody = true
   #unpipe: (() => void) | null = null
 
-  constructor(pool: H2UpstreamPool, req: UpstreamRequest, sink: TransportSink, headDeadline: number) {
+  constructor(pool: SessionOwner, req: UpstreamRequest, sink: TransportSink, headDeadline: number) {
     this.#pool = pool
     this.req = req
     this.#sink = sink

@@ -23,6 +23,7 @@ import type { InstanceTls, UpstreamRequest } from '../h1/upstream.js'
 import { UnprocessedError } from '../transport.js'
 import type { Transport, TransportSink, TransportStats } from '../transport.js'
 import { Attempt, MAX_STREAMS, Session } from './session.js'
+import type { SessionOwner } from './session.js'
 import { DEFAULT_HEADER_LIMITS } from './translate.js'
 import type { HeaderLimits } from './translate.js'
 
@@ -59,7 +60,7 @@ function bounded(value: number | undefined, fallback: number, min: number, max: 
   return Math.min(max, Math.max(min, Math.floor(value)))
 }
 
-export class H2UpstreamPool implements Transport {
+export class H2UpstreamPool implements Transport, SessionOwner {
   readonly protocol: 'h2' | 'h2c'
   readonly authority: string
   readonly #options: H2PoolOptions
