@@ -3,6 +3,7 @@
 // the router use the same code and a table the config accepted cannot fail here.
 
 import { RE2JS } from 're2js'
+import { hash32 } from '../strategies/consistent-hash.js'
 
 /** Most header rules in one route's match: each costs a lookup (and maybe a scan) per request. */
 export const MAX_HEADER_RULES = 16
@@ -139,19 +140,9 @@ function withoutDotSegments(path: string): string {
   return `/${out.join('/')}`
 }
 
-/** A split's choice for one key: 32-bit FNV-1a, mixed by murmur3's finaliser so similar keys spread. */
+/** A split's choice for one key, in [0, 1): the consistent-hash strategy's hash, so similar keys spread. */
 export function hashUnit(key: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i)
-    h = Math.imul(h, 0x01000193)
-  }
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return (h >>> 0) / 0x1_0000_0000
+  return hash32(key) / 0x1_0000_0000
 }
 
 /** The target at `unit` (0 <= unit < 1) of the weights' cumulative range; weight 0 is never chosen. */

@@ -4,18 +4,7 @@ import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { makeConfig, putNode, send, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
 import type { Upstream } from '../support/helpers.js'
-
-/** A seeded random source (mulberry32): the proxy's draws are the same on every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { seededRandom as seeded } from '../support/random.js'
 
 describe('canary routing: headers, methods, rewrite, weighted splits (real ZooKeeper, real upstreams)', function () {
   const ctx = useZooKeeper()

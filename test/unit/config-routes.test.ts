@@ -3,17 +3,9 @@ import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
 import { effectiveConfig, validateConfig } from '../../lib/config.js'
-import { ConfigError } from '../../lib/errors.js'
+import { configProblems } from '../support/config-problems.js'
 
-async function problems(input: unknown): Promise<string[]> {
-  try {
-    await validateConfig(input, process.cwd())
-  } catch (err) {
-    expect(err).to.be.instanceOf(ConfigError)
-    return [...(err as ConfigError).problems]
-  }
-  throw new Error('expected the config to be rejected')
-}
+const problems = configProblems
 
 const stable = { name: 'api', path: '/services/api' }
 const canary = { name: 'api-canary', path: '/services/api-canary', routes: [] }

@@ -5,17 +5,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { validateConfig, parseHostPort } from '../../lib/config.js'
-import { ConfigError } from '../../lib/errors.js'
+import { configProblems } from '../support/config-problems.js'
 
-async function problems(input: unknown): Promise<string[]> {
-  try {
-    await validateConfig(input, process.cwd())
-  } catch (err) {
-    expect(err).to.be.instanceOf(ConfigError)
-    return [...(err as ConfigError).problems]
-  }
-  throw new Error('expected the config to be rejected')
-}
+const problems = configProblems
 
 describe('config', () => {
   it('fills every default', async () => {

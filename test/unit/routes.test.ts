@@ -2,21 +2,10 @@ import { expect } from 'chai'
 import { Router, hostName, routesOf, underPrefix } from '../../lib/http/routes.js'
 import type { RouteRequest } from '../../lib/http/routes.js'
 import { compileRegex, hashUnit, pickWeighted, regexProblem, rewritePath } from '../../lib/route-rules.js'
+import { seededRandom as seeded } from '../support/random.js'
 
 function req(url: string, opts: { method?: string; host?: string; headers?: Record<string, string>; client?: string } = {}): RouteRequest {
   return { method: opts.method ?? 'GET', url, host: opts.host, remoteAddress: opts.client ?? '127.0.0.1', headers: opts.headers ?? {} }
-}
-
-/** A seeded random source (mulberry32), so draws are the same on every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 describe('routing', () => {
