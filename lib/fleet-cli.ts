@@ -9,7 +9,7 @@ import process from 'node:process'
 import { parse as parseYaml } from 'yaml'
 import { ZK_CREDENTIALS_ENV, loadConfig, readConfigText } from './config.js'
 import { ConfigError } from './errors.js'
-import { isBadVersion, isNodeExists, ZkSession } from './discovery/zk-session.js'
+import { REGISTRY_FOLDER_ACL, isBadVersion, isNodeExists, ZkSession } from './discovery/zk-session.js'
 import type { MultiOp } from './discovery/zk-session.js'
 import { silentLogger } from './log.js'
 import { FleetDataError, MAX_CANARY_PROXIES, MAX_NODE_BYTES, PROXY_ID, TABLE_NAME, fleetPaths, parseActive, parseProxyStatus, parseTable, tableFor } from './fleet/layout.js'
@@ -47,8 +47,13 @@ function fleetRoot(v: Values): string {
   return p
 }
 
+/** `user:pass` from --auth or the environment, as ZooKeeper's digest scheme takes it. */
+function authOf(v: Values): string | undefined {
+  return str(v, 'auth') ?? (process.env[ZK_CREDENTIALS_ENV] || undefined)
+}
+
 function openSession(v: Values): ZkSession {
-  const auth = str(v, 'auth') ?? (process.env[ZK_CREDENTIALS_ENV] || undefined)
+  const auth = authOf(v)
   if (auth !== undefined && !/^[^:]+:.+$/.test(auth)) throw new FleetUsageError('--auth must be user:pass')
   const s = new ZkSession({ connect: need(v, 'zookeeper'), sessionTimeoutMs: 10_000, logger: silentLogger, ...(auth === undefined ? {} : { auth: [{ scheme: 'digest', credentials: auth }] }) })
   s.start()
@@ -118,7 +123,14 @@ async function push(v: Values, file: string | undefined, io: Io): Promise<number
   const s = openSession(v)
   try {
     const p = fleetPaths(root)
-    for (const dir of [p.tables, p.proxies]) await s.ensureParents(`${dir}/x`)
+    await s.ensureParents(`${p.tables}/x`)
+    // proxies/: every proxy of the fleet writes its status there, with or without the push
+    // credential (docs/fleet.md); with --auth it is the credential's, and the world may add to it.
+    await s.ensureParents(p.proxies)
+    if (authOf(v) !== undefined) await s.create(p.proxies, Buffer.alloc(0), 'persistent', REGISTRY_FOLDER_ACL).catch((err: unknown) => {
+      if (!isNodeExists(err)) throw err
+    })
+    else await s.ensureParents(`${p.proxies}/x`)
     const current = await readActive(s, p)
     if (current === null && (percent !== undefined || proxies !== undefined)) throw new FleetUsageError('a canary needs an active table to run beside; push one without --canary-* first')
     const tables = await s.getDataStat(p.tables)

@@ -53,6 +53,15 @@ export interface ZkAuth {
  */
 const PROTECTED_ACL = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('auth', '')), new zookeeper.ACL(zookeeper.Permission.READ, new zookeeper.Id('world', 'anyone'))]
 const OPEN_ACL = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('world', 'anyone'))]
+/**
+ * A folder every member of a fleet registers in (a fleet's `proxies/`): the credential that made
+ * it keeps all rights; anyone may read it and create a child there (each child then carries its
+ * creator's own ACL), so a proxy need not hold the push credential to say what it applied.
+ */
+export const REGISTRY_FOLDER_ACL = [
+  new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('auth', '')),
+  new zookeeper.ACL(zookeeper.Permission.READ | zookeeper.Permission.CREATE, new zookeeper.Id('world', 'anyone')),
+]
 
 /** What the patched client library (patches/node-zookeeper-client+*.patch) keeps of unreadable frames. */
 interface WireGuard {
@@ -367,7 +376,9 @@ export class ZkSession {
       try {
         await this.create(at, Buffer.alloc(0), 'persistent')
       } catch (err) {
-        if (!isNodeExists(err)) throw err
+        // ZooKeeper checks the parent's ACL before whether the node exists: a session that may
+        // not create under a parent gets NO_AUTH for a folder that is already there.
+        if (!isNodeExists(err) && !(await this.exists(at))) throw err
       }
     }
   }

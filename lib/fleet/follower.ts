@@ -277,7 +277,10 @@ export class FleetFollower {
     const body = encodeProxyStatus({ applied: this.#applied, rejected: this.#rejected, startedAt: this.#startedAt })
     if (this.#freshSession) {
       // A node left by this proxy's previous session would vanish when that session expires.
-      await session.remove(at)
+      // ZooKeeper checks the parent's ACL before the node: a proxy without the push credential may
+      // create under proxies/ but not delete there, so it asks first and, when it cannot delete
+      // an old node, writes into it (it goes with the old session; the next pass writes again).
+      if (await session.exists(at)) await session.remove(at).catch(() => {})
       this.#freshSession = false
     }
     try {

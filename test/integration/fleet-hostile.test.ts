@@ -283,3 +283,39 @@ describe('fleet: hostile active and table nodes (attack, issue 25)', function ()
     }
   })
 })
+
+describe('fleet: proxies without the push credential', function () {
+  this.timeout(60_000)
+  const ctx = useZooKeeper()
+  const closers = useClosers()
+
+  it('report what they applied under a proxies/ folder pushed with --auth, which only the credential may change', async () => {
+    const root = '/zoo-proxy/fleets/open-status'
+    const paths = fleetPaths(root)
+    const a = await startUpstream('a')
+    closers.push(() => a.close())
+    await putNode(ctx.admin, '/services/open-status/i', { host: '127.0.0.1', port: a.port })
+    const dir = tempDir(closers)
+    const file = path.join(dir, 'table.json')
+    writeFileSync(file, JSON.stringify({ services: [{ name: 'web', path: '/services/open-status' }] }))
+    const io = { out: () => {}, err: () => {} }
+    expect(await runFleet(['push', file], { zookeeper: ctx.zk.connectString, fleet: root, auth: AUTH }, io)).to.equal(0)
+    const config = await validateConfig(
+      { listen: '127.0.0.1:0', zookeeper: { connect: ctx.zk.connectString, sessionTimeoutMs: 4000 }, log: { level: 'silent' }, fleet: { path: root, id: 'no-credential' } },
+      process.cwd(),
+    )
+    const proxy = await createProxy(config, { logger: silentLogger })
+    closers.push(() => proxy.close())
+    await proxy.start()
+    const lines: string[] = []
+    const code = await runFleet(['status'], { zookeeper: ctx.zk.connectString, fleet: root, 'wait-ms': '20000' }, { out: (l: string) => lines.push(l), err: () => {} })
+    expect(code, lines.join('\n')).to.equal(0)
+    expect(lines.join('\n')).to.match(/no-credential applied t-\d+ meant t-\d+ ok/)
+    // Anyone may add to proxies/; nobody without the credential may take the folder away.
+    const acls = (await ctx.admin.getACL(paths.proxies))!
+    const world = acls.find((x) => x.id.scheme === 'world')!
+    const perms = (world as unknown as { permission: number }).permission
+    expect(perms & zookeeper.Permission.CREATE).to.not.equal(0)
+    expect(perms & (zookeeper.Permission.WRITE | zookeeper.Permission.DELETE | zookeeper.Permission.ADMIN)).to.equal(0)
+  })
+})
