@@ -145,6 +145,7 @@ describe('a hostile HTTP/2 instance behind the proxy (raw frames, real ZooKeeper
       s.write(frame(HEADERS, END_STREAM, id, block([[':status', '200'], ['x-big', 'a'.repeat(15_000)]])))
       s.write(frame(CONTINUATION, END_HEADERS, id, block([['x-big2', 'a'.repeat(15_000)]])))
     },
+    'a frame past SETTINGS_MAX_FRAME_SIZE': (s, id) => s.write(frame(HEADERS, END_HEADERS | END_STREAM, id, block([[':status', '200'], ['x-big', 'a'.repeat(20_000)]]))),
     'a CONTINUATION flood': (s, id) => {
       s.write(frame(HEADERS, 0, id, block([[':status', '200']])))
       for (let i = 0; i < 2000 && !s.destroyed; i++) s.write(frame(CONTINUATION, 0, id, block([[`x-${i}`, 'v'.repeat(500)]])))
@@ -171,6 +172,7 @@ describe('a hostile HTTP/2 instance behind the proxy (raw frames, real ZooKeeper
     'a PING flood': (s) => {
       for (let i = 0; i < 20_000 && !s.destroyed; i++) s.write(frame(PING, 0, 0, Buffer.alloc(8)))
     },
+    'DATA on a stream never opened': (s, id: number) => s.write(frame(DATA, 0, id + 100, Buffer.from('x'))),
   }
 
   for (const [what, attack] of Object.entries(attacks)) {
