@@ -172,6 +172,14 @@ describe('a hostile HTTP/2 instance behind the proxy (raw frames, real ZooKeeper
     'a PING flood': (s) => {
       for (let i = 0; i < 20_000 && !s.destroyed; i++) s.write(frame(PING, 0, 0, Buffer.alloc(8)))
     },
+    'a PUSH_PROMISE although push is off': (s, id) => s.write(frame(5, END_HEADERS, id, Buffer.concat([u32(2), block([[':method', 'GET'], [':path', '/p'], [':scheme', 'http'], [':authority', 'x']])]))),
+    'HEADERS on a stream of its own (even id)': (s, id) => s.write(frame(HEADERS, END_HEADERS | END_STREAM, id + 1, block([[':status', '200']]))),
+    'SETTINGS_INITIAL_WINDOW_SIZE past 2^31-1': (s) => {
+      const bad = Buffer.alloc(6)
+      bad.writeUInt16BE(4, 0)
+      bad.writeUInt32BE(0x80000000, 2)
+      s.write(frame(SETTINGS, 0, 0, bad))
+    },
     'DATA on a stream never opened': (s, id: number) => s.write(frame(DATA, 0, id + 100, Buffer.from('x'))),
   }
 
@@ -194,6 +202,10 @@ describe('a hostile HTTP/2 instance behind the proxy (raw frames, real ZooKeeper
   for (const [what, late] of Object.entries({
     'more DATA than its content-length': (s: net.Socket, id: number) => s.write(frame(DATA, END_STREAM, id, Buffer.from('0123456789'))),
     'less DATA than its content-length': (s: net.Socket, id: number) => s.write(frame(DATA, END_STREAM, id, Buffer.from('0'))),
+    'a pseudo-header in its trailers': (s: net.Socket, id: number) => {
+      s.write(frame(DATA, 0, id, Buffer.from('01')))
+      s.write(frame(HEADERS, END_HEADERS | END_STREAM, id, block([[':status', '200']])))
+    },
     'DATA after END_STREAM': (s: net.Socket, id: number) => {
       s.write(frame(DATA, END_STREAM, id, Buffer.from('01234')))
       s.write(frame(DATA, 0, id, Buffer.from('after')))
@@ -210,6 +222,7 @@ describe('a hostile HTTP/2 instance behind the proxy (raw frames, real ZooKeeper
       const p = await proxy(up.port, { retry: { attempts: 1 } })
       const r = await send(p.port, '/attack').catch((err: Error) => ({ status: -1, body: err.message }))
       if (what === 'DATA after END_STREAM') expect(r).to.include({ status: 200, body: '01234' })
+      else if (what.startsWith('a pseudo')) expect(r.status, what).to.equal(-1)
       else expect(r.body, what).to.not.equal(what.startsWith('more') ? '0123456789' : '0')
       expect(await send(p.port, '/next')).to.include({ status: 200, body: 'ok' })
     })
