@@ -6,6 +6,9 @@ import { expect } from 'chai'
 import http2 from 'node:http2'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
+import { readFileSync } from 'node:fs'
+import tls from 'node:tls'
+import { useCerts } from '../support/certs.js'
 import { makeConfig, putNode, send, startProxy, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
 
 const { NGHTTP2_INTERNAL_ERROR } = http2.constants
@@ -64,6 +67,7 @@ type Answer = (socket: net.Socket, streamId: number) => void
 describe('a hostile HTTP/2 instance behind the proxy (raw frames, real ZooKeeper)', function () {
   const ctx = useZooKeeper()
   const closers = useClosers()
+  const certs = useCerts()
 
   /**
    * An h2c instance: `settings` is what it sends first (null: nothing at all), `answer` runs on
@@ -119,10 +123,10 @@ describe('a hostile HTTP/2 instance behind the proxy (raw frames, real ZooKeeper
     socket.write(frame(DATA, END_STREAM, id, Buffer.from('ok')))
   }
 
-  async function proxy(port: number, service: object = {}) {
+  async function proxy(port: number, service: object = {}, protocol = 'h2c', extra: object = {}) {
     const path = uniquePath('h2x')
-    await putNode(ctx.admin, `${path}/i`, { host: '127.0.0.1', port, protocol: 'h2c' })
-    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path, strategy: 'round-robin', timeoutMs: 1500, connectTimeoutMs: 1000, bodyTimeoutMs: 1500, ...service }]))
+    await putNode(ctx.admin, `${path}/i`, { host: '127.0.0.1', port, protocol })
+    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path, strategy: 'round-robin', timeoutMs: 1500, connectTimeoutMs: 1000, bodyTimeoutMs: 1500, ...service }], extra))
     closers.push(() => p.close())
     await waitFor(() => p.services[0]!.balancer.hosts.length === 1, 'one instance')
     return p
@@ -264,4 +268,37 @@ describe('a hostile HTTP/2 instance behind the proxy (raw frames, real ZooKeeper
     }
     expect(up.requests()).to.be.at.most(6)
   })
+
+  it('takes an instance whose health endpoint hangs out of rotation, holding no session past each check', async () => {
+    const up = await rawInstance(() => {})
+    const p = await proxy(up.port, { healthCheck: { path: '/health', intervalMs: 100, timeoutMs: 300, healthyThreshold: 1, unhealthyThreshold: 1 } })
+    await waitFor(() => p.services[0]!.balancer.hosts[0]?.checkHealthy === false, 'unhealthy')
+    expect(up.requests()).to.be.at.least(1)
+    // Each check's session is destroyed at its timeout: a handful at most are open at any moment.
+    await waitFor(() => up.requests() >= 5, 'more checks')
+    expect(up.sockets.size).to.be.at.most(3)
+  })
+
+  /** A TLS server with the test certificate and no ALPN, or `alpn` only; records what it reads. */
+  async function tlsInstance(alpn: string[] | undefined) {
+    const got: Buffer[] = []
+    const server = tls.createServer({ cert: readFileSync(certs.cert), key: readFileSync(certs.key), ...(alpn === undefined ? {} : { ALPNProtocols: alpn }) }, (s) => {
+      s.on('error', () => {})
+      s.on('data', (d: Buffer) => got.push(d))
+    })
+    server.on('tlsClientError', () => {})
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    closers.push(() => new Promise<void>((r) => server.close(() => r())))
+    return { port: (server.address() as AddressInfo).port, got }
+  }
+
+  for (const alpn of [undefined, ['http/1.1']]) {
+    it(`answers 502 to an h2 instance over TLS whose ALPN is ${alpn === undefined ? 'absent' : 'http/1.1 only'}, never speaking HTTP/1.1 or HTTP/2 to it`, async () => {
+      const up = await tlsInstance(alpn)
+      const p = await proxy(up.port, { retry: { attempts: 1 } }, 'h2', { upstreamTls: { ca: certs.caCert } })
+      const r = await send(p.port, '/x')
+      expect(r.status).to.equal(502)
+      expect(Buffer.concat(up.got).toString('latin1')).to.equal('')
+    })
+  }
 })
