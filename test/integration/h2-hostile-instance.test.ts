@@ -293,6 +293,13 @@ describe('a hostile HTTP/2 instance behind the proxy (raw frames, real ZooKeeper
   }
 
   for (const alpn of [undefined, ['http/1.1']]) {
+    it(`health-checks an h2 instance over TLS whose ALPN is ${alpn === undefined ? 'absent' : 'http/1.1 only'} as unhealthy, never speaking to it`, async () => {
+      const up = await tlsInstance(alpn)
+      const p = await proxy(up.port, { healthCheck: { path: '/health', intervalMs: 100, timeoutMs: 1000, healthyThreshold: 1, unhealthyThreshold: 1 } }, 'h2', { upstreamTls: { ca: certs.caCert } })
+      await waitFor(() => p.services[0]!.balancer.hosts[0]?.checkHealthy === false, 'unhealthy')
+      expect(Buffer.concat(up.got).toString('latin1')).to.equal('')
+    })
+
     it(`answers 502 to an h2 instance over TLS whose ALPN is ${alpn === undefined ? 'absent' : 'http/1.1 only'}, never speaking HTTP/1.1 or HTTP/2 to it`, async () => {
       const up = await tlsInstance(alpn)
       const p = await proxy(up.port, { retry: { attempts: 1 } }, 'h2', { upstreamTls: { ca: certs.caCert } })
