@@ -119,6 +119,7 @@ export class HealthChecker {
    */
   #h2Check(host: Host, secure: boolean): Promise<number> {
     const s = this.#secure
+    let tlsSocket: tls.TLSSocket | undefined
     const createConnection = (): net.Socket => {
       if (!secure) return net.connect({ host: host.host, port: host.port })
       const servername = s?.servername ?? (net.isIP(host.host) === 0 ? host.host : undefined)
@@ -130,13 +131,18 @@ export class HealthChecker {
         ...(s?.context ? { secureContext: s.context } : {}),
         ...(servername === undefined ? {} : { servername }),
       })
-      socket.once('secureConnect', () => {
-        if (socket.alpnProtocol !== 'h2') socket.destroy(Object.assign(new Error('instance did not negotiate h2'), { code: 'ZP_H2_ALPN' }))
-      })
+      tlsSocket = socket
       return socket
     }
     return new Promise<number>((resolve, reject) => {
       const session = http2.connect(`${secure ? 'https' : 'http'}://${joinHostPort(host.host, host.port)}`, { createConnection })
+      // Checked only after node:http2's own 'secureConnect' listener (added by http2.connect) has
+      // taken the socket's handle: destroying the socket before that aborts the process (a native
+      // assertion in Http2Session::Consume), as in the HTTP/2 pool (h2/upstream-pool.ts).
+      const socket = tlsSocket
+      socket?.once('secureConnect', () => {
+        if (socket.alpnProtocol !== 'h2') socket.destroy(Object.assign(new Error('instance did not negotiate h2'), { code: 'ZP_H2_ALPN' }))
+      })
       let status = 0
       const finish = (err: Error | null): void => {
         clearTimeout(timer)

@@ -52,6 +52,8 @@ export class Session {
   /** From a GOAWAY: streams above it were not processed (-1: none came). */
   lastStreamId = -1
   #connectTimer: NodeJS.Timeout | null
+  /** A PING out to learn whether the session still moves (probe()): it takes no new stream meanwhile. */
+  #probeTimer: NodeJS.Timeout | null = null
 
   constructor(pool: SessionOwner, session: http2.ClientHttp2Session) {
     this.#pool = pool
@@ -81,6 +83,7 @@ export class Session {
     })
     session.on('close', () => {
       this.#clearConnectTimer()
+      this.#clearProbe()
       this.gone = true
       if (!this.ready) pool.connectFailed(new Error('upstream closed the connection before HTTP/2 SETTINGS'))
       pool.sessionGone(this)
@@ -94,8 +97,40 @@ export class Session {
     this.#connectTimer = null
   }
 
+  #clearProbe(): void {
+    if (this.#probeTimer !== null) clearTimeout(this.#probeTimer)
+    this.#probeTimer = null
+  }
+
+  /**
+   * A stream on this session timed out: is the session itself still alive? nghttp2 answers some
+   * connection errors of the instance's (a frame past SETTINGS_MAX_FRAME_SIZE) with a GOAWAY of
+   * its own and tells node:http2 nothing, so the session would go on taking streams that hang,
+   * and its streams would never close (nor would the pool's close()). A PING not acknowledged
+   * within the connect timeout destroys it; until the ack it takes no new stream.
+   */
+  probe(): void {
+    if (this.#probeTimer !== null || this.gone || this.session.destroyed) return
+    const session = this.session
+    this.#probeTimer = setTimeout(() => {
+      this.#probeTimer = null
+      session.destroy(Object.assign(new Error(`no HTTP/2 PING acknowledgement from the instance within ${this.#pool.connectTimeoutMs} ms`), { code: 'ETIMEDOUT' }))
+    }, this.#pool.connectTimeoutMs).unref()
+    try {
+      // false: too many PINGs out already; the timer decides then.
+      session.ping((err) => {
+        if (this.#probeTimer === null) return
+        this.#clearProbe()
+        if (err !== null) session.destroy()
+        else this.#pool.changed()
+      })
+    } catch {
+      // The session is closing or destroyed: its 'close' settles everything.
+    }
+  }
+
   hasRoom(cap: number): boolean {
-    return this.ready && !this.draining && !this.gone && !this.session.destroyed && this.active < Math.min(cap, this.#peerMaxStreams)
+    return this.#probeTimer === null && this.ready && !this.draining && !this.gone && !this.session.destroyed && this.active < Math.min(cap, this.#peerMaxStreams)
   }
 
   streamEnded(): void {
@@ -312,8 +347,12 @@ export class Attempt implements AttemptControl {
   checkDeadlines(now: number): void {
     if (this.done) return
     if (!this.#headSeen) {
-      if (now >= this.headDeadline) this.fail(new UpstreamError('timeout', `no response head within ${this.req.headersTimeoutMs} ms`, false))
+      if (now >= this.headDeadline) {
+        this.#session?.probe()
+        this.fail(new UpstreamError('timeout', `no response head within ${this.req.headersTimeoutMs} ms`, false))
+      }
     } else if (this.req.bodyTimeoutMs > 0 && now - this.#lastData >= this.req.bodyTimeoutMs) {
+      this.#session?.probe()
       this.fail(new UpstreamError('timeout', `response body stalled for ${this.req.bodyTimeoutMs} ms`, true))
     }
   }

@@ -138,6 +138,7 @@ export class H2UpstreamPool implements Transport, SessionOwner {
   #connect(): http2.ClientHttp2Session {
     const o = this.#options
     const secure = o.protocol === 'h2' ? (o.tls ?? { context: null, servername: undefined }) : null
+    let tlsSocket: tls.TLSSocket | undefined
     const createConnection = (): net.Socket => {
       if (secure === null) return net.connect({ host: o.host, port: o.port, noDelay: true })
       const servername = secure.servername ?? (net.isIP(o.host) === 0 ? o.host : undefined)
@@ -150,18 +151,24 @@ export class H2UpstreamPool implements Transport, SessionOwner {
         ...(servername === undefined ? {} : { servername }),
       })
       socket.setNoDelay(true)
-      // An instance that does not agree to h2 is not spoken HTTP/2 to (no silent fallback).
-      socket.once('secureConnect', () => {
-        if (socket.alpnProtocol !== 'h2') socket.destroy(Object.assign(new Error(`instance did not negotiate h2 (ALPN ${String(socket.alpnProtocol)})`), { code: 'ZP_H2_ALPN' }))
-      })
+      tlsSocket = socket
       return socket
     }
-    return http2.connect(`${secure === null ? 'http' : 'https'}://${this.authority}`, {
+    const session = http2.connect(`${secure === null ? 'http' : 'https'}://${this.authority}`, {
       createConnection,
       maxSessionMemory: this.#maxSessionMemoryMb,
       maxHeaderListPairs: this.#limits.maxHeaders + 8,
       settings: { enablePush: false, maxHeaderListSize: this.#limits.maxHeaderListBytes },
     } as http2.ClientSessionOptions)
+    // An instance that does not agree to h2 is not spoken HTTP/2 to (no silent fallback). Checked
+    // only after node:http2's own 'secureConnect' listener (added by http2.connect) has taken the
+    // socket's handle: destroying the socket before that aborts the process (a native assertion
+    // in Http2Session::Consume). Destroyed in the same emit, so no frame of ours is written.
+    const socket = tlsSocket
+    socket?.once('secureConnect', () => {
+      if (socket.alpnProtocol !== 'h2') socket.destroy(Object.assign(new Error(`instance did not negotiate h2 (ALPN ${String(socket.alpnProtocol)})`), { code: 'ZP_H2_ALPN' }))
+    })
+    return session
   }
 
   get connectTimeoutMs(): number {
