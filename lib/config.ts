@@ -7,7 +7,7 @@
 import { isIP } from 'node:net'
 import process from 'node:process'
 import path from 'node:path'
-import { parse as parseYaml } from 'yaml'
+import { isScalar, LineCounter, parseDocument, visit } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from './errors.js'
 import { MAX_CONFIG_BYTES, MAX_SECRET_BYTES, readFieldFile } from './read-file.js'
@@ -860,6 +860,33 @@ function syntaxErrorText(message: string): string {
 }
 
 /**
+ * A YAML text as plain data, in time linear in its size. The parser's own check for a key written
+ * twice compares each key with every earlier one of its mapping: a file of 200,000 keys held `check`
+ * (and a reload, on the proxy's event loop) for minutes. So that check is off, and the same one is
+ * done here with a set per mapping: equal scalar values are the same key, as the parser decides.
+ */
+export function parseYamlLinear(text: string): unknown {
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { uniqueKeys: false, lineCounter })
+  if (doc.errors.length > 0) throw doc.errors[0]
+  visit(doc, {
+    Map(_, map) {
+      const seen = new Set<unknown>()
+      for (const { key } of map.items) {
+        if (!isScalar(key)) continue
+        if (seen.has(key.value)) {
+          const at = key.range === undefined || key.range === null ? undefined : lineCounter.linePos(key.range[0])
+          const shown = JSON.stringify(key.value) ?? String(key.value)
+          throw new Error(`Map keys must be unique: ${shown.length > 60 ? `${shown.slice(0, 57)}...` : shown} is written twice${at === undefined ? '' : ` (again at line ${at.line}, column ${at.col})`}`)
+        }
+        seen.add(key.value)
+      }
+    },
+  })
+  return doc.toJS()
+}
+
+/**
  * Reads and validates a config file; `.json` is parsed as JSON, anything else as YAML. With `text`,
  * that is taken as the file's content (what another process already read and validated), and only
  * the files it names are read.
@@ -868,7 +895,7 @@ export async function loadConfig(file: string, text?: string): Promise<Config> {
   text ??= await readConfigText(file)
   let input: unknown
   try {
-    input = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text)
+    input = file.endsWith('.json') ? JSON.parse(text) : parseYamlLinear(text)
   } catch (err) {
     throw new ConfigError([`(file): ${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${syntaxErrorText((err as Error).message)}`])
   }

@@ -1,0 +1,65 @@
+// Config files written to hurt (attack-check on issue 24 item 5): each must be refused with exit 2's
+// ConfigError naming the field, promptly, never with a stack (a RangeError) or minutes of CPU.
+
+import { expect } from 'chai'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { loadConfig } from '../../lib/config.js'
+import { ConfigError } from '../../lib/errors.js'
+
+const BASE = 'listen: 127.0.0.1:0\nzookeeper:\n  connect: 127.0.0.1:2181\nservices:\n  - name: a\n    path: /services/a\n'
+
+describe('config: hostile files', () => {
+  let dir: string
+  before(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'zp-hostile-'))
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  async function problemsOf(name: string, text: string): Promise<string[]> {
+    const file = path.join(dir, name)
+    writeFileSync(file, text)
+    try {
+      await loadConfig(file)
+    } catch (err) {
+      expect(err, String((err as Error).stack)).to.be.instanceOf(ConfigError)
+      return [...(err as ConfigError).problems]
+    }
+    throw new Error('expected the config to be refused')
+  }
+
+  describe('many keys in one mapping (the parser compared each key with every earlier one)', () => {
+    // 100,000 keys took over a minute before (quadratic); linear now, well inside what the 16 MB
+    // cap lets in. No time is asserted: the mocha timeout is the bound.
+    for (const [where, indent] of [
+      ['at the top level', ''],
+      ['inside a service', '    '],
+    ] as const) {
+      it(`${where}: 100,000 unknown keys are refused, each named`, async () => {
+        const keys = Array.from({ length: 100_000 }, (_, i) => `${indent}zz${i}: 1\n`).join('')
+        const problems = await problemsOf(`many-${indent.length}.yaml`, BASE + keys)
+        expect(problems.length).to.equal(100_000)
+        expect(problems[0]).to.match(indent === '' ? /^zz0: unknown key/ : /^services\[0\]\.zz0: unknown key/)
+      })
+    }
+
+    for (const [what, dup] of [
+      ['a plain key', 'listen: 127.0.0.1:1\n'],
+      ['a quoted spelling of it', '"listen": 127.0.0.1:1\n'],
+      ['a key of a service', '    path: /services/b\n'],
+    ] as const) {
+      it(`a key written twice (${what}) is still refused, with its line`, async () => {
+        const problems = await problemsOf('dup.yaml', BASE + dup)
+        expect(problems).to.have.length(1)
+        expect(problems[0]).to.match(/^\(file\): .* is not valid YAML: Map keys must be unique: "(listen|path)" is written twice \(again at line 7, column \d+\)$/)
+      })
+    }
+
+    it('equal keys of different types are different keys, as the parser has them (1 and "1")', async () => {
+      const file = path.join(dir, 'types.yaml')
+      writeFileSync(file, BASE + '    weights:\n      1: 1\n      "1": 2\n')
+      expect((await loadConfig(file)).services[0]!.weights).to.deep.equal({ 1: 2 })
+    })
+  })
+})
