@@ -663,6 +663,26 @@ function routeProblems(services: readonly RawService[]): string[] {
   return problems
 }
 
+/**
+ * Deepest nesting a config may have. Ours goes about eight levels down (services[].routes[].match
+ * .headers...); a strategy module's options are free-form, and 10,000 nested lists there ran
+ * deepFreeze (and the strategy's own code) out of stack: a RangeError with a stack trace, exit 1.
+ */
+const MAX_DEPTH = 32
+
+/** The path of the first value nested deeper than MAX_DEPTH, else undefined; iterative, so any depth is safe. */
+function tooDeep(input: unknown): PropertyKey[] | undefined {
+  const stack: [unknown, PropertyKey[]][] = [[input, []]]
+  while (stack.length > 0) {
+    const [value, at] = stack.pop()!
+    if (value === null || typeof value !== 'object') continue
+    if (at.length >= MAX_DEPTH) return at
+    if (Array.isArray(value)) value.forEach((v, i) => stack.push([v, [...at, i]]))
+    else for (const [k, v] of Object.entries(value)) stack.push([v, [...at, k]])
+  }
+  return undefined
+}
+
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value)
@@ -676,6 +696,8 @@ function deepFreeze<T>(value: T): T {
  * ConfigError with every problem found; returns a frozen Config.
  */
 export async function validateConfig(input: unknown, baseDir: string, env: Readonly<Record<string, string | undefined>> = process.env): Promise<Config> {
+  const deep = tooDeep(input)
+  if (deep !== undefined) throw new ConfigError([`${fieldPath(deep)}: nested deeper than ${MAX_DEPTH} levels`])
   const parsed = configSchema.safeParse(input ?? {}, { reportInput: true })
   if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues))
   const raw = parsed.data

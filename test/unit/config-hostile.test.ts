@@ -63,3 +63,43 @@ describe('config: hostile files', () => {
     })
   })
 })
+
+describe('config: nesting', () => {
+  let dir: string
+  before(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'zp-deep-'))
+    // A user strategy module: its options are free-form, so the schema lets any nesting through.
+    writeFileSync(path.join(dir, 'first.mjs'), 'export default function create() { return { pick: (c) => c[0] } }\n')
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  const nested = (depth: number, open: string, close: string, leaf: string): string => open.repeat(depth) + leaf + close.repeat(depth)
+
+  // Lists, mappings and a mix; from just past the bound to far past what the stack holds.
+  for (const depth of [33, 1_000, 100_000]) {
+    for (const [shape, open, close] of [
+      ['lists', '[', ']'],
+      ['mappings', '{"k":', '}'],
+    ] as const) {
+      it(`${depth} nested ${shape} in a module strategy's options are refused, naming where`, async () => {
+        const file = path.join(dir, `deep-${depth}-${shape}.json`)
+        writeFileSync(file, `{"services":[{"name":"a","path":"/services/a","strategy":{"module":"./first.mjs","x":${nested(depth, open, close, '1')}}}]}`)
+        try {
+          await loadConfig(file)
+        } catch (err) {
+          expect(err, String((err as Error).stack)).to.be.instanceOf(ConfigError)
+          expect((err as ConfigError).problems).to.have.length(1)
+          expect((err as ConfigError).problems[0]).to.match(/^services\[0\]\.strategy\.x(\[0\]|\.k)+: nested deeper than 32 levels$/)
+          return
+        }
+        throw new Error('expected the config to be refused')
+      })
+    }
+  }
+
+  it('options nested within the bound still load', async () => {
+    const file = path.join(dir, 'ok.json')
+    writeFileSync(file, `{"services":[{"name":"a","path":"/services/a","strategy":{"module":"./first.mjs","x":${nested(20, '[', ']', '1')}}}]}`)
+    expect((await loadConfig(file)).services[0]!.strategy.module).to.be.a('string')
+  })
+})
