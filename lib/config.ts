@@ -539,6 +539,8 @@ function inputWords(input: unknown): string {
   if (input === null) return 'an empty value'
   if (Array.isArray(input)) return 'a list'
   if (typeof input === 'object') return 'a mapping'
+  // JSON would call them null: YAML's `1e309` is Infinity, `.nan` NaN.
+  if (typeof input === 'number' && !Number.isFinite(input)) return `${input} (${Number.isNaN(input) ? 'not a number' : 'too large'})`
   const text = JSON.stringify(input) ?? String(input)
   return text.length > 60 ? `${text.slice(0, 57)}...` : text
 }

@@ -103,3 +103,30 @@ describe('config: nesting', () => {
     expect((await loadConfig(file)).services[0]!.strategy.module).to.be.a('string')
   })
 })
+
+describe('config: numbers JSON cannot write', () => {
+  let dir: string
+  before(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'zp-numbers-'))
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  // Each was reported as "got null" (JSON.stringify's word for them), naming a value nobody wrote.
+  for (const [written, shown] of [
+    ['1e309', 'Infinity (too large)'],
+    ['-1e309', '-Infinity (too large)'],
+    ['.inf', 'Infinity (too large)'],
+    ['-.inf', '-Infinity (too large)'],
+    ['.nan', 'NaN (not a number)'],
+  ] as const) {
+    it(`timeoutMs: ${written} is refused as ${shown}`, async () => {
+      const file = path.join(dir, 'n.yaml')
+      writeFileSync(file, `${BASE}    timeoutMs: ${written}\n`)
+      const problems = await loadConfig(file).then(
+        () => [],
+        (err: unknown) => (err as ConfigError).problems,
+      )
+      expect(problems).to.deep.equal([`services[0].timeoutMs: expected milliseconds as a number, got ${shown}`])
+    })
+  }
+})
