@@ -130,3 +130,29 @@ describe('config: numbers JSON cannot write', () => {
     })
   }
 })
+
+describe('config: "did you mean" over many mappings', () => {
+  let dir: string
+  before(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'zp-guesses-'))
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  // The guesses were bounded per mapping (100), not per file: 2,000 services of 100 unknown
+  // 60-letter keys cost 20 s. Now the first 100 unknown keys of the file get a guess, the rest are named.
+  it('1,000 services of 100 unknown keys each: every key named, at most 100 guesses in the file', async () => {
+    // `timeoutM` is one letter from timeoutMs, so each service has a key a guess would be offered for.
+    const keys = Array.from({ length: 99 }, (_, i) => `    zz${i}${'y'.repeat(56)}: 1\n`).join('') + '    timeoutM: 1\n'
+    const services = Array.from({ length: 1_000 }, (_, j) => `  - name: s${j}\n    path: /s/${j}\n${keys}`).join('')
+    const file = path.join(dir, 'many.yaml')
+    writeFileSync(file, `listen: 127.0.0.1:0\nservices:\n${services}`)
+    const problems = await loadConfig(file).then(
+      () => [],
+      (err: unknown) => (err as ConfigError).problems,
+    )
+    expect(problems.length).to.equal(100_000)
+    const guessed = problems.filter((p) => p.endsWith('unknown key (did you mean "timeoutMs"?)'))
+    expect(guessed.length).to.be.within(1, 100)
+    expect(problems.filter((p) => /^services\[\d+\]\.(zz\d+y+|timeoutM): unknown key/.test(p)).length).to.equal(100_000)
+  })
+})
