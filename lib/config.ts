@@ -902,15 +902,27 @@ export function parseYamlLinear(text: string): unknown {
       for (const { key } of map.items) {
         if (!isScalar(key)) continue
         if (seen.has(key.value)) {
-          const at = key.range === undefined || key.range === null ? undefined : lineCounter.linePos(key.range[0])
           const shown = JSON.stringify(key.value) ?? String(key.value)
-          throw new Error(`Map keys must be unique: ${shown.length > 60 ? `${shown.slice(0, 57)}...` : shown} is written twice${at === undefined ? '' : ` (again at line ${at.line}, column ${at.col})`}`)
+          throw new Error(`Map keys must be unique: ${shown.length > 60 ? `${shown.slice(0, 57)}...` : shown} is written twice${key.range ? whereInText(text, lineCounter, key.range) : ''}`)
         }
         seen.add(key.value)
       }
     },
   })
   return doc.toJS()
+}
+
+/**
+ * ` at line N, column M:` and the snippet after it (the line, a caret under the range), as the
+ * parser writes its own errors, so that syntaxErrorText shows it the same way.
+ */
+function whereInText(text: string, lineCounter: LineCounter, range: readonly [number, number, number]): string {
+  const { line, col } = lineCounter.linePos(range[0])
+  const start = lineCounter.lineStarts[line - 1] ?? 0
+  const end = text.indexOf('\n', start)
+  const lineText = text.slice(start, end < 0 ? undefined : end).replace(/\r$/, '')
+  const carets = Math.max(1, Math.min(range[1] - range[0], MAX_SNIPPET_LINE - col))
+  return ` at line ${line}, column ${col}:\n\n${lineText}\n${' '.repeat(col - 1)}${'^'.repeat(carets)}\n`
 }
 
 /**

@@ -52,7 +52,9 @@ describe('config: hostile files', () => {
       it(`a key written twice (${what}) is still refused, with its line`, async () => {
         const problems = await problemsOf('dup.yaml', BASE + dup)
         expect(problems).to.have.length(1)
-        expect(problems[0]).to.match(/^\(file\): .* is not valid YAML: Map keys must be unique: "(listen|path)" is written twice \(again at line 7, column \d+\)$/)
+        const lines = problems[0]!.split('\n')
+        expect(lines[0]).to.match(/^\(file\): .* is not valid YAML: Map keys must be unique: "(listen|path)" is written twice at line 7, column \d+:$/)
+        expect(lines.slice(1)).to.deep.equal([`  ${dup.trimEnd()}`, `  ${' '.repeat(dup.length - dup.trimStart().length)}${'^'.repeat(dup.trim().split(':')[0]!.length)}`])
       })
     }
 
