@@ -7,7 +7,7 @@
 import { isIP } from 'node:net'
 import process from 'node:process'
 import path from 'node:path'
-import { parse as parseYaml } from 'yaml'
+import { isScalar, LineCounter, parseDocument, visit } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from './errors.js'
 import { MAX_CONFIG_BYTES, MAX_SECRET_BYTES, readFieldFile } from './read-file.js'
@@ -473,10 +473,13 @@ function fieldPath(segments: readonly PropertyKey[]): string {
   return out === '' ? '(root)' : out
 }
 
-/** Unknown keys of one object that get a "did you mean". */
+/**
+ * Unknown keys, in the whole file, that get a "did you mean". A budget for the file rather than
+ * for each mapping: 2,000 services of 100 unknown keys each took 20 s of guesses.
+ */
 const MAX_GUESSES = 100
 
-function formatIssues(issues: readonly z.core.$ZodIssue[], root: z.core.$ZodType = configSchema, prefix: readonly PropertyKey[] = []): string[] {
+function formatIssues(issues: readonly z.core.$ZodIssue[], root: z.core.$ZodType = configSchema, prefix: readonly PropertyKey[] = [], budget = { guesses: MAX_GUESSES }): string[] {
   const lines: string[] = []
   for (const issue of issues) {
     const at = [...prefix, ...issue.path]
@@ -484,11 +487,11 @@ function formatIssues(issues: readonly z.core.$ZodIssue[], root: z.core.$ZodType
       const known = keysAt(root, at)
       // A guess costs an edit distance per known key: a file of 100,000 unknown keys gets guesses
       // for the first ones only.
-      issue.keys.forEach((key, i) => lines.push(`${fieldPath([...at, key])}: unknown key${i < MAX_GUESSES ? didYouMean(key, known) : ''}`))
+      issue.keys.forEach((key) => lines.push(`${fieldPath([...at, key])}: unknown key${budget.guesses-- > 0 ? didYouMean(key, known) : ''}`))
     } else if (issue.code === 'invalid_type') {
       lines.push(`${fieldPath(at)}: expected ${expectedWords(issue.expected, at)}, got ${inputWords(issue.input)}`)
     } else if (issue.code === 'invalid_union') {
-      lines.push(...unionProblems(issue, root, at))
+      lines.push(...unionProblems(issue, root, at, budget))
     } else {
       lines.push(`${fieldPath(at)}: ${issue.message}`)
     }
@@ -500,9 +503,9 @@ function formatIssues(issues: readonly z.core.$ZodIssue[], root: z.core.$ZodType
  * A value that fits none of a field's forms: when one form took it far enough to find problems
  * inside (`admin: { listen: 3 }`), those are the problems; else the forms it may take.
  */
-function unionProblems(issue: z.core.$ZodIssueInvalidUnion, root: z.core.$ZodType, at: readonly PropertyKey[]): string[] {
+function unionProblems(issue: z.core.$ZodIssueInvalidUnion, root: z.core.$ZodType, at: readonly PropertyKey[], budget: { guesses: number }): string[] {
   const inner = issue.errors.find((branch) => !branch.every(typeMismatch))
-  if (inner !== undefined) return formatIssues(inner, root, at)
+  if (inner !== undefined) return formatIssues(inner, root, at, budget)
   const expected = [...new Set(expectedTypes(issue).map((e) => expectedWords(e, at)))]
   if (expected.length === 0) return [`${fieldPath(at)}: ${issue.message}`]
   return [`${fieldPath(at)}: expected ${expected.join(' or ')}, got ${inputWords(issue.input)}`]
@@ -539,6 +542,8 @@ function inputWords(input: unknown): string {
   if (input === null) return 'an empty value'
   if (Array.isArray(input)) return 'a list'
   if (typeof input === 'object') return 'a mapping'
+  // JSON would call them null: YAML's `1e309` is Infinity, `.nan` NaN.
+  if (typeof input === 'number' && !Number.isFinite(input)) return `${input} (${Number.isNaN(input) ? 'not a number' : 'too large'})`
   const text = JSON.stringify(input) ?? String(input)
   return text.length > 60 ? `${text.slice(0, 57)}...` : text
 }
@@ -663,6 +668,26 @@ function routeProblems(services: readonly RawService[]): string[] {
   return problems
 }
 
+/**
+ * Deepest nesting a config may have. Ours goes about eight levels down (services[].routes[].match
+ * .headers...); a strategy module's options are free-form, and 10,000 nested lists there ran
+ * deepFreeze (and the strategy's own code) out of stack: a RangeError with a stack trace, exit 1.
+ */
+const MAX_DEPTH = 32
+
+/** The path of the first value nested deeper than MAX_DEPTH, else undefined; iterative, so any depth is safe. */
+function tooDeep(input: unknown): PropertyKey[] | undefined {
+  const stack: [unknown, PropertyKey[]][] = [[input, []]]
+  while (stack.length > 0) {
+    const [value, at] = stack.pop()!
+    if (value === null || typeof value !== 'object') continue
+    if (at.length >= MAX_DEPTH) return at
+    if (Array.isArray(value)) value.forEach((v, i) => stack.push([v, [...at, i]]))
+    else for (const [k, v] of Object.entries(value)) stack.push([v, [...at, k]])
+  }
+  return undefined
+}
+
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value)
@@ -676,6 +701,8 @@ function deepFreeze<T>(value: T): T {
  * ConfigError with every problem found; returns a frozen Config.
  */
 export async function validateConfig(input: unknown, baseDir: string, env: Readonly<Record<string, string | undefined>> = process.env): Promise<Config> {
+  const deep = tooDeep(input)
+  if (deep !== undefined) throw new ConfigError([`${fieldPath(deep)}: nested deeper than ${MAX_DEPTH} levels`])
   const parsed = configSchema.safeParse(input ?? {}, { reportInput: true })
   if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues))
   const raw = parsed.data
@@ -860,6 +887,45 @@ function syntaxErrorText(message: string): string {
 }
 
 /**
+ * A YAML text as plain data, in time linear in its size. The parser's own check for a key written
+ * twice compares each key with every earlier one of its mapping: a file of 200,000 keys held `check`
+ * (and a reload, on the proxy's event loop) for minutes. So that check is off, and the same one is
+ * done here with a set per mapping: equal scalar values are the same key, as the parser decides.
+ */
+export function parseYamlLinear(text: string): unknown {
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { uniqueKeys: false, lineCounter })
+  if (doc.errors.length > 0) throw doc.errors[0]
+  visit(doc, {
+    Map(_, map) {
+      const seen = new Set<unknown>()
+      for (const { key } of map.items) {
+        if (!isScalar(key)) continue
+        if (seen.has(key.value)) {
+          const shown = JSON.stringify(key.value) ?? String(key.value)
+          throw new Error(`Map keys must be unique: ${shown.length > 60 ? `${shown.slice(0, 57)}...` : shown} is written twice${key.range ? whereInText(text, lineCounter, key.range) : ''}`)
+        }
+        seen.add(key.value)
+      }
+    },
+  })
+  return doc.toJS()
+}
+
+/**
+ * ` at line N, column M:` and the snippet after it (the line, a caret under the range), as the
+ * parser writes its own errors, so that syntaxErrorText shows it the same way.
+ */
+function whereInText(text: string, lineCounter: LineCounter, range: readonly [number, number, number]): string {
+  const { line, col } = lineCounter.linePos(range[0])
+  const start = lineCounter.lineStarts[line - 1] ?? 0
+  const end = text.indexOf('\n', start)
+  const lineText = text.slice(start, end < 0 ? undefined : end).replace(/\r$/, '')
+  const carets = Math.max(1, Math.min(range[1] - range[0], MAX_SNIPPET_LINE - col))
+  return ` at line ${line}, column ${col}:\n\n${lineText}\n${' '.repeat(col - 1)}${'^'.repeat(carets)}\n`
+}
+
+/**
  * Reads and validates a config file; `.json` is parsed as JSON, anything else as YAML. With `text`,
  * that is taken as the file's content (what another process already read and validated), and only
  * the files it names are read.
@@ -868,7 +934,7 @@ export async function loadConfig(file: string, text?: string): Promise<Config> {
   text ??= await readConfigText(file)
   let input: unknown
   try {
-    input = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text)
+    input = file.endsWith('.json') ? JSON.parse(text) : parseYamlLinear(text)
   } catch (err) {
     throw new ConfigError([`(file): ${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${syntaxErrorText((err as Error).message)}`])
   }

@@ -148,6 +148,28 @@ describe('hot reload (real ZooKeeper, real upstreams)', function () {
     expect(metrics).to.include('zoo_proxy_config_reloads_total{result="ok"} 0')
   })
 
+  it('refuses hostile files (nesting past the bound, a number JSON cannot write, 20,000 unknown keys) with 400 naming the field, and keeps serving (attack-check)', async () => {
+    const { file, port, reload, report } = await setUp()
+    const client = keepAliveClient(port, 1)
+    const before = await report()
+    const service = `{"name":"example","path":"/x"`
+    for (const [text, first] of [
+      [`{"services":[${service},"strategy":{"module":"./m.js","x":${'['.repeat(50_000)}${']'.repeat(50_000)}}}]}`, /^services\[0\]\.strategy\.x(\[0\])+: nested deeper than 32 levels$/],
+      [`{"services":[${service},"timeoutMs":1e309}]}`, /^services\[0\]\.timeoutMs: expected milliseconds as a number, got Infinity \(too large\)$/],
+      [`{${Array.from({ length: 20_000 }, (_, i) => `"k${i}":1`).join(',')},"services":[${service}}]}`, /^k0: unknown key/],
+    ] as const) {
+      writeFileSync(file, text)
+      const bad = await reload()
+      expect(bad.status).to.equal(400)
+      expect((bad.body.problems as string[])[0]).to.match(first)
+      expect((await client.get()).status).to.equal(200)
+    }
+    const after = await report()
+    expect(Object.keys(after.services)).to.deep.equal(['example'])
+    expect(after.services.example!.strategy).to.equal(before.services.example!.strategy)
+    expect(after.zookeeper.sessionId).to.equal(before.zookeeper.sessionId)
+  })
+
   it('keeps an unchanged service as it is, and run-time overrides across a reload that changes a service', async () => {
     const { ups, svc, write, p, adminPort, report, reload } = await setUp()
     const kept = p.services[0]!
