@@ -6,8 +6,7 @@
 import { Buffer } from 'node:buffer'
 import os from 'node:os'
 import process from 'node:process'
-import { parse as parseYaml } from 'yaml'
-import { ZK_CREDENTIALS_ENV, loadConfig, readConfigText } from './config.js'
+import { ZK_CREDENTIALS_ENV, loadConfig, parseYamlLinear, readConfigText } from './config.js'
 import { ConfigError } from './errors.js'
 import { REGISTRY_FOLDER_ACL, isBadVersion, isNodeExists, ZkSession } from './discovery/zk-session.js'
 import type { MultiOp } from './discovery/zk-session.js'
@@ -118,7 +117,7 @@ async function push(v: Values, file: string | undefined, io: Io): Promise<number
   // The same rules as `zoo-proxy check` (exit 2, nothing written when it fails).
   const text = await readConfigText(file)
   await loadConfig(file, text)
-  const raw = (file.endsWith('.json') ? JSON.parse(text) : parseYaml(text)) as { services?: unknown[]; fleet?: unknown }
+  const raw = (file.endsWith('.json') ? JSON.parse(text) : parseYamlLinear(text)) as { services?: unknown[]; fleet?: unknown }
   if (raw.fleet !== undefined) throw new ConfigError([`fleet: ${file} is a fleet member's config; push a file with services`])
   const s = openSession(v)
   try {
