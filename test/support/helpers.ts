@@ -337,12 +337,17 @@ export async function expireSession(connect: string, creds: () => { sessionId: B
     const options = { sessionTimeout: 4000, sessionId: c.sessionId, sessionPassword: c.password } as object
     const client = zookeeper.createClient(connect, options)
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('could not attach to the session to expire it')), 10_000)
-        client.once('connected', () => {
+      // The credentials may name a session the server already ended (or one the proxy just
+      // replaced): then the attach ends in 'expired', or never connects; either way try again
+      // with the credentials as they are now, until the loop's bound.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 10_000)
+        const done = (): void => {
           clearTimeout(timer)
           resolve()
-        })
+        }
+        client.once('connected', done)
+        client.once('expired', done)
         client.connect()
       })
     } finally {
