@@ -212,7 +212,9 @@ describe('fleet: one routing table in ZooKeeper for ten proxies (3-node ensemble
     // The fifth class: a push against a version of `active` that is no longer current.
     const got = (await writer.getDataStat(P.active))!
     await rawPush([{ name: 'web', path: svcA, timeoutMs: 1000 }])
-    const before = (await ctx.admin.getChildren(P.tables))!.length
+    // Counted through the writer's own session: ZooKeeper's reads are ordered per session, and
+    // another session's server may not have seen the last push yet.
+    const before = (await writer.getChildren(P.tables))!.length
     let stale: unknown = null
     try {
       await writer.multi([
@@ -223,7 +225,7 @@ describe('fleet: one routing table in ZooKeeper for ten proxies (3-node ensemble
       stale = err
     }
     expect(String(stale)).to.include('BAD_VERSION')
-    expect((await ctx.admin.getChildren(P.tables))!.length).to.equal(before)
+    expect((await writer.getChildren(P.tables))!.length).to.equal(before)
     const latest = (await active()).table
     await converge('the push after the refusals applied 10/10', (s) => s.applied === latest)
     expect(await load.stop()).to.have.keys('200')
@@ -262,7 +264,9 @@ describe('fleet: one routing table in ZooKeeper for ten proxies (3-node ensemble
 
   it('lets exactly one of two concurrent pushers win; the other exits 3 naming the winner', async () => {
     for (let round = 0; round < 3; round++) {
-      const before = (await ctx.admin.getChildren(P.tables))!.length
+      // Counted through the writer's own session: ZooKeeper's reads are ordered per session, and
+    // another session's server may not have seen the last push yet.
+    const before = (await writer.getChildren(P.tables))!.length
       // Both have read the same `active` before either commits: a real race, not two pushes in a row.
       let arrived = 0
       let release!: () => void
