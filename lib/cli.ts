@@ -29,7 +29,8 @@ const USAGE = `Usage:
   zoo-proxy fleet push FILE --zookeeper <connect> --fleet <path> [--message M]
                      [--canary-percent N | --canary-proxies id,id]
   zoo-proxy fleet status --zookeeper <connect> --fleet <path> [--wait-ms N]
-  zoo-proxy fleet promote | rollback [--to t-N] | history | diff A B  --zookeeper <connect> --fleet <path>
+  zoo-proxy fleet promote | rollback [--to t-N] | history [--limit N] | diff A B
+                     --zookeeper <connect> --fleet <path>
                                        one routing table for every proxy (docs/fleet.md); every
                                        fleet verb takes --auth <user:pass>
   zoo-proxy --help | --version
@@ -191,6 +192,7 @@ export async function main(argv: string[]): Promise<number> {
       'canary-proxies': { type: 'string' },
       'wait-ms': { type: 'string' },
       to: { type: 'string' },
+      limit: { type: 'string' },
     },
   })
   if (values.help) {

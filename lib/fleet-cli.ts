@@ -59,6 +59,20 @@ function openSession(v: Values): ZkSession {
   return s
 }
 
+/**
+ * Opens a session to the fleet named by --zookeeper/--fleet, runs `fn`, and closes the session
+ * however `fn` ends: each verb below is one of these (the flags are checked before connecting).
+ */
+async function withFleet<T>(v: Values, fn: (s: ZkSession, p: FleetPaths) => Promise<T>): Promise<T> {
+  const p = fleetPaths(fleetRoot(v))
+  const s = openSession(v)
+  try {
+    return await fn(s, p)
+  } finally {
+    s.close()
+  }
+}
+
 function tableArg(name: string | undefined, what: string): string {
   if (name === undefined || !TABLE_NAME.test(name)) throw new FleetUsageError(`${what} must be a table name like t-0000000042`)
   return name
@@ -204,13 +218,10 @@ async function statusRows(s: ZkSession, p: FleetPaths): Promise<{ active: Active
 }
 
 async function status(v: Values, io: Io): Promise<number> {
-  const root = fleetRoot(v)
   const waitText = str(v, 'wait-ms')
   const waitMs = waitText === undefined ? 0 : Number(waitText)
   if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > 3_600_000) throw new FleetUsageError(`--wait-ms must be an integer 0..3600000, got "${waitText}"`)
-  const s = openSession(v)
-  try {
-    const p = fleetPaths(root)
+  return withFleet(v, async (s, p) => {
     const deadline = Date.now() + waitMs
     for (;;) {
       const { active, rows } = await statusRows(s, p)
@@ -227,15 +238,11 @@ async function status(v: Values, io: Io): Promise<number> {
       }
       await new Promise((r) => setTimeout(r, 100))
     }
-  } finally {
-    s.close()
-  }
+  })
 }
 
 async function promote(v: Values, io: Io): Promise<number> {
-  const s = openSession(v)
-  try {
-    const p = fleetPaths(fleetRoot(v))
+  return withFleet(v, async (s, p) => {
     const current = await readActive(s, p)
     if (current?.active.canary === undefined) {
       io.err('zoo-proxy fleet promote: there is no canary to promote')
@@ -243,16 +250,12 @@ async function promote(v: Values, io: Io): Promise<number> {
     }
     const table = current.active.canary.table
     return await setActive(s, p, { table }, current.version, io, `promoted ${table} (was ${current.active.table})`)
-  } finally {
-    s.close()
-  }
+  })
 }
 
 async function rollback(v: Values, io: Io): Promise<number> {
   const to = str(v, 'to') === undefined ? undefined : tableArg(str(v, 'to'), '--to')
-  const s = openSession(v)
-  try {
-    const p = fleetPaths(fleetRoot(v))
+  return withFleet(v, async (s, p) => {
     const current = await readActive(s, p)
     if (current === null) {
       io.err('zoo-proxy fleet rollback: no active table')
@@ -274,17 +277,22 @@ async function rollback(v: Values, io: Io): Promise<number> {
       return 1
     }
     return await setActive(s, p, { table: target }, current.version, io, `rolled back to ${target} (was ${current.active.table})`)
-  } finally {
-    s.close()
-  }
+  })
 }
 
+/** `fleet history` reads one node per table it prints: the newest 100 unless --limit says otherwise. */
+const HISTORY_DEFAULT = 100
+const HISTORY_MAX = 100_000
+
 async function history(v: Values, io: Io): Promise<number> {
-  const s = openSession(v)
-  try {
-    const p = fleetPaths(fleetRoot(v))
+  const limitText = str(v, 'limit')
+  const limit = limitText === undefined ? HISTORY_DEFAULT : Number(limitText)
+  if (!Number.isInteger(limit) || limit < 1 || limit > HISTORY_MAX) throw new FleetUsageError(`--limit must be an integer 1..${HISTORY_MAX}, got "${limitText}"`)
+  return withFleet(v, async (s, p) => {
     const current = await readActive(s, p).catch(() => null)
-    const names = ((await s.getChildren(p.tables)) ?? []).filter((n) => TABLE_NAME.test(n)).sort()
+    const all = ((await s.getChildren(p.tables)) ?? []).filter((n) => TABLE_NAME.test(n)).sort()
+    if (all.length > limit) io.out(`(${all.length - limit} older tables not shown; --limit ${all.length} shows them)`)
+    const names = all.slice(-limit)
     for (const name of names) {
       const node = await s.getDataStat(p.table(name))
       if (node === null) continue
@@ -299,9 +307,7 @@ async function history(v: Values, io: Io): Promise<number> {
       io.out(marks.length > 0 ? `${line} [${marks.join(', ')}]` : line)
     }
     return 0
-  } finally {
-    s.close()
-  }
+  })
 }
 
 /**
@@ -339,9 +345,7 @@ export function diffTables(a: readonly unknown[], b: readonly unknown[]): string
 async function diff(v: Values, args: readonly string[], io: Io): Promise<number> {
   const a = tableArg(args[0], 'fleet diff A B: A')
   const b = tableArg(args[1], 'fleet diff A B: B')
-  const s = openSession(v)
-  try {
-    const p = fleetPaths(fleetRoot(v))
+  return withFleet(v, async (s, p) => {
     const read = async (name: string) => {
       const node = await s.getDataStat(p.table(name))
       if (node === null) throw new FleetUsageError(`${name} does not exist`)
@@ -351,9 +355,7 @@ async function diff(v: Values, args: readonly string[], io: Io): Promise<number>
     for (const l of lines) io.out(l)
     if (lines.length === 0) io.out(`${a} and ${b} route the same`)
     return 0
-  } finally {
-    s.close()
-  }
+  })
 }
 
 /** `zoo-proxy fleet <verb> [args]`; throws FleetUsageError / ConfigError for exit 2. */

@@ -258,6 +258,18 @@ describe('fleet: one routing table in ZooKeeper for ten proxies (3-node ensemble
     const hist = await fleet(ctx.zk.connectString, ['history'])
     expect(hist.out.find((l) => l.startsWith(canary))).to.include('try b')
     expect(hist.out.find((l) => l.startsWith(base))).to.include('[active]')
+    // Bounded: --limit N reads and prints the newest N tables only, and says how many it left out.
+    const newest = await fleet(ctx.zk.connectString, ['history', '--limit', '1'])
+    expect(newest.code).to.equal(0)
+    const tableLines = newest.out.filter((l) => /^t-\d{10} /.test(l))
+    expect(tableLines).to.have.length(1)
+    expect(tableLines[0]!.startsWith(`${canary} `)).to.equal(true)
+    expect(newest.out[0]).to.match(/^\(\d+ older tables not shown; --limit \d+ shows them\)$/)
+    for (const bad of ['0', '-1', '1.5', 'x', '100001']) {
+      const r = await fleet(ctx.zk.connectString, ['history', '--limit', bad])
+      expect(r.code, bad).to.equal(2)
+      expect(r.err.join(' '), bad).to.include('--limit must be an integer 1..100000')
+    }
     const d = await fleet(ctx.zk.connectString, ['diff', base, canary])
     expect(d.out).to.include(`service web.path: "${svcA}" -> "${svcB}"`)
   })
@@ -265,8 +277,8 @@ describe('fleet: one routing table in ZooKeeper for ten proxies (3-node ensemble
   it('lets exactly one of two concurrent pushers win; the other exits 3 naming the winner', async () => {
     for (let round = 0; round < 3; round++) {
       // Counted through the writer's own session: ZooKeeper's reads are ordered per session, and
-    // another session's server may not have seen the last push yet.
-    const before = (await writer.getChildren(P.tables))!.length
+      // another session's server may not have seen the last push yet.
+      const before = (await writer.getChildren(P.tables))!.length
       // Both have read the same `active` before either commits: a real race, not two pushes in a row.
       let arrived = 0
       let release!: () => void
