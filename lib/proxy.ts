@@ -24,6 +24,7 @@ import { RoundRobin } from '../strategies/round-robin.js'
 import { FleetFollower, readSavedTable, savedTableFile } from './fleet/follower.js'
 import type { LiveCheck } from './fleet/follower.js'
 import { tableConfig } from './fleet/table-config.js'
+import { defaultProxyId } from './fleet/layout.js'
 import os from 'node:os'
 import process from 'node:process'
 import path from 'node:path'
@@ -376,7 +377,7 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
       : new FleetFollower({
           session,
           root: fleetConfig.path,
-          id: fleetConfig.id ?? `${os.hostname()}:${config.listen.port}`,
+          id: fleetConfig.id ?? defaultProxyId(os.hostname(), config.listen.port, process.pid),
           allowOpenAcl: fleetConfig.allowOpenAcl,
           logger,
           build: (services) => tableConfig(baseConfig, services, baseDir),

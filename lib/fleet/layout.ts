@@ -11,6 +11,17 @@ export const MAX_NODE_BYTES = 1024 * 1024
 export const TABLE_NAME = /^t-\d{10}$/
 /** A proxy id, as the config's `fleet.id` allows it (a znode name). */
 export const PROXY_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/
+/**
+ * The id a proxy takes when `fleet.id` is not given: host name and listen port, as `host:8080`.
+ * With `listen.port: 0` the port says nothing (every such proxy on a host would share `host:0`
+ * and overwrite each other's status node), so the process id stands in for it. Characters a
+ * host name may carry outside PROXY_ID become `-`, and the result always matches PROXY_ID.
+ */
+export function defaultProxyId(hostname: string, port: number, pid: number): string {
+  const host = hostname.replace(/[^A-Za-z0-9._@-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 100) || 'proxy'
+  return `${host}:${port === 0 ? `pid${pid}` : port}`
+}
+
 /** Most proxies a canary may name. */
 export const MAX_CANARY_PROXIES = 10_000
 /** Longest message and author kept with a table. */

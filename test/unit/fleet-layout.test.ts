@@ -4,7 +4,7 @@
 import { expect } from 'chai'
 import { Buffer } from 'node:buffer'
 import { diffTables } from '../../lib/fleet-cli.js'
-import { FleetDataError, MAX_CANARY_PROXIES, MAX_NODE_BYTES, MAX_PROBLEMS, encodeProxyStatus, inPercent, parseActive, parseProxyStatus, parseTable, tableFor } from '../../lib/fleet/layout.js'
+import { FleetDataError, MAX_CANARY_PROXIES, PROXY_ID, defaultProxyId, MAX_NODE_BYTES, MAX_PROBLEMS, encodeProxyStatus, inPercent, parseActive, parseProxyStatus, parseTable, tableFor } from '../../lib/fleet/layout.js'
 
 const buf = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v))
 
@@ -103,5 +103,19 @@ describe('fleet layout codecs', () => {
       'service web.retry.backoffMs: (absent) -> 5',
     ])
     expect(diffTables(a, a)).to.deep.equal([])
+  })
+})
+
+describe('fleet: the default proxy id', () => {
+  it('is host:port, and host:pidN when the port is 0 (so two such proxies on one host differ)', () => {
+    expect(defaultProxyId('edge-1.example', 8080, 42)).to.equal('edge-1.example:8080')
+    expect(defaultProxyId('edge-1', 0, 42)).to.equal('edge-1:pid42')
+    expect(defaultProxyId('edge-1', 0, 42)).to.not.equal(defaultProxyId('edge-1', 0, 43))
+  })
+
+  it('always matches PROXY_ID, whatever the host name holds', () => {
+    for (const host of ['', '-', '..', 'a b', 'ü.local', '_x', 'x'.repeat(300), '/etc', 'a\u0000b', '::1', 'host:name']) {
+      for (const port of [0, 1, 65535]) expect(defaultProxyId(host, port, 99999), JSON.stringify(host)).to.match(PROXY_ID)
+    }
   })
 })
