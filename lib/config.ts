@@ -17,7 +17,7 @@ import { BUILTIN_STRATEGIES, StrategyOptionError, buildStrategy, isBuiltinStrate
 import { didYouMean } from './did-you-mean.js'
 import { loadTlsFiles } from './tls-files.js'
 import { RETRY_CONDITIONS } from './balancing/retry.js'
-import { MAX_HEADER_RULES, MAX_HEADER_VALUE_CHARS, MAX_METHODS, MAX_REGEX_CHARS, MAX_SPLIT_TARGETS, MAX_SPLIT_WEIGHT, parseHashKey, regexProblem } from './route-rules.js'
+import { MAX_HEADER_RULES, MAX_HEADER_VALUE_CHARS, MAX_METHODS, MAX_REGEX_CHARS, MAX_SPLIT_TARGETS, MAX_SPLIT_WEIGHT, parseHashKey, regexProblem, routingPath } from './route-rules.js'
 
 /** Most routes one service may list (each is tried in turn for a request that matches no earlier one). */
 const MAX_ROUTES_PER_SERVICE = 64
@@ -221,7 +221,13 @@ const headerRuleSchema = z.preprocess(
 
 const matchSchema = z.strictObject({
   host: optional(z.string().min(1)),
-  pathPrefix: optional(z.string().startsWith('/', { message: 'must start with /' })),
+  pathPrefix: optional(
+    z
+      .string()
+      .startsWith('/', { message: 'must start with /' })
+      // Requests are matched on their normalised path (routingPath): a prefix spelled otherwise would never match.
+      .refine((p) => routingPath(p) === p, { message: 'write it as the path it matches: no escaped letters, digits or -._~, no . or .. segments' }),
+  ),
   /** Method names, exactly (HTTP methods are case-sensitive: GET, not get). */
   methods: optional(
     z

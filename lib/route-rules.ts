@@ -123,6 +123,24 @@ export function rewritePath(url: string, prefix: string, rewrite: Rewrite): stri
   return out.slice(lead) + query
 }
 
+/**
+ * The path a route matches against, as nginx and Envoy's normalize_path see it: percent-encoded
+ * unreserved characters decoded (`/%61pi` is `/api`, RFC 3986 §6.2.2.2) and dot segments resolved
+ * (`/x/../api` is `/api`), so an encoding cannot steer a request past a route to another service.
+ * Any other escape stays as it came: an encoded slash is not a segment boundary. A path with no
+ * `%` and no `/.` (nearly every request) is returned as is, without a copy.
+ */
+export function routingPath(path: string): string {
+  if (path.indexOf('%') === -1 && path.indexOf('/.') === -1) return path
+  const decoded = path.replace(/%([0-9A-Fa-f]{2})/g, (esc, hex: string) => {
+    const c = String.fromCharCode(parseInt(hex, 16))
+    return UNRESERVED.test(c) ? c : esc
+  })
+  return DOT_SEGMENT.test(decoded) ? withoutDotSegments(decoded) : decoded
+}
+
+const UNRESERVED = /^[A-Za-z0-9._~-]$/
+
 /** A `.` or `..` segment, percent-encoded or not (servers decode `%2e` before resolving them). */
 const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?=\/|$)/i
 

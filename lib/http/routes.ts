@@ -3,7 +3,7 @@
 // rules; ties in the order the config lists them. A route with no rule at all is the default
 // route, tried last. The rules themselves (headers, rewrite, split) live in route-rules.ts.
 
-import { hashUnit, headerTest, headerValue, parseHashKey, pickWeighted, rewritePath } from '../route-rules.js'
+import { hashUnit, headerTest, headerValue, parseHashKey, pickWeighted, rewritePath, routingPath } from '../route-rules.js'
 import type { HashKey, HeaderRule, Rewrite, RouteRequest } from '../route-rules.js'
 
 export type { HashKey, HeaderRule, Rewrite, RouteRequest } from '../route-rules.js'
@@ -43,7 +43,7 @@ export class Route<T> {
   constructor(spec: RouteSpec<T>, random: () => number) {
     const m = spec.match ?? {}
     this.host = m.host === undefined ? null : hostName(m.host)
-    this.prefix = m.pathPrefix ?? null
+    this.prefix = m.pathPrefix === undefined ? null : routingPath(m.pathPrefix)
     this.#methods = m.methods === undefined || m.methods.length === 0 ? null : m.methods
     this.#headers = Object.entries(m.headers ?? {}).map(([name, rule]) => ({ name: name.toLowerCase(), test: headerTest(rule) }))
     this.#rewrite = spec.rewrite === undefined || this.prefix === null || (spec.rewrite.prefix === undefined && spec.rewrite.stripPrefix !== true) ? null : spec.rewrite
@@ -80,9 +80,17 @@ export class Route<T> {
     return pickWeighted(this.#to, this.#total, unit)
   }
 
-  /** The request target to send upstream: `url` itself unless the route rewrites. */
+  /**
+   * The request target to send upstream: `url` itself unless the route rewrites. A rewrite works
+   * on the path the route matched (routingPath), so the prefix it cuts is the one that matched;
+   * without one the instance gets the target as the client wrote it.
+   */
   rewrite(url: string): string {
-    return this.#rewrite === null ? url : rewritePath(url, this.prefix!, this.#rewrite)
+    if (this.#rewrite === null) return url
+    const q = url.indexOf('?')
+    const path = q === -1 ? url : url.slice(0, q)
+    const normal = routingPath(path)
+    return rewritePath(normal === path ? url : normal + url.slice(path.length), this.prefix!, this.#rewrite)
   }
 }
 
@@ -121,7 +129,7 @@ export class Router<T> {
   match(req: RouteRequest): Route<T> | null {
     const url = req.url
     const q = url.indexOf('?')
-    const path = q === -1 ? url : url.slice(0, q)
+    const path = routingPath(q === -1 ? url : url.slice(0, q))
     const host = hostName(req.host)
     for (const r of this.#routes) if (r.matches(req, host, path)) return r
     return null

@@ -134,6 +134,12 @@ describe('config: routes', () => {
     }
   })
 
+  it('refuses a pathPrefix spelled otherwise than the normalised path requests are matched on', async () => {
+    for (const pathPrefix of ['/%61pi', '/api%2dv2', '/x/../api', '/api/.', '/%2e%2e/api', '/api/./v2']) {
+      await refusedAt(withRoute({ match: { pathPrefix } }), 'services[0].routes[0].match.pathPrefix', /as the path it matches/)
+    }
+  })
+
   it('takes a hash key as header:<name> or client-address', async () => {
     for (const hashKey of ['header:', 'cookie:sid', 'client', 'header:bad name', '']) {
       await refusedAt(withRoute({ to: [{ service: 'api', weight: 1 }], hashKey }), 'services[0].routes[0].hashKey', /header:<name>/)

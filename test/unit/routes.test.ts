@@ -43,6 +43,38 @@ describe('routing', () => {
     expect(route('/api/a%2Fb')).to.equal('api')
   })
 
+  it('routes an encoded or dotted path where its decoded, resolved form goes (nginx and Envoy normalise before matching)', () => {
+    // Every way of spelling a path under /api/v2 (escapes of unreserved characters in either
+    // case, dot segments plain or encoded, climbing out of another prefix) reaches api-v2.
+    const spell = (c: string) => [c, `%${c.charCodeAt(0).toString(16)}`, `%${c.charCodeAt(0).toString(16).toUpperCase()}`]
+    const spellings = new Set<string>()
+    for (const a of spell('a')) for (const v of spell('v')) spellings.add(`/${a}pi/${v}2/users`)
+    for (const dot of ['.', '%2e', '%2E']) {
+      spellings.add(`/other/${dot}${dot}/api/v2/users`)
+      spellings.add(`/api/x/${dot}${dot}/v2/users`)
+      spellings.add(`/api/${dot}/v2/users`)
+      spellings.add(`/${dot}${dot}/${dot}${dot}/api/v2`)
+    }
+    for (const url of spellings) expect(route(url), url).to.equal('api-v2')
+    // Climbing out of /api/v2 leaves it.
+    expect(route('/api/v2/../x')).to.equal('api')
+    expect(route('/api/v2/%2e%2e/%2e%2e/x')).to.equal('default')
+    // Reserved and non-ASCII escapes stay escaped: not a boundary, not a letter.
+    for (const url of ['/api%2Fv2', '/%2Fapi', '/api%3Fx', '/%C3%A1pi']) expect(route(url), url).to.not.equal('api-v2')
+    expect(route('/api%2Fv2')).to.equal('default')
+  })
+
+  it('rewrites the path it matched, not the spelling it came in', () => {
+    const r = new Router([{ match: { pathPrefix: '/api' }, rewrite: { prefix: '/v2' }, target: 'api' }])
+    const match = (url: string) => r.match(req(url))!.rewrite(url)
+    expect(match('/%61pi/x?q=%61')).to.equal('/v2/x?q=%61')
+    expect(match('/other/../api/x')).to.equal('/v2/x')
+    expect(match('/api/a%2Fb')).to.equal('/v2/a%2Fb')
+    // Without a rewrite the instance gets the target as the client wrote it.
+    const plain = new Router([{ match: { pathPrefix: '/api' }, target: 'api' }])
+    expect(plain.match(req('/%61pi/x'))!.rewrite('/%61pi/x')).to.equal('/%61pi/x')
+  })
+
   it('reads the Host header name without its port', () => {
     expect(hostName('[::1]:80')).to.equal('::1')
     expect(hostName('Example.COM.:443')).to.equal('example.com')
