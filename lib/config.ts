@@ -720,6 +720,7 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
   const zookeeper = { ...raw.zookeeper, auth: await readZkAuth(raw.zookeeper.auth, baseDir, env) }
   if (raw.zookeeper.snapshotFile !== undefined) zookeeper.snapshotFile = path.resolve(baseDir, raw.zookeeper.snapshotFile)
   const { admin, adminToken } = await readAdmin(raw.admin, baseDir, env)
+  if (admin !== undefined && sameListener(admin, raw.listen)) problems.push(`admin: the same address as listen (${hostPortText(raw.listen)}); give the admin listener a port of its own`)
   // Certificate paths made absolute, and each set of files read and checked now (parsed, the key
   // matched to its certificate), so a missing or wrong one is exit 2 naming it, for check and start alike.
   const tls = raw.tls === undefined ? undefined : resolveFiles(raw.tls, ['cert', 'key', 'ca'], baseDir)
@@ -727,6 +728,17 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
   await checkTlsSets(raw, tls, upstreamTls, services, problems)
   if (problems.length > 0) throw new ConfigError(problems)
   return deepFreeze({ ...raw, admin, adminToken, tls, upstreamTls, zookeeper, services })
+}
+
+/**
+ * Two listeners that would ask for one socket: the same port (not 0, which picks a free one) on
+ * the same host, or either on a wildcard address. The second bind would fail at start with
+ * EADDRINUSE; `check` says it first, naming the field.
+ */
+function sameListener(a: HostPort, b: HostPort): boolean {
+  if (a.port === 0 || a.port !== b.port) return false
+  const wildcard = (h: string) => h === '' || h === '0.0.0.0' || h === '::' || h === '[::]'
+  return a.host.toLowerCase() === b.host.toLowerCase() || wildcard(a.host) || wildcard(b.host)
 }
 
 /** Each service checked against the others (names, routes) and normalised (strategy, weights, TLS, retry). */

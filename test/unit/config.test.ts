@@ -133,6 +133,28 @@ describe('config', () => {
     }
   })
 
+  it('refuses an admin listener on the address of listen, and only then', async () => {
+    const svc = [{ name: 'a', path: '/services/a' }]
+    const clash = /^admin: the same address as listen \(.*\); give the admin listener a port of its own$/
+    for (const [listen, admin] of [
+      ['127.0.0.1:8080', '127.0.0.1:8080'],
+      ['0.0.0.0:8080', '127.0.0.1:8080'],
+      ['127.0.0.1:8080', '0.0.0.0:8080'],
+      ['[::]:8080', '[::1]:8080'],
+      ['[::1]:8080', '[::1]:8080'],
+    ]) {
+      const got = await problems({ listen, admin, services: svc })
+      expect(got, `${listen} ${admin}`).to.have.length(1)
+      expect(got[0], `${listen} ${admin}`).to.match(clash)
+      expect(await problems({ listen, admin: { listen: admin, token: 'x'.repeat(32) }, services: svc }), `${listen} {listen: ${admin}}`).to.have.length(1)
+    }
+    for (const [listen, admin] of [
+      ['127.0.0.1:8080', '127.0.0.1:9901'],
+      ['127.0.0.1:8080', '127.0.0.2:8080'],
+      ['127.0.0.1:0', '127.0.0.1:0'],
+    ]) expect((await validateConfig({ listen, admin, services: svc }, '.')).admin, `${listen} ${admin}`).to.deep.equal(parseHostPort(admin))
+  })
+
   it('rejects a missing or empty services list', async () => {
     expect((await problems({}))[0]).to.match(/^services: /)
     expect((await problems({ services: [] }))[0]).to.match(/^services: /)
