@@ -470,6 +470,10 @@ export const ADMIN_TOKEN_ENV = 'ZOO_PROXY_ADMIN_TOKEN'
 function adminTokenOf(text: string, field: string): string {
   const token = text.trim()
   if (token === '') throw new ConfigError([`${field}: the admin token is only whitespace`])
+  // A Bearer token is visible ASCII (RFC 6750's b64token is a subset): a client's header carries
+  // bytes, not characters, so any other token would match on one client and not on the next.
+  const bad = /[^\x21-\x7e]/u.exec(token)
+  if (bad !== null) throw new ConfigError([`${field}: the admin token may hold only visible ASCII characters (found U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')} at ${bad.index})`])
   return token
 }
 

@@ -133,13 +133,20 @@ describe('the admin token (real ZooKeeper)', function () {
       for (const auth of ['Bearer to', 'Bearer tok x', basic('ops:to k')]) expect(await status(p.adminPort, '/upstreams', auth), auth).to.equal(401)
     })
 
-    it('refuses a token that is only whitespace, naming where it came from (zoo-proxy check: exit 2)', async () => {
+    it('refuses a token that is only whitespace or holds anything but visible ASCII, naming where it came from (zoo-proxy check: exit 2)', async () => {
       const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-token-'))
       closers.push(async () => rmSync(dir, { recursive: true, force: true }))
       for (const text of [' ', '\n', ' \t\r\n '])
         for (const [where, raw, env] of sources(dir, text)) {
           const err = await validateConfig(raw, dir, env).catch((e: unknown) => e)
           expect((err as { problems?: string[] }).problems?.[0], `${where} ${JSON.stringify(text)}`).to.match(new RegExp(`^${where.replace('.', '\\.')}.*: the admin token is only whitespace$`))
+        }
+      // Anything but visible ASCII inside it is refused too: a header carries bytes, so a UTF-8 or
+      // control character would match for one client's encoding and not for another's.
+      for (const [text, at] of [['tök', 'U+00F6 at 1'], ['to k', 'U+0020 at 2'], ['tok\u0000x', 'U+0000 at 3'], ['\u{1F511}key', 'U+1F511 at 0'], ['a\tb', 'U+0009 at 1']] as const)
+        for (const [where, raw, env] of sources(dir, text)) {
+          const err = await validateConfig(raw, dir, env).catch((e: unknown) => e)
+          expect((err as { problems?: string[] }).problems?.[0], `${where} ${JSON.stringify(text)}`).to.match(new RegExp(`^${where.replace('.', '\\.')}.*: the admin token may hold only visible ASCII characters \\(found ${at.replace('+', '\\+')}\\)$`))
         }
       writeFileSync(path.join(dir, 'proxy.json'), JSON.stringify({ ...base(), admin: { listen: '127.0.0.1:0', token: '   ' } }))
       const child = spawnNode(closers, [CLI, 'check', '--config', path.join(dir, 'proxy.json')])
