@@ -10,7 +10,7 @@ import path from 'node:path'
 import { isScalar, LineCounter, parseDocument, visit } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from './errors.js'
-import { MAX_CONFIG_BYTES, MAX_SECRET_BYTES, readFieldFile } from './read-file.js'
+import { MAX_CONFIG_BYTES, MAX_SECRET_BYTES, readFieldText } from './read-file.js'
 import { DEFAULT_LIMITS } from './limits.js'
 import { WEIGHT_MAX, WEIGHT_MIN } from './discovery/endpoint.js'
 import { BUILTIN_STRATEGIES, StrategyOptionError, buildStrategy, isBuiltinStrategy, withDefaultOptions } from '../strategies/index.js'
@@ -803,7 +803,7 @@ async function readZkAuth(entries: RawConfig['zookeeper']['auth'], baseDir: stri
     if (a.credentials !== undefined) auth.push({ scheme: a.scheme, credentials: a.credentials })
     else {
       const file = path.resolve(baseDir, a.credentialsFile!)
-      const text = (await readFieldFile(`zookeeper.auth[${i}].credentialsFile`, file, MAX_SECRET_BYTES)).toString('utf8')
+      const text = await readFieldText(`zookeeper.auth[${i}].credentialsFile`, file, MAX_SECRET_BYTES)
       auth.push({ scheme: a.scheme, credentials: text.trim() })
     }
   }
@@ -821,7 +821,7 @@ async function readAdmin(raw: RawConfig['admin'], baseDir: string, env: Readonly
     if (raw.token !== undefined) adminToken = adminTokenOf(raw.token, 'admin.token')
     else if (raw.tokenFile !== undefined) {
       const file = path.resolve(baseDir, raw.tokenFile)
-      const text = (await readFieldFile('admin.tokenFile', file, MAX_SECRET_BYTES)).toString('utf8')
+      const text = await readFieldText('admin.tokenFile', file, MAX_SECRET_BYTES)
       if (text === '') throw new ConfigError([`admin.tokenFile: ${file} is empty`])
       adminToken = adminTokenOf(text, `admin.tokenFile (${file})`)
     }
@@ -892,7 +892,7 @@ function effectiveFields(config: Config): Record<string, unknown> {
 
 /** The text of a config file (a ConfigError when it cannot be read). */
 export async function readConfigText(file: string): Promise<string> {
-  return (await readFieldFile('(file)', file, MAX_CONFIG_BYTES)).toString('utf8')
+  return readFieldText('(file)', file, MAX_CONFIG_BYTES)
 }
 
 /** Longest line of a YAML error's snippet shown: a config line can be a megabyte of one value. */

@@ -6,6 +6,7 @@ import { Buffer } from 'node:buffer'
 import { constants } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { ConfigError } from './errors.js'
+import { strictUtf8 } from './utf8.js'
 
 /** Largest certificate, key or CA bundle read (the system CA bundle is about 200 KB). */
 export const MAX_PEM_BYTES = 4 * 1024 * 1024
@@ -52,5 +53,15 @@ export async function readFieldFile(field: string, file: string, maxBytes: numbe
     return await readBoundedFile(file, maxBytes)
   } catch (err) {
     throw new ConfigError([`${field}: cannot read ${file}: ${readFailure(err)}`])
+  }
+}
+
+/** `readFieldFile` as strict UTF-8 text: a byte that is not UTF-8 is `<field>: <file>: not UTF-8 at byte N (line L)`. */
+export async function readFieldText(field: string, file: string, maxBytes: number): Promise<string> {
+  const buf = await readFieldFile(field, file, maxBytes)
+  try {
+    return strictUtf8(buf)
+  } catch (err) {
+    throw new ConfigError([`${field}: ${file}: ${(err as Error).message}`])
   }
 }

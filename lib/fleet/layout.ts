@@ -4,6 +4,7 @@
 
 import { Buffer } from 'node:buffer'
 import { createHash } from 'node:crypto'
+import { strictUtf8 } from '../utf8.js'
 
 /** Largest table, `active` or status node read (ZooKeeper's own jute.maxbuffer default is 1 MiB too). */
 export const MAX_NODE_BYTES = 1024 * 1024
@@ -91,7 +92,7 @@ function json(data: Buffer, what: string): Record<string, unknown> {
   if (data.length > MAX_NODE_BYTES) throw new FleetDataError([`${what}: ${data.length} bytes, more than ${MAX_NODE_BYTES}`])
   let v: unknown
   try {
-    v = JSON.parse(data.toString('utf8'))
+    v = JSON.parse(strictUtf8(data))
   } catch (err) {
     throw new FleetDataError([`${what}: not JSON (${(err as Error).message})`])
   }

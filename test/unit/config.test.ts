@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { validateConfig, parseHostPort } from '../../lib/config.js'
+import { validateConfig, parseHostPort, readConfigText } from '../../lib/config.js'
 import { configProblems } from '../support/config-problems.js'
 
 const problems = configProblems
@@ -153,6 +153,22 @@ describe('config', () => {
       ['127.0.0.1:8080', '127.0.0.2:8080'],
       ['127.0.0.1:0', '127.0.0.1:0'],
     ]) expect((await validateConfig({ listen, admin, services: svc }, '.')).admin, `${listen} ${admin}`).to.deep.equal(parseHostPort(admin))
+  })
+
+  it('refuses a config, token or credentials file that is not UTF-8, naming the field, byte and line (it was read with U+FFFD in place)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-utf8-'))
+    try {
+      const file = path.join(dir, 'proxy.yaml')
+      writeFileSync(file, Buffer.concat([Buffer.from('services:\n  - name: caf'), Buffer.from([0xe9]), Buffer.from('\n    path: /s\n')]))
+      const err = await readConfigText(file).catch((e: unknown) => e)
+      expect((err as { problems?: string[] }).problems).to.deep.equal([`(file): ${file}: not UTF-8 at byte 23 (line 2)`])
+      writeFileSync(path.join(dir, 'admin.token'), Buffer.from([0x74, 0x6f, 0x6b, 0xff]))
+      expect(await problems({ admin: { listen: '127.0.0.1:9901', tokenFile: 'admin.token' }, services: [{ name: 'a', path: '/services/a' }] }, dir)).to.deep.equal([
+        `admin.tokenFile: ${path.join(dir, 'admin.token')}: not UTF-8 at byte 3 (line 1)`,
+      ])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('rejects a missing or empty services list', async () => {
