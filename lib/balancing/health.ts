@@ -144,9 +144,15 @@ export class HealthChecker {
         if (socket.alpnProtocol !== 'h2') socket.destroy(Object.assign(new Error('instance did not negotiate h2'), { code: 'ZP_H2_ALPN' }))
       })
       let status = 0
+      let finished = false
       const finish = (err: Error | null): void => {
+        if (finished) return
+        finished = true
         clearTimeout(timer)
-        session.destroy()
+        // Once, and on the next turn: 'end', 'error' and 'close' can run inside node:http2's
+        // parsing of the instance's bytes, where destroying the session aborts the process (the
+        // rule at the top of h2/session.ts).
+        setImmediate(() => session.destroy())
         if (err === null) resolve(status)
         else reject(err)
       }

@@ -64,17 +64,14 @@ function u32(n: number): Buffer {
 
 type Answer = (socket: net.Socket, streamId: number) => void
 
-// Skipped in CI for now: on Node 20.20 a fresh-clone run aborted the whole test process with
-// `Assertion failed: (current_nghttp2_memory_) == (0)` in Http2Session's destructor during a GC,
-// after the "frame past SETTINGS_MAX_FRAME_SIZE" case (a session nghttp2 had ended itself, then
-// destroyed). That is a native crash a hostile h2 instance can cause in node:http2; until it is
-// understood and contained, h2 toward instances is opt-in (upstreamProtocol defaults to http/1.1)
-// and docs/http2.md says so. Run it by hand with ZOO_PROXY_H2_HOSTILE=1.
-const runHostile = process.env.ZOO_PROXY_H2_HOSTILE === '1'
-;(runHostile ? describe : describe.skip)('a hostile HTTP/2 instance behind the proxy (raw frames, real ZooKeeper)', function () {
+describe('a hostile HTTP/2 instance behind the proxy (raw frames, real ZooKeeper)', function () {
   const ctx = useZooKeeper()
   const closers = useClosers()
   const certs = useCerts()
+
+  // Run with node --expose-gc, a collection after each case frees the sessions the case left:
+  // the native abort this suite once hit (docs/http2.md) happened in a session's destructor at a GC.
+  afterEach(() => (globalThis as { gc?: () => void }).gc?.())
 
   /**
    * An h2c instance: `settings` is what it sends first (null: nothing at all), `answer` runs on
@@ -157,6 +154,18 @@ const runHostile = process.env.ZOO_PROXY_H2_HOSTILE === '1'
       s.write(frame(CONTINUATION, END_HEADERS, id, block([['x-big2', 'a'.repeat(15_000)]])))
     },
     'a frame past SETTINGS_MAX_FRAME_SIZE': (s, id) => s.write(frame(HEADERS, END_HEADERS | END_STREAM, id, block([[':status', '200'], ['x-big', 'a'.repeat(20_000)]]))),
+    // A header block nghttp2 holds unfinished when the session ends (the memory of nodejs/node#39951).
+    'a header block left open, then silence': (s, id) => s.write(frame(HEADERS, 0, id, block([[':status', '200'], ['x-a', 'b'.repeat(200)]]))),
+    'a header block left open, then the connection ended': (s, id) => {
+      s.write(frame(HEADERS, 0, id, block([[':status', '200'], ['x-a', 'b'.repeat(200)]])))
+      s.write(frame(CONTINUATION, 0, id, block([['x-c', 'd'.repeat(200)]])))
+      s.end()
+    },
+    'a header block left open, then a TCP reset': (s, id) => {
+      s.write(frame(HEADERS, 0, id, block([[':status', '200'], ['x-a', 'b'.repeat(200)]])))
+      s.write(frame(CONTINUATION, 0, id, block([['x-c', 'd'.repeat(200)]])))
+      s.resetAndDestroy()
+    },
     'a CONTINUATION flood': (s, id) => {
       s.write(frame(HEADERS, 0, id, block([[':status', '200']])))
       for (let i = 0; i < 2000 && !s.destroyed; i++) s.write(frame(CONTINUATION, 0, id, block([[`x-${i}`, 'v'.repeat(500)]])))

@@ -38,6 +38,17 @@ export interface SessionOwner {
   requeue(a: Attempt): void
 }
 
+// When the pool ends a session or a stream. Every node:http2 event handler (and every
+// process.nextTick or promise it schedules: Node drains those when its callback returns) can run
+// inside Http2Session::ConsumeHTTP2Data, while nghttp2 is still parsing what the instance sent.
+// Destroying the session or closing a stream from there tears the JS side down under nghttp2's
+// feet (nodejs/node#64850 aborts on `onread->IsFunction()`), and a stream still holding a header
+// block nghttp2 allocated can outlive the session's memory accounting (nodejs/node#39951, the
+// `current_nghttp2_memory_ == 0` assertion in ~Http2Session at a GC). So the pool decides at once
+// (the attempt ends, exactly once, in the same call) but the node:http2 call that carries the
+// decision out runs on the next turn of the event loop (setImmediate: after the read that caused
+// it has returned), once per session or stream, and never on a session already gone.
+
 /** One HTTP/2 session (one connection) to the instance. */
 export class Session {
   readonly session: http2.ClientHttp2Session
@@ -54,13 +65,17 @@ export class Session {
   #connectTimer: NodeJS.Timeout | null
   /** A PING out to learn whether the session still moves (probe()): it takes no new stream meanwhile. */
   #probeTimer: NodeJS.Timeout | null = null
+  /** destroy() was called: the session is torn down once, whoever asks again. */
+  #ending = false
+  /** drain() scheduled its close. */
+  #closing = false
 
   constructor(pool: SessionOwner, session: http2.ClientHttp2Session) {
     this.#pool = pool
     this.session = session
     this.#connectTimer = setTimeout(() => {
       this.#connectTimer = null
-      if (!this.ready) session.destroy(Object.assign(new Error(`no HTTP/2 SETTINGS from the instance within ${pool.connectTimeoutMs} ms`), { code: 'ETIMEDOUT' }))
+      if (!this.ready) this.destroy(Object.assign(new Error(`no HTTP/2 SETTINGS from the instance within ${pool.connectTimeoutMs} ms`), { code: 'ETIMEDOUT' }))
     }, pool.connectTimeoutMs).unref()
     session.on('remoteSettings', (settings) => {
       // The instance's figure is untrusted: 0 would starve the pool, 2^32-1 is "no limit".
@@ -114,14 +129,15 @@ export class Session {
     const session = this.session
     this.#probeTimer = setTimeout(() => {
       this.#probeTimer = null
-      session.destroy(Object.assign(new Error(`no HTTP/2 PING acknowledgement from the instance within ${this.#pool.connectTimeoutMs} ms`), { code: 'ETIMEDOUT' }))
+      this.destroy(Object.assign(new Error(`no HTTP/2 PING acknowledgement from the instance within ${this.#pool.connectTimeoutMs} ms`), { code: 'ETIMEDOUT' }))
     }, this.#pool.connectTimeoutMs).unref()
     try {
-      // false: too many PINGs out already; the timer decides then.
+      // false: too many PINGs out already; the timer decides then. The callback runs inside
+      // nghttp2's handling of the ack: destroy() defers.
       session.ping((err) => {
         if (this.#probeTimer === null) return
         this.#clearProbe()
-        if (err !== null) session.destroy()
+        if (err !== null) this.destroy()
         else this.#pool.changed()
       })
     } catch {
@@ -142,10 +158,29 @@ export class Session {
     this.#pool.changed()
   }
 
-  /** No new streams: close once those out are done (a GOAWAY of our own). */
+  /**
+   * No new streams: close once those out are done (a GOAWAY of our own). Called from stream and
+   * session handlers, so the close itself waits for the next turn (see the top of this file).
+   */
   drain(): void {
     this.draining = true
-    if (!this.session.closed) this.session.close()
+    if (this.#closing || this.#ending || this.gone) return
+    this.#closing = true
+    const session = this.session
+    setImmediate(() => {
+      if (!session.closed && !session.destroyed) session.close()
+    })
+  }
+
+  /** Tears the session down (its streams with it), once, on the next turn. */
+  destroy(err?: Error): void {
+    if (this.#ending || this.gone) return
+    this.#ending = true
+    this.draining = true
+    const session = this.session
+    setImmediate(() => {
+      if (!session.destroyed) session.destroy(err)
+    })
   }
 }
 
@@ -164,6 +199,7 @@ export class Attempt implements AttemptControl {
   #received = 0
   #expectBody = true
   #unpipe: (() => void) | null = null
+  #resetting = false
 
   constructor(pool: SessionOwner, req: UpstreamRequest, sink: TransportSink, headDeadline: number) {
     this.#pool = pool
@@ -324,18 +360,27 @@ export class Attempt implements AttemptControl {
 
   /** Ends the attempt with `err`, resetting its stream with `code`. */
   #failStream(err: Error, code: number): void {
-    const stream = this.#stream
+    if (this.done) return
+    this.#reset(code)
     this.fail(err)
-    if (stream !== null && !stream.closed) stream.close(code)
   }
 
   /** Ends the attempt with an error (once); the stream, if any, is cancelled. */
   fail(err: Error): void {
     if (this.done) return
+    this.#reset(NGHTTP2_CANCEL)
     this.#finish()
-    const stream = this.#stream
-    if (stream !== null && !stream.closed) stream.close(NGHTTP2_CANCEL)
     this.#sink.onError(err)
+  }
+
+  /** RST_STREAM(code), once, on the next turn (see the top of this file); the first code wins. */
+  #reset(code: number): void {
+    const stream = this.#stream
+    if (stream === null || this.#resetting || stream.closed || stream.destroyed) return
+    this.#resetting = true
+    setImmediate(() => {
+      if (!stream.closed && !stream.destroyed) stream.close(code)
+    })
   }
 
   #finish(): void {

@@ -106,6 +106,21 @@ function valueProblem(name: string, value: string): Refused | null {
   return null
 }
 
+/**
+ * Why a regular field of a received block (request, response or trailers) is refused, or null:
+ * its name, its value, `count` (this field's number in the block) past the limit, a
+ * connection-specific name (§8.2.2), checked in that order.
+ */
+function fieldProblem(name: string, value: string, count: number, limits: HeaderLimits): Refused | null {
+  const badName = nameProblem(name)
+  if (badName !== null) return badName
+  const bad = valueProblem(name, value)
+  if (bad !== null) return bad
+  if (count > limits.maxHeaders) return refuse('too-many-headers', `more than ${limits.maxHeaders} fields`)
+  if (CONNECTION_SPECIFIC.has(name)) return refuse('connection-specific', `${name} is connection-specific`)
+  return null
+}
+
 /** Adds a field to the running size; a refusal once past the bound. */
 function sizeProblem(size: number, limits: HeaderLimits): Refused | null {
   return size > limits.maxHeaderListBytes ? refuse('header-list-too-large', `header list over ${limits.maxHeaderListBytes} bytes`) : null
@@ -159,12 +174,8 @@ export function translateRequest(raw: readonly string[], limits: HeaderLimits = 
       pseudo.set(name, value)
       continue
     }
-    const badName = nameProblem(name)
-    if (badName !== null) return badName
-    const bad = valueProblem(name, value)
+    const bad = fieldProblem(name, value, ++regular, limits)
     if (bad !== null) return bad
-    if (++regular > limits.maxHeaders) return refuse('too-many-headers', `more than ${limits.maxHeaders} fields`)
-    if (CONNECTION_SPECIFIC.has(name)) return refuse('connection-specific', `${name} is connection-specific`)
     if (name === 'te') {
       if (value.toLowerCase() !== 'trailers') return refuse('te-not-trailers', `te: ${value}`)
       trailers = true
@@ -296,12 +307,8 @@ export function translateResponse(raw: readonly string[], limits: HeaderLimits =
       status = Number(value)
       continue
     }
-    const badName = nameProblem(name)
-    if (badName !== null) return badName
-    const bad = valueProblem(name, value)
+    const bad = fieldProblem(name, value, ++regular, limits)
     if (bad !== null) return bad
-    if (++regular > limits.maxHeaders) return refuse('too-many-headers', `more than ${limits.maxHeaders} fields`)
-    if (CONNECTION_SPECIFIC.has(name)) return refuse('connection-specific', `${name} is connection-specific`)
     if (name === 'content-length') {
       if (!LENGTH.test(value)) return refuse('content-length-invalid', `content-length: ${value}`)
       const n = Number(value)
@@ -334,12 +341,8 @@ export function translateTrailers(raw: readonly string[], limits: HeaderLimits =
     const big = sizeProblem(size, limits)
     if (big !== null) return big
     if (name.charCodeAt(0) === 0x3a) return refuse('pseudo-in-trailers', `${name} in trailers`)
-    const badName = nameProblem(name)
-    if (badName !== null) return badName
-    const bad = valueProblem(name, value)
+    const bad = fieldProblem(name, value, ++count, limits)
     if (bad !== null) return bad
-    if (++count > limits.maxHeaders) return refuse('too-many-headers', `more than ${limits.maxHeaders} fields`)
-    if (CONNECTION_SPECIFIC.has(name)) return refuse('connection-specific', `${name} is connection-specific`)
     if (HOP_BY_HOP.has(name) || name === 'content-length' || name === 'host') continue
     out.push(name, value)
   }
