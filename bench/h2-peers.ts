@@ -67,11 +67,12 @@ export function h2Refusal(port: number, tls: boolean, timeoutMs = 5000): Promise
   })
 }
 
-function startNginx(dir: string, conf: string, cpus: string | null): ChildProcess {
+/** `quiet`: its error log goes nowhere (the chaos run's, one line per refused connect). */
+function startNginx(dir: string, conf: string, cpus: string | null, quiet = false): ChildProcess {
   mkdirSync(dir, { recursive: true })
   writeFileSync(path.join(dir, 'nginx.conf'), conf)
   const [cmd, args] = pinned(cpus, 'nginx', ['-e', 'stderr', '-p', dir, '-c', path.join(dir, 'nginx.conf')])
-  return track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] }))
+  return track(spawn(cmd, args, { stdio: ['ignore', 'ignore', quiet ? 'ignore' : 'inherit'] }))
 }
 
 /**
@@ -88,9 +89,15 @@ function nginxListen(port: number, tls?: CertFiles): string {
  * nginx, one worker, HTTP/2 toward clients, round-robin with keep-alive toward HTTP/1.1 upstreams
  * (as startNginxProxy), or with `grpc` toward gRPC instances by grpc_pass.
  */
-export async function startNginxH2Proxy(dir: string, port: number, upstreams: readonly number[], cpus: string | null, opts: { tls?: CertFiles; grpc?: boolean } = {}): Promise<Peer> {
+/**
+ * `retryLog` (the gRPC chaos baseline): grpc_pass retries what nginx can (a connect error or a
+ * timeout, on any method: a gRPC call is a POST), takes a failed server out for a second, and logs
+ * each call's `$upstream_addr` (every server tried, comma-separated) to this file.
+ */
+export async function startNginxH2Proxy(dir: string, port: number, upstreams: readonly number[], cpus: string | null, opts: { tls?: CertFiles; grpc?: boolean; retryLog?: string } = {}): Promise<Peer> {
+  const retry = opts.retryLog !== undefined
   const pass = opts.grpc === true
-    ? 'grpc_pass grpc://backends;'
+    ? `grpc_pass grpc://backends;${retry ? '\n      grpc_next_upstream error timeout non_idempotent;\n      grpc_next_upstream_tries 3;' : ''}`
     : `proxy_pass http://backends;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -99,11 +106,11 @@ export async function startNginxH2Proxy(dir: string, port: number, upstreams: re
       proxy_buffering on;`
   const conf = `${NGINX_COMMON}
 http {
-  access_log off;
+  ${retry ? `log_format tried '$upstream_addr';\n  access_log ${opts.retryLog} tried;` : 'access_log off;'}
   keepalive_requests 1000000;
   client_max_body_size 16m;
   upstream backends {
-    ${upstreams.map((p) => `server 127.0.0.1:${p};`).join('\n    ')}
+    ${upstreams.map((p) => `server 127.0.0.1:${p}${retry ? ' max_fails=1 fail_timeout=1s' : ''};`).join('\n    ')}
     # 100 connections x 10 streams are up to 1,000 requests at once: idle upstream connections
     # past this cache are closed, so it holds them all (the HTTP/1.1 scenarios' 128 would churn).
     keepalive 1024;
@@ -117,7 +124,7 @@ http {
   }
 }
 `
-  const child = startNginx(dir, conf, cpus)
+  const child = startNginx(dir, conf, cpus, retry)
   await waitTcp(port)
   const name = `nginx${opts.grpc === true ? ' (grpc_pass)' : ''}${opts.tls === undefined ? '' : ' (h2 over TLS)'}`
   return { name, port, ...(opts.tls === undefined ? {} : { https: true }), child, pids: () => childPids(child.pid!) }
