@@ -8,6 +8,12 @@ import { seededRandom } from '../test/support/random.js'
 import { cannon, requestsByPort, spawnProxy, spawnUpstreams, stopChild, table } from './common.js'
 import type { ChildProcess } from 'node:child_process'
 
+// `-- --grpc`: the gRPC chaos run (issue 27) instead, in a module of its own.
+if (process.argv.includes('--grpc')) {
+  await import('./grpc-chaos.js')
+  process.exit(0)
+}
+
 const durationS = Number(process.env.BENCH_DURATION_S ?? 8)
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 20)
 const strategies: [string, object][] = [

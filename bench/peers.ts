@@ -56,7 +56,7 @@ export function childPids(pid: number): number[] {
   }
 }
 
-const NGINX_COMMON = `daemon off;
+export const NGINX_COMMON = `daemon off;
 master_process on;
 worker_processes 1;
 error_log stderr error;

@@ -15,8 +15,15 @@
 // Pinning (docs/performance.md): the proxy under test alone on one CPU (the last, or
 // --proxy-cpu); this process (the autocannon load), wrk, the upstreams and ZooKeeper on the others.
 // Targets are interleaved A B C, C B A.
+//
+// HTTP/2 and gRPC (issue 26 §5, issue 27): `--scenarios h2` runs h2c, h2 over TLS and h2c both
+// ways with h2load (-c100 -m10) against zoo-proxy, nginx, HAProxy and the HTTP/2 Node floor, and
+// prints the issue's floors as pass/fail lines; `--scenarios grpc` a unary gRPC call against
+// zoo-proxy, nginx grpc_pass and HAProxy toward grpc-js instances. A zoo-proxy without an HTTP/2
+// front gets a "skipped" row, not a failed run.
 
 import { execFileSync, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
@@ -32,16 +39,21 @@ import type { LoadResult } from './common.js'
 import { childPids, has, pinned, startHaproxy, startHttpProxy, startNginxProxy, startNginxUpstreams, startNodeFloor } from './peers.js'
 import type { Peer } from './peers.js'
 import { ratioChart } from './chart.js'
+import { H2_CLIENTS, H2_STREAMS, h2Refusal, runH2load, spawnGrpcInstances, startH2Floor, startHaproxyH2, startNginxH2cUpstreams, startNginxH2Proxy } from './h2-peers.js'
+import type { CertFiles } from './h2-peers.js'
+import { ECHO_PATH, echoClient, echoOnce, encodeMsg, grpcFrame } from './grpc-bench-proto.js'
 
 const USAGE = `npm run bench -- [options]
 
-  --scenarios <list>   get,post64k,big,idle1000,rate,many,https,workers (default: all)
+  --scenarios <list>   get,post64k,big,idle1000,rate,many,https,h2,grpc,workers (default: all);
+                       h2 is h2c, h2-tls and h2c-upstream (each may be named alone); h2 and
+                       grpc need h2load (Debian's nghttp2-client)
   --tools <list>       autocannon,wrk (wrk when installed; default: both)
   --reps <n>           reps per target (default 2; with 1 the spread is n/a)
   --duration <s>       seconds per rep (default 5, --quick 3)
   --warmup <s>         seconds of warm-up per target (default 2, --quick 1)
   --quick              shorter reps
-  --with-peers         as root, install wrk, nginx-light and haproxy with apt first
+  --with-peers         as root, install wrk, nginx-light, haproxy and nghttp2-client with apt first
   --proxy-cpu <n>      the CPU the proxy under test is pinned to (default: the last)
   --untuned            glibc's malloc defaults instead of MALLOC_TRIM_THRESHOLD_
   --node <bin>[,<bin>] also run zoo-proxy and the Node floor under these Node binaries (small GET)
@@ -93,9 +105,9 @@ const reps = Number(opt.reps ?? 2)
 const durationS = Number(opt.duration ?? (opt.quick ? 3 : 5))
 const warmupS = Number(opt.warmup ?? (opt.quick ? 1 : 2))
 
-if (opt['with-peers'] && process.getuid?.() === 0 && !(has('wrk') && has('nginx') && has('haproxy'))) {
-  console.log('# installing wrk, nginx-light and haproxy with apt...')
-  execFileSync('sh', ['-c', 'apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq wrk nginx-light haproxy >/dev/null'], { stdio: 'inherit' })
+if (opt['with-peers'] && process.getuid?.() === 0 && !(has('wrk') && has('nginx') && has('haproxy') && has('h2load'))) {
+  console.log('# installing wrk, nginx-light, haproxy and nghttp2-client with apt...')
+  execFileSync('sh', ['-c', 'apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq wrk nginx-light haproxy nghttp2-client >/dev/null'], { stdio: 'inherit' })
 }
 const tools = (opt.tools ?? 'autocannon,wrk').split(',').filter((t) => t === 'autocannon' || (t === 'wrk' && has('wrk')))
 const haveNginx = has('nginx')
@@ -127,6 +139,13 @@ interface Scenario {
   readonly workers?: boolean
   /** Over HTTPS: zoo-proxy and nginx with the same certificate (made with openssl for the run). */
   readonly https?: boolean
+  /**
+   * HTTP/2 toward the client, with h2load: `h2c` (prior knowledge), `tls` (ALPN h2, the run's
+   * certificate), `h2c-upstream` (h2c to the client and to the instances), `grpc` (unary calls).
+   */
+  readonly h2?: 'h2c' | 'tls' | 'h2c-upstream' | 'grpc'
+  /** A name that selects this scenario with others (`--scenarios h2`). */
+  readonly group?: string
 }
 const SCENARIOS: Scenario[] = [
   { name: 'get', title: 'small GET, keep-alive, 50 connections', path: '/', method: 'GET', connections: 50 },
@@ -138,11 +157,15 @@ const SCENARIOS: Scenario[] = [
   { name: 'rate', title: 'latency below saturation: small GET, 50 connections, each waiting 0-20 ms between requests', path: '/', method: 'GET', connections: 50, thinkMs: 10 },
   { name: 'many', title: 'discovery size: 100 registered instances against 3 (small GET, 50 connections)', path: '/', method: 'GET', connections: 50, many: true },
   { name: 'https', title: 'small GET over HTTPS (keep-alive, the same certificate for both), 50 connections', path: '/', method: 'GET', connections: 50, https: true },
+  { name: 'h2c', group: 'h2', title: `HTTP/2 small GET, h2c with prior knowledge, h2load -c${H2_CLIENTS} -m${H2_STREAMS}, HTTP/1.1 to the instances`, path: '/', method: 'GET', connections: H2_CLIENTS, h2: 'h2c' },
+  { name: 'h2-tls', group: 'h2', title: `HTTP/2 small GET over TLS (ALPN h2, the same certificate for all), h2load -c${H2_CLIENTS} -m${H2_STREAMS}, HTTP/1.1 to the instances`, path: '/', method: 'GET', connections: H2_CLIENTS, h2: 'tls' },
+  { name: 'h2c-upstream', group: 'h2', title: `HTTP/2 small GET, h2c to the proxy and h2c to nginx instances, h2load -c${H2_CLIENTS} -m${H2_STREAMS}`, path: '/', method: 'GET', connections: H2_CLIENTS, h2: 'h2c-upstream' },
+  { name: 'grpc', group: 'grpc', title: `gRPC unary call (a 7-byte protobuf message each way) to 3 grpc-js instances, h2c, h2load -c${H2_CLIENTS} -m${H2_STREAMS}`, path: ECHO_PATH, method: 'POST', connections: H2_CLIENTS, h2: 'grpc' },
   // Last: it unpins everything for the scenarios after it.
   { name: 'workers', title: '1 worker against 2 (node:cluster), small GET, 50 connections, nothing pinned', path: '/', method: 'GET', connections: 50, workers: true },
 ]
 const wanted = new Set((opt.scenarios ?? SCENARIOS.map((s) => s.name).join(',')).split(','))
-const scenarios = SCENARIOS.filter((s) => wanted.has(s.name))
+const scenarios = SCENARIOS.filter((s) => wanted.has(s.name) || (s.group !== undefined && wanted.has(s.group)))
 
 // ---- the fixed parts: ZooKeeper, upstreams, registrations --------------------------------------
 const dir = mkdtempSync(path.join(os.tmpdir(), 'zoo-proxy-bench-'))
@@ -172,6 +195,34 @@ for (const [svc, ports] of [['/bench/three', three], ['/bench/hundred', hundred]
   await admin.create(svc, Buffer.alloc(0), 'persistent').catch(() => {})
   for (const p of ports) await admin.create(`${svc}/i-${p}`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: p })), 'persistent')
 }
+/** Registers instances spoken to over h2c (the znode says so: `"protocol": "h2c"`). */
+async function registerH2c(svc: string, ports: readonly number[]): Promise<void> {
+  await admin.ensureParents(`${svc}/x`)
+  await admin.create(svc, Buffer.alloc(0), 'persistent').catch(() => {})
+  for (const p of ports) await admin.create(`${svc}/i-${p}`, Buffer.from(JSON.stringify({ host: '127.0.0.1', port: p, protocol: 'h2c' })), 'persistent')
+}
+// The h2c-upstream variant's instances (nginx h2c) and the gRPC scenario's (grpc-js), only when wanted.
+let h2cUpstreams: { ports: number[]; peer: Peer } | null = null
+if (haveNginx && scenarios.some((s) => s.h2 === 'h2c-upstream')) {
+  const ports = await freePorts(3)
+  h2cUpstreams = { ports, peer: await startNginxH2cUpstreams(path.join(dir, 'h2c-upstreams'), ports, LOAD_CPU) }
+  await registerH2c('/bench/three-h2c', ports)
+}
+let grpcInstances: { ports: number[]; child: ChildProcess } | null = null
+if (scenarios.some((s) => s.h2 === 'grpc')) {
+  grpcInstances = await spawnGrpcInstances([{}, {}, {}], LOAD_CPU)
+  await registerH2c('/bench/grpc', grpcInstances.ports)
+}
+/** The run's self-signed certificate for 127.0.0.1 (https, h2-tls), made with openssl once. */
+let runCert: CertFiles | null = null
+function certFiles(): CertFiles {
+  if (runCert !== null) return runCert
+  const cert = path.join(dir, 'bench.crt')
+  const key = path.join(dir, 'bench.key')
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
+  runCert = { cert, key }
+  return runCert
+}
 
 /** How a zoo-proxy target differs from the plain one: the Node it runs on, its parser path, its build. */
 interface Variant {
@@ -179,6 +230,11 @@ interface Variant {
   readonly portable?: boolean
   /** Another build's CLI (--ab), with the name its rows carry. */
   readonly build?: { cli: string; label: string }
+  /** More fields of the service's config (HTTP/2 scenarios), and the name its rows carry. */
+  readonly service?: Readonly<Record<string, unknown>>
+  readonly name?: string
+  /** Ready once its instances are listed, without a GET through it (gRPC instances answer no GET). */
+  readonly noProbe?: boolean
 }
 
 /** --ab: the ref checked out in a temporary worktree and compiled; removed when the run ends. */
@@ -222,7 +278,7 @@ async function startZooProxy(servicePath: string, count: number, workers = 1, cp
       log: { level: 'warn', access },
       ...(tls === undefined ? {} : { tls }),
       workers,
-      services: [{ name: 'bench', path: servicePath, strategy: 'round-robin' }],
+      services: [{ name: 'bench', path: servicePath, strategy: 'round-robin', ...variant.service }],
     }),
   )
   // Several workers need every CPU: nothing is pinned for them.
@@ -238,13 +294,15 @@ async function startZooProxy(servicePath: string, count: number, workers = 1, cp
       .then((r) => r.json() as Promise<{ ready: boolean; services: { bench: { instances: unknown[] } } }>)
       .then((b) => (b.ready ? b.services.bench.instances.length : 0), () => 0)
     // (Over HTTPS, ready is enough: fetch would refuse the run's own certificate.)
-    const serving = n === count && (tls !== undefined || (await fetch(`http://127.0.0.1:${port}/`).then((r) => (r.body?.cancel(), r.status === 200), () => false)))
+    const serving = n === count && (tls !== undefined || variant.noProbe === true || (await fetch(`http://127.0.0.1:${port}/`).then((r) => (r.body?.cancel(), r.status === 200), () => false)))
     if (serving) break
     if (Date.now() > deadline) throw new Error('zoo-proxy not ready')
     await new Promise((r) => setTimeout(r, 100))
   }
   const name =
-    variant.build !== undefined
+    variant.name !== undefined
+      ? variant.name
+      : variant.build !== undefined
       ? variant.build.label
       : variant.node !== undefined
       ? `zoo-proxy (${variant.node.label})`
@@ -337,6 +395,7 @@ async function idleConnections(port: number, n: number): Promise<net.Socket[]> {
 
 async function measure(peer: Peer, s: Scenario, tool: string): Promise<Sample> {
   const url = `${peer.https ? 'https' : 'http'}://127.0.0.1:${peer.port}${s.path}`
+  if (tool === 'h2load') return measureH2(peer, s, url)
   const run = (seconds: number) =>
     tool === 'wrk' ? runWrk(url, s, seconds) : cannon(url, { connections: s.connections, durationS: seconds, method: s.method, body: s.body })
   const idle = s.idle ? await idleConnections(peer.port, s.idle) : []
@@ -376,11 +435,115 @@ async function measure(peer: Peer, s: Scenario, tool: string): Promise<Sample> {
   }
 }
 
+/** Requests in an HTTP/2 warm-up: a few seconds at the rates measured here, enough to size the run after it. */
+const H2_WARMUP_REQUESTS = 20_000
+
+/**
+ * One h2load sample: a warm-up of H2_WARMUP_REQUESTS, then as many requests as the warm-up's rate
+ * serves in --duration seconds (bounded: at least the warm-up's count, at most 10 million).
+ */
+async function measureH2(peer: Peer, s: Scenario, url: string): Promise<Sample> {
+  const run = (requests: number) =>
+    runH2load({ url, requests, cpus: loadCpu, logFile: path.join(dir, 'h2load.log'), ...(s.h2 === 'grpc' ? { dataFile: grpcBodyFile(), headers: GRPC_HEADERS } : {}) })
+  const warm = await run(H2_WARMUP_REQUESTS)
+  const pids = peer.pids()
+  const cpu = () => pids.map(cpuTimes).reduce((a, t) => ({ user: a.user + t.user, sys: a.sys + t.sys }), { user: 0, sys: 0 })
+  const before = cpu()
+  const r = await run(Math.min(10_000_000, Math.max(H2_WARMUP_REQUESTS, Math.round(warm.rps * durationS))))
+  const after = cpu()
+  const served = Math.max(1, r.requests)
+  return {
+    ...r,
+    cpuUsPerReq: ((after.user + after.sys - before.user - before.sys) * 1e6) / served,
+    sysUsPerReq: ((after.sys - before.sys) * 1e6) / served,
+    rssMb: peakRssMb(pids),
+  }
+}
+
 // ---- the run ---------------------------------------------------------------------------------------
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 interface Row {
   target: string
   samples: Sample[]
+  /** Why this target was not measured (a zoo-proxy without an HTTP/2 front). */
+  skipped?: string
+}
+/** What h2load sends for a gRPC call: gRPC's content type, and `te: trailers`, which gRPC requires. */
+const GRPC_HEADERS = ['content-type: application/grpc', 'te: trailers']
+/** The Echo request as h2load posts it: one framed protobuf message. */
+function grpcBodyFile(): string {
+  const file = path.join(dir, 'grpc-echo.bin')
+  if (!existsSync(file)) writeFileSync(file, grpcFrame(encodeMsg('hello')))
+  return file
+}
+
+/** The targets of an HTTP/2 or gRPC scenario; each that does not answer over HTTP/2 is marked skipped, with why. */
+async function h2Targets(s: Scenario, skipped: Map<Peer, string>): Promise<Peer[]> {
+  const targets: Peer[] = []
+  const own = (peer: string) => path.join(dir, `${peer}-${s.name}`)
+  if (s.h2 === 'grpc') {
+    const ports = grpcInstances!.ports
+    targets.push(await startZooProxy('/bench/grpc', 3, 1, PROXY_CPU, false, undefined, { name: 'zoo-proxy', noProbe: true }))
+    if (haveNginx) targets.push(await startNginxH2Proxy(own('nginx'), await freePort(), ports, PROXY_CPU, { grpc: true }))
+    if (haveHaproxy) targets.push(await startHaproxyH2(own('haproxy'), await freePort(), ports, PROXY_CPU, { h2Servers: true, name: 'haproxy (h2 to the instances)' }))
+  } else if (s.h2 === 'h2c-upstream') {
+    // nginx cannot proxy_pass over HTTP/2, so HAProxy is the peer here (nginx is the instances).
+    targets.push(await startZooProxy('/bench/three-h2c', 3, 1, PROXY_CPU, false, undefined, { name: 'zoo-proxy' }))
+    if (haveHaproxy) targets.push(await startHaproxyH2(own('haproxy'), await freePort(), h2cUpstreams!.ports, PROXY_CPU, { h2Servers: true, name: 'haproxy (h2c to the instances)' }))
+    targets.push(await startH2Floor(await freePort(), PROXY_CPU))
+  } else {
+    const tls = s.h2 === 'tls' ? certFiles() : undefined
+    targets.push(await startZooProxy('/bench/three', 3, 1, PROXY_CPU, false, tls, { name: 'zoo-proxy' }))
+    if (haveNginx) targets.push(await startNginxH2Proxy(own('nginx'), await freePort(), three, PROXY_CPU, tls === undefined ? {} : { tls }))
+    if (haveHaproxy) targets.push(await startHaproxyH2(own('haproxy'), await freePort(), three, PROXY_CPU, tls === undefined ? {} : { tls }))
+    targets.push(await startH2Floor(await freePort(), PROXY_CPU, tls))
+  }
+  for (const t of targets) {
+    const refused = await h2Refusal(t.port, t.https === true)
+    if (refused !== null) {
+      // zoo-proxy before its HTTP/2 front (issue 26 §2) answers the preface as a bad HTTP/1.1 request.
+      skipped.set(t, t.name.startsWith('zoo-proxy') ? 'proxy has no h2 front' : refused)
+      continue
+    }
+    if (s.h2 === 'grpc') {
+      const client = echoClient(t.port)
+      const r = await echoOnce(client, 'hello', 5000)
+      client.close()
+      if (r.code !== 0) skipped.set(t, `a gRPC call through it ended with status ${r.code} (${r.details})`)
+    }
+  }
+  return targets
+}
+
+/** Issue 26 §5's floors, as pass/fail lines: at least 0.5 x nginx's req/s, CPU within 1.5 x the HTTP/2 Node floor. */
+function printFloors(s: Scenario, rows: Row[]): void {
+  if (s.h2 === undefined || s.h2 === 'grpc') return
+  const zoo = rows.find((r) => r.target === 'zoo-proxy')
+  const nginx = rows.find((r) => r.target.startsWith('nginx') && r.skipped === undefined)
+  const floor = rows.find((r) => r.target.startsWith('node floor') && r.skipped === undefined)
+  const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL')
+  const lines: string[] = []
+  const rpsFloor = 'floor: zoo-proxy req/s >= 0.5 x nginx:'
+  const cpuFloor = 'floor: zoo-proxy CPU µs/req <= 1.5 x the HTTP/2 Node floor:'
+  if (zoo === undefined || zoo.skipped !== undefined) {
+    const why = `skipped: ${zoo?.skipped ?? 'no zoo-proxy row'}`
+    lines.push(`${rpsFloor} ${why}`, `${cpuFloor} ${why}`)
+  } else {
+    const z = summary(zoo)
+    if (nginx === undefined) lines.push(`${rpsFloor} n/a (no nginx row in this scenario)`)
+    else {
+      const n = summary(nginx)
+      lines.push(`${rpsFloor} ${verdict(z.rps >= 0.5 * n.rps)} (${(z.rps / n.rps).toFixed(2)} x: ${Math.round(z.rps)} against ${Math.round(n.rps)} req/s)`)
+    }
+    const f = floor === undefined ? null : summary(floor)
+    if (f === null || f.cpu === null || z.cpu === null) lines.push(`${cpuFloor} n/a (no floor row)`)
+    else {
+      const best = z.cpuBest !== null && f.cpuBest !== null ? `; best reps ${(z.cpuBest / f.cpuBest).toFixed(2)} x` : ''
+      lines.push(`${cpuFloor} ${verdict(z.cpu <= 1.5 * f.cpu)} (${(z.cpu / f.cpu).toFixed(2)} x: ${z.cpu.toFixed(1)} against ${f.cpu.toFixed(1)} µs${best})`)
+    }
+  }
+  console.log(lines.join('\n'))
+  markdown.push(...lines.map((l) => `- ${l}`), '')
 }
 const results: Record<string, Record<string, Row[]>> = {}
 const markdown: string[] = []
@@ -392,22 +555,31 @@ console.log(
 
 for (const s of scenarios) {
   // wrk only below saturation and over HTTPS (autocannon refuses the run's self-signed certificate).
-  const scenarioTools = s.thinkMs === undefined && !s.https ? tools : tools.filter((t) => t === 'wrk')
+  const scenarioTools = s.h2 !== undefined ? (has('h2load') ? ['h2load'] : []) : s.thinkMs === undefined && !s.https ? tools : tools.filter((t) => t === 'wrk')
+  if (scenarioTools.length === 0 && s.h2 !== undefined) {
+    console.log(`\n## ${s.name}: skipped (it needs h2load, Debian's nghttp2-client; --with-peers installs it)`)
+    continue
+  }
+  if (s.h2 === 'h2c-upstream' && h2cUpstreams === null) {
+    console.log(`\n## ${s.name}: skipped (its h2c instances are nginx, which is not installed)`)
+    continue
+  }
   if (scenarioTools.length === 0) {
     console.log(`\n## ${s.name}: skipped (it needs wrk; --with-peers installs it)`)
     continue
   }
   const targets: Peer[] = []
-  if (s.workers) {
+  const skipped = new Map<Peer, string>()
+  if (s.h2 !== undefined) {
+    targets.push(...(await h2Targets(s, skipped)))
+  } else if (s.workers) {
     // Two workers need both CPUs, so this scenario pins nothing, the load included.
     loadCpu = null
     if (multiCore) execFileSync('taskset', ['-a', '-p', '-c', `0-${os.cpus().length - 1}`, String(process.pid)], { stdio: 'ignore' })
     targets.push(await startZooProxy('/bench/three', 3, 1, null), await startZooProxy('/bench/three', 3, 2, null))
   } else if (s.https) {
     // One self-signed certificate for both, made for this run.
-    const cert = path.join(dir, 'bench.crt')
-    const key = path.join(dir, 'bench.key')
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
+    const { cert, key } = certFiles()
     targets.push(await startZooProxy('/bench/three', 3, 1, PROXY_CPU, false, { cert, key }))
     if (haveNginx) targets.push(await startNginxProxy(path.join(dir, `nginx-${s.name}`), await freePort(), three, PROXY_CPU, { cert, key }))
   } else if (s.many) {
@@ -435,13 +607,14 @@ for (const s of scenarios) {
   }
   results[s.name] = {}
   for (const tool of scenarioTools) {
-    const rows: Row[] = targets.map((t) => ({ target: t.name, samples: [] }))
+    const rows: Row[] = targets.map((t) => ({ target: t.name, samples: [], ...(skipped.has(t) ? { skipped: skipped.get(t)! } : {}) }))
     for (let rep = 0; rep < reps; rep++) {
       const order = rep % 2 === 0 ? targets.map((_, i) => i) : targets.map((_, i) => targets.length - 1 - i)
-      for (const i of order) rows[i]!.samples.push(await measure(targets[i]!, s, tool))
+      for (const i of order) if (rows[i]!.skipped === undefined) rows[i]!.samples.push(await measure(targets[i]!, s, tool))
     }
     results[s.name]![tool] = rows
     printTable(s, tool, rows)
+    printFloors(s, rows)
     if (abBuild !== null) printPaired(s, tool, rows, abBuild.label)
   }
   for (const t of targets) if (t.name !== 'direct') await stopChild(t.child)
@@ -487,10 +660,10 @@ function printPaired(s: Scenario, tool: string, rows: Row[], refLabel: string): 
 }
 
 function printTable(s: Scenario, tool: string, rows: Row[]): void {
-  const sums = rows.map((r) => ({ target: r.target, ...summary(r) }))
-  const base = sums.find((x) => x.target === 'direct') ?? sums[0]!
-  const nginx = sums.find((x) => x.target === 'nginx')
-  const lines = sums.map((x) => [
+  const sums = rows.filter((r) => r.samples.length > 0).map((r) => ({ target: r.target, ...summary(r) }))
+  const base = sums.find((x) => x.target === 'direct') ?? sums[0] ?? { target: '-', rps: NaN, p99: NaN }
+  const nginx = sums.find((x) => x.target === 'nginx') ?? (s.h2 !== undefined ? sums.find((x) => x.target.startsWith('nginx')) : undefined)
+  const lines: (string | number)[][] = sums.map((x) => [
     x.target,
     Math.round(x.rps),
     // One rep has no spread to show.
@@ -507,6 +680,7 @@ function printTable(s: Scenario, tool: string, rows: Row[]): void {
     (x.rps / base.rps).toFixed(2),
     nginx ? (x.rps / nginx.rps).toFixed(2) : '-',
   ])
+  for (const r of rows) if (r.skipped !== undefined) lines.push([r.target, `skipped: ${r.skipped}`, ...Array<string>(12).fill('-')])
   const heading = `## ${s.name}: ${s.title} (${tool})`
   const t = table(['target', 'req/s', 'spread', 'p50 ms', 'p99 ms', `p99 vs ${base.target}`, 'p99.9 ms', 'errors', 'CPU µs/req', 'best rep', 'of it kernel µs', 'peak RSS MB', `x ${base.target}`, 'x nginx'], lines)
   const noisy = reps >= 2 && sums.some((x) => x.spreadPct > 15) ? '\nSome targets varied by more than 15% between reps: this run was disturbed (the best rep of CPU per request is the least disturbed figure).\n' : ''
@@ -540,7 +714,7 @@ writeFileSync(
   ratioChart(
     Object.entries(results).flatMap(([scenario, byTool]) =>
       Object.entries(byTool).map(([tool, rows]) => {
-        const sums = rows.map((r) => ({ target: r.target, rps: summary(r).rps }))
+        const sums = rows.filter((r) => r.samples.length > 0).map((r) => ({ target: r.target, rps: summary(r).rps }))
         const base = sums.find((x) => x.target === 'nginx') ?? sums.find((x) => x.target === 'direct') ?? sums[0]!
         return { label: `${scenario} (${tool}) vs ${base.target}`, bars: sums.map((x) => ({ name: x.target, value: x.rps / base.rps })) }
       }),
@@ -551,5 +725,7 @@ console.log(`\nwrote ${path.relative(process.cwd(), outDir)}/latest.json, latest
 
 admin.close()
 if (upstreamPeer) await stopChild(upstreamPeer.child)
+if (h2cUpstreams !== null) await stopChild(h2cUpstreams.peer.child)
+if (grpcInstances !== null) await stopChild(grpcInstances.child)
 await zk.stop()
 process.exit(0)
