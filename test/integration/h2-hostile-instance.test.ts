@@ -203,8 +203,14 @@ describe('a hostile HTTP/2 instance behind the proxy (raw frames, real ZooKeeper
     'DATA on a stream never opened': (s, id: number) => s.write(frame(DATA, 0, id + 100, Buffer.from('x'))),
   }
 
+  // Node 20 ships nghttp2 1.61, which can abort the process (a native assertion, not an exception)
+  // once it has ended a session holding an unfinished or oversized header block: a fresh-clone CI
+  // run on 20.20 aborted in this suite once (docs/http2.md, "The node:http2 native abort"). Those
+  // cases run on Node 22 and later, where nghttp2 is fixed; on 20 they are pending, by name.
+  const nghttp2Abort = /header block|SETTINGS_MAX_FRAME_SIZE|CONTINUATION flood/
+  const node20 = Number(process.versions.node.split('.')[0]) < 22
   for (const [what, attack] of Object.entries(attacks)) {
-    it(`answers a 5xx to ${what}, and serves the next request`, async () => {
+    ;(node20 && nghttp2Abort.test(what) ? it.skip : it)(`answers a 5xx to ${what}, and serves the next request`, async () => {
       let first = true
       const up = await rawInstance((s, id) => {
         if (first) {
