@@ -226,7 +226,7 @@ const matchSchema = z.strictObject({
       .string()
       .startsWith('/', { message: 'must start with /' })
       // Requests are matched on their normalised path (routingPath): a prefix spelled otherwise would never match.
-      .refine((p) => routingPath(p) === p, { message: 'write it as the path it matches: no escaped letters, digits or -._~, no . or .. segments' }),
+      .refine((p) => routingPath(p) === p, { message: 'write it as the path it matches: no escaped letters, digits or -._~, escapes in upper case (%2F), no . or .. segments, no // or ;parameters, no \\ or #' }),
   ),
   /** Method names, exactly (HTTP methods are case-sensitive: GET, not get). */
   methods: optional(
