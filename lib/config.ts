@@ -250,8 +250,10 @@ const matchSchema = z.strictObject({
 const rewritePathField = z
   .string()
   .max(1024)
-  .regex(/^\/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/, { message: 'must be a path like /v2 (no query, no spaces; percent-encode the rest)' })
-  .refine((p) => !/(^|\/)\.\.?(\/|$)/.test(p), { message: 'must not have . or .. segments' })
+  .regex(/^\/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/, { message: 'must be a path like /v2 (no query, no spaces; percent-encode the rest)', abort: true })
+  .refine((p) => !/(^|\/)\.\.?(\/|$)/.test(p), { message: 'must not have . or .. segments', abort: true })
+  // A server decoding it would climb above it: `/v2/%2e%2e`, `/v2/..;x` (Tomcat), `/v2%2F..` (nginx, Go).
+  .refine((p) => routingPath(p) === p && !/%2f|%5c|%00/i.test(p), { message: 'must be in the form routes match: no encoded . or .. segments, no ;parameters on a dot segment, no //, escapes in upper case, no %2F, %5C or %00' })
 
 /** `stripPrefix: true` or `prefix: /v2`: what takes the matched pathPrefix's place. */
 const rewriteSchema = z
