@@ -226,7 +226,7 @@ const matchSchema = z.strictObject({
       .string()
       .startsWith('/', { message: 'must start with /' })
       // Requests are matched on their normalised path (routingPath): a prefix spelled otherwise would never match.
-      .refine((p) => routingPath(p) === p, { message: 'write it as the path it matches: no escaped letters, digits or -._~, no . or .. segments' }),
+      .refine((p) => routingPath(p) === p, { message: 'write it as the path it matches: no escaped letters, digits or -._~, escapes in upper case (%2F), no . or .. segments, no // or ;parameters, no \\ or #' }),
   ),
   /** Method names, exactly (HTTP methods are case-sensitive: GET, not get). */
   methods: optional(
@@ -250,8 +250,10 @@ const matchSchema = z.strictObject({
 const rewritePathField = z
   .string()
   .max(1024)
-  .regex(/^\/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/, { message: 'must be a path like /v2 (no query, no spaces; percent-encode the rest)' })
-  .refine((p) => !/(^|\/)\.\.?(\/|$)/.test(p), { message: 'must not have . or .. segments' })
+  .regex(/^\/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/, { message: 'must be a path like /v2 (no query, no spaces; percent-encode the rest)', abort: true })
+  .refine((p) => !/(^|\/)\.\.?(\/|$)/.test(p), { message: 'must not have . or .. segments', abort: true })
+  // A server decoding it would climb above it: `/v2/%2e%2e`, `/v2/..;x` (Tomcat), `/v2%2F..` (nginx, Go).
+  .refine((p) => routingPath(p) === p && !/%2f|%5c|%00/i.test(p), { message: 'must be in the form routes match: no encoded . or .. segments, no ;parameters on a dot segment, no //, escapes in upper case, no %2F, %5C or %00' })
 
 /** `stripPrefix: true` or `prefix: /v2`: what takes the matched pathPrefix's place. */
 const rewriteSchema = z
@@ -736,13 +738,43 @@ export async function validateConfig(input: unknown, baseDir: string, env: Reado
 
 /**
  * Two listeners that would ask for one socket: the same port (not 0, which picks a free one) on
- * the same host, or either on a wildcard address. The second bind would fail at start with
- * EADDRINUSE; `check` says it first, naming the field.
+ * addresses the kernel takes for one, as Linux decides (bindv6only 0, Node's default): the same
+ * address however it is spelled (`127.1`, `[::ffff:127.0.0.1]`, `[0::0]`), `::` with anything
+ * (it takes IPv4 too), `0.0.0.0` with any IPv4 address or name, but not with an IPv6 one
+ * (`0.0.0.0:8080` and `[::1]:8080` coexist). The second bind would fail at start with
+ * EADDRINUSE; `check` says it first, naming the field. Names are compared as names.
  */
 function sameListener(a: HostPort, b: HostPort): boolean {
   if (a.port === 0 || a.port !== b.port) return false
-  const wildcard = (h: string) => h === '' || h === '0.0.0.0' || h === '::' || h === '[::]'
-  return a.host.toLowerCase() === b.host.toLowerCase() || wildcard(a.host) || wildcard(b.host)
+  const x = listenerAddress(a.host)
+  const y = listenerAddress(b.host)
+  if (x.text === y.text || x.text === '::' || y.text === '::') return true
+  if (x.text === '0.0.0.0') return y.family !== 6
+  if (y.text === '0.0.0.0') return x.family !== 6
+  return false
+}
+
+/**
+ * An address as the kernel will have it: IP literals in one spelling (the WHATWG URL parser's,
+ * which reads `127.1` and `0x7f.1` as getaddrinfo does), IPv4-mapped IPv6 as the IPv4 address it
+ * is; a name lower-cased (family 0: it resolves at start).
+ */
+function listenerAddress(host: string): { readonly text: string; readonly family: 0 | 4 | 6 } {
+  let name: string
+  try {
+    name = new URL(`http://${host.includes(':') ? `[${host}]` : host}/`).hostname
+  } catch {
+    return { text: host.toLowerCase(), family: 0 }
+  }
+  if (name.startsWith('[')) {
+    const v6 = name.slice(1, -1)
+    const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6)
+    if (mapped === null) return { text: v6, family: 6 }
+    const hi = parseInt(mapped[1]!, 16)
+    const lo = parseInt(mapped[2]!, 16)
+    return { text: `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`, family: 4 }
+  }
+  return { text: name, family: isIP(name) === 4 ? 4 : 0 }
 }
 
 /** Each service checked against the others (names, routes) and normalised (strategy, weights, TLS, retry). */

@@ -124,22 +124,100 @@ export function rewritePath(url: string, prefix: string, rewrite: Rewrite): stri
 }
 
 /**
- * The path a route matches against, as nginx and Envoy's normalize_path see it: percent-encoded
- * unreserved characters decoded (`/%61pi` is `/api`, RFC 3986 §6.2.2.2) and dot segments resolved
- * (`/x/../api` is `/api`), so an encoding cannot steer a request past a route to another service.
- * Any other escape stays as it came: an encoded slash is not a segment boundary. A path with no
- * `%` and no `/.` (nearly every request) is returned as is, without a copy.
+ * The path a route matches against, as the servers behind a proxy read it, or null when they would
+ * not agree on it (the request then gets no route). nginx and Envoy's normalize_path are the model:
+ * percent-encoded unreserved characters decoded (`/%61pi` is `/api`, RFC 3986 §6.2.2.2), other
+ * escapes kept with upper-case hex (§6.2.2.1), `//` merged (nginx's merge_slashes, Tomcat, Go's
+ * path.Clean), dot segments resolved (`/x/../api` is `/api`), and (as servlet containers read a path)
+ * `;parameters` dropped from each segment, so `/api;x/y` is `/api/y`. Refused, as Jetty's
+ * ambiguous-URI checks and Tomcat refuse them, because one server family reads them one way and
+ * another the other: a `#` (HAProxy's CVE-2023-45539), a `\` (a `/` to the WHATWG URL parser that
+ * Node servers use, a letter to others), `%00`, a leading `//` (an authority to WHATWG), a dot
+ * segment with parameters (`..;/`, a `..` only to Tomcat), and a `..` after a merged `//` (WHATWG
+ * and RFC 3986 pop the empty segment, nginx and Go what is before it). An encoded slash stays one
+ * escape here; Router.match checks that reading it as a `/` would not change the route. One pass
+ * over the path; a path with none of `%\;#` nor `//` or `/.` (nearly every request) is returned as
+ * is, without a copy.
  */
-export function routingPath(path: string): string {
-  if (path.indexOf('%') === -1 && path.indexOf('/.') === -1) return path
-  const decoded = path.replace(/%([0-9A-Fa-f]{2})/g, (esc, hex: string) => {
-    const c = String.fromCharCode(parseInt(hex, 16))
-    return UNRESERVED.test(c) ? c : esc
-  })
-  return DOT_SEGMENT.test(decoded) ? withoutDotSegments(decoded) : decoded
+export function routingPath(path: string): string | null {
+  if (!SPECIAL.test(path)) return path
+  const n = path.length
+  if (n > 1 && path.charCodeAt(0) === 47 && path.charCodeAt(1) === 47) return null
+  const out: string[] = []
+  let merged = false
+  let at = path.charCodeAt(0) === 47 ? 1 : 0
+  for (;;) {
+    let end = path.indexOf('/', at)
+    const last = end === -1
+    if (last) end = n
+    const name = segmentName(path, at, end)
+    if (name === null) return null
+    if (name === '..') {
+      if (merged) return null
+      out.pop()
+    }
+    if (name === '.' || name === '..' || (name === '' && !last)) {
+      if (name === '') merged = true
+      // A dot segment at the end leaves the path ending in `/`, as RFC 3986's algorithm does.
+      if (last) out.push('')
+    } else out.push(name)
+    if (last) break
+    at = end + 1
+  }
+  return `/${out.join('/')}`
 }
 
-const UNRESERVED = /^[A-Za-z0-9._~-]$/
+/** What sends a path the slow way: an escape, a character servers disagree on, `//`, `/.`. */
+const SPECIAL = /[%\\;#]|\/[./]/
+
+/**
+ * One segment, `path[from, to)`, as routingPath reads it: unreserved escapes decoded, other hex in
+ * upper case, `;parameters` dropped; null when it holds what servers read differently.
+ */
+function segmentName(path: string, from: number, to: number): string | null {
+  let name = ''
+  let run = from
+  let i = from
+  for (; i < to; i++) {
+    const c = path.charCodeAt(i)
+    if (c === 59 /* ; */) break
+    if (c === 92 /* \ */ || c === 35 /* # */) return null
+    if (c !== 37 /* % */ || i + 2 >= to) continue
+    const hi = hexValue(path.charCodeAt(i + 1))
+    const lo = hexValue(path.charCodeAt(i + 2))
+    if (hi < 0 || lo < 0) continue
+    const byte = hi * 16 + lo
+    if (byte === 0) return null
+    const upper = `%${HEX[hi]}${HEX[lo]}`
+    const normal = UNRESERVED[byte] === 1 ? String.fromCharCode(byte) : upper
+    i += 2
+    // An escape already in its normal form stays in the run: no piece, no copy.
+    if (normal === upper && path.charCodeAt(i - 1) === upper.charCodeAt(1) && path.charCodeAt(i) === upper.charCodeAt(2)) continue
+    name += path.slice(run, i - 2) + normal
+    run = i + 1
+  }
+  name += path.slice(run, i)
+  if (i < to) {
+    // Parameters: dropped as Tomcat does, but a dot segment with them is a `..` to Tomcat alone.
+    if (name === '.' || name === '..') return null
+    for (let k = i; k < to; k++) {
+      const c = path.charCodeAt(k)
+      if (c === 92 || c === 35 || (c === 37 && path.startsWith('00', k + 1))) return null
+    }
+  }
+  return name
+}
+
+const HEX = '0123456789ABCDEF'
+
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48
+  const l = c | 0x20
+  return l >= 97 && l <= 102 ? l - 87 : -1
+}
+
+/** 1 for the bytes RFC 3986 §2.3 calls unreserved: A-Z a-z 0-9 - . _ ~ */
+const UNRESERVED = new Uint8Array(128).map((_, b) => Number(/[A-Za-z0-9._~-]/.test(String.fromCharCode(b))))
 
 /** A `.` or `..` segment, percent-encoded or not (servers decode `%2e` before resolving them). */
 const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?=\/|$)/i

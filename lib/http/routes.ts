@@ -43,7 +43,8 @@ export class Route<T> {
   constructor(spec: RouteSpec<T>, random: () => number) {
     const m = spec.match ?? {}
     this.host = m.host === undefined ? null : hostName(m.host)
-    this.prefix = m.pathPrefix === undefined ? null : routingPath(m.pathPrefix)
+    // The config refuses a prefix not in routingPath's form; one it cannot read matches as written.
+    this.prefix = m.pathPrefix === undefined ? null : (routingPath(m.pathPrefix) ?? m.pathPrefix)
     this.#methods = m.methods === undefined || m.methods.length === 0 ? null : m.methods
     this.#headers = Object.entries(m.headers ?? {}).map(([name, rule]) => ({ name: name.toLowerCase(), test: headerTest(rule) }))
     this.#rewrite = spec.rewrite === undefined || this.prefix === null || (spec.rewrite.prefix === undefined && spec.rewrite.stripPrefix !== true) ? null : spec.rewrite
@@ -89,7 +90,8 @@ export class Route<T> {
     if (this.#rewrite === null) return url
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
-    const normal = routingPath(path)
+    // Null only for a path match() refused, which never gets here.
+    const normal = routingPath(path) ?? path
     return rewritePath(normal === path ? url : normal + url.slice(path.length), this.prefix!, this.#rewrite)
   }
 }
@@ -114,6 +116,11 @@ export function underPrefix(path: string, prefix: string): boolean {
   return prefix.endsWith('/') || path.charCodeAt(prefix.length) === 47 /* '/' */
 }
 
+const ENCODED_SLASH = /%2f/i
+const ENCODED_SLASH_ALL = /%2f/gi
+/** A `.` or `..` segment once an encoded slash is read as a `/` (routingPath decoded the dots). */
+const DOT_AMID_SLASHES = /(?:\/|%2F)\.{1,2}(?=\/|%2F|$)/
+
 export class Router<T> {
   readonly #routes: readonly Route<T>[]
 
@@ -125,12 +132,32 @@ export class Router<T> {
     this.#routes = routes
   }
 
-  /** The first route (in precedence order) that `req` satisfies, or null. */
+  /**
+   * The first route (in precedence order) that `req` satisfies, or null: also for a path servers
+   * would read in ways that differ (routingPath), and for one whose encoded slash (`%2F`) would
+   * lead elsewhere read as a `/` (as nginx and Go's decoded-path routers read it) than read as a
+   * character (as Envoy, Node and Go's ServeMux since 1.22 do): `/api%2Fx` is no route at all when
+   * a route has `/api`, while `/api/a%2Fb` goes to that route either way.
+   */
   match(req: RouteRequest): Route<T> | null {
     const url = req.url
     const q = url.indexOf('?')
-    const path = routingPath(q === -1 ? url : url.slice(0, q))
+    const raw = q === -1 ? url : url.slice(0, q)
+    const path = routingPath(raw)
+    if (path === null) return null
     const host = hostName(req.host)
+    const route = this.#first(req, host, path)
+    if (raw.indexOf('%') !== -1 && ENCODED_SLASH.test(raw)) {
+      // Read with each %2F as a `/` (parameters' too: nginx does not drop them), the path must
+      // go to the same route, and what the route keeps of it (a rewrite's rest) must hold no dot
+      // segment that such a server would resolve, above the rewrite's replacement.
+      const slashed = routingPath(raw.replace(ENCODED_SLASH_ALL, '/'))
+      if (slashed === null || this.#first(req, host, slashed) !== route || DOT_AMID_SLASHES.test(path)) return null
+    }
+    return route
+  }
+
+  #first(req: RouteRequest, host: string | null, path: string): Route<T> | null {
     for (const r of this.#routes) if (r.matches(req, host, path)) return r
     return null
   }

@@ -189,13 +189,17 @@ describe('canary routing: headers, methods, rewrite, weighted splits (real ZooKe
     const web = await service('web', { match: { pathPrefix: '/app' }, routes: [{ match: { pathPrefix: '/old' }, rewrite: { prefix: '/v2' } }] })
     const p = await proxyWith([web.config])
     for (const [sent, want] of [
-      ['/old/../admin', '/v2/admin'],
-      ['/old/%2e%2e/%2E%2E/admin?q=/../x', '/v2/admin?q=/../x'],
+      ['/old/x/../admin', '/v2/admin'],
+      ['/old/x/y/%2e%2e/%2E%2E/admin?q=/../x', '/v2/admin?q=/../x'],
       ['/old/a/./b/../c', '/v2/a/c'],
-      ['/old/..', '/v2/'],
+      ['/old/x/..', '/v2/'],
+      ['/old;v=1/x/..;/y', null],
+      ['/old/..%2F..%2Fadmin', null],
     ] as const) {
-      expect((await send(p.port, sent)).status, sent).to.equal(200)
-      expect(web.up.seen.at(-1)!.url, sent).to.equal(want)
+      expect((await send(p.port, sent)).status, sent).to.equal(want === null ? 404 : 200)
+      if (want !== null) expect(web.up.seen.at(-1)!.url, sent).to.equal(want)
     }
+    // Routes match the resolved path (ef664d4): climbing out of /old is not under it, and not under /app.
+    for (const sent of ['/old/../admin', '/old/..', '/old/%2e%2e/x']) expect((await send(p.port, sent)).status, sent).to.equal(404)
   })
 })

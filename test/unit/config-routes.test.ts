@@ -128,6 +128,16 @@ describe('config: routes', () => {
     await refusedAt(withRoute({ ...under, rewrite: { stripPrefix: false } }), 'services[0].routes[0].rewrite.stripPrefix', /must be true/)
   })
 
+  it('refuses a rewrite prefix a decoding server would climb above', async () => {
+    for (const prefix of ['/v2/%2e%2e', '/v2/%2E.', '/v2/.%2e/x', '/v2/..;x', '/v2/.;', '/v2%2F..', '/v2%2f%2e%2e', '/v2%5C..', '/v2%00', '/v2//x', '/v2/%61']) {
+      await refusedAt(withRoute({ match: { pathPrefix: '/api' }, rewrite: { prefix } }), 'services[0].routes[0].rewrite.prefix', /./)
+    }
+    // Dots inside a segment are no dot segment.
+    for (const prefix of ['/v2/...', '/v2/a.b', '/v2/%C3%A1', '/v2/a%20b']) {
+      await validateConfig(withRoute({ match: { pathPrefix: '/api' }, rewrite: { prefix } }), '.')
+    }
+  })
+
   it('refuses a rewrite prefix that is not a plain absolute path', async () => {
     for (const prefix of ['v2', '/v2?x=1', '/v2#f', '/v 2', '/v2/../admin', '/./x', '/%zz', `/${'a'.repeat(1024)}`, '/v2\r\nx: y']) {
       await refusedAt(withRoute({ match: { pathPrefix: '/api' }, rewrite: { prefix } }), 'services[0].routes[0].rewrite.prefix', /./)
@@ -135,7 +145,7 @@ describe('config: routes', () => {
   })
 
   it('refuses a pathPrefix spelled otherwise than the normalised path requests are matched on', async () => {
-    for (const pathPrefix of ['/%61pi', '/api%2dv2', '/x/../api', '/api/.', '/%2e%2e/api', '/api/./v2']) {
+    for (const pathPrefix of ['/%61pi', '/api%2dv2', '/x/../api', '/api/.', '/%2e%2e/api', '/api/./v2', '/api;v=1', '/api//v2', '//api', '/api%2fv2', '/api\\v2', '/api#x', '/x/..;/api']) {
       await refusedAt(withRoute({ match: { pathPrefix } }), 'services[0].routes[0].match.pathPrefix', /as the path it matches/)
     }
   })

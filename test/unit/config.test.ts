@@ -2,6 +2,7 @@ import { expect } from 'chai'
 import { Buffer } from 'node:buffer'
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { validateConfig, parseHostPort, readConfigText } from '../../lib/config.js'
@@ -169,6 +170,48 @@ describe('config', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
+  })
+
+  it('refuses admin on listen\'s address exactly when the kernel would refuse the second bind, however the address is spelled', async () => {
+    const svc = [{ name: 'a', path: '/services/a' }]
+    // Spellings of loopback, wildcard and IPv4-mapped addresses, IPv4 and IPv6.
+    const hosts = ['127.0.0.1', '127.1', '0x7f.0.0.1', '0.0.0.0', '0', '127.0.0.2', '[::1]', '[0:0::1]', '[::]', '[::0]', '[0:0:0:0:0:0:0:0]', '[::ffff:127.0.0.1]', '[::FFFF:7f00:1]', '[::ffff:0.0.0.0]']
+    const bind = (host: string, port: number) =>
+      new Promise<net.Server | null>((resolve) => {
+        const server = net.createServer()
+        server.once('error', () => resolve(null))
+        server.listen({ host: host.replace(/^\[|\]$/g, ''), port }, () => resolve(server))
+      })
+    /** Whether binding `b` on the port `a` got fails, in either order (the check is symmetric). */
+    const kernelRefuses = async (a: string, b: string) => {
+      for (const [first, second] of [
+        [a, b],
+        [b, a],
+      ]) {
+        const one = await bind(first!, 0)
+        if (one === null) throw new Error(`cannot bind ${first}`)
+        const two = await bind(second!, (one.address() as net.AddressInfo).port)
+        one.close()
+        two?.close()
+        if (two === null) return true
+      }
+      return false
+    }
+    for (const a of hosts) {
+      for (const b of hosts) {
+        const want = await kernelRefuses(a, b)
+        const got = await validateConfig({ listen: `${a}:8080`, admin: `${b}:8080`, services: svc }, '.').then(
+          () => [],
+          (err: { problems: string[] }) => err.problems,
+        )
+        expect(got.length === 1 && /^admin: the same address as listen/.test(got[0]!), `listen ${a}, admin ${b}: the kernel ${want ? 'refuses' : 'takes'} both`).to.equal(want)
+      }
+    }
+    // A name is compared as a name: the same one clashes, and with a wildcard.
+    for (const [listen, admin] of [
+      ['localhost:8080', 'LOCALHOST:8080'],
+      ['0.0.0.0:8080', 'localhost:8080'],
+    ]) expect(await problems({ listen, admin, services: svc }), `${listen} ${admin}`).to.have.length(1)
   })
 
   it('rejects a missing or empty services list', async () => {
