@@ -186,9 +186,9 @@ class ResponseWriter implements ResponseSink {
     if (this.#res.destroyed) control.abort(clientGone('client went away'))
   }
 
-  onHead(head: ResponseHead): boolean {
+  onHead(head: ResponseHead, at = performance.now()): boolean {
     this.#status = head.status
-    this.#latencyMs = performance.now() - this.#listener.attemptStartedAt
+    this.#latencyMs = at - this.#listener.attemptStartedAt
     if (this.#listener.retryOnStatus(head)) return false
     this.#res.writeResponseHead(head)
     return true

@@ -100,7 +100,8 @@ export class Service {
       state = new RequestState(ex, headers, Date.now() + this.config.timeoutMs, done, this.#decideStatus, this.#attemptEnded)
       this.#budget.onRequest()
       if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: ex.headers, remoteAddress: ex.remoteAddress })
-      if (ex.body === null) this.#attempt(state, this.#afterAttempt)
+      // (The first attempt starts in the same turn as the request: one clock read for both.)
+      if (ex.body === null) this.#attempt(state, this.#afterAttempt, state.startedAt)
       else this.#readThenAttempt(state).catch((err: unknown) => this.#crashed(state!, err))
     } catch (err) {
       this.#crashed(state ?? new RequestState(ex, [], 0, done, this.#decideStatus, this.#attemptEnded), err)
@@ -239,7 +240,7 @@ export class Service {
   }
 
   /** One attempt at one instance; `onSettled(state, null)` once the answer went out, or `onSettled(state, err)`. */
-  #attempt(state: RequestState, onSettled: AttemptCallback): void {
+  #attempt(state: RequestState, onSettled: AttemptCallback, now = performance.now()): void {
     const lease = this.balancer.acquire(state.firstKey === null ? null : state.tried, state)
     if (lease === null) {
       // Report the failure that made us look further rather than "no instance".
@@ -257,7 +258,7 @@ export class Service {
     }
     state.lease = lease
     state.onSettled = onSettled
-    state.attemptStartedAt = performance.now()
+    state.attemptStartedAt = now
     forwardAttempt(
       this.#pools.get(lease.host),
       state.ex,
@@ -268,6 +269,7 @@ export class Service {
         body: state.nextBody(),
         contentLength: state.ex.contentLength,
         headersTimeoutMs: Math.min(this.config.retry.perTryTimeoutMs, remaining),
+        startedAt: now,
         bodyTimeoutMs: this.config.bodyTimeoutMs,
       },
       state,

@@ -3,7 +3,6 @@
 // listener through ConnectionOwner, so that the two do not import each other.
 
 import type { Buffer } from 'node:buffer'
-import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { STATUS_CODES } from 'node:http'
 import tls from 'node:tls'
@@ -17,6 +16,7 @@ import { H1Parser, handleProblem, startReading, stopReading } from './parser.js'
 import type { ParseError, ParserEvents } from './parser.js'
 import { Exchange } from './exchange.js'
 import type { ExchangeOwner, Refusal } from './exchange.js'
+import type { RequestIds } from './request-id.js'
 import { handOver } from './upgrade-hand-over.js'
 
 export interface H1Handlers {
@@ -51,6 +51,8 @@ export interface ConnectionOwner {
   tlsRefused(code: string, client: string | undefined): void
   /** The connection closed. */
   forget(conn: Connection): void
+  /** Where request IDs come from (one source per listener). */
+  readonly requestIds: RequestIds
 }
 
 /** One client connection: parses requests in order and answers them one at a time. */
@@ -315,6 +317,10 @@ export class Connection implements ParserEvents, ExchangeOwner {
     }
   }
 
+  newRequestId(): string {
+    return this.#server.requestIds.next()
+  }
+
   /** `ex` wrote its last byte. */
   answered(ex: Exchange, close: boolean): void {
     if (ex !== this.#current) return
@@ -386,7 +392,7 @@ export class Connection implements ParserEvents, ExchangeOwner {
   #answerError(err: ParseError): void {
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
     const code = status === 431 ? 'ZP_ERR_HEADERS_TOO_LARGE' : 'ZP_ERR_BAD_REQUEST'
-    const body = JSON.stringify({ error: code, message: `malformed request (${err.code})`, requestId: randomUUID() })
+    const body = JSON.stringify({ error: code, message: `malformed request (${err.code})`, requestId: this.newRequestId() })
     this.socket.end(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
       'latin1',

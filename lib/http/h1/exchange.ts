@@ -3,7 +3,6 @@
 // the two do not import each other.
 
 import { Buffer } from 'node:buffer'
-import { randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
@@ -51,6 +50,8 @@ export interface ExchangeOwner {
   bodyWanted(): void
   /** `ex` wrote its last byte. */
   answered(ex: Exchange, close: boolean): void
+  /** A new UUID v4 for a request that came without a sane X-Request-Id. */
+  newRequestId(): string
 }
 
 /** A request's body as a stream; reading it is what lets the client send more (backpressure). */
@@ -189,7 +190,7 @@ export class Exchange {
   get requestId(): string {
     if (this.#requestId !== null) return this.#requestId
     const id = rawHeader(this.rawHeaders, 'x-request-id')
-    return (this.#requestId = id !== undefined && SANE_REQUEST_ID.test(id) ? id : randomUUID())
+    return (this.#requestId = id !== undefined && SANE_REQUEST_ID.test(id) ? id : this.#conn.newRequestId())
   }
 
   /** Writes the head of an upstream's answer, choosing the framing toward this client. */

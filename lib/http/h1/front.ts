@@ -23,6 +23,7 @@ import type { FrontLimits } from '../../limits.js'
 import { Connection } from './connection.js'
 import type { ConnectionOwner, H1Handlers } from './connection.js'
 import type { Exchange } from './exchange.js'
+import { RequestIds } from './request-id.js'
 import { sendError } from './send-error.js'
 import { tlsListener } from './tls-listener.js'
 
@@ -45,6 +46,7 @@ export interface FrontOptions {
 export class H1Server implements ConnectionOwner {
   readonly handlers: H1Handlers
   readonly limits: FrontLimits
+  readonly requestIds = new RequestIds()
   readonly #server: net.Server
   readonly #connections = new Set<Connection>()
   /** TCP sockets of a TLS listener whose handshake is not done yet. */

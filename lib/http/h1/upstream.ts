@@ -39,6 +39,11 @@ export interface UpstreamRequest {
   readonly contentLength: number
   /** From the request being sent to the answer's head. */
   readonly headersTimeoutMs: number
+  /**
+   * `performance.now()` when the attempt began (the request path read it already): the head
+   * deadline runs from here. Absent: read at dispatch.
+   */
+  readonly startedAt?: number
   /** Longest silence between two pieces of the answer's body (0: none). */
   readonly bodyTimeoutMs: number
 }
@@ -47,8 +52,11 @@ export interface UpstreamRequest {
 export interface ResponseSink {
   /** Called at once: how to abort (the client went away) and how to resume after backpressure. */
   onStart(control: AttemptControl): void
-  /** The answer's head; false drops the answer (the attempt ends in onError with `err`). */
-  onHead(head: ResponseHead): boolean
+  /**
+   * The answer's head; false drops the answer (the attempt ends in onError with `err`). `at`:
+   * `performance.now()` of the read that brought it, when the pool read the clock already.
+   */
+  onHead(head: ResponseHead, at?: number): boolean
   /**
    * False: stop reading the upstream until `control.resume()`. The chunk may be a view of the
    * connection's read buffer, valid only during the call unless `holdsChunks` says otherwise.
@@ -113,7 +121,7 @@ export class UpstreamPool {
   dispatch(req: UpstreamRequest, sink: ResponseSink): void {
     let conn = this.#idle.pop()
     while (conn !== undefined && conn.socket.destroyed) conn = this.#idle.pop()
-    const headDeadline = performance.now() + req.headersTimeoutMs
+    const headDeadline = (req.startedAt ?? performance.now()) + req.headersTimeoutMs
     if (conn !== undefined) {
       conn.send(req, sink, true, headDeadline)
       return
@@ -171,7 +179,8 @@ export class UpstreamPool {
       conn.socket.destroy()
       return
     }
-    conn.idleSince = performance.now()
+    // Only ever called at the end of a read (Connection's #settle), which read the clock.
+    conn.idleSince = this.options.clock.now
     this.#idle.push(conn)
     this.options.clock.watchIdle(this)
   }
@@ -217,6 +226,12 @@ export class UpstreamPool {
 const TICK_MS = 50
 
 export class UpstreamClock {
+  /**
+   * `performance.now()` as read at the start of the connection event being handled (`stamp`):
+   * one clock read per read event, shared by everything that event times (the body's last
+   * data, the answer's latency, a connection's idle start) instead of one read for each.
+   */
+  now = 0
   /** Every open connection, from its creation to its close (not per request: no Set churn). */
   readonly #connections = new Set<Connection>()
   readonly #pools = new Set<UpstreamPool>()
@@ -245,13 +260,18 @@ export class UpstreamClock {
     this.#arm()
   }
 
+  /** Reads the clock for the event about to be handled; `now` holds it until the next stamp. */
+  stamp(): number {
+    return (this.now = performance.now())
+  }
+
   /** One timer for everything watched, started by whichever comes first and stopped when nothing is left. */
   #arm(): void {
     this.#timer ??= setInterval(this.#tick, TICK_MS).unref()
   }
 
   readonly #tick = (): void => {
-    const now = performance.now()
+    const now = this.stamp()
     for (const c of this.#connections) c.checkDeadlines(now)
     for (const p of this.#pools) if (!p.sweep(now)) this.#pools.delete(p)
     for (const p of this.#queues) if (!p.expireWaiting(now)) this.#queues.delete(p)
@@ -392,6 +412,7 @@ class Connection implements ParserEvents, AttemptControl {
 
   /** One read: `n` bytes at the start of the read buffer. False stops reading (backpressure). */
   readonly #onRead = (n: number, buf: Uint8Array): boolean => {
+    this.#clock.stamp()
     const more = this.#read(n, buf)
     if (n === buf.length && n < READ_BUFFER_MAX_BYTES && this.#readBuffer === buf) this.#readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_MAX_BYTES)
     return more
@@ -453,7 +474,7 @@ class Connection implements ParserEvents, AttemptControl {
     if (to - from > take) this.#reusable = false
     let more = true
     if (take > 0) {
-      if (this.#req!.bodyTimeoutMs > 0) this.#lastData = performance.now()
+      if (this.#req!.bodyTimeoutMs > 0) this.#lastData = this.#clock.now
       more = sink.onBody(Buffer.from(buf.buffer, buf.byteOffset + from, take))
       // A write still holds that view: the next read goes to a new buffer.
       if (sink.holdsChunks) this.#readBuffer = Buffer.allocUnsafeSlow(buf.length)
@@ -605,12 +626,12 @@ class Connection implements ParserEvents, AttemptControl {
   /** A final answer's head, from either parser; false: the sink dropped it (the attempt failed). */
   #gotHead(head: ResponseHead, keepAlive: boolean): boolean {
     this.#reusable = keepAlive
-    if (!this.#sink!.onHead(head)) {
+    if (!this.#sink!.onHead(head, this.#clock.now)) {
       this.#fail('status', `upstream answered ${head.status}`)
       return false
     }
     this.#headSeen = true
-    if (this.#req!.bodyTimeoutMs > 0) this.#lastData = performance.now()
+    if (this.#req!.bodyTimeoutMs > 0) this.#lastData = this.#clock.now
     return true
   }
 
@@ -620,7 +641,7 @@ class Connection implements ParserEvents, AttemptControl {
   }
 
   onBody(chunk: Buffer): void {
-    if (this.#req !== null && this.#req.bodyTimeoutMs > 0) this.#lastData = performance.now()
+    if (this.#req !== null && this.#req.bodyTimeoutMs > 0) this.#lastData = this.#clock.now
     if (this.#sink !== null && !this.#sink.onBody(chunk)) stopReading(this.socket)
   }
 
