@@ -6,6 +6,7 @@ import net from 'node:net'
 import { makeConfig, patterned, putNode, send, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
 import type { Handler } from '../support/helpers.js'
 import { consumed, raw, rawUpstream } from '../support/wire.js'
+import { KEEP_ALIVE_TIMEOUT_MS } from '../../lib/http/h1/front.js'
 
 /**
  * One GET on a new connection, read as bytes until its Content-Length is in or the proxy closes.
@@ -264,6 +265,42 @@ describe('HTTP/1.1 on the wire (real ZooKeeper, real upstreams)', function () {
     expect(answers()).to.equal(2)
     expect(u.hits).to.equal(2)
     s.destroy()
+  })
+
+  it('does not cut a kept-alive connection whose next request arrived while the event loop was stalled past the keep-alive timeout', async function () {
+    this.timeout(30_000)
+    const u = await upstream()
+    const path = uniquePath()
+    await putNode(ctx.admin, `${path}/i-${u.port}`, { host: '127.0.0.1', port: u.port })
+    // A ZooKeeper session that outlives the stall, so the stall tests the front and nothing else.
+    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path }], { zookeeper: { connect: ctx.zk.connectString, sessionTimeoutMs: 30_000 } }))
+    closers.push(() => p.close())
+    await waitFor(() => p.services[0]!.balancer.hosts.length === 1, 'one instance')
+    const s = net.connect(p.port, '127.0.0.1')
+    closers.push(() => s.destroy())
+    let got = ''
+    let closed = false
+    s.on('data', (d) => (got += d.toString('latin1')))
+    s.on('close', () => (closed = true))
+    s.on('error', () => {})
+    const answers = () => got.match(/HTTP\/1\.1 200 /g)?.length ?? 0
+    s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+    await waitFor(() => answers() === 1, 'answer 1')
+    // The next request goes into the proxy's socket (a loopback write lands in the peer's queue
+    // at once), then the whole process stalls longer than the keep-alive timeout (a long GC, a
+    // SIGSTOP) inside a timer callback, so the sweep's timer is the next thing to run, before the
+    // poll phase that would read the request. Cutting the connection then loses a request the
+    // client sent in good time.
+    await new Promise<void>((resolve) =>
+      setTimeout(() => {
+        s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, KEEP_ALIVE_TIMEOUT_MS + 600)
+        resolve()
+      }, 0),
+    )
+    await waitFor(() => answers() === 2 || closed, 'answer 2 or a close', 15_000)
+    expect(closed, got).to.equal(false)
+    expect(answers()).to.equal(2)
   })
 
   it('passes a large body through byte for byte to a fast and to a stalled reader, on one kept-alive upstream connection', async () => {

@@ -112,6 +112,14 @@ export class H1Server implements ConnectionOwner {
   }
 
   #sweep(): void {
+    // Decided after this turn's reads, not in the timer: a timer that fires late (the loop held
+    // by a long GC, a SIGSTOP) finds every connection past its deadline, while the bytes that say
+    // otherwise (a kept-alive client's next request, a body's next piece) wait for the poll phase
+    // that follows. setImmediate runs after that phase, so they are read first.
+    setImmediate(this.#sweepNow)
+  }
+
+  readonly #sweepNow = (): void => {
     const now = performance.now()
     const bodyMs = this.limits.clientBodyTimeoutMs
     for (const c of this.#connections) {
