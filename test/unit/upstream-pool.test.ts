@@ -380,6 +380,36 @@ describe('the upstream pool', () => {
     }
   })
 
+  it('fails a request whose answer head does not come by its deadline, and one whose body stalls past the body timeout', async () => {
+    const up = await scripted(closers, (req) => (req.startsWith('GET /stall ') ? 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nok' : null))
+    const p = pool(up.port)
+    const head = await attempt(p, request({ headersTimeoutMs: 100 }))
+    expect([head.error?.kind, head.error?.responseStarted, head.head]).to.deep.equal(['timeout', false, null])
+    const body = await attempt(p, request({ path: '/stall', bodyTimeoutMs: 100 }))
+    expect([body.error?.kind, body.error?.responseStarted, body.body]).to.deep.equal(['timeout', true, 'ok'])
+  })
+
+  it('hands a sink that holds its chunks views that stay intact while later reads come in', async () => {
+    // A 1 MiB body in many reads: each view handed on must keep its bytes, so every read after a
+    // held one lands in a new buffer.
+    const body = Buffer.alloc(1024 * 1024)
+    for (let i = 0; i < body.length; i++) body[i] = (i * 31 + (i >> 12)) & 0xff
+    for (const head of ['HTTP/1.1 200 OK\r\ncontent-length: 1048576\r\n\r\n', 'HTTP/1.1 200 OK\r\nte: trailers\r\ncontent-length: 1048576\r\n\r\n']) {
+      const up = await scripted(closers, () => null)
+      const p = pool(up.port)
+      const held: Buffer[] = []
+      const done = new Promise<UpstreamError | null>((resolve) => {
+        p.dispatch(request(), { onStart: () => {}, onHead: () => true, onBody: (c) => (held.push(c), true), holdsChunks: true, onEnd: () => resolve(null), onError: (e) => resolve(e as UpstreamError) })
+      })
+      await waitFor(() => up.seen[0]?.requests.length === 1, 'the request')
+      up.seen[0]!.socket.write(head)
+      for (let at = 0; at < body.length; at += 4096) up.seen[0]!.socket.write(body.subarray(at, at + 4096))
+      expect(await done).to.equal(null)
+      expect(held.length).to.be.above(1)
+      expect(Buffer.concat(held).equals(body), head).to.equal(true)
+    }
+  })
+
   it('names the instance in a Host line only when the headers carry none', () => {
     expect(requestHead('GET', '/x', ['hostx', 'a', 'hos', 'b'], 'i:1')).to.equal('GET /x HTTP/1.1\r\nhostx: a\r\nhos: b\r\nhost: i:1\r\n')
     expect(requestHead('GET', '/x', ['HOST', 'h', 'x-y', 'z'], 'i:1')).to.equal('GET /x HTTP/1.1\r\nHOST: h\r\nx-y: z\r\n')
