@@ -59,7 +59,9 @@ function service(name: string, hosts: FakeHost[], overrides: [string, unknown][]
 
 const HOST: FakeHost = { hostPort: '127.0.0.1:9', key: '/svc/a', endpoint: { meta: {} } } as FakeHost
 
-describe('the admin router', () => {
+describe('the admin router', function () {
+  // Stryker runs mocha with no timeout; a hang fails the test here instead of restarting its worker.
+  if (process.env.STRYKER_MUTATOR_WORKER !== undefined) this.timeout(10_000)
   const closers = useClosers()
 
   async function admin(src: Partial<AdminSources> = {}): Promise<number> {
