@@ -77,7 +77,7 @@ describe('the admin router', function () {
     const port = await admin({ token: 'tok-en', reload: () => Promise.resolve({}), metrics: { text: () => Promise.resolve(''), contentType: 'text/plain' } as MetricsSource })
     const basic = (pair: string) => `Basic ${Buffer.from(pair).toString('base64')}`
     const right = ['Bearer tok-en', 'bearer tok-en', 'BEARER  tok-en ', basic('user:tok-en'), basic(':tok-en'), `basic ${Buffer.from('u: tok-en ').toString('base64')}`]
-    const wrong = [undefined, '', 'tok-en', 'Bearer', 'Bearer ', 'Bearer tok-e', 'Bearer tok-enn', 'Bearertok-en', 'Token tok-en', basic('tok-en'), basic('user:tok-e'), basic('tok-en:'), 'Basic ', 'xBearer tok-en']
+    const wrong = [undefined, '', 'tok-en', 'Bearer', 'Bearer ', 'Bearer tok-e', 'Bearer tok-enn', 'Bearertok-en', 'Token tok-en', basic('tok-en'), basic('user:tok-e'), basic('tok-en:'), 'Basic ', 'xBearer tok-en', `Token ${Buffer.from('u:tok-en').toString('base64')}`, `xBasic ${Buffer.from('u:tok-en').toString('base64')}`]
     for (const { method, path, open } of probes) {
       const body = method === 'PUT' ? '{"weight":2}' : undefined
       for (const authorization of wrong) {
@@ -146,7 +146,8 @@ describe('the admin router', function () {
   })
 
   it("answers /reload with what changed, a 400 naming a refused file's problems, the error's own status, or a 500", async () => {
-    expect((await request(await admin(), 'POST', '/reload')).status).to.equal(404)
+    const off = await request(await admin(), 'POST', '/reload')
+    expect([off.status, JSON.parse(off.body)]).to.deep.equal([404, { error: 'reload is not available here' }])
     const cases: [() => Promise<object>, number, object][] = [
       [() => Promise.resolve({ added: ['b'] }), 200, { reloaded: true, added: ['b'] }],
       [() => Promise.reject(new ConfigError(['services.0.path: required'])), 400, { reloaded: false, error: 'config refused; the running config stays', problems: ['services.0.path: required'] }],
@@ -154,6 +155,7 @@ describe('the admin router', function () {
       [() => Promise.reject(new ProxyError('ZP_ERR_CLOSED', 'closed')), 500, { reloaded: false, error: 'reload failed', message: 'closed' }],
       [() => Promise.reject(new Error('disk on fire')), 500, { reloaded: false, error: 'reload failed', message: 'disk on fire' }],
       [() => Promise.reject('plain text'), 500, { reloaded: false, error: 'reload failed', message: 'plain text' }],
+      [() => Promise.reject(undefined), 500, { reloaded: false, error: 'reload failed', message: 'undefined' }],
     ]
     for (const [reload, status, body] of cases) {
       const a = await request(await admin({ reload }), 'POST', '/reload')
@@ -164,7 +166,7 @@ describe('the admin router', function () {
 
   it('sets an override on every service of that name, clears it with DELETE, and refuses unknown services and instances', async () => {
     const seen: [string, unknown][] = []
-    const port = await admin({ services: [service('svc', [HOST], seen), service('svc', [HOST], seen), service('other', [{ hostPort: '10.0.0.1:80', key: '/o/a' }], seen)] })
+    const port = await admin({ services: [service('svc', [{ hostPort: '127.0.0.1:8', key: '/svc/z' }, HOST], seen), service('svc', [HOST], seen), service('other', [{ hostPort: '10.0.0.1:80', key: '/o/a' }], seen)] })
     const put = await request(port, 'PUT', '/services/svc/instances/127.0.0.1:9', { body: '{"weight": 3, "state": "draining"}' })
     expect([put.status, JSON.parse(put.body)]).to.deep.equal([200, { service: 'svc', instance: '127.0.0.1:9', override: { weight: 3, state: 'draining' } }])
     const del = await request(port, 'DELETE', '/services/svc/instances/127.0.0.1:9')
