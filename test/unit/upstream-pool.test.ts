@@ -440,4 +440,33 @@ describe('the upstream pool', function () {
     expect(closed).to.equal(true)
     await waitFor(() => up.seen.every((c) => c.closed), 'every connection closed')
   })
+
+  it('does not send again a request whose fresh connection closed without an answer: only a reused one may be stale', async () => {
+    const up = await scripted(closers, (_req, conn) => (conn === 0 ? 'close' : OK))
+    const r = await attempt(pool(up.port), request())
+    expect([r.error?.kind, r.error?.responseStarted]).to.deep.equal(['reset', false])
+    expect(up.seen.length).to.equal(1)
+  })
+
+  it('frames a body llhttp reads by its own Content-Length, whatever numbers the fields before it carry', async () => {
+    for (const before of ['x-n: 5\r\n', 'x-n: 0\r\nx-m: 1\r\n', 'age: 1\r\n']) {
+      const up = await scripted(closers, () => `HTTP/1.1 200 OK\r\n${before}te: trailers\r\ncontent-length: 2\r\n\r\nok`)
+      const p = pool(up.port)
+      for (let i = 0; i < 2; i++) expect(await attempt(p, request()), before).to.deep.include({ body: 'ok', error: null })
+      expect(up.seen.length, before).to.equal(1)
+    }
+  })
+
+  it('refuses on the llhttp path too the status lines and reasons the plain path refuses', async () => {
+    for (const line of ['HTTP/1.1 200 O\x01K', 'HTTP/1.1 200 O\x7fK', 'HTTP/1.1 200 O\x0bK', 'HTTP/1.1 1000 High', 'HTTP/1.1 099 Low', 'HTTP/1.1 101 Switching Protocols']) {
+      const up = await scripted(closers, () => `${line}\r\nte: trailers\r\ncontent-length: 2\r\n\r\nok`)
+      const r = await attempt(pool(up.port), request())
+      expect([r.error?.kind, r.head], JSON.stringify(line)).to.deep.equal(['reset', null])
+    }
+    for (const line of ['HTTP/1.1 200 \xfeOK\xff', 'HTTP/1.1 200 a\tb c', 'HTTP/1.1 999 Odd']) {
+      const up = await scripted(closers, () => `${line}\r\nte: trailers\r\ncontent-length: 2\r\n\r\nok`)
+      const r = await attempt(pool(up.port), request())
+      expect([r.error, r.body], JSON.stringify(line)).to.deep.equal([null, 'ok'])
+    }
+  })
 })
