@@ -126,11 +126,15 @@ describe('the plain-head parser against llhttp', () => {
   it('accepts no mutated head that llhttp refuses, and reads the rest as llhttp does (20,000 seeded cases)', function () {
     // CPU-bound, about 10 s on an idle machine: more on a busy one.
     this.timeout(120_000)
+    // Under Stryker (its workers carry STRYKER_MUTATOR_WORKER) the first 2,000 cases of the same
+    // seed: every mutant of framing.ts reruns this test, and the whole sample, instrumented, ran
+    // past its timeout (CONTRIBUTING.md, Mutation of the HTTP layer).
+    const cases = process.env.STRYKER_MUTATOR_WORKER === undefined ? 20_000 : 2_000
     const random = seededRandom(20261126)
     let taken = 0
     let left = 0
     let long = 0
-    for (let i = 0; i < 20_000; i++) {
+    for (let i = 0; i < cases; i++) {
       const bytes = mutate(BASES[i % BASES.length]!, random)
       const mine = plain(bytes)
       if (mine === null) {
@@ -144,9 +148,9 @@ describe('the plain-head parser against llhttp', () => {
       expect(mine, JSON.stringify(bytes.toString('latin1'))).to.deep.equal(theirs)
     }
     // Both kinds happen often enough for the test to mean something, long heads among them.
-    expect(taken).to.be.above(2_000)
-    expect(left).to.be.above(2_000)
-    expect(long).to.be.above(100)
+    expect(taken).to.be.above(cases / 10)
+    expect(left).to.be.above(cases / 10)
+    expect(long).to.be.above(cases / 200)
   })
 
   it('takes no head of the framing classes (bare CR, long digit runs, list-syntax Transfer-Encoding, empty framing values) that either parser path refuses, and reads the rest alike', () => {
