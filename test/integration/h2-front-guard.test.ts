@@ -358,6 +358,17 @@ describe('the HTTP/2 front guard on a bare node:http2 server (raw frames)', func
       }
     })
 
+    it('a SETTINGS frame of more entries than maxSettings (32) ends the session with ENHANCE_YOUR_CALM (nghttp2), closed by the idle timeout', async function () {
+      // nghttp2 sends its GOAWAY and node:http2 leaves the socket open: the guard's idle timer closes it.
+      const b = await bare({ idleTimeoutMs: 100 })
+      const c = await client(b)
+      c.write(build.settings(Array.from({ length: 40 }, () => [SETTING.ENABLE_PUSH, 0] as const)))
+      assert.equal((await c.goaway()).code, NGHTTP2_ENHANCE_YOUR_CALM)
+      assert.deepEqual(b.trips, [], 'nghttp2 refused it, not the guard')
+      await c.ended()
+      await freshGet(b)
+    })
+
     it('a flood of valid WINDOW_UPDATEs queues nothing: the connection still answers, nothing piles up to send', async function () {
       const b = await bare()
       const c = await client(b)
@@ -379,6 +390,20 @@ describe('the HTTP/2 front guard on a bare node:http2 server (raw frames)', func
       assert.ok(refused.streamId > 2 * 100, `stream ${refused.streamId} refused`)
       await c.ended()
       await freshGet(b)
+    })
+  })
+
+  describe('idle connections', function () {
+    it('a connection with no stream open past idleTimeoutMs is closed with GOAWAY(NO_ERROR), after its streams ended', async function () {
+      const b = await bare({ idleTimeoutMs: 100 })
+      const c = await client(b)
+      c.write(build.headers(1, getFields('/upload'), { endStream: false }))
+      await waitFor(() => b.streams >= 1, 'the server to take stream 1')
+      c.write(build.data(1, 'x', true))
+      await c.next((f) => f.type === FRAME.HEADERS && f.streamId === 1, 'the answer on stream 1')
+      assert.equal((await c.goaway()).code, NGHTTP2_NO_ERROR)
+      await c.ended()
+      assert.deepEqual(b.trips, [])
     })
   })
 

@@ -2,7 +2,8 @@
 // header list is counted as RFC 9113 §6.5.2 counts it.
 
 import assert from 'node:assert/strict'
-import { DEFAULT_MAX_CONCURRENT_STREAMS, h2ServerSettings, headerListBytes } from '../../lib/http/h2/front-guard.js'
+import { DEFAULT_GUARD, DEFAULT_MAX_CONCURRENT_STREAMS, h2ServerSettings, headerListBytes } from '../../lib/http/h2/front-guard.js'
+import { KEEP_ALIVE_TIMEOUT_MS } from '../../lib/http/h1/front.js'
 import { MAX_HEADER_BYTES } from '../../lib/http/h1/headers.js'
 
 describe('h2ServerSettings', function () {
@@ -27,6 +28,12 @@ describe('h2ServerSettings', function () {
     assert.equal(h2ServerSettings({ maxHeaders: 100 }).maxHeaderListPairs, 105)
     assert.equal(h2ServerSettings({ maxHeaders: -5 }).maxHeaderListPairs, 105)
     assert.equal(h2ServerSettings({ maxHeaders: 1e9 }).maxHeaderListPairs, 105)
+  })
+})
+
+describe('the guard defaults', function () {
+  it('close an idle HTTP/2 connection after the HTTP/1.1 keep-alive timeout: one limit per thing', function () {
+    assert.equal(DEFAULT_GUARD.idleTimeoutMs, KEEP_ALIVE_TIMEOUT_MS)
   })
 })
 

@@ -101,13 +101,20 @@ export interface GuardOptions {
   readonly maxHeaderListBytes?: number
   /** Time between our GOAWAY(ENHANCE_YOUR_CALM) and the close, for the streams below it to end, ms (default 1000). */
   readonly graceMs?: number
+  /**
+   * A connection with no stream open this long is closed, ms (default 5000, as HTTP/1.1 keep-alive).
+   * It also ends a session nghttp2 has given up on (it sent its GOAWAY, and node:http2 leaves
+   * the socket open: a refused SETTINGS frame does that).
+   */
+  readonly idleTimeoutMs?: number
   /** The clock, ms (default performance.now): tests pass their own. */
   readonly now?: () => number
   /** Told once, when a connection goes over a cap (for the log and a metric); what it throws is ignored. */
   readonly onTrip?: (reason: GuardReason, countThisSecond: number) => void
 }
 
-export const DEFAULT_GUARD = { maxResetsPerSecond: 100, maxSettingsPerSecond: 10, maxPingsPerSecond: 10, maxPrioritiesPerSecond: 100, graceMs: 1000 } as const
+/** idleTimeoutMs is the HTTP/1.1 keep-alive timeout (h1/front.ts KEEP_ALIVE_TIMEOUT_MS, checked by a unit test): one limit per thing. */
+export const DEFAULT_GUARD = { maxResetsPerSecond: 100, maxSettingsPerSecond: 10, maxPingsPerSecond: 10, maxPrioritiesPerSecond: 100, graceMs: 1000, idleTimeoutMs: 5000 } as const
 
 /** A count in the current one-second window: two numbers, whatever the rate. */
 class PerSecond {
@@ -165,6 +172,8 @@ class Guard implements SessionGuard {
   /** Streams the proxy reset itself: weak, so a long connection holds none of them. */
   readonly #ours = new WeakSet<http2.Http2Stream>()
   #graceTimer: NodeJS.Timeout | null = null
+  #idleTimer: NodeJS.Timeout | null = null
+  readonly #idleTimeoutMs: number
   #goawaySent = false
   /** Streams open now: once the GOAWAY is out and none is left, there is nothing to wait for. */
   #open = 0
@@ -175,6 +184,7 @@ class Guard implements SessionGuard {
     this.#now = opts.now ?? (() => performance.now())
     this.#graceMs = bounded(opts.graceMs, DEFAULT_GUARD.graceMs, 0, 60_000)
     this.#onTrip = opts.onTrip
+    this.#idleTimeoutMs = bounded(opts.idleTimeoutMs, DEFAULT_GUARD.idleTimeoutMs, 1, 3600_000)
     const cap = (v: unknown, d: number) => new PerSecond(bounded(v, d, 1, 1_000_000))
     this.#caps = {
       resets: cap(opts.maxResetsPerSecond, DEFAULT_GUARD.maxResetsPerSecond),
@@ -200,7 +210,24 @@ class Guard implements SessionGuard {
     session.on('close', () => {
       if (this.#graceTimer) clearTimeout(this.#graceTimer)
       this.#graceTimer = null
+      this.#stopIdle()
     })
+    this.#startIdle()
+  }
+
+  #startIdle(): void {
+    this.#stopIdle()
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = null
+      // A timer, not a node:http2 event: closing here is safe. Idle means no stream, so nothing is cut.
+      if (!this.#session.destroyed && this.#open === 0) this.#session.destroy()
+    }, this.#idleTimeoutMs)
+    this.#idleTimer.unref()
+  }
+
+  #stopIdle(): void {
+    if (this.#idleTimer) clearTimeout(this.#idleTimer)
+    this.#idleTimer = null
   }
 
   reset(stream: http2.Http2Stream, code: number = NGHTTP2_CANCEL): void {
@@ -209,10 +236,11 @@ class Guard implements SessionGuard {
   }
 
   #watch(stream: http2.ServerHttp2Stream, rawHeaders: readonly string[]): void {
-    this.#open++
+    if (this.#open++ === 0) this.#stopIdle()
     stream.once('close', () => {
-      this.#open--
-      if (this.#goawaySent && this.#open === 0 && !this.#ending) this.#destroySoon()
+      if (--this.#open > 0 || this.#session.destroyed) return
+      if (this.#goawaySent && !this.#ending) this.#destroySoon()
+      else this.#startIdle()
     })
     stream.on('error', () => {})
     stream.on('priority', () => this.#hit('priorities'))
