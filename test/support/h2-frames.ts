@@ -14,6 +14,10 @@ export const ERROR_NAMES = ['NO_ERROR', 'PROTOCOL_ERROR', 'INTERNAL_ERROR', 'FLO
 
 export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
 
+// The same numbers one by one, as the h2 front's tests (worktree h2front) import them.
+export const { DATA, HEADERS, RST_STREAM, SETTINGS, GOAWAY } = FRAME
+export const { END_STREAM, END_HEADERS } = FLAG
+
 export interface Frame {
   readonly type: number
   readonly flags: number
@@ -60,6 +64,28 @@ export function hpackBlock(fields: readonly (readonly [string, string])[]): Buff
     parts.push(Buffer.from([0x00, ...hpackInt(n.length, 7, 0)]), n, Buffer.from(hpackInt(v.length, 7, 0)), v)
   }
   return Buffer.concat(parts)
+}
+
+/** hpackBlock under the h2 front tests' name. */
+export const block = hpackBlock
+
+/** Gathers the frames a peer sends on `socket` (after our preface: the peer sends no preface of its own). */
+export function frameReader(socket: net.Socket): { readonly frames: Frame[]; readonly ended: () => boolean } {
+  const frames: Frame[] = []
+  let buf = Buffer.alloc(0)
+  let ended = false
+  socket.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d])
+    while (buf.length >= 9) {
+      const len = buf.readUIntBE(0, 3)
+      if (buf.length < 9 + len) break
+      frames.push({ type: buf[3], flags: buf[4], streamId: buf.readUInt32BE(5) & 0x7fffffff, payload: buf.subarray(9, 9 + len) })
+      buf = buf.subarray(9 + len)
+    }
+  })
+  socket.on('close', () => (ended = true))
+  socket.on('error', () => (ended = true))
+  return { frames, ended: () => ended }
 }
 
 /** The request pseudo-headers of a plain GET, then `extra`. */
