@@ -280,7 +280,12 @@ class Guard implements SessionGuard {
     // Streams up to the last one nghttp2 took are answered during the grace (RFC 9113 §6.8);
     // nghttp2 refuses any newer one once the GOAWAY is out.
     const last = bounded(s.state.lastProcStreamID, 0, 0, 0x7fffffff)
-    s.goaway(NGHTTP2_ENHANCE_YOUR_CALM, last)
+    try {
+      s.goaway(NGHTTP2_ENHANCE_YOUR_CALM, last)
+    } catch {
+      // The session went away meanwhile (goaway throws on a destroyed one): a throw here would be uncaught.
+      return this.#destroy()
+    }
     this.#goawaySent = true
     // With no stream left nghttp2 stops reading (it wants nothing more), so waiting helps no one.
     if (this.#open === 0) return this.#destroy()
@@ -299,7 +304,11 @@ class Guard implements SessionGuard {
     this.#graceTimer = null
     // null, not undefined: destroy(error = NGHTTP2_NO_ERROR, code) would take an undefined error as
     // NO_ERROR and send that. With null the closing GOAWAY says ENHANCE_YOUR_CALM and no 'error' is emitted.
-    if (!this.#session.destroyed) this.#session.destroy(null as unknown as Error, NGHTTP2_ENHANCE_YOUR_CALM)
+    try {
+      if (!this.#session.destroyed) this.#session.destroy(null as unknown as Error, NGHTTP2_ENHANCE_YOUR_CALM)
+    } catch {
+      // Nothing left to close; out of a timer, a throw would end the process.
+    }
   }
 }
 
