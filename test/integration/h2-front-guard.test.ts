@@ -405,6 +405,16 @@ describe('the HTTP/2 front guard on a bare node:http2 server (raw frames)', func
       await c.ended()
       assert.deepEqual(b.trips, [])
     })
+
+    it('streams reset by the client in the same read as their HEADERS still count as ended: the idle timer runs again', async function () {
+      const b = await bare({ idleTimeoutMs: 100 })
+      const c = await client(b)
+      c.write(build.headers(1, getFields('/hold')), build.rst(1, NGHTTP2_CANCEL), build.headers(3, getFields('/hold')))
+      await waitFor(() => b.streams >= 2, 'the server to take both streams')
+      c.write(build.rst(3, NGHTTP2_CANCEL))
+      assert.equal((await c.goaway()).code, NGHTTP2_NO_ERROR)
+      await c.ended()
+    })
   })
 
   describe('a client that stops reading', function () {

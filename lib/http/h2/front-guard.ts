@@ -192,9 +192,9 @@ class Guard implements SessionGuard {
       pings: cap(opts.maxPingsPerSecond, DEFAULT_GUARD.maxPingsPerSecond),
       priorities: cap(opts.maxPrioritiesPerSecond, DEFAULT_GUARD.maxPrioritiesPerSecond),
     }
+    this.#maxHeaderListBytes = bounded(opts.maxHeaderListBytes, MAX_HEADER_BYTES, 1024, 1024 * 1024)
     // Every handler only counts; ending the session is deferred out of node:http2's callback
     // (destroying inside one can abort the process, nodejs/node#64850).
-    this.#maxHeaderListBytes = bounded(opts.maxHeaderListBytes, MAX_HEADER_BYTES, 1024, 1024 * 1024)
     // First among the listeners, so a stream refused here reaches the front already closed (as a
     // stream the client reset in the same read does: the front copes with both the same way).
     session.prependListener('stream', (stream: http2.ServerHttp2Stream, _headers: unknown, _flags: number, rawHeaders: string[]) => this.#watch(stream, rawHeaders))
@@ -220,7 +220,11 @@ class Guard implements SessionGuard {
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = null
       // A timer, not a node:http2 event: closing here is safe. Idle means no stream, so nothing is cut.
-      if (!this.#session.destroyed && this.#open === 0) this.#session.destroy()
+      try {
+        if (!this.#session.destroyed && this.#open === 0) this.#session.destroy()
+      } catch {
+        // Out of a timer, a throw would end the process.
+      }
     }, this.#idleTimeoutMs)
     this.#idleTimer.unref()
   }
