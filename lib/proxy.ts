@@ -237,7 +237,8 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
   const server = role === 'primary' ? null : new ProxyServer(router, logger, {
           limits: { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits },
           ...(accessLog === undefined ? {} : { accessLog }),
-          ...(secure === undefined ? {} : { tls: secure }),
+          ...(secure === undefined ? {} : { tls: secure, alpn: config.tls!.alpn }),
+          h2c: config.h2c,
         })
   let closing: Promise<void> | null = null
   const shuttingDown = () => new ProxyError('ZP_ERR_SHUTTING_DOWN', 'the proxy is shutting down; reload refused')
