@@ -390,8 +390,15 @@ const configSchema = z.strictObject({
       maxBodyBytes: z.number().int().nonnegative().default(DEFAULT_LIMITS.maxBodyBytes),
       /** Most header fields in a request (431); HAProxy's tune.http.maxhdr is 101. */
       maxHeaders: z.number().int().positive().max(10_000).default(DEFAULT_LIMITS.maxHeaders),
+      /** HTTP/2 clients: streams one session may have open at once (our SETTINGS_MAX_CONCURRENT_STREAMS), 1..10000. */
+      maxConcurrentStreams: z.number().int().min(1).max(10_000).default(DEFAULT_LIMITS.maxConcurrentStreams),
     })
     .prefault({}),
+  /**
+   * The plaintext listener serves HTTP/2 with prior knowledge (h2c) to a client whose first bytes
+   * are the HTTP/2 connection preface; false: such a client meets the HTTP/1.1 parser.
+   */
+  h2c: z.boolean().default(true),
   /** HTTPS on `listen` (only): PEM files, relative to the config file. */
   tls: optional(
     z.strictObject({
@@ -400,6 +407,12 @@ const configSchema = z.strictObject({
       /** CA certificates to send along with the chain (and to verify client certificates, not asked for yet). */
       ca: optional(z.string().min(1)),
       minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+      /** The protocols offered in ALPN, in order of preference; at least one, none twice. */
+      alpn: z
+        .array(z.enum(['h2', 'http/1.1']))
+        .min(1, { message: 'must list at least one protocol (h2, http/1.1)' })
+        .refine((a) => new Set(a).size === a.length, { message: 'lists a protocol twice' })
+        .default(['h2', 'http/1.1']),
     }),
   ),
   /** Verification for instances whose znode says TLS; absent: the system's CAs. Never off. */

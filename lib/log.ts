@@ -33,6 +33,8 @@ export interface AccessEntry {
   readonly bytesOut: number
   readonly requestId: string
   readonly client: string
+  /** How the client spoke: `http/1.1`, `h2` (TLS) or `h2c`. */
+  readonly protocol: 'http/1.1' | 'h2' | 'h2c'
 }
 
 export type AccessLog = (entry: AccessEntry) => void

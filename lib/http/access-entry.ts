@@ -2,11 +2,11 @@
 
 import type { Host } from '../balancing/balancer.js'
 import type { AccessEntry } from '../log.js'
-import type { Exchange } from './h1/exchange.js'
+import type { ClientExchange } from './client-side.js'
 import { joinHostPort } from '../host-port.js'
 
 /** What the access log records of `ex`, answered `status` after `attempts` attempts, the last at `host`. */
-export function accessEntry(service: string | null, ex: Exchange, status: number, host: Host | null, attempts: number, durationMs: number): AccessEntry {
+export function accessEntry(service: string | null, ex: ClientExchange, status: number, host: Host | null, attempts: number, durationMs: number): AccessEntry {
   return {
     service,
     method: ex.method,
@@ -18,5 +18,6 @@ export function accessEntry(service: string | null, ex: Exchange, status: number
     bytesOut: ex.bytesOut,
     requestId: ex.requestId,
     client: ex.remoteAddress,
+    protocol: ex.protocol,
   }
 }

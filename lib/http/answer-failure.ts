@@ -3,11 +3,11 @@
 
 import { ProxyError, isClientGone } from '../errors.js'
 import type { Logger } from '../log.js'
-import type { Exchange } from './h1/exchange.js'
+import type { ClientExchange } from './client-side.js'
 import { sendError } from './h1/send-error.js'
 
 /** Answers `res` for `err` on behalf of `service`; nothing when the client is gone. */
-export function answerFailure(res: Exchange, err: unknown, service: string, log: Logger): void {
+export function answerFailure(res: ClientExchange, err: unknown, service: string, log: Logger): void {
   if (isClientGone(err)) return
   if (res.headersSent || res.destroyed) {
     // Part of the answer already went out: all we can do is cut the connection, so the client

@@ -7,11 +7,12 @@ import { Readable } from 'node:stream'
 import { clientGone } from '../errors.js'
 import { neverUnhandled } from './h1/emitters.js'
 import type { Exchange } from './h1/exchange.js'
+import type { ClientExchange } from './client-side.js'
 import { HOP_BY_HOP } from './h1/headers.js'
 import type { ResponseHead } from './h1/headers.js'
 import { requestHead } from './h1/upstream.js'
-import type { AttemptControl, ResponseSink, UpstreamRequest } from './h1/upstream.js'
-import type { Transport } from './transport.js'
+import type { AttemptControl, UpstreamRequest } from './h1/upstream.js'
+import type { Transport, TransportSink } from './transport.js'
 
 /** Set by the proxy itself: what a client sent of them is replaced (X-Forwarded-For is appended to). */
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port'])
@@ -46,7 +47,7 @@ const VIA = '1.1 zoo-proxy'
  * client connected to), Via, and the request's X-Request-Id (the client's when sane, else a new
  * one). The one forwarding policy: requests and upgrades (websocket.ts) get their headers here.
  */
-export function upstreamHeaders(ex: Exchange, keepUnderscores = false): string[] {
+export function upstreamHeaders(ex: ClientExchange, keepUnderscores = false): string[] {
   const raw = ex.rawHeaders
   const extra = connectionTokens(ex.connection)
   const out: string[] = []
@@ -153,14 +154,14 @@ export interface AttemptListener {
 }
 
 /** Writes the upstream's answer straight into the client's exchange as it arrives. */
-class ResponseWriter implements ResponseSink {
-  readonly #res: Exchange
+class ResponseWriter implements TransportSink {
+  readonly #res: ClientExchange
   readonly #listener: AttemptListener
   #control: AttemptControl | null = null
   #status = 0
   #latencyMs = 0
 
-  constructor(res: Exchange, listener: AttemptListener) {
+  constructor(res: ClientExchange, listener: AttemptListener) {
     this.#res = res
     this.#listener = listener
     res.onAbort = this.#onClientGone
@@ -204,6 +205,11 @@ class ResponseWriter implements ResponseSink {
     return this.#res.writePending
   }
 
+  /** An HTTP/2 instance's trailers: passed on to a client side that carries them (HTTP/2), else dropped. */
+  onTrailers(trailers: readonly string[]): void {
+    this.#res.sendTrailers?.(trailers)
+  }
+
   onEnd(): void {
     this.#finish()
     this.#res.end()
@@ -217,6 +223,6 @@ class ResponseWriter implements ResponseSink {
 }
 
 /** One attempt at one upstream; it ends in `listener.attemptEnded`. */
-export function forwardAttempt(pool: Transport, res: Exchange, req: UpstreamRequest, listener: AttemptListener): void {
+export function forwardAttempt(pool: Transport, res: ClientExchange, req: UpstreamRequest, listener: AttemptListener): void {
   pool.dispatch(req, new ResponseWriter(res, listener))
 }

@@ -3,7 +3,7 @@
 import type { Buffer } from 'node:buffer'
 import { performance } from 'node:perf_hooks'
 import type { Host, Lease } from '../balancing/balancer.js'
-import type { Exchange } from './h1/exchange.js'
+import type { ClientExchange } from './client-side.js'
 import { BodyTap } from './forward.js'
 import type { AttemptListener } from './forward.js'
 import type { ResponseHead } from './h1/headers.js'
@@ -22,7 +22,7 @@ const NO_CHUNKS: readonly Buffer[] = []
  * are shared functions that get the state passed in.
  */
 export class RequestState implements AttemptListener {
-  readonly ex: Exchange
+  readonly ex: ClientExchange
   readonly headers: string[]
   readonly deadline: number
   readonly startedAt = performance.now()
@@ -60,7 +60,7 @@ export class RequestState implements AttemptListener {
   /** `done` was called: the request is over for the server (set once, by Service.#finish). */
   over = false
 
-  constructor(ex: Exchange, headers: string[], deadline: number, done: () => void, decide: StatusDecision, ended: AttemptEnd) {
+  constructor(ex: ClientExchange, headers: string[], deadline: number, done: () => void, decide: StatusDecision, ended: AttemptEnd) {
     this.ex = ex
     this.headers = headers
     this.deadline = deadline

@@ -2,7 +2,7 @@
 
 import { performance } from 'node:perf_hooks'
 import type { Balancer, Host, Lease } from '../balancing/balancer.js'
-import type { Exchange } from './h1/exchange.js'
+import type { ClientExchange } from './client-side.js'
 import type { ServiceConfig } from '../config.js'
 import { ProxyError, UpstreamError } from '../errors.js'
 import { forwardAttempt, upstreamHeaders } from './forward.js'
@@ -80,7 +80,7 @@ export class Service {
   }
 
   /** The forwarding policy's headers for `ex` (forward.ts): the same for requests and upgrades. */
-  upstreamHeaders(ex: Exchange): string[] {
+  upstreamHeaders(ex: ClientExchange): string[] {
     return upstreamHeaders(ex, this.#underscores)
   }
 
@@ -93,7 +93,7 @@ export class Service {
    * Proxies one request; always ends in a response (or a cut connection once one started), then
    * calls `done`. Its attempts run on callbacks, without a promise.
    */
-  handle(ex: Exchange, done: () => void): void {
+  handle(ex: ClientExchange, done: () => void): void {
     let state: RequestState | null = null
     try {
       const headers = this.upstreamHeaders(ex)
@@ -206,7 +206,7 @@ export class Service {
     // 499 (nginx's): the client went away before its answer was complete.
     const status = ex.finished ? ex.statusCode : 499
     const ms = performance.now() - state.startedAt
-    this.#metrics.request(status, ms / 1000)
+    this.#metrics.request(status, ms / 1000, ex.protocol)
     this.#access?.(accessEntry(this.name, ex, status, state.lastHost, state.attempts, Math.round(ms * 1000) / 1000))
     state.over = true
     state.done()

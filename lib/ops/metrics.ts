@@ -10,6 +10,7 @@ import type { Balancer } from '../balancing/balancer.js'
 import { instanceState } from '../balancing/instance-state.js'
 import type { InstanceState } from '../balancing/instance-state.js'
 import type { Discovery } from '../discovery/index.js'
+import type { ClientProtocol } from '../http/client-side.js'
 import type { AttemptOutcome, ServiceMetrics } from '../http/service-metrics.js'
 
 /** Request duration buckets, seconds. */
@@ -25,12 +26,15 @@ class ServiceStats implements ServiceMetrics {
   readonly attempts: Record<AttemptOutcome, number> = { ok: 0, connect: 0, reset: 0, timeout: 0, status: 0 }
   retries = 0
   budget = 0
+  /** Requests by the protocol the client spoke (zoo_proxy_client_requests_total). */
+  readonly protocols: Record<ClientProtocol, number> = { 'http/1.1': 0, h2: 0, h2c: 0 }
 
   constructor(service: string) {
     this.service = service
   }
 
-  request(status: number, seconds: number): void {
+  request(status: number, seconds: number, protocol: ClientProtocol): void {
+    this.protocols[protocol]++
     this.codes.set(status, (this.codes.get(status) ?? 0) + 1)
     let i = 0
     while (i < BUCKETS.length && seconds > BUCKETS[i]!) i++
@@ -79,6 +83,11 @@ export class Metrics implements MetricsSource {
     const each = <T>(f: (s: ServiceStats) => T[]): T[] => this.#stats.flatMap(f)
     this.#custom('zoo_proxy_requests_total', 'Client requests answered, by service and status code (499: the client went away).', 'counter', () =>
       each((s) => [...s.codes].map(([code, n]) => ({ value: n, labels: { service: s.service, code } }))),
+    )
+    // A series of its own rather than a label on zoo_proxy_requests_total: queries and alerts on
+    // that one keep their label set.
+    this.#custom('zoo_proxy_client_requests_total', 'Client requests answered, by service and the protocol the client spoke (http/1.1, h2, h2c).', 'counter', () =>
+      each((s) => Object.entries(s.protocols).map(([protocol, n]) => ({ value: n, labels: { service: s.service, protocol } }))),
     )
     this.#custom('zoo_proxy_request_duration_seconds', 'Time from a request reaching the proxy to the end of its response, retries included.', 'histogram', () =>
       each((s) => {
