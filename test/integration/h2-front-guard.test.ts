@@ -12,7 +12,7 @@ import { Readable } from 'node:stream'
 import { DEFAULT_GUARD, guardSession, h2ServerSettings, streamBodyTimeout } from '../../lib/http/h2/front-guard.js'
 import type { GuardOptions, GuardReason, SessionGuard } from '../../lib/http/h2/front-guard.js'
 import { MAX_HEADER_BYTES } from '../../lib/http/h1/headers.js'
-import { useClosers, waitFor } from '../support/helpers.js'
+import { makeConfig, putNode, startProxy, startUpstream, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
 import { FLAG, FRAME, RawH2Client, build, getFields, hpackBlock, SETTING } from '../support/h2-frames.js'
 
 const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants
@@ -462,4 +462,53 @@ describe('the HTTP/2 front guard on a bare node:http2 server (raw frames)', func
       assert.deepEqual(b.trips, [])
     })
   })
+})
+
+describe('the front guard wired into the proxy\'s h2c front (real ZooKeeper, real upstream)', function () {
+  this.timeout(60_000)
+  const ctx = useZooKeeper()
+  const closers = useClosers()
+
+  async function proxy(): Promise<number> {
+    const u = await startUpstream('a')
+    closers.push(() => u.close())
+    const path = uniquePath()
+    await putNode(ctx.admin, `${path}/i-${u.port}`, { host: '127.0.0.1', port: u.port })
+    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path }], { log: { level: 'silent' } }))
+    closers.push(() => p.close())
+    await waitFor(() => p.services[0]!.balancer.hosts.length >= 1, 'the instance')
+    return p.port
+  }
+
+  async function get(port: number): Promise<number> {
+    const session = http2.connect(`http://127.0.0.1:${port}`)
+    session.on('error', () => {})
+    try {
+      return await new Promise<number>((resolve, reject) => {
+        const req = session.request({ ':path': '/' })
+        req.on('response', (h) => resolve(Number(h[':status'])))
+        req.on('error', reject)
+        req.resume()
+      })
+    } finally {
+      session.close()
+    }
+  }
+
+  const floods: [string, (i: number) => Buffer[]][] = [
+    ['rapid reset', (i) => [build.headers(2 * i + 1, getFields('/')), build.rst(2 * i + 1, NGHTTP2_CANCEL)]],
+    ['PING', () => [build.ping()]],
+  ]
+  for (const [what, frames] of floods) {
+    it(`ends a ${what} flood with GOAWAY(ENHANCE_YOUR_CALM) and serves the next connection`, async function () {
+      const port = await proxy()
+      const c = await RawH2Client.connect(port)
+      closers.push(() => c.close())
+      // One write: the whole burst reaches the guard within one read, so within one of its seconds.
+      c.write(...Array.from({ length: 300 }, (_, i) => frames(i)).flat())
+      assert.equal((await c.goaway()).code, NGHTTP2_ENHANCE_YOUR_CALM)
+      await c.ended()
+      assert.equal(await get(port), 200)
+    })
+  }
 })

@@ -99,6 +99,8 @@ export interface GuardOptions {
    * client acknowledged our SETTINGS, so the guard holds to it from the first stream.
    */
   readonly maxHeaderListBytes?: number
+  /** Whether the guard refuses such lists itself (default true); false where the front answers them 431 on the same limit. */
+  readonly refuseLargeHeaderLists?: boolean
   /** Time between our GOAWAY(ENHANCE_YOUR_CALM) and the close, for the streams below it to end, ms (default 1000). */
   readonly graceMs?: number
   /**
@@ -168,6 +170,7 @@ class Guard implements SessionGuard {
   readonly #graceMs: number
   readonly #onTrip: GuardOptions['onTrip']
   readonly #caps: Record<GuardReason, PerSecond>
+  /** 0: the front checks header lists itself. */
   readonly #maxHeaderListBytes: number
   /** Streams the proxy reset itself: weak, so a long connection holds none of them. */
   readonly #ours = new WeakSet<http2.Http2Stream>()
@@ -192,7 +195,7 @@ class Guard implements SessionGuard {
       pings: cap(opts.maxPingsPerSecond, DEFAULT_GUARD.maxPingsPerSecond),
       priorities: cap(opts.maxPrioritiesPerSecond, DEFAULT_GUARD.maxPrioritiesPerSecond),
     }
-    this.#maxHeaderListBytes = bounded(opts.maxHeaderListBytes, MAX_HEADER_BYTES, 1024, 1024 * 1024)
+    this.#maxHeaderListBytes = opts.refuseLargeHeaderLists === false ? 0 : bounded(opts.maxHeaderListBytes, MAX_HEADER_BYTES, 1024, 1024 * 1024)
     // Every handler only counts; ending the session is deferred out of node:http2's callback
     // (destroying inside one can abort the process, nodejs/node#64850).
     // First among the listeners, so a stream refused here reaches the front already closed (as a
@@ -253,7 +256,7 @@ class Guard implements SessionGuard {
     if (stream.aborted) this.#aborted(stream)
     else stream.once('aborted', () => this.#aborted(stream))
     // Refused as node:http2 refuses it after the SETTINGS ACK: RST_STREAM(ENHANCE_YOUR_CALM).
-    if (!stream.closed && headerListBytes(rawHeaders) > this.#maxHeaderListBytes) this.reset(stream, NGHTTP2_ENHANCE_YOUR_CALM)
+    if (this.#maxHeaderListBytes > 0 && !stream.closed && headerListBytes(rawHeaders) > this.#maxHeaderListBytes) this.reset(stream, NGHTTP2_ENHANCE_YOUR_CALM)
   }
 
   /** A stream closed before our answer ended (Envoy's "premature reset", nghttp2's reset rate limit). */

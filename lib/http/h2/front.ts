@@ -20,6 +20,7 @@ import type { FrontLimits } from '../../limits.js'
 import type { ClientExchange } from '../client-side.js'
 import { MAX_HEADER_BYTES } from '../h1/headers.js'
 import type { Refusal } from '../h1/exchange.js'
+import { guardSession, h2ServerSettings } from './front-guard.js'
 import { H2Exchange } from './stream-exchange.js'
 import type { StreamOrigin, StreamOwner } from './stream-exchange.js'
 import { translateRequest } from './translate.js'
@@ -52,32 +53,18 @@ export interface H2SessionConfig {
  * streams is served. Defences that watch a session's frames (rapid reset, floods) plug in here.
  */
 export function setUpSession(session: http2.ServerHttp2Session, config: H2SessionConfig): void {
-  // A session's own errors (a protocol error, a reset socket) end that session only.
-  session.on('error', () => session.destroy())
-  session.setTimeout(config.idleTimeoutMs, () => {
-    // Idle: nothing in flight, so a graceful GOAWAY; a session with streams open is left to them.
-    if (openStreams(session) === 0) session.close()
-  })
+  // A session's own errors (a protocol error, a reset socket) end that session only; out of the
+  // event, as destroying inside a node:http2 handler can abort the process (nodejs/node#64850).
+  session.on('error', () => setImmediate(() => session.destroy()))
+  // Rapid reset, SETTINGS/PING/PRIORITY floods and idle sessions (front-guard.ts). Header lists
+  // past the limit are translate.ts's to refuse, with a 431 rather than a reset.
+  guardSession(session, { idleTimeoutMs: config.idleTimeoutMs, refuseLargeHeaderLists: false })
 }
 
-function openStreams(session: http2.ServerHttp2Session): number {
-  return streamCount.get(session) ?? 0
-}
-
-/** Streams open on each session (node:http2 does not say, but for a private field). */
-const streamCount = new WeakMap<http2.Http2Session, number>()
-
-/** The settings the front advertises: the same limits as HTTP/1.1, plus the concurrent streams. */
+/** The settings the front advertises and the bounds node:http2 holds it to (front-guard.ts, each explained there). */
 function serverOptions(limits: FrontLimits): http2.ServerOptions {
   return {
-    settings: {
-      maxConcurrentStreams: limits.maxConcurrentStreams,
-      // One limit per thing: the HTTP/1.1 head limit, counted as RFC 9113 §6.5.2 counts.
-      maxHeaderListSize: MAX_HEADER_BYTES,
-      enablePush: false,
-    },
-    // node:http2's own count includes pseudo-headers (4 on a request): translate.ts counts the rest.
-    maxHeaderListPairs: limits.maxHeaders + 8,
+    ...h2ServerSettings(limits),
     // Our own check is translate.ts's; nghttp2 refuses what it must before it.
     strictFieldWhitespaceValidation: true,
   } as http2.ServerOptions
@@ -140,7 +127,6 @@ export class H2Front implements StreamOwner {
 
   readonly #onSession = (session: http2.ServerHttp2Session): void => {
     this.#sessions.add(session)
-    streamCount.set(session, 0)
     session.once('close', () => this.#sessions.delete(session))
     try {
       setUpSession(session, this.#config)
@@ -154,10 +140,6 @@ export class H2Front implements StreamOwner {
     // A client's reset, a session torn down: 'close' follows, and the exchange learns it there.
     stream.on('error', () => {})
     const session = stream.session
-    if (session !== undefined) {
-      streamCount.set(session, (streamCount.get(session) ?? 0) + 1)
-      stream.once('close', () => streamCount.set(session, Math.max(0, (streamCount.get(session) ?? 1) - 1)))
-    }
     let ex: H2Exchange | null = null
     try {
       const t = translateRequest(raw, { maxHeaderListBytes: MAX_HEADER_BYTES, maxHeaders: this.#limits.maxHeaders })
