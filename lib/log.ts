@@ -33,6 +33,8 @@ export interface AccessEntry {
   readonly bytesOut: number
   readonly requestId: string
   readonly client: string
+  /** A gRPC call's status (0-16), as its client got it (docs/grpc.md); absent for other requests. */
+  readonly grpcStatus?: number
 }
 
 export type AccessLog = (entry: AccessEntry) => void

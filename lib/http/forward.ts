@@ -11,7 +11,7 @@ import { HOP_BY_HOP } from './h1/headers.js'
 import type { ResponseHead } from './h1/headers.js'
 import { requestHead } from './h1/upstream.js'
 import type { AttemptControl, ResponseSink, UpstreamRequest } from './h1/upstream.js'
-import type { Transport } from './transport.js'
+import type { Transport, TransportSink } from './transport.js'
 
 /** Set by the proxy itself: what a client sent of them is replaced (X-Forwarded-For is appended to). */
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port'])
@@ -216,7 +216,8 @@ class ResponseWriter implements ResponseSink {
   }
 }
 
-/** One attempt at one upstream; it ends in `listener.attemptEnded`. */
-export function forwardAttempt(pool: Transport, res: Exchange, req: UpstreamRequest, listener: AttemptListener): void {
-  pool.dispatch(req, new ResponseWriter(res, listener))
+/** One attempt at one upstream; it ends in `listener.attemptEnded`. `wrap`: a sink in front of the writer (a gRPC call's). */
+export function forwardAttempt(pool: Transport, res: Exchange, req: UpstreamRequest, listener: AttemptListener, wrap?: (sink: TransportSink) => TransportSink): void {
+  const writer = new ResponseWriter(res, listener)
+  pool.dispatch(req, wrap === undefined ? writer : wrap(writer))
 }

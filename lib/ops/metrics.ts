@@ -25,6 +25,8 @@ class ServiceStats implements ServiceMetrics {
   readonly attempts: Record<AttemptOutcome, number> = { ok: 0, connect: 0, reset: 0, timeout: 0, status: 0 }
   retries = 0
   budget = 0
+  /** gRPC calls by status code, 0-16 (the codes are bounded, so is the map). */
+  readonly grpc = new Map<number, number>()
 
   constructor(service: string) {
     this.service = service
@@ -49,6 +51,10 @@ class ServiceStats implements ServiceMetrics {
 
   budgetExhausted(): void {
     this.budget++
+  }
+
+  grpcResponse(code: number): void {
+    if (Number.isInteger(code) && code >= 0 && code <= 16) this.grpc.set(code, (this.grpc.get(code) ?? 0) + 1)
   }
 }
 
@@ -95,6 +101,9 @@ export class Metrics implements MetricsSource {
     )
     this.#custom('zoo_proxy_upstream_attempts_total', 'Attempts at an upstream instance, by outcome (ok, connect, reset, timeout, status).', 'counter', () =>
       each((s) => Object.entries(s.attempts).map(([outcome, n]) => ({ value: n, labels: { service: s.service, outcome } }))),
+    )
+    this.#custom('zoo_proxy_grpc_responses_total', 'gRPC calls answered, by service and gRPC status code (0 OK ... 16 UNAUTHENTICATED), the proxy\'s own answers included.', 'counter', () =>
+      each((s) => [...s.grpc].map(([code, n]) => ({ value: n, labels: { service: s.service, code } }))),
     )
     this.#custom('zoo_proxy_retries_total', 'Requests sent again to another instance.', 'counter', () =>
       each((s) => [{ value: s.retries, labels: { service: s.service } }]),
