@@ -268,4 +268,33 @@ describe('gRPC-Web through the proxy to grpc-js instances (real ZooKeeper)', fun
     expect(other.headers['access-control-allow-origin']).to.equal(undefined)
     expect(a.calls.length, 'the preflight never reached the instance').to.equal(2)
   })
+
+  it('finds Dubbo Triple providers in ZooKeeper as Dubbo writes them, and skips dubbo:// ones with the reason', async () => {
+    const a = await instance('a')
+    const b = await instance('b')
+    const iface = `org.apache.dubbo.demo.DemoService${process.pid}${Date.now()}`
+    const path = `/dubbo/${iface}/providers`
+    const params = `anyhost=true&application=demo-provider&deprecated=false&dubbo=2.0.2&dynamic=true&generic=false&interface=${iface}&methods=sayHello&side=provider&timestamp=1722955607339`
+    const name = (url: string) => encodeURIComponent(url).replace(/%20/g, '+')
+    // Curator's default data is the registering host's address: written as Dubbo does.
+    await putNode(ctx.admin, `${path}/${name(`tri://127.0.0.1:${a.port}/${iface}?${params}`)}`, '127.0.0.1')
+    await putNode(ctx.admin, `${path}/${name(`tri://127.0.0.1:${b.port}/${iface}?${params}&weight=50`)}`, '127.0.0.1')
+    await putNode(ctx.admin, `${path}/${name(`tri://127.0.0.1:1/${iface}?${params}&disabled=true`)}`, '127.0.0.1')
+    await putNode(ctx.admin, `${path}/${name(`dubbo://127.0.0.1:20880/${iface}?${params}`)}`, '127.0.0.1')
+    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'echo', path, strategy: 'round-robin' }]))
+    closers.push(() => p.close())
+    await upCount(p, 2)
+    const seen = new Set<string>()
+    for (let i = 0; i < 6; i++) {
+      const s = statusOf(await call(p.port, '/test.Echo/Unary', 'hi'))
+      expect(s.code).to.equal(0)
+      seen.add(s.messages[0]!)
+    }
+    expect([...seen].sort()).to.deep.equal(['a:hi', 'b:hi'])
+    const report = p.upstreams() as { services: { echo: { skipped: { name: string; reason: string }[] } } }
+    const reasons = report.services.echo.skipped.map((x) => x.reason).sort()
+    expect(reasons).to.have.length(2)
+    expect(reasons[0]).to.match(/^Dubbo binary protocol \(dubbo:\/\/\)/)
+    expect(reasons[1]).to.match(/disabled/)
+  })
 })
