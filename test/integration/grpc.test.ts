@@ -84,6 +84,11 @@ describe('gRPC-Web through the proxy to grpc-js instances (real ZooKeeper)', fun
         cb(null, Buffer.from(`${name}:${body}`))
       },
       Stream: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+        if (call.request.toString() === 'hang') {
+          // One message, then nothing: the call's deadline must end it.
+          call.write(Buffer.from(`${name}:0`))
+          return
+        }
         const n = Number(call.request.toString())
         calls.push({ path: '/test.Echo/Stream', body: String(n), leftMs: Infinity })
         for (let i = 0; i < n; i++) call.write(Buffer.from(`${name}:${i}`))
@@ -163,7 +168,7 @@ describe('gRPC-Web through the proxy to grpc-js instances (real ZooKeeper)', fun
     }
   })
 
-  it('answers each failure of its own in gRPC terms: no instance 14, connect failure 14, unknown route 12, body too large 8, bad grpc-timeout 13', async () => {
+  it('answers each failure of its own in gRPC terms: no instance 14, connect failure 14, unknown route 12, body too large 8, bad grpc-timeout or base64 13', async () => {
     const dead = await deadPort(closers)
     const empty = await proxy({})
     expect(statusOf(await call(empty.port, '/test.Echo/Unary', 'x')).code, 'no instance').to.equal(14)
@@ -185,14 +190,22 @@ describe('gRPC-Web through the proxy to grpc-js instances (real ZooKeeper)', fun
       expect(s.code, bad).to.equal(13)
       expect(s.message).to.include('grpc-timeout')
     }
+    for (const garbage of ['not base64!', 'QQ=A', 'QUJD\n']) {
+      const garbled = await send(small.port, '/test.Echo/Unary', { method: 'POST', headers: { 'content-type': 'application/grpc-web-text' }, body: garbage })
+      expect(statusOf(garbled, true).code, JSON.stringify(garbage)).to.equal(13)
+    }
     expect(a.calls, 'no refused call reached the instance').to.deep.equal([])
   })
 
-  it("maps an instance's plain HTTP error by gRPC's table", async () => {
+  it("maps an instance's plain HTTP error by gRPC's table, and a reset stream to UNAVAILABLE", async () => {
     const answers = new Map([['/test.Echo/A', 404], ['/test.Echo/B', 503], ['/test.Echo/C', 401], ['/test.Echo/D', 500]])
     const server = http2.createServer()
     server.on('stream', (stream, headers) => {
       stream.on('error', () => {})
+      if (headers[':path'] === '/test.Echo/Reset') {
+        stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR)
+        return
+      }
       stream.respond({ ':status': answers.get(headers[':path']!) ?? 400, 'content-type': 'text/html' })
       stream.end('<html>no</html>')
     })
@@ -200,7 +213,7 @@ describe('gRPC-Web through the proxy to grpc-js instances (real ZooKeeper)', fun
     closers.push(() => new Promise<void>((r) => server.close(() => r())))
     const p = await proxy({ s: h2c({ port: (server.address() as AddressInfo).port }) }, { retry: { on: [] } })
     await upCount(p, 1)
-    const expected: Record<string, number> = { A: 12, B: 14, C: 16, D: 2 }
+    const expected: Record<string, number> = { A: 12, B: 14, C: 16, D: 2, Reset: 14 }
     for (const [m, code] of Object.entries(expected)) expect(statusOf(await call(p.port, `/test.Echo/${m}`, 'x')).code, m).to.equal(code)
   })
 
@@ -212,6 +225,13 @@ describe('gRPC-Web through the proxy to grpc-js instances (real ZooKeeper)', fun
     expect(s.code).to.equal(4)
     const ok = statusOf(await call(p.port, '/test.Echo/Unary', 'hi', { headers: { 'grpc-timeout': '20S' } }))
     expect(ok.code).to.equal(0)
+    // After a message went out, the deadline's status comes in the trailer frame, in both encodings.
+    for (const text of [false, true]) {
+      const r = await call(p.port, '/test.Echo/Stream', 'hang', { text, headers: { 'grpc-timeout': '300m' } })
+      const mid = statusOf(r, text)
+      expect(mid.messages, text ? 'text' : 'binary').to.deep.equal(['a:0'])
+      expect(mid.code).to.equal(4)
+    }
     const left = a.calls.map((c) => c.leftMs)
     expect(left).to.have.length(2)
     // The instance got a deadline, no later than the client's.

@@ -123,12 +123,12 @@ export class GrpcCall {
    * held body once for all attempts; a streamed one as it is read, pulled only when the attempt
    * reads, so an attempt that never read leaves it replayable).
    */
-  attemptBody<B extends HeldBody | Readable | null>(body: B, translate: boolean): HeldBody | Readable | null {
+  attemptBody(body: HeldBody | Readable | null, translate: boolean): HeldBody | Readable | null {
     if (!translate || this.kind !== 'grpc-web-text' || body === null) return body
     if (!(body instanceof Readable)) {
       if (this.#decoded === null) {
         const d = new Base64Decoder()
-        const parts = (body as HeldBody).map((c) => d.push(c))
+        const parts = body.map((c) => d.push(c))
         parts.push(d.end())
         this.#decoded = [Buffer.concat(parts)]
       }

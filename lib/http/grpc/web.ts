@@ -3,6 +3,7 @@
 // `application/grpc-web-text`, streamed so a server-streaming answer goes out message by message.
 
 import { Buffer } from 'node:buffer'
+import { ProxyError } from '../../errors.js'
 
 /** The flag byte of a frame that carries trailers instead of a message. */
 export const TRAILER_FLAG = 0x80
@@ -41,9 +42,12 @@ export class Base64Encoder {
   }
 }
 
-/** Thrown for text that is not base64 (the client's fault: the caller answers it as a bad request). */
-export class Base64Error extends Error {
-  readonly code = 'ZP_ERR_BAD_REQUEST'
+/** Thrown for text that is not base64: the client's fault, a bad request (INTERNAL to a gRPC client). */
+export class Base64Error extends ProxyError {
+  constructor(message: string) {
+    super('ZP_ERR_BAD_REQUEST', message, { statusCode: 400 })
+    this.name = 'Base64Error'
+  }
 }
 
 const B64 = /^[A-Za-z0-9+/]*$/
