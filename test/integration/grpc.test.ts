@@ -8,6 +8,7 @@ import http2 from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import * as grpc from '@grpc/grpc-js'
 import { expect } from 'chai'
+import { instanceState } from '../../lib/balancing/instance-state.js'
 import type { AccessEntry } from '../../lib/log.js'
 import { deadPort, makeConfig, metric, putNode, scrape, send, startProxy, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
 import type { Reply } from '../support/helpers.js'
@@ -239,10 +240,10 @@ describe('gRPC-Web through the proxy to grpc-js instances (real ZooKeeper)', fun
     expect(left[1]).to.be.at.most(20_000).and.above(0)
   })
 
-  it('retries an UNAVAILABLE answer on another instance, and counts it against the instance', async () => {
+  it('retries an UNAVAILABLE answer on another instance, and outlier detection counts it as a failure', async () => {
     const bad = await instance('bad', true)
     const good = await instance('good')
-    const p = await proxy({ bad: h2c(bad), good: h2c(good) })
+    const p = await proxy({ bad: h2c(bad), good: h2c(good) }, { outlier: { consecutiveFailures: 2 } })
     await upCount(p, 2)
     for (let i = 0; i < 10; i++) {
       const s = statusOf(await call(p.port, '/test.Echo/Unary', `m${i}`))
@@ -251,6 +252,10 @@ describe('gRPC-Web through the proxy to grpc-js instances (real ZooKeeper)', fun
     }
     expect(bad.calls.length, 'round-robin sent some calls to the draining instance first').to.be.above(0)
     expect(good.calls.length).to.equal(10)
+    // Two UNAVAILABLE answers in a row are two failures: outlier detection ejects the instance.
+    const badHost = p.services[0]!.balancer.hosts.find((h) => h.port === bad.port)!
+    expect(instanceState(badHost)).to.equal('ejected')
+    expect(bad.calls.length, 'nothing more went to it once ejected').to.equal(2)
     // Without grpc-unavailable in retry.on, the status is the client's.
     const q = await proxy({ bad: h2c(bad) }, { retry: { on: ['connect-failure'] } })
     await upCount(q, 1)
