@@ -1,12 +1,12 @@
 // One service's request path: pick an instance, forward, and on failure try another one.
 
 import { performance } from 'node:perf_hooks'
+import type { Readable } from 'node:stream'
 import type { Balancer, Host, Lease } from '../balancing/balancer.js'
 import type { Exchange } from './h1/exchange.js'
 import type { ServiceConfig } from '../config.js'
 import { ProxyError, UpstreamError } from '../errors.js'
 import { forwardAttempt, upstreamHeaders } from './forward.js'
-import type { Readable } from 'node:stream'
 import type { HeldBody, InstanceTls } from './h1/upstream.js'
 import type { UpstreamProtocol } from './transport.js'
 import type { AccessLog, Logger } from '../log.js'
