@@ -5,9 +5,9 @@ import type { AccessEntry } from '../log.js'
 import type { ClientExchange } from './client-side.js'
 import { joinHostPort } from '../host-port.js'
 
-/** What the access log records of `ex`, answered `status` after `attempts` attempts, the last at `host`. */
-export function accessEntry(service: string | null, ex: ClientExchange, status: number, host: Host | null, attempts: number, durationMs: number): AccessEntry {
-  return {
+/** What the access log records of `ex`, answered `status` (and `grpcStatus`, for a gRPC call) after `attempts` attempts, the last at `host`. */
+export function accessEntry(service: string | null, ex: ClientExchange, status: number, host: Host | null, attempts: number, durationMs: number, grpcStatus?: number): AccessEntry {
+  const entry: AccessEntry = {
     service,
     method: ex.method,
     path: ex.url,
@@ -20,4 +20,5 @@ export function accessEntry(service: string | null, ex: ClientExchange, status: 
     client: ex.remoteAddress,
     protocol: ex.protocol,
   }
+  return grpcStatus === undefined ? entry : { ...entry, grpcStatus }
 }

@@ -222,7 +222,8 @@ class ResponseWriter implements TransportSink {
   }
 }
 
-/** One attempt at one upstream; it ends in `listener.attemptEnded`. */
-export function forwardAttempt(pool: Transport, res: ClientExchange, req: UpstreamRequest, listener: AttemptListener): void {
-  pool.dispatch(req, new ResponseWriter(res, listener))
+/** One attempt at one upstream; it ends in `listener.attemptEnded`. `wrap`: a sink in front of the writer (a gRPC call's). */
+export function forwardAttempt(pool: Transport, res: ClientExchange, req: UpstreamRequest, listener: AttemptListener, wrap?: (sink: TransportSink) => TransportSink): void {
+  const writer = new ResponseWriter(res, listener)
+  pool.dispatch(req, wrap === undefined ? writer : wrap(writer))
 }

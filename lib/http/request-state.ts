@@ -7,6 +7,7 @@ import type { ClientExchange } from './client-side.js'
 import { BodyTap } from './forward.js'
 import type { AttemptListener } from './forward.js'
 import type { ResponseHead } from './h1/headers.js'
+import type { GrpcCall } from './grpc/call.js'
 import type { HeldBody } from './h1/upstream.js'
 
 export type StatusDecision = (state: RequestState, head: ResponseHead) => boolean
@@ -57,6 +58,8 @@ export class RequestState implements AttemptListener {
   lastError: Error | null = null
   /** A retry was already granted (and paid for from the budget) for the failure in flight. */
   retryGranted = false
+  /** The gRPC call this request is (grpc/call.ts), or null. */
+  grpc: GrpcCall | null = null
   /** `done` was called: the request is over for the server (set once, by Service.#finish). */
   over = false
 

@@ -13,6 +13,7 @@ import type { Router } from './routes.js'
 import { accessEntry } from './access-entry.js'
 import { UpgradeTunnel } from './websocket.js'
 import { sendError } from './h1/send-error.js'
+import { sendProxyError } from './grpc/answer.js'
 import type { Service } from './service.js'
 import type { HostPort } from '../config.js'
 import type { AccessLog, Logger } from '../log.js'
@@ -67,7 +68,7 @@ export class ProxyServer {
 
   readonly #onRequest = (ex: ClientExchange): void => {
     if (this.#draining) {
-      sendError(ex, 503, 'ZP_ERR_SHUTTING_DOWN', 'proxy is shutting down', undefined, true)
+      sendProxyError(ex, 503, 'ZP_ERR_SHUTTING_DOWN', 'proxy is shutting down', undefined, true)
       this.#logUnrouted(ex)
       return
     }
@@ -79,7 +80,7 @@ export class ProxyServer {
     }
     const route = this.#router.match(ex)
     if (route === null) {
-      sendError(ex, 404, 'ZP_ERR_NO_ROUTE', 'no service matches this request')
+      sendProxyError(ex, 404, 'ZP_ERR_NO_ROUTE', 'no service matches this request')
       this.#logUnrouted(ex)
       return
     }
@@ -91,7 +92,7 @@ export class ProxyServer {
 
   /** Refused before routing: answered here, and the connection closes after it. */
   readonly #onRefuse = (ex: ClientExchange, r: Refusal): void => {
-    sendError(ex, r.status, r.code, r.message, undefined, true)
+    sendProxyError(ex, r.status, r.code, r.message, undefined, true)
     this.#logUnrouted(ex)
   }
 

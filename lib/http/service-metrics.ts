@@ -12,6 +12,8 @@ export interface ServiceMetrics {
   attempt(outcome: AttemptOutcome): void
   retry(): void
   budgetExhausted(): void
+  /** A gRPC call answered with status `code` (0-16), the proxy's own answers included (issue 27). */
+  grpcResponse?(code: number): void
 }
 
 export const NO_METRICS: ServiceMetrics = {

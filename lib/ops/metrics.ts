@@ -28,6 +28,8 @@ class ServiceStats implements ServiceMetrics {
   budget = 0
   /** Requests by the protocol the client spoke (zoo_proxy_client_requests_total). */
   readonly protocols: Record<ClientProtocol, number> = { 'http/1.1': 0, h2: 0, h2c: 0 }
+  /** gRPC calls by status code, 0-16 (the codes are bounded, so is the map). */
+  readonly grpc = new Map<number, number>()
 
   constructor(service: string) {
     this.service = service
@@ -53,6 +55,10 @@ class ServiceStats implements ServiceMetrics {
 
   budgetExhausted(): void {
     this.budget++
+  }
+
+  grpcResponse(code: number): void {
+    if (Number.isInteger(code) && code >= 0 && code <= 16) this.grpc.set(code, (this.grpc.get(code) ?? 0) + 1)
   }
 }
 
@@ -104,6 +110,9 @@ export class Metrics implements MetricsSource {
     )
     this.#custom('zoo_proxy_upstream_attempts_total', 'Attempts at an upstream instance, by outcome (ok, connect, reset, timeout, status).', 'counter', () =>
       each((s) => Object.entries(s.attempts).map(([outcome, n]) => ({ value: n, labels: { service: s.service, outcome } }))),
+    )
+    this.#custom('zoo_proxy_grpc_responses_total', 'gRPC calls answered, by service and gRPC status code (0 OK ... 16 UNAUTHENTICATED), the proxy\'s own answers included.', 'counter', () =>
+      each((s) => [...s.grpc].map(([code, n]) => ({ value: n, labels: { service: s.service, code } }))),
     )
     this.#custom('zoo_proxy_retries_total', 'Requests sent again to another instance.', 'counter', () =>
       each((s) => [{ value: s.retries, labels: { service: s.service } }]),
