@@ -407,6 +407,30 @@ describe('HTTP/2 toward clients (real ZooKeeper, real upstreams)', function () {
     expect(r.trailers).to.include({ 'grpc-status': '0', 'grpc-message': 'fine' })
   })
 
+  it('ends only the session that broke the protocol, and passes a client\'s stream reset on to the instance', async () => {
+    const path = uniquePath()
+    let aborted = 0
+    const u = await upstream('slow', (req) => req.on('close', () => aborted++))
+    await register(path, [u.port])
+    const p = await proxy(path)
+    // A frame on stream 0 that may not be there (DATA): a connection error, GOAWAY, that session gone.
+    const socket = net.connect(p.port, '127.0.0.1')
+    closers.push(() => socket.destroy())
+    await new Promise((r) => socket.once('connect', r))
+    const reader = frameReader(socket)
+    socket.write(Buffer.concat([PREFACE, frame(SETTINGS, 0, 0), frame(DATA, 0, 0, Buffer.from('junk'))]))
+    await waitFor(() => reader.frames.some((f) => f.type === GOAWAY) || reader.ended(), 'the broken session ended')
+    // Another client is served; its stream, reset while the instance is slow, cancels the attempt.
+    const s = h2c(p.port)
+    const req = s.request({ ':path': '/slow' })
+    req.on('error', () => {})
+    await waitFor(() => u.hits === 1, 'the request upstream')
+    req.close(http2.constants.NGHTTP2_CANCEL)
+    await waitFor(() => aborted === 1, 'the upstream request aborted')
+    u.handler = echo('fast')
+    expect((await request(s, { ':path': '/next' })).body).to.equal('fast GET ')
+  })
+
   it('names the protocol in the access log and in zoo_proxy_client_requests_total', async () => {
     const path = uniquePath()
     const u = await upstream('a')
