@@ -431,6 +431,25 @@ describe('HTTP/2 toward clients (real ZooKeeper, real upstreams)', function () {
     expect((await request(s, { ':path': '/next' })).body).to.equal('fast GET ')
   })
 
+  it('on shutdown, lets a stream in flight finish and sends the session a GOAWAY', async () => {
+    const path = uniquePath()
+    let answer: (() => void) | null = null
+    const u = await upstream('a', (_req, res) => (answer = () => res.end('late')))
+    await register(path, [u.port])
+    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'example', path }]))
+    await waitFor(() => p.services[0]!.balancer.hosts.length > 0, 'instances')
+    const s = h2c(p.port)
+    let goaway = false
+    s.on('goaway', () => (goaway = true))
+    const inFlight = request(s, { ':path': '/in-flight' })
+    await waitFor(() => answer !== null, 'the request upstream')
+    const closed = p.close()
+    await waitFor(() => goaway, 'a GOAWAY')
+    answer!()
+    expect((await inFlight).body).to.equal('late')
+    await closed
+  })
+
   it('names the protocol in the access log and in zoo_proxy_client_requests_total', async () => {
     const path = uniquePath()
     const u = await upstream('a')
