@@ -431,6 +431,19 @@ describe('HTTP/2 toward clients (real ZooKeeper, real upstreams)', function () {
     expect((await request(s, { ':path': '/next' })).body).to.equal('fast GET ')
   })
 
+  it('advertises limits.maxConcurrentStreams and the HTTP/1.1 head limit in its SETTINGS', async () => {
+    const path = uniquePath()
+    const u = await upstream('a')
+    await register(path, [u.port])
+    for (const n of [1, 7, 100]) {
+      const p = await proxy(path, { extra: { limits: { maxConcurrentStreams: n } } })
+      const s = h2c(p.port)
+      await new Promise((r) => s.once('remoteSettings', r))
+      expect(s.remoteSettings).to.include({ maxConcurrentStreams: n, maxHeaderListSize: 16 * 1024, enablePush: false })
+      expect((await request(s, { ':path': `/n${n}` })).status).to.equal(200)
+    }
+  })
+
   it('on shutdown, lets a stream in flight finish and sends the session a GOAWAY', async () => {
     const path = uniquePath()
     let answer: (() => void) | null = null
