@@ -71,16 +71,22 @@ const streamCount = new WeakMap<http2.Http2Session, number>()
 function serverOptions(limits: FrontLimits): http2.ServerOptions {
   return {
     settings: {
-      maxConcurrentStreams: limits.maxConcurrentStreams,
+      // Bounded here too (config checks 1..10000): a front built by the library API gets no worse.
+      maxConcurrentStreams: bounded(limits.maxConcurrentStreams, 1, 10_000, DEFAULT_LIMITS.maxConcurrentStreams),
       // One limit per thing: the HTTP/1.1 head limit, counted as RFC 9113 §6.5.2 counts.
       maxHeaderListSize: MAX_HEADER_BYTES,
       enablePush: false,
     },
     // node:http2's own count includes pseudo-headers (4 on a request): translate.ts counts the rest.
-    maxHeaderListPairs: limits.maxHeaders + 8,
+    maxHeaderListPairs: bounded(limits.maxHeaders, 1, 10_000, DEFAULT_LIMITS.maxHeaders) + 8,
     // Our own check is translate.ts's; nghttp2 refuses what it must before it.
     strictFieldWhitespaceValidation: true,
   } as http2.ServerOptions
+}
+
+/** `n` when it is an integer in [min, max], else `fallback`. */
+function bounded(n: number, min: number, max: number, fallback: number): number {
+  return Number.isInteger(n) && n >= min && n <= max ? n : fallback
 }
 
 export class H2Front implements StreamOwner {
