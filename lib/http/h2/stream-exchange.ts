@@ -207,7 +207,9 @@ export class H2Exchange implements ClientExchange {
       this.#respondError(502, 'ZP_ERR_UPSTREAM_RESET', `the instance's answer cannot be sent over HTTP/2 (${t.reason})`)
       return
     }
-    this.#respond(head.status, headerMap(t.value), true)
+    // Trailers only to a client that said it takes them (te: trailers, as gRPC clients do): any
+    // other answer ends with its last DATA frame, without the extra frame waiting would cost.
+    this.#respond(head.status, headerMap(t.value), this.wantsTrailers)
   }
 
   writeHead(status: number, headers: Readonly<Record<string, string | number>>): void {
@@ -222,8 +224,7 @@ export class H2Exchange implements ClientExchange {
     this.statusCode = status
     this.#noBody = this.method === 'HEAD' || status === 204 || status === 304
     try {
-      // An instance's answer waits for trailers (they may come from an HTTP/2 instance); an
-      // answer without a body ends with its head.
+      // An answer without a body ends with its head.
       this.#stream.respond(headers, this.#noBody ? { endStream: true } : { waitForTrailers: trailers })
     } catch {
       this.#stream.close(NGHTTP2_INTERNAL_ERROR)
