@@ -207,22 +207,27 @@ export class H2Exchange implements ClientExchange {
       this.#respondError(502, 'ZP_ERR_UPSTREAM_RESET', `the instance's answer cannot be sent over HTTP/2 (${t.reason})`)
       return
     }
+    const out = headerMap(t.value)
+    // A gRPC trailers-only answer (grpc-status in the head, no body) must end its stream with the
+    // HEADERS frame: a gRPC client reads grpc-status only from a block that ends the stream.
+    const trailersOnly = head.contentLength === 0 && out['grpc-status'] !== undefined
     // Trailers only to a client that said it takes them (te: trailers, as gRPC clients do): any
     // other answer ends with its last DATA frame, without the extra frame waiting would cost.
-    this.#respond(head.status, headerMap(t.value), this.wantsTrailers)
+    this.#respond(head.status, out, this.wantsTrailers, trailersOnly)
   }
 
   writeHead(status: number, headers: Readonly<Record<string, string | number>>): void {
     if (this.headersSent || this.destroyed) return
     const out: http2.OutgoingHttpHeaders = { ':status': status }
     for (const name in headers) out[name.toLowerCase()] = headers[name]
-    this.#respond(status, out, false)
+    // The proxy's own empty answers (a gRPC trailers-only status among them) end with their head.
+    this.#respond(status, out, false, String(out['content-length']) === '0')
   }
 
-  #respond(status: number, headers: http2.OutgoingHttpHeaders, trailers: boolean): void {
+  #respond(status: number, headers: http2.OutgoingHttpHeaders, trailers: boolean, empty: boolean): void {
     this.headersSent = true
     this.statusCode = status
-    this.#noBody = this.method === 'HEAD' || status === 204 || status === 304
+    this.#noBody = empty || this.method === 'HEAD' || status === 204 || status === 304
     try {
       // An answer without a body ends with its head.
       this.#stream.respond(headers, this.#noBody ? { endStream: true } : { waitForTrailers: trailers })
