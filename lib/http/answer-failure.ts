@@ -7,7 +7,7 @@ import type { ClientExchange } from './client-side.js'
 import { sendProxyError } from './grpc/answer.js'
 import { failureTrailer } from './grpc/call.js'
 import type { GrpcCall } from './grpc/call.js'
-import { grpcStatusForProxyError } from './grpc/status.js'
+import { encodeGrpcMessage, grpcStatusForProxyError } from './grpc/status.js'
 
 /** Answers `res` for `err` on behalf of `service`; nothing when the client is gone. `grpc`: the call `res` answers. */
 export function answerFailure(res: ClientExchange, err: unknown, service: string, log: Logger, grpc: GrpcCall | null = null): void {
@@ -17,6 +17,16 @@ export function answerFailure(res: ClientExchange, err: unknown, service: string
     // gRPC-Web carries its trailers in the body: a failure after the first message is still a status.
     const status = err instanceof ProxyError && err.statusCode !== undefined ? err.statusCode : 502
     res.write(failureTrailer(grpc, grpcStatusForProxyError(err instanceof ProxyError ? err.code : 'ZP_ERR_UPSTREAM_RESET', status), err instanceof ProxyError ? err.message : 'internal error'))
+    res.end()
+    return
+  }
+  if (grpc !== null && !grpc.web && grpc.headSent && !res.destroyed && res.sendTrailers !== undefined && !(err instanceof ProxyError && err.code === 'ZP_ERR_UPSTREAM_RESET')) {
+    // Native gRPC on HTTP/2 after the first message (a deadline, most often): the status goes in
+    // the stream's trailers, as an instance's would. An instance's reset stays a reset (below).
+    const status = err instanceof ProxyError && err.statusCode !== undefined ? err.statusCode : 502
+    const code = grpcStatusForProxyError(err instanceof ProxyError ? err.code : 'ZP_ERR_UPSTREAM_RESET', status)
+    grpc.status = code
+    res.sendTrailers(['grpc-status', String(code), 'grpc-message', encodeGrpcMessage(err instanceof ProxyError ? err.message : 'internal error')])
     res.end()
     return
   }
