@@ -90,12 +90,25 @@ export class BodyTap extends Readable {
   readonly #src: Readable
   readonly #prefix: readonly Buffer[]
   #started = false
+  /**
+   * What this attempt was given, kept (a gRPC call's body, which streams at once) while it stays
+   * within `recordBytes`, so a retry can replay it; null when not kept or past the bound.
+   */
+  #record: Buffer[] | null = null
+  #recorded = 0
+  readonly #recordBytes: number
 
-  /** `prefix`: chunks already read from `src`, sent first. */
-  constructor(src: Readable, prefix: readonly Buffer[] = []) {
+  /** `prefix`: chunks already read from `src`, sent first. `recordBytes` > 0: keep up to that many bytes for a retry. */
+  constructor(src: Readable, prefix: readonly Buffer[] = [], recordBytes = 0) {
     super()
     this.#src = src
     this.#prefix = prefix
+    this.#recordBytes = recordBytes
+    if (recordBytes > 0) {
+      this.#record = [...prefix]
+      for (const c of prefix) this.#recorded += c.length
+      if (this.#recorded > recordBytes) this.#record = null
+    }
     neverUnhandled(this)
   }
 
@@ -104,7 +117,17 @@ export class BodyTap extends Readable {
     return this.#started
   }
 
+  /** Everything this attempt took from the client, when it was all kept: the next attempt's prefix. */
+  get replay(): readonly Buffer[] | null {
+    return this.#record
+  }
+
   readonly #onData = (chunk: Buffer): void => {
+    if (this.#record !== null) {
+      this.#recorded += chunk.length
+      if (this.#recorded > this.#recordBytes) this.#record = null
+      else this.#record.push(chunk)
+    }
     if (!this.push(chunk)) this.#src.pause()
   }
   readonly #onEnd = (): void => {
@@ -138,6 +161,9 @@ export class BodyTap extends Readable {
     this.#src.off('data', this.#onData)
     this.#src.off('end', this.#onEnd)
     this.#src.off('error', this.#onError)
+    // A kept body may be replayed: what comes next must wait for the next attempt's tap, not be
+    // emitted to no listener.
+    if (this.#recordBytes > 0 && this.#started) this.#src.pause()
     cb(err)
   }
 }

@@ -58,6 +58,8 @@ export class RequestState implements AttemptListener {
   lastError: Error | null = null
   /** A retry was already granted (and paid for from the budget) for the failure in flight. */
   retryGranted = false
+  /** > 0: a streamed body is kept up to this many bytes for a retry (a gRPC call's, which streams at once). */
+  recordBytes = 0
   /** The gRPC call this request is (grpc/call.ts), or null. */
   grpc: GrpcCall | null = null
   /** `done` was called: the request is over for the server (set once, by Service.#finish). */
@@ -93,12 +95,18 @@ export class RequestState implements AttemptListener {
   }
 
   get replayable(): boolean {
-    return !this.streamed || this.tap === null || !this.tap.started
+    return !this.streamed || this.tap === null || !this.tap.started || this.tap.replay !== null
   }
 
   nextBody(): HeldBody | BodyTap | null {
     if (!this.streamed) return this.body
-    this.tap = new BodyTap(this.ex.body!, this.prefix)
+    const last = this.tap
+    if (last !== null) {
+      // A kept body (gRPC) is replayed from what the last attempt took; it must stop taking.
+      if (last.replay !== null) this.prefix = last.replay
+      last.destroy()
+    }
+    this.tap = new BodyTap(this.ex.body!, this.prefix, this.recordBytes)
     return this.tap
   }
 }

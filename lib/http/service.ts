@@ -170,7 +170,12 @@ export class Service {
     // A body known to be too big streams at once; one of unknown length (chunked) is read up
     // to the limit, and streams on from there when it turns out bigger.
     if (len > this.config.retry.bufferBytes) state.streamed = true
-    else {
+    else if (len < 0 && state.grpc !== null) {
+      // A gRPC call's messages go on as they come (a bidi call waits for answers before it sends
+      // more); what went is kept up to the same bound, so an UNAVAILABLE can still be retried.
+      state.streamed = true
+      state.recordBytes = this.config.retry.bufferBytes
+    } else {
       try {
         const read = await readBody(body, this.config.retry.bufferBytes)
         if (read.complete) state.body = read.body
