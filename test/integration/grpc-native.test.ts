@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net'
 import * as grpc from '@grpc/grpc-js'
 import { expect } from 'chai'
 import { deadPort, makeConfig, putNode, startProxy, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
+import { seededRandom } from '../support/random.js'
 
 const raw = { serialize: (b: Buffer): Buffer => b, deserialize: (b: Buffer): Buffer => b }
 
@@ -115,7 +116,8 @@ describe('native gRPC through the HTTP/2 front to grpc-js instances (real ZooKee
   async function proxy(nodes: Record<string, object>, service: object = {}, extra: object = {}) {
     const path = uniquePath('grpc-native')
     for (const [child, data] of Object.entries(nodes)) await putNode(ctx.admin, `${path}/${child}`, data)
-    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'echo', path, strategy: 'round-robin', match: { pathPrefix: '/test.Echo/' }, ...service }], extra))
+    // Seeded, so the random strategy's split is the same on every run.
+    const p = await startProxy(await makeConfig(ctx.zk.connectString, [{ name: 'echo', path, strategy: 'round-robin', match: { pathPrefix: '/test.Echo/' }, ...service }], extra), { random: seededRandom(27) })
     closers.push(() => p.close())
     await waitFor(() => p.services[0]!.balancer.hosts.length === Object.keys(nodes).length, 'instances')
     return p
