@@ -16,7 +16,7 @@ import { WEIGHT_MAX, WEIGHT_MIN } from './discovery/endpoint.js'
 import { BUILTIN_STRATEGIES, StrategyOptionError, buildStrategy, isBuiltinStrategy, withDefaultOptions } from '../strategies/index.js'
 import { didYouMean } from './did-you-mean.js'
 import { loadTlsFiles } from './tls-files.js'
-import { RETRY_CONDITIONS } from './balancing/retry.js'
+import { DEFAULT_RETRY_ON, RETRY_CONDITIONS } from './balancing/retry.js'
 import { MAX_HEADER_RULES, MAX_HEADER_VALUE_CHARS, MAX_METHODS, MAX_REGEX_CHARS, MAX_SPLIT_TARGETS, MAX_SPLIT_WEIGHT, parseHashKey, regexProblem, routingPath } from './route-rules.js'
 
 /** Most routes one service may list (each is tried in turn for a request that matches no earlier one). */
@@ -144,8 +144,8 @@ const retrySchema = z
     bufferBytes: count(0, 64 * 1024 * 1024).default(64 * 1024),
     /** Retry non-idempotent methods on reset/timeout/gateway-error too (nginx: off). */
     nonIdempotent: z.boolean().default(false),
-    /** Which failures are retried (Envoy's names). */
-    on: z.array(z.enum(RETRY_CONDITIONS)).default([...RETRY_CONDITIONS]),
+    /** Which failures are retried (Envoy's names; `grpc-*`: a gRPC status before any message, docs/grpc.md). */
+    on: z.array(z.enum(RETRY_CONDITIONS)).max(RETRY_CONDITIONS.length * 2).default([...DEFAULT_RETRY_ON]),
     /** Finagle's retry budget: retries add at most `percent` % of the window's requests, plus a reserve. */
     budget: z
       .strictObject({
@@ -310,6 +310,21 @@ const serviceSchema = z.strictObject({
   upstreamTls: optional(upstreamTlsSchema),
   /** How instances whose znode does not say are spoken to: `h2` (TLS, ALPN h2, verified by upstreamTls), `h2c` (prior knowledge), default `http/1.1`. */
   upstreamProtocol: z.enum(['http/1.1', 'h2', 'h2c']).default('http/1.1'),
+  /** gRPC-Web from browsers (docs/grpc.md): CORS for the origins listed; translation needs no config. */
+  grpcWeb: optional(
+    z.strictObject({
+      cors: optional(
+        z.strictObject({
+          /** Origins answered (`https://app.example.com`, exact), or `*`; at most 100, each at most 256 characters. */
+          origins: z.array(z.string().min(1).max(256).regex(/^(\*|[a-z][a-z0-9+.-]*:\/\/[^\s/]+)$/, { message: 'must be "*" or scheme://host[:port]' })).min(1).max(100),
+          /** How long a browser may keep a preflight's answer, seconds (default 86400, at most 7 days). */
+          maxAgeS: z.number().int().min(0).max(604_800).default(86_400),
+          /** Request headers allowed besides gRPC-Web's own (content-type, x-grpc-web, x-user-agent, grpc-timeout); at most 50. */
+          allowHeaders: z.array(z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, { message: 'must be a header name' })).max(50).default([]),
+        }),
+      ),
+    }),
+  ),
   /** In a fleet table (docs/fleet.md): take this service even when it has no routable instance. */
   allowEmpty: optional(z.boolean()),
 })
@@ -398,8 +413,15 @@ const configSchema = z.strictObject({
       maxBodyBytes: z.number().int().nonnegative().default(DEFAULT_LIMITS.maxBodyBytes),
       /** Most header fields in a request (431); HAProxy's tune.http.maxhdr is 101. */
       maxHeaders: z.number().int().positive().max(10_000).default(DEFAULT_LIMITS.maxHeaders),
+      /** HTTP/2 clients: streams one session may have open at once (our SETTINGS_MAX_CONCURRENT_STREAMS), 1..10000. */
+      maxConcurrentStreams: z.number().int().min(1).max(10_000).default(DEFAULT_LIMITS.maxConcurrentStreams),
     })
     .prefault({}),
+  /**
+   * The plaintext listener serves HTTP/2 with prior knowledge (h2c) to a client whose first bytes
+   * are the HTTP/2 connection preface; false: such a client meets the HTTP/1.1 parser.
+   */
+  h2c: z.boolean().default(true),
   /** HTTPS on `listen` (only): PEM files, relative to the config file. */
   tls: optional(
     z.strictObject({
@@ -408,6 +430,12 @@ const configSchema = z.strictObject({
       /** CA certificates to send along with the chain (and to verify client certificates, not asked for yet). */
       ca: optional(z.string().min(1)),
       minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+      /** The protocols offered in ALPN, in order of preference; at least one, none twice. */
+      alpn: z
+        .array(z.enum(['h2', 'http/1.1']))
+        .min(1, { message: 'must list at least one protocol (h2, http/1.1)' })
+        .refine((a) => new Set(a).size === a.length, { message: 'lists a protocol twice' })
+        .default(['h2', 'http/1.1']),
     }),
   ),
   /** Verification for instances whose znode says TLS; absent: the system's CAs. Never off. */

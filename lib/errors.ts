@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'ZP_ERR_BODY_TOO_LARGE'
   | 'ZP_ERR_BAD_REQUEST'
   | 'ZP_ERR_UPGRADE_UNSUPPORTED'
+  /** A gRPC call passed the deadline its grpc-timeout set (answered DEADLINE_EXCEEDED). */
+  | 'ZP_ERR_GRPC_DEADLINE'
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
   ZP_ERR_NO_ROUTE: 404,
@@ -25,6 +27,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   ZP_ERR_UPSTREAM_RESET: 502,
   ZP_ERR_UPSTREAM_TIMEOUT: 504,
   ZP_ERR_SHUTTING_DOWN: 503,
+  ZP_ERR_GRPC_DEADLINE: 504,
 }
 
 export class ProxyError extends Error {

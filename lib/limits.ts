@@ -9,6 +9,8 @@ export interface FrontLimits {
   readonly maxBodyBytes: number
   /** Most header fields in a request (HAProxy's tune.http.maxhdr is 101). */
   readonly maxHeaders: number
+  /** HTTP/2 clients: streams one session may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS), 1..10000. */
+  readonly maxConcurrentStreams: number
 }
 
-export const DEFAULT_LIMITS: FrontLimits = { clientBodyTimeoutMs: 60_000, maxBodyBytes: 0, maxHeaders: 100 }
+export const DEFAULT_LIMITS: FrontLimits = { clientBodyTimeoutMs: 60_000, maxBodyBytes: 0, maxHeaders: 100, maxConcurrentStreams: 100 }

@@ -33,6 +33,10 @@ export interface AccessEntry {
   readonly bytesOut: number
   readonly requestId: string
   readonly client: string
+  /** How the client spoke: `http/1.1`, `h2` (TLS) or `h2c`. */
+  readonly protocol: 'http/1.1' | 'h2' | 'h2c'
+  /** A gRPC call's status (0-16), as its client got it (docs/grpc.md); absent for other requests. */
+  readonly grpcStatus?: number
 }
 
 export type AccessLog = (entry: AccessEntry) => void

@@ -85,7 +85,8 @@ function restartOnly(now: Config, next: Config): string[] {
   same('admin', [now.admin, now.adminToken], [next.admin, next.adminToken])
   same('workers', now.workers, next.workers)
   same('zookeeper', now.zookeeper, next.zookeeper)
-  same('tls', now.tls === undefined, next.tls === undefined)
+  same('tls', [now.tls === undefined, now.tls?.alpn], [next.tls === undefined, next.tls?.alpn])
+  same('h2c', now.h2c, next.h2c)
   same('upstreams', now.upstreams, next.upstreams)
   same('limits', [now.limits, now.clientBodyTimeoutMs, now.underscoresInHeaders], [next.limits, next.clientBodyTimeoutMs, next.underscoresInHeaders])
   same('log', now.log, next.log)
@@ -237,7 +238,8 @@ export async function createProxy(config: Config, deps: ProxyDeps = {}): Promise
   const server = role === 'primary' ? null : new ProxyServer(router, logger, {
           limits: { clientBodyTimeoutMs: config.clientBodyTimeoutMs, ...config.limits },
           ...(accessLog === undefined ? {} : { accessLog }),
-          ...(secure === undefined ? {} : { tls: secure }),
+          ...(secure === undefined ? {} : { tls: secure, alpn: config.tls!.alpn }),
+          h2c: config.h2c,
         })
   let closing: Promise<void> | null = null
   const shuttingDown = () => new ProxyError('ZP_ERR_SHUTTING_DOWN', 'the proxy is shutting down; reload refused')

@@ -5,9 +5,34 @@
 import type { FailureKind } from '../errors.js'
 import { IDEMPOTENT } from '../methods.js'
 
-/** The retry conditions a service may list (Envoy's retry_on names); the config schema takes them from here. */
-export const RETRY_CONDITIONS = ['connect-failure', 'reset', 'timeout', 'gateway-error'] as const
+/**
+ * The retry conditions a service may list (Envoy's retry_on names, its retriable-status-codes
+ * for gRPC as `grpc-<status>`); the config schema takes them from here.
+ */
+export const RETRY_CONDITIONS = ['connect-failure', 'reset', 'timeout', 'gateway-error', 'grpc-unavailable', 'grpc-resource-exhausted', 'grpc-cancelled', 'grpc-deadline-exceeded'] as const
 export type RetryCondition = (typeof RETRY_CONDITIONS)[number]
+
+/** `retry.on` when a service does not say: every HTTP condition, and of gRPC's only UNAVAILABLE (issue 27). */
+export const DEFAULT_RETRY_ON: readonly RetryCondition[] = ['connect-failure', 'reset', 'timeout', 'gateway-error', 'grpc-unavailable']
+
+/** The gRPC statuses a condition names (1 CANCELLED, 4 DEADLINE_EXCEEDED, 8 RESOURCE_EXHAUSTED, 14 UNAVAILABLE). */
+const GRPC_CONDITION: Readonly<Record<number, RetryCondition>> = {
+  1: 'grpc-cancelled',
+  4: 'grpc-deadline-exceeded',
+  8: 'grpc-resource-exhausted',
+  14: 'grpc-unavailable',
+}
+
+/**
+ * May a gRPC call that ended with `grpcStatus` before any of its answer reached the client be sent
+ * to another instance? Only when `retry.on` names that status. Whatever the method (a gRPC call is
+ * always POST): the instance answered with a status and no message, which is gRPC's own rule for a
+ * call that may be retried (gRFC A6, "committed" once a message or headers went to the client).
+ */
+export function isGrpcRetryable(policy: RetryPolicy, grpcStatus: number): boolean {
+  const condition = GRPC_CONDITION[grpcStatus]
+  return condition !== undefined && policy.on.includes(condition)
+}
 
 /** 502, 503 and 504: the statuses retried under `gateway-error` (Envoy's name), checked per answer. */
 export function isGatewayStatus(status: number): boolean {

@@ -4,6 +4,9 @@
 //                  {"name":..,"id":..,"address":..,"port":..,"sslPort":..,"payload":..,"enabled":..}
 //   3. Finagle/Aurora ServerSet member: {"serviceEndpoint":{"host":..,"port":..},"status":"ALIVE",..}
 //   4. plain text `host:port`, or empty data with the child's own name being `host:port`.
+//   5. Dubbo (issue 27): the child's name is a url-encoded provider URL, as Dubbo's ZookeeperRegistry
+//      writes it under /dubbo/<interface>/providers/ (its data, Curator's default, is the
+//      registering host's address, and is not read): tried first, by the name's shape.
 // Anything else is rejected with a reason, never thrown. An instance reached over TLS carries
 // `meta.tls: true` (ours: "scheme": "https" or "protocol": "h2"; Curator: an sslPort, which is then
 // the port used). Ours may name the protocol spoken to the instance (`meta.protocol`, issue 26 §3);
@@ -154,8 +157,67 @@ function parsePlain(text: string): { host: string; port: number } | null {
   return { host, port }
 }
 
+/** The longest Dubbo provider name read (a real one, with every parameter Dubbo 3 writes, is under 2 KB). */
+const DUBBO_NAME_MAX = 8192
+/** The most URL parameters of a Dubbo provider read. */
+const DUBBO_PARAMS_MAX = 256
+/** A url-encoded `scheme://` at the start of a child's name: Dubbo's provider layout. */
+const DUBBO_NAME = /^[a-z][a-z0-9+.-]{0,31}%3A%2F%2F/i
+/** A decoded provider URL: scheme://host:port/path?query; the host a name or a bracketed IPv6 literal. */
+const DUBBO_URL = /^([a-z][a-z0-9+.-]*):\/\/(\[[0-9a-fA-F:.]+\]|[^\s:/?#[\]@]+):([0-9]{1,5})(\/[^?#\s]*)?(?:\?([^#]*))?$/
+
+/** Which Dubbo protocols are HTTP, and how the proxy speaks to them: Triple is gRPC over HTTP/2, prior knowledge. */
+const DUBBO_PROTOCOLS: Readonly<Record<string, 'h2c' | 'http/1.1'>> = { tri: 'h2c', rest: 'http/1.1', http: 'http/1.1' }
+
+function decodeDubbo(key: string, name: string): DecodeResult {
+  if (name.length > DUBBO_NAME_MAX) return { ok: false, reason: `Dubbo provider name longer than ${DUBBO_NAME_MAX} characters` }
+  let url: string
+  try {
+    // Dubbo encodes with java.net.URLEncoder: a space is `+`, a real `+` is %2B.
+    url = decodeURIComponent(name.replace(/\+/g, ' '))
+  } catch {
+    return { ok: false, reason: 'Dubbo provider name is not valid url-encoding' }
+  }
+  const m = DUBBO_URL.exec(url)
+  if (m === null) return { ok: false, reason: 'Dubbo provider name is not protocol://host:port/interface?params' }
+  const scheme = m[1]!.toLowerCase()
+  const protocol = DUBBO_PROTOCOLS[scheme]
+  if (scheme === 'dubbo') return { ok: false, reason: "Dubbo binary protocol (dubbo://) is not HTTP: only tri, rest and http providers are proxied" }
+  if (protocol === undefined) return { ok: false, reason: `Dubbo provider protocol "${scheme.slice(0, 32)}" is not HTTP: only tri, rest and http providers are proxied` }
+  const port = Number(m[3])
+  if (!validPort(port)) return { ok: false, reason: 'Dubbo provider port must be 1-65535' }
+  const host = m[2]!
+  if (!validHost(host)) return { ok: false, reason: 'Dubbo provider host must be a name or an address' }
+  const params = new Map<string, string>()
+  const query = m[5] ?? ''
+  let count = 0
+  for (const pair of query.split('&')) {
+    if (pair === '') continue
+    if (++count > DUBBO_PARAMS_MAX) return { ok: false, reason: `Dubbo provider URL has more than ${DUBBO_PARAMS_MAX} parameters` }
+    const eq = pair.indexOf('=')
+    const k = eq < 0 ? pair : pair.slice(0, eq)
+    // The first value of a name counts, as Dubbo's URL parser keeps it.
+    if (!params.has(k)) params.set(k, eq < 0 ? '' : pair.slice(eq + 1))
+  }
+  const category = params.get('category')
+  if (category !== undefined && category !== 'providers') return { ok: false, reason: `Dubbo URL of category "${category.slice(0, 32)}" is not a provider` }
+  if (params.get('disabled') === 'true' || params.get('enabled') === 'false') return { ok: false, reason: 'Dubbo provider is disabled (disabled=true or enabled=false)' }
+  // Dubbo's default weight is 100; kept on its scale, bounded (clamped) like any other.
+  const weight = readWeight(params.get('weight') ?? 100) ?? null
+  if (weight === null) return { ok: false, reason: `Dubbo provider weight must be a number ${WEIGHT_MIN}-${WEIGHT_MAX}` }
+  const meta: Json = { format: 'dubbo', protocol, dubboProtocol: scheme }
+  const iface = m[4]?.slice(1) ?? ''
+  if (shortString(iface) && iface !== '') meta.interface = iface
+  for (const k of ['application', 'version', 'group']) {
+    const v = params.get(k)
+    if (v !== undefined && shortString(v)) meta[k] = v
+  }
+  return ok(key, host, port, weight, 'up', meta)
+}
+
 /** Decodes the data of the child `name` (its znode path is `key`). */
 export function decodeInstance(key: string, name: string, data: Buffer | null | undefined): DecodeResult {
+  if (DUBBO_NAME.test(name)) return decodeDubbo(key, name)
   const text = data === null || data === undefined ? '' : data.toString('utf8').trim()
   if (text === '') {
     const fromName = parsePlain(name)

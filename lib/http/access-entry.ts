@@ -2,12 +2,12 @@
 
 import type { Host } from '../balancing/balancer.js'
 import type { AccessEntry } from '../log.js'
-import type { Exchange } from './h1/exchange.js'
+import type { ClientExchange } from './client-side.js'
 import { joinHostPort } from '../host-port.js'
 
-/** What the access log records of `ex`, answered `status` after `attempts` attempts, the last at `host`. */
-export function accessEntry(service: string | null, ex: Exchange, status: number, host: Host | null, attempts: number, durationMs: number): AccessEntry {
-  return {
+/** What the access log records of `ex`, answered `status` (and `grpcStatus`, for a gRPC call) after `attempts` attempts, the last at `host`. */
+export function accessEntry(service: string | null, ex: ClientExchange, status: number, host: Host | null, attempts: number, durationMs: number, grpcStatus?: number): AccessEntry {
+  const entry: AccessEntry = {
     service,
     method: ex.method,
     path: ex.url,
@@ -18,5 +18,7 @@ export function accessEntry(service: string | null, ex: Exchange, status: number
     bytesOut: ex.bytesOut,
     requestId: ex.requestId,
     client: ex.remoteAddress,
+    protocol: ex.protocol,
   }
+  return grpcStatus === undefined ? entry : { ...entry, grpcStatus }
 }

@@ -7,11 +7,12 @@ import { Readable } from 'node:stream'
 import { clientGone } from '../errors.js'
 import { neverUnhandled } from './h1/emitters.js'
 import type { Exchange } from './h1/exchange.js'
+import type { ClientExchange } from './client-side.js'
 import { HOP_BY_HOP } from './h1/headers.js'
 import type { ResponseHead } from './h1/headers.js'
 import { requestHead } from './h1/upstream.js'
-import type { AttemptControl, ResponseSink, UpstreamRequest } from './h1/upstream.js'
-import type { Transport } from './transport.js'
+import type { AttemptControl, UpstreamRequest } from './h1/upstream.js'
+import type { Transport, TransportSink } from './transport.js'
 
 /** Set by the proxy itself: what a client sent of them is replaced (X-Forwarded-For is appended to). */
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port'])
@@ -46,7 +47,7 @@ const VIA = '1.1 zoo-proxy'
  * client connected to), Via, and the request's X-Request-Id (the client's when sane, else a new
  * one). The one forwarding policy: requests and upgrades (websocket.ts) get their headers here.
  */
-export function upstreamHeaders(ex: Exchange, keepUnderscores = false): string[] {
+export function upstreamHeaders(ex: ClientExchange, keepUnderscores = false): string[] {
   const raw = ex.rawHeaders
   const extra = connectionTokens(ex.connection)
   const out: string[] = []
@@ -89,12 +90,25 @@ export class BodyTap extends Readable {
   readonly #src: Readable
   readonly #prefix: readonly Buffer[]
   #started = false
+  /**
+   * What this attempt was given, kept (a gRPC call's body, which streams at once) while it stays
+   * within `recordBytes`, so a retry can replay it; null when not kept or past the bound.
+   */
+  #record: Buffer[] | null = null
+  #recorded = 0
+  readonly #recordBytes: number
 
-  /** `prefix`: chunks already read from `src`, sent first. */
-  constructor(src: Readable, prefix: readonly Buffer[] = []) {
+  /** `prefix`: chunks already read from `src`, sent first. `recordBytes` > 0: keep up to that many bytes for a retry. */
+  constructor(src: Readable, prefix: readonly Buffer[] = [], recordBytes = 0) {
     super()
     this.#src = src
     this.#prefix = prefix
+    this.#recordBytes = recordBytes
+    if (recordBytes > 0) {
+      this.#record = [...prefix]
+      for (const c of prefix) this.#recorded += c.length
+      if (this.#recorded > recordBytes) this.#record = null
+    }
     neverUnhandled(this)
   }
 
@@ -103,7 +117,17 @@ export class BodyTap extends Readable {
     return this.#started
   }
 
+  /** Everything this attempt took from the client, when it was all kept: the next attempt's prefix. */
+  get replay(): readonly Buffer[] | null {
+    return this.#record
+  }
+
   readonly #onData = (chunk: Buffer): void => {
+    if (this.#record !== null) {
+      this.#recorded += chunk.length
+      if (this.#recorded > this.#recordBytes) this.#record = null
+      else this.#record.push(chunk)
+    }
     if (!this.push(chunk)) this.#src.pause()
   }
   readonly #onEnd = (): void => {
@@ -137,6 +161,9 @@ export class BodyTap extends Readable {
     this.#src.off('data', this.#onData)
     this.#src.off('end', this.#onEnd)
     this.#src.off('error', this.#onError)
+    // A kept body may be replayed: what comes next must wait for the next attempt's tap, not be
+    // emitted to no listener.
+    if (this.#recordBytes > 0 && this.#started) this.#src.pause()
     cb(err)
   }
 }
@@ -153,14 +180,14 @@ export interface AttemptListener {
 }
 
 /** Writes the upstream's answer straight into the client's exchange as it arrives. */
-class ResponseWriter implements ResponseSink {
-  readonly #res: Exchange
+class ResponseWriter implements TransportSink {
+  readonly #res: ClientExchange
   readonly #listener: AttemptListener
   #control: AttemptControl | null = null
   #status = 0
   #latencyMs = 0
 
-  constructor(res: Exchange, listener: AttemptListener) {
+  constructor(res: ClientExchange, listener: AttemptListener) {
     this.#res = res
     this.#listener = listener
     res.onAbort = this.#onClientGone
@@ -204,6 +231,11 @@ class ResponseWriter implements ResponseSink {
     return this.#res.writePending
   }
 
+  /** An HTTP/2 instance's trailers: passed on to a client side that carries them (HTTP/2), else dropped. */
+  onTrailers(trailers: readonly string[]): void {
+    this.#res.sendTrailers?.(trailers)
+  }
+
   onEnd(): void {
     this.#finish()
     this.#res.end()
@@ -216,7 +248,8 @@ class ResponseWriter implements ResponseSink {
   }
 }
 
-/** One attempt at one upstream; it ends in `listener.attemptEnded`. */
-export function forwardAttempt(pool: Transport, res: Exchange, req: UpstreamRequest, listener: AttemptListener): void {
-  pool.dispatch(req, new ResponseWriter(res, listener))
+/** One attempt at one upstream; it ends in `listener.attemptEnded`. `wrap`: a sink in front of the writer (a gRPC call's). */
+export function forwardAttempt(pool: Transport, res: ClientExchange, req: UpstreamRequest, listener: AttemptListener, wrap?: (sink: TransportSink) => TransportSink): void {
+  const writer = new ResponseWriter(res, listener)
+  pool.dispatch(req, wrap === undefined ? writer : wrap(writer))
 }

@@ -3,10 +3,11 @@
 import type { Buffer } from 'node:buffer'
 import { performance } from 'node:perf_hooks'
 import type { Host, Lease } from '../balancing/balancer.js'
-import type { Exchange } from './h1/exchange.js'
+import type { ClientExchange } from './client-side.js'
 import { BodyTap } from './forward.js'
 import type { AttemptListener } from './forward.js'
 import type { ResponseHead } from './h1/headers.js'
+import type { GrpcCall } from './grpc/call.js'
 import type { HeldBody } from './h1/upstream.js'
 
 export type StatusDecision = (state: RequestState, head: ResponseHead) => boolean
@@ -22,7 +23,7 @@ const NO_CHUNKS: readonly Buffer[] = []
  * are shared functions that get the state passed in.
  */
 export class RequestState implements AttemptListener {
-  readonly ex: Exchange
+  readonly ex: ClientExchange
   readonly headers: string[]
   readonly deadline: number
   readonly startedAt = performance.now()
@@ -57,10 +58,14 @@ export class RequestState implements AttemptListener {
   lastError: Error | null = null
   /** A retry was already granted (and paid for from the budget) for the failure in flight. */
   retryGranted = false
+  /** > 0: a streamed body is kept up to this many bytes for a retry (a gRPC call's, which streams at once). */
+  recordBytes = 0
+  /** The gRPC call this request is (grpc/call.ts), or null. */
+  grpc: GrpcCall | null = null
   /** `done` was called: the request is over for the server (set once, by Service.#finish). */
   over = false
 
-  constructor(ex: Exchange, headers: string[], deadline: number, done: () => void, decide: StatusDecision, ended: AttemptEnd) {
+  constructor(ex: ClientExchange, headers: string[], deadline: number, done: () => void, decide: StatusDecision, ended: AttemptEnd) {
     this.ex = ex
     this.headers = headers
     this.deadline = deadline
@@ -90,12 +95,18 @@ export class RequestState implements AttemptListener {
   }
 
   get replayable(): boolean {
-    return !this.streamed || this.tap === null || !this.tap.started
+    return !this.streamed || this.tap === null || !this.tap.started || this.tap.replay !== null
   }
 
   nextBody(): HeldBody | BodyTap | null {
     if (!this.streamed) return this.body
-    this.tap = new BodyTap(this.ex.body!, this.prefix)
+    const last = this.tap
+    if (last !== null) {
+      // A kept body (gRPC) is replayed from what the last attempt took; it must stop taking.
+      if (last.replay !== null) this.prefix = last.replay
+      last.destroy()
+    }
+    this.tap = new BodyTap(this.ex.body!, this.prefix, this.recordBytes)
     return this.tap
   }
 }

@@ -7,16 +7,21 @@ import type { SecureContextOptions } from 'node:tls'
 import { H1Server } from './h1/front.js'
 import type { FrontOptions } from './h1/front.js'
 import type { Exchange, Refusal } from './h1/exchange.js'
+import type { ClientExchange } from './client-side.js'
+import { H2Front } from './h2/front.js'
 import type { Router } from './routes.js'
 import { accessEntry } from './access-entry.js'
 import { UpgradeTunnel } from './websocket.js'
 import { sendError } from './h1/send-error.js'
+import { sendProxyError } from './grpc/answer.js'
 import type { Service } from './service.js'
 import type { HostPort } from '../config.js'
 import type { AccessLog, Logger } from '../log.js'
 
 export class ProxyServer {
   readonly #server: H1Server
+  /** HTTP/2 clients (ALPN h2, or h2c on a plain listener); null when the config offers neither. */
+  readonly #h2: H2Front | null
   #router: Router<Service>
   readonly #log: Logger
   /** Sockets handed to upgrade tunnels, cut at the end of a shutdown. */
@@ -38,7 +43,12 @@ export class ProxyServer {
     // The front's last-resort guard answered (502) or cut the connection; the cause goes here.
     const onHandlerError = (err: unknown, kind: string) => logger.error({ err, kind }, 'request handler threw; answered 502 or cut the connection')
     const onTlsRefused = (code: string, client: string | undefined) => logger.info({ code, client }, 'TLS renegotiation refused; connection closed')
-    this.#server = new H1Server({ request: this.#onRequest, refuse: this.#onRefuse, upgrade: this.#onUpgrade }, { onStreamReading, onHandlerError, onTlsRefused, ...options })
+    const secure = options.tls !== undefined
+    const h2 = secure ? (options.alpn ?? []).includes('h2') : options.h2c === true
+    this.#h2 = h2 ? new H2Front({ request: this.#onRequest, refuse: this.#onRefuse }, { ...(options.limits === undefined ? {} : { limits: options.limits }), onHandlerError }) : null
+    const front = this.#h2
+    const handlers = { request: this.#onRequest, refuse: this.#onRefuse, upgrade: this.#onUpgrade, ...(front === null ? {} : { h2: (socket: Socket, head: Buffer | null) => front.accept(socket, head) }) }
+    this.#server = new H1Server(handlers, { onStreamReading, onHandlerError, onTlsRefused, ...options })
     this.#tunnel = new UpgradeTunnel(logger)
   }
 
@@ -56,9 +66,9 @@ export class ProxyServer {
     this.#server.setSecureContext(options)
   }
 
-  readonly #onRequest = (ex: Exchange): void => {
+  readonly #onRequest = (ex: ClientExchange): void => {
     if (this.#draining) {
-      sendError(ex, 503, 'ZP_ERR_SHUTTING_DOWN', 'proxy is shutting down', undefined, true)
+      sendProxyError(ex, 503, 'ZP_ERR_SHUTTING_DOWN', 'proxy is shutting down', undefined, true)
       this.#logUnrouted(ex)
       return
     }
@@ -70,7 +80,7 @@ export class ProxyServer {
     }
     const route = this.#router.match(ex)
     if (route === null) {
-      sendError(ex, 404, 'ZP_ERR_NO_ROUTE', 'no service matches this request')
+      sendProxyError(ex, 404, 'ZP_ERR_NO_ROUTE', 'no service matches this request')
       this.#logUnrouted(ex)
       return
     }
@@ -81,13 +91,13 @@ export class ProxyServer {
   }
 
   /** Refused before routing: answered here, and the connection closes after it. */
-  readonly #onRefuse = (ex: Exchange, r: Refusal): void => {
-    sendError(ex, r.status, r.code, r.message, undefined, true)
+  readonly #onRefuse = (ex: ClientExchange, r: Refusal): void => {
+    sendProxyError(ex, r.status, r.code, r.message, undefined, true)
     this.#logUnrouted(ex)
   }
 
   /** The access log's line for a request answered here, before any service saw it. */
-  #logUnrouted(ex: Exchange): void {
+  #logUnrouted(ex: ClientExchange): void {
     this.#access?.(accessEntry(null, ex, ex.statusCode, null, 0, 0))
   }
 
@@ -131,7 +141,7 @@ export class ProxyServer {
   async close(timeoutMs: number): Promise<void> {
     if (this.#draining) return
     this.#draining = true
-    const closed = this.#server.close()
+    const closed = Promise.all([this.#server.close(), this.#h2?.close()])
     if (this.#inFlight > 0) {
       const idle = new Promise<void>((resolve) => (this.#idle = resolve))
       let timer: NodeJS.Timeout | undefined
@@ -141,6 +151,7 @@ export class ProxyServer {
       if (outcome === 'timeout') this.#log.warn({ inFlight: this.#inFlight, timeoutMs }, 'shutdown timeout reached, cutting in-flight requests')
     }
     this.#server.destroyAll()
+    this.#h2?.destroyAll()
     for (const s of this.#tunnels) s.destroy()
     await closed
   }

@@ -1,19 +1,22 @@
 // One service's request path: pick an instance, forward, and on failure try another one.
 
 import { performance } from 'node:perf_hooks'
+import type { Readable } from 'node:stream'
 import type { Balancer, Host, Lease } from '../balancing/balancer.js'
-import type { Exchange } from './h1/exchange.js'
+import type { ClientExchange } from './client-side.js'
 import type { ServiceConfig } from '../config.js'
 import { ProxyError, UpstreamError } from '../errors.js'
 import { forwardAttempt, upstreamHeaders } from './forward.js'
-import { sendError } from './h1/send-error.js'
-import type { InstanceTls } from './h1/upstream.js'
+import type { HeldBody, InstanceTls } from './h1/upstream.js'
 import type { UpstreamProtocol } from './transport.js'
 import type { AccessLog, Logger } from '../log.js'
 import { HealthChecker } from '../balancing/health.js'
-import { isGatewayStatus, isRetryable, retryAfterMs } from '../balancing/retry.js'
+import { isGatewayStatus, isGrpcRetryable, isRetryable, retryAfterMs } from '../balancing/retry.js'
 import { RetryBudget } from '../balancing/retry-budget.js'
 import { accessEntry } from './access-entry.js'
+import { grpcCallOf, sendProxyError } from './grpc/answer.js'
+import { preflightHeaders } from './grpc/call.js'
+import { GrpcStatus, parseGrpcStatus } from './grpc/status.js'
 import { answerFailure } from './answer-failure.js'
 import { InstancePools } from './instance-pools.js'
 import { readBody } from './read-body.js'
@@ -80,7 +83,7 @@ export class Service {
   }
 
   /** The forwarding policy's headers for `ex` (forward.ts): the same for requests and upgrades. */
-  upstreamHeaders(ex: Exchange): string[] {
+  upstreamHeaders(ex: ClientExchange): string[] {
     return upstreamHeaders(ex, this.#underscores)
   }
 
@@ -93,11 +96,21 @@ export class Service {
    * Proxies one request; always ends in a response (or a cut connection once one started), then
    * calls `done`. Its attempts run on callbacks, without a promise.
    */
-  handle(ex: Exchange, done: () => void): void {
+  handle(ex: ClientExchange, done: () => void): void {
     let state: RequestState | null = null
     try {
+      if (ex.method === 'OPTIONS' && this.config.grpcWeb?.cors !== undefined && this.#preflight(ex, done)) return
+      const grpc = grpcCallOf(ex, this.config.grpcWeb?.cors)
       const headers = this.upstreamHeaders(ex)
-      state = new RequestState(ex, headers, Date.now() + this.config.timeoutMs, done, this.#decideStatus, this.#attemptEnded)
+      // A call's grpc-timeout bounds it, within the service's own deadline.
+      const timeoutMs = grpc?.timeoutMs != null ? Math.min(grpc.timeoutMs, this.config.timeoutMs) : this.config.timeoutMs
+      state = new RequestState(ex, headers, Date.now() + timeoutMs, done, this.#decideStatus, this.#attemptEnded)
+      state.grpc = grpc
+      if (grpc?.invalid != null) {
+        answerFailure(ex, new ProxyError('ZP_ERR_BAD_REQUEST', grpc.invalid, { statusCode: 400 }), this.name, this.#log, grpc)
+        this.#finish(state)
+        return
+      }
       this.#budget.onRequest()
       if (this.balancer.usesHashKey) state.hashKey = this.balancer.hashKey({ headers: ex.headers, remoteAddress: ex.remoteAddress })
       // (The first attempt starts in the same turn as the request: one clock read for both.)
@@ -106,6 +119,23 @@ export class Service {
     } catch (err) {
       this.#crashed(state ?? new RequestState(ex, [], 0, done, this.#decideStatus, this.#attemptEnded), err)
     }
+  }
+
+  /**
+   * A CORS preflight for gRPC-Web (config grpcWeb.cors) from an origin let in: answered here with
+   * 204; true when it was. Others go on to the instance like any request.
+   */
+  #preflight(ex: ClientExchange, done: () => void): boolean {
+    const h = ex.headers
+    if (h['access-control-request-method'] === undefined) return false
+    const origin = h.origin
+    const headers = preflightHeaders(this.config.grpcWeb?.cors, typeof origin === 'string' ? origin : undefined)
+    if (headers === null) return false
+    ex.writeHead(204, headers)
+    ex.end()
+    this.#access?.(accessEntry(this.name, ex, 204, null, 0, 0))
+    done()
+    return true
   }
 
   /**
@@ -124,7 +154,7 @@ export class Service {
       lease?.release({ ok: null })
       if (!ex.finished && !ex.destroyed) {
         if (ex.headersSent) ex.destroy()
-        else sendError(ex, 502, 'ZP_ERR_INTERNAL', 'internal error', this.name, true)
+        else sendProxyError(ex, 502, 'ZP_ERR_INTERNAL', 'internal error', this.name, true, state.grpc)
       }
     } catch {
       ex.destroy()
@@ -141,7 +171,12 @@ export class Service {
     // A body known to be too big streams at once; one of unknown length (chunked) is read up
     // to the limit, and streams on from there when it turns out bigger.
     if (len > this.config.retry.bufferBytes) state.streamed = true
-    else {
+    else if (len < 0 && state.grpc !== null) {
+      // A gRPC call's messages go on as they come (a bidi call waits for answers before it sends
+      // more); what went is kept up to the same bound, so an UNAVAILABLE can still be retried.
+      state.streamed = true
+      state.recordBytes = this.config.retry.bufferBytes
+    } else {
       try {
         const read = await readBody(body, this.config.retry.bufferBytes)
         if (read.complete) state.body = read.body
@@ -150,7 +185,7 @@ export class Service {
           state.prefix = read.prefix
         }
       } catch (err) {
-        answerFailure(state.ex, err, this.name, this.#log)
+        answerFailure(state.ex, err, this.name, this.#log, state.grpc)
         this.#finish(state)
         return
       }
@@ -167,7 +202,7 @@ export class Service {
     if (err === null) this.#finish(state)
     else if (this.#mayRetry(state, err)) this.#retry(state)
     else {
-      answerFailure(state.ex, err, this.name, this.#log)
+      answerFailure(state.ex, err, this.name, this.#log, state.grpc)
       this.#finish(state)
     }
   }
@@ -207,14 +242,20 @@ export class Service {
     // 499 (nginx's): the client went away before its answer was complete.
     const status = ex.finished ? ex.statusCode : 499
     const ms = performance.now() - state.startedAt
-    this.#metrics.request(status, ms / 1000)
-    this.#access?.(accessEntry(this.name, ex, status, state.lastHost, state.attempts, Math.round(ms * 1000) / 1000))
+    this.#metrics.request(status, ms / 1000, ex.protocol)
+    // A call the client left before its status is CANCELLED, as the client itself sees it.
+    const grpcStatus = state.grpc === null ? undefined : ex.finished ? (state.grpc.status ?? GrpcStatus.UNKNOWN) : GrpcStatus.CANCELLED
+    if (grpcStatus !== undefined) this.#metrics.grpcResponse?.(grpcStatus)
+    this.#access?.(accessEntry(this.name, ex, status, state.lastHost, state.attempts, Math.round(ms * 1000) / 1000, grpcStatus))
     state.over = true
     state.done()
   }
 
-  /** Whether to try `err`'s request again elsewhere; a yes is paid for from the retry budget. */
-  #shouldRetry(state: RequestState, err: unknown): boolean {
+  /**
+   * Whether to try `err`'s request again elsewhere; a yes is paid for from the retry budget.
+   * `grpcStatus`: a gRPC call's status that came before any message (retry.on's `grpc-*`).
+   */
+  #shouldRetry(state: RequestState, err: unknown, grpcStatus?: number): boolean {
     if (!(err instanceof UpstreamError)) return false
     if (state.retryGranted) {
       state.retryGranted = false
@@ -222,7 +263,7 @@ export class Service {
     }
     if (state.attempts >= this.config.retry.attempts || Date.now() >= state.deadline) return false
     if (state.tried === null || !this.balancer.hasUntried(state.tried)) return false
-    const retryable = isRetryable(this.config.retry, {
+    const retryable = grpcStatus !== undefined ? state.replayable && isGrpcRetryable(this.config.retry, grpcStatus) : isRetryable(this.config.retry, {
       method: state.ex.method,
       kind: err.kind,
       idempotencyKey: state.ex.headers['idempotency-key'] !== undefined,
@@ -256,23 +297,42 @@ export class Service {
       onSettled(state, new UpstreamError('timeout', 'request deadline passed', false))
       return
     }
+    const pool = this.#pools.get(lease.host)
+    const grpc = state.grpc
+    let headers = state.headers
+    let body: HeldBody | Readable | null = state.nextBody()
+    let contentLength = state.ex.contentLength
+    let translate = false
+    if (grpc !== null) {
+      translate = grpc.translates(pool.protocol)
+      headers = grpc.attemptHeaders(headers, translate, remaining)
+      try {
+        body = grpc.attemptBody(body, translate)
+      } catch {
+        lease.release({ ok: null })
+        onSettled(state, new ProxyError('ZP_ERR_BAD_REQUEST', 'the grpc-web-text body is not base64', { statusCode: 400 }))
+        return
+      }
+      if (translate && grpc.kind === 'grpc-web-text') contentLength = -1
+    }
     state.lease = lease
     state.onSettled = onSettled
     state.attemptStartedAt = now
     forwardAttempt(
-      this.#pools.get(lease.host),
+      pool,
       state.ex,
       {
         path: state.ex.url,
         method: state.ex.method,
-        headers: state.headers,
-        body: state.nextBody(),
-        contentLength: state.ex.contentLength,
+        headers,
+        body,
+        contentLength,
         headersTimeoutMs: Math.min(this.config.retry.perTryTimeoutMs, remaining),
         startedAt: now,
         bodyTimeoutMs: this.config.bodyTimeoutMs,
       },
       state,
+      grpc === null ? undefined : (sink) => grpc.sink(sink, translate, grpc.timeoutMs === null ? null : state.deadline),
     )
   }
 
@@ -286,7 +346,8 @@ export class Service {
     state.onSettled = null
     try {
       if (err === null) {
-        const gatewayError = isGatewayStatus(status)
+        // For a gRPC call, UNAVAILABLE is the instance's failure (outlier detection counts it).
+        const gatewayError = state.grpc !== null ? state.grpc.status === GrpcStatus.UNAVAILABLE : isGatewayStatus(status)
         lease.release(gatewayError ? { ok: false, kind: 'status', latencyMs } : { ok: true, latencyMs })
         this.#metrics.attempt(gatewayError ? 'status' : 'ok')
       } else {
@@ -309,6 +370,13 @@ export class Service {
 
   /** Decided before a byte goes to the client: drop a gateway error and retry elsewhere? */
   readonly #decideStatus: StatusDecision = (state, head) => {
+    if (state.grpc !== null) {
+      // Only a trailers-only head carries grpc-status here: the call is not committed yet.
+      const code = parseGrpcStatus(head.header('grpc-status'))
+      if (code === null || code === GrpcStatus.OK) return false
+      state.retryGranted = this.#shouldRetry(state, new UpstreamError('status', '', false), code)
+      return state.retryGranted
+    }
     if (!isGatewayStatus(head.status)) return false
     // An upstream asking for more time than the request has left is answered as it is.
     const after = retryAfterMs(head.header('retry-after'), Date.now())

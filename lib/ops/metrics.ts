@@ -10,6 +10,7 @@ import type { Balancer } from '../balancing/balancer.js'
 import { instanceState } from '../balancing/instance-state.js'
 import type { InstanceState } from '../balancing/instance-state.js'
 import type { Discovery } from '../discovery/index.js'
+import type { ClientProtocol } from '../http/client-side.js'
 import type { AttemptOutcome, ServiceMetrics } from '../http/service-metrics.js'
 
 /** Request duration buckets, seconds. */
@@ -25,12 +26,17 @@ class ServiceStats implements ServiceMetrics {
   readonly attempts: Record<AttemptOutcome, number> = { ok: 0, connect: 0, reset: 0, timeout: 0, status: 0 }
   retries = 0
   budget = 0
+  /** Requests by the protocol the client spoke (zoo_proxy_client_requests_total). */
+  readonly protocols: Record<ClientProtocol, number> = { 'http/1.1': 0, h2: 0, h2c: 0 }
+  /** gRPC calls by status code, 0-16 (the codes are bounded, so is the map). */
+  readonly grpc = new Map<number, number>()
 
   constructor(service: string) {
     this.service = service
   }
 
-  request(status: number, seconds: number): void {
+  request(status: number, seconds: number, protocol: ClientProtocol): void {
+    this.protocols[protocol]++
     this.codes.set(status, (this.codes.get(status) ?? 0) + 1)
     let i = 0
     while (i < BUCKETS.length && seconds > BUCKETS[i]!) i++
@@ -49,6 +55,10 @@ class ServiceStats implements ServiceMetrics {
 
   budgetExhausted(): void {
     this.budget++
+  }
+
+  grpcResponse(code: number): void {
+    if (Number.isInteger(code) && code >= 0 && code <= 16) this.grpc.set(code, (this.grpc.get(code) ?? 0) + 1)
   }
 }
 
@@ -80,6 +90,11 @@ export class Metrics implements MetricsSource {
     this.#custom('zoo_proxy_requests_total', 'Client requests answered, by service and status code (499: the client went away).', 'counter', () =>
       each((s) => [...s.codes].map(([code, n]) => ({ value: n, labels: { service: s.service, code } }))),
     )
+    // A series of its own rather than a label on zoo_proxy_requests_total: queries and alerts on
+    // that one keep their label set.
+    this.#custom('zoo_proxy_client_requests_total', 'Client requests answered, by service and the protocol the client spoke (http/1.1, h2, h2c).', 'counter', () =>
+      each((s) => Object.entries(s.protocols).map(([protocol, n]) => ({ value: n, labels: { service: s.service, protocol } }))),
+    )
     this.#custom('zoo_proxy_request_duration_seconds', 'Time from a request reaching the proxy to the end of its response, retries included.', 'histogram', () =>
       each((s) => {
         let acc = 0
@@ -95,6 +110,9 @@ export class Metrics implements MetricsSource {
     )
     this.#custom('zoo_proxy_upstream_attempts_total', 'Attempts at an upstream instance, by outcome (ok, connect, reset, timeout, status).', 'counter', () =>
       each((s) => Object.entries(s.attempts).map(([outcome, n]) => ({ value: n, labels: { service: s.service, outcome } }))),
+    )
+    this.#custom('zoo_proxy_grpc_responses_total', 'gRPC calls answered, by service and gRPC status code (0 OK ... 16 UNAUTHENTICATED), the proxy\'s own answers included.', 'counter', () =>
+      each((s) => [...s.grpc].map(([code, n]) => ({ value: n, labels: { service: s.service, code } }))),
     )
     this.#custom('zoo_proxy_retries_total', 'Requests sent again to another instance.', 'counter', () =>
       each((s) => [{ value: s.retries, labels: { service: s.service } }]),

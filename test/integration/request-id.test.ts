@@ -84,9 +84,9 @@ describe('request IDs and the access log (real ZooKeeper, real upstreams)', func
       return rest
     })
     expect(fixed).to.deep.equal([
-      { service: 'example', method: 'GET', path: '/x?y=1', status: 200, instance, attempts: 1, bytesOut: 5, requestId: 'r-ok', client: '127.0.0.1' },
-      { service: 'example', method: 'GET', path: '/fail', status: 502, instance, attempts: 1, bytesOut: 3, requestId: 'r-fail', client: '127.0.0.1' },
-      { service: 'empty', method: 'POST', path: '/empty/z', status: 503, instance: null, attempts: 0, bytesOut: fixed[2]!.bytesOut, requestId: 'r-none', client: '127.0.0.1' },
+      { service: 'example', method: 'GET', path: '/x?y=1', status: 200, instance, attempts: 1, bytesOut: 5, requestId: 'r-ok', client: '127.0.0.1', protocol: 'http/1.1' },
+      { service: 'example', method: 'GET', path: '/fail', status: 502, instance, attempts: 1, bytesOut: 3, requestId: 'r-fail', client: '127.0.0.1', protocol: 'http/1.1' },
+      { service: 'empty', method: 'POST', path: '/empty/z', status: 503, instance: null, attempts: 0, bytesOut: fixed[2]!.bytesOut, requestId: 'r-none', client: '127.0.0.1', protocol: 'http/1.1' },
     ])
     expect(fixed[2]!.bytesOut).to.be.above(0)
   })

@@ -192,3 +192,87 @@ describe('znode codecs', () => {
     })
   })
 })
+
+describe('the Dubbo provider codec (issue 27)', () => {
+  // Names as Dubbo's ZookeeperRegistry writes them (URL.encode of the full URL, java.net.URLEncoder);
+  // the data is what Curator writes by default, the registering host's address.
+  const PARAMS = 'anyhost=true&application=demo-provider&deprecated=false&dubbo=2.0.2&dynamic=true&generic=false&interface=org.apache.dubbo.demo.DemoService&methods=sayHello,sayHelloAsync&prefer.serialization=fastjson2,hessian2&release=3.2.0&service-name-mapping=true&side=provider&timestamp=1722955607339'
+  const encode = (url: string) => encodeURIComponent(url).replace(/%20/g, '+')
+  const provider = (scheme: string, hostPort: string, params = PARAMS) => encode(`${scheme}://${hostPort}/org.apache.dubbo.demo.DemoService?${params}`)
+  const dubbo = (name: string, data: string | null = '10.0.0.1') => decodeInstance(`/dubbo/org.apache.dubbo.demo.DemoService/providers/${name}`, name, data === null ? null : Buffer.from(data))
+
+  it('takes tri providers as h2c instances, rest and http as HTTP/1.1, with Dubbo weight 100 by default', () => {
+    for (const [scheme, protocol] of [['tri', 'h2c'], ['rest', 'http/1.1'], ['http', 'http/1.1']] as const) {
+      for (const data of ['10.0.0.1', '', null]) {
+        const r = dubbo(provider(scheme, '10.0.0.1:50051'), data)
+        expect(r.ok, `${scheme} ${String(data)}`).to.equal(true)
+        if (!r.ok) continue
+        expect(r.endpoint).to.include({ host: '10.0.0.1', port: 50051, weight: 100, state: 'up' })
+        expect(r.endpoint.meta).to.include({ format: 'dubbo', protocol, dubboProtocol: scheme, interface: 'org.apache.dubbo.demo.DemoService', application: 'demo-provider' })
+      }
+    }
+    const v6 = dubbo(provider('tri', '[2409:895a::22d4]:50051'))
+    expect(v6.ok && v6.endpoint).to.include({ host: '2409:895a::22d4', port: 50051 })
+  })
+
+  it('reads weight, clamped into range, and skips disabled providers', () => {
+    const weighted = (w: string) => dubbo(provider('tri', 'h:1', `${PARAMS}&weight=${w}`))
+    expect(weighted('7')).to.deep.include({ ok: true })
+    expect((weighted('7') as { endpoint: { weight: number } }).endpoint.weight).to.equal(7)
+    const big = weighted('100000')
+    expect(big.ok && big.endpoint.weight).to.equal(WEIGHT_MAX)
+    expect(big.ok && big.warning).to.match(/clamped/)
+    expect(weighted('heavy')).to.deep.include({ ok: false })
+    for (const off of ['disabled=true', 'enabled=false']) {
+      const r = dubbo(provider('tri', 'h:1', `${PARAMS}&${off}`))
+      expect(r.ok ? 'kept' : r.reason, off).to.match(/disabled/)
+    }
+    for (const on of ['disabled=false', 'enabled=true']) expect(dubbo(provider('tri', 'h:1', `${PARAMS}&${on}`)).ok, on).to.equal(true)
+  })
+
+  it('skips binary dubbo:// providers and other protocols, with the reason', () => {
+    const r = dubbo(provider('dubbo', '10.0.0.1:20880'))
+    expect(r.ok ? 'kept' : r.reason).to.match(/dubbo:\/\/.*not HTTP/)
+    for (const scheme of ['grpc', 'injvm', 'thrift']) {
+      const other = dubbo(provider(scheme, '10.0.0.1:1'))
+      expect(other.ok ? 'kept' : other.reason, scheme).to.match(/not HTTP/)
+    }
+    const consumer = dubbo(provider('tri', 'h:1', 'category=consumers&side=consumer'))
+    expect(consumer.ok ? 'kept' : consumer.reason).to.match(/not a provider/)
+  })
+
+  it('refuses hostile names with a reason, never a throw, in bounded time', () => {
+    const random = seededRandom(27)
+    const bad = [
+      'tri%3A%2F%2F%E0%A4%A', // a cut escape
+      'tri%3A%2F%2F%ZZ',
+      'tri%3A%2F%2Fh%3A0%2Fx', // port 0
+      'tri%3A%2F%2Fh%3A65536%2Fx',
+      'tri%3A%2F%2Fh%3A123456%2Fx',
+      'tri%3A%2F%2F%3A80%2Fx', // no host
+      'tri%3A%2F%2Fuser%40h%3A80%2Fx',
+      'tri%3A%2F%2Fh%2Fx', // no port
+      `tri%3A%2F%2F${'a'.repeat(9000)}%3A80`,
+      provider('tri', 'h:1', Array.from({ length: 300 }, (_, i) => `p${i}=1`).join('&')),
+    ]
+    for (let i = 0; i < 300; i++) {
+      const base = provider('tri', '10.0.0.1:50051')
+      const at = Math.floor(random() * base.length)
+      bad.push(base.slice(0, at) + String.fromCharCode(Math.floor(random() * 128)) + base.slice(at + 1))
+    }
+    for (const name of bad) {
+      const r = dubbo(name)
+      if (!r.ok) expect(r.reason, name.slice(0, 80)).to.be.a('string').and.not.equal('')
+      else {
+        expect(r.endpoint.port).to.be.within(1, 65535)
+        expect(r.endpoint.host.length).to.be.within(1, 253)
+      }
+    }
+    for (const name of bad.slice(0, 10)) expect(dubbo(name).ok, name.slice(0, 60)).to.equal(false)
+  })
+
+  it('leaves names that are not Dubbo URLs to the other layouts', () => {
+    expect(dubbo('10.0.0.9:8080', '')).to.deep.include({ ok: true })
+    expect(decodeInstance('/s/x', 'x', Buffer.from('{"host":"h","port":2}')).ok).to.equal(true)
+  })
+})

@@ -2,7 +2,7 @@
 // one at a time, and hands an Upgrade's socket over (upgrade-hand-over.ts). It talks to its
 // listener through ConnectionOwner, so that the two do not import each other.
 
-import type { Buffer } from 'node:buffer'
+import { Buffer } from 'node:buffer'
 import { performance } from 'node:perf_hooks'
 import { STATUS_CODES } from 'node:http'
 import tls from 'node:tls'
@@ -18,6 +18,7 @@ import { Exchange } from './exchange.js'
 import type { ExchangeOwner, Refusal } from './exchange.js'
 import type { RequestIds } from './request-id.js'
 import { handOver } from './upgrade-hand-over.js'
+import { prefaceVerdict } from './preface.js'
 
 export interface H1Handlers {
   /** A request whose head arrived; it must end in `end()`, `sendError`-like answer or `destroy()`. */
@@ -30,6 +31,12 @@ export interface H1Handlers {
    * Exchange, so it goes upstream with the headers every request gets (forward.ts).
    */
   upgrade(ex: Exchange, socket: Socket, head: Buffer): void
+  /**
+   * A socket that speaks HTTP/2: ALPN chose h2 (`head` null), or a plain one whose first bytes are
+   * the connection preface (`head`: the bytes read so far, to be given back to whoever reads it
+   * next). It is no longer this front's; absent, such a socket is closed.
+   */
+  h2?(socket: Socket, head: Buffer | null): void
 }
 
 /**
@@ -39,12 +46,16 @@ export interface H1Handlers {
 export interface ConnectionOwner {
   readonly handlers: H1Handlers
   readonly limits: FrontLimits
+  /** Plain sockets: look for the HTTP/2 preface in the first read (config h2c). */
+  readonly h2c: boolean
   /** The listener is shutting down. */
   readonly draining: boolean
   /** A plain socket is read through its stream: the reason, if any. */
   streamReading(reason: string | null): void
   /** A request handler threw. */
   handlerFailed(ex: Exchange, err: unknown): void
+  /** The socket speaks HTTP/2 (see H1Handlers.h2); the connection has let go of it. */
+  h2(socket: Socket, head: Buffer | null): void
   /** An upgrade handler threw (its socket was answered or cut already). */
   upgradeFailed(err: unknown): void
   /** A client's TLS renegotiation was refused. */
@@ -90,6 +101,8 @@ export class Connection implements ParserEvents, ExchangeOwner {
   idleSince = performance.now()
   /** When the head of a request started arriving, while it is incomplete. */
   headStartedAt = -1
+  /** The first bytes of a plain connection, while they are all the beginning of the HTTP/2 preface. */
+  #sniffed: Buffer | null = null
 
   constructor(socket: Socket, server: ConnectionOwner) {
     this.socket = socket
@@ -97,18 +110,66 @@ export class Connection implements ParserEvents, ExchangeOwner {
     this.#parser = new H1Parser('request', this, MAX_HEADER_BYTES)
     socket.setNoDelay(true)
     this.secure = socket instanceof tls.TLSSocket
+    // h2c: the first read of a plain connection goes through its stream and is compared with the
+    // HTTP/2 preface; an HTTP/1.1 one is then parsed as always, and the parser consumes the rest.
+    // One 'data' event per connection, not per request; no byte is copied unless the first read
+    // is shorter than the preface and all of it matches.
+    if (!this.secure && server.h2c) socket.on('data', this.#onFirst)
+    else this.#read()
+    socket.on('end', this.#onEnd)
+    socket.on('drain', this.#onDrain)
+    socket.on('error', this.#onError)
+    socket.once('close', this.#onClose)
+  }
+
+  /** From here on the parser reads the socket: consumed by it, or through its stream. */
+  #read(): void {
+    const socket = this.socket
     // A TLS socket is read through its stream, not consumed: parser.ts's rules were checked for
     // plain TCP handles only, and on HTTPS the crypto costs more than the 'data' event saves.
     if (!this.secure && this.#parser.consume(socket, this.#onExecute)) socket.resume() // flowing, so 'end' is emitted
     else {
       socket.on('data', this.#onData)
       // A plain socket Node's parser could have read itself but for its handle's shape: said once.
-      if (!this.secure && ENGINE.consumes && !socket.destroyed) server.streamReading(handleProblem(socket))
+      if (!this.secure && ENGINE.consumes && !socket.destroyed) this.#server.streamReading(handleProblem(socket))
     }
-    socket.on('end', this.#onEnd)
-    socket.on('drain', this.#onDrain)
-    socket.on('error', this.#onError)
-    socket.once('close', this.#onClose)
+  }
+
+  /** The first read(s) of a plain connection with h2c on: the HTTP/2 preface, or HTTP/1.1. */
+  readonly #onFirst = (data: Buffer): void => {
+    const seen = this.#sniffed === null ? data : Buffer.concat([this.#sniffed, data])
+    const verdict = prefaceVerdict(seen)
+    if (verdict === 'more') {
+      // A preface that stops coming is held to the head deadline, as a partial request line is.
+      this.#sniffed = seen
+      if (this.headStartedAt < 0) this.headStartedAt = performance.now()
+      return
+    }
+    this.#sniffed = null
+    this.headStartedAt = -1
+    this.socket.off('data', this.#onFirst)
+    if (verdict === 'h2') {
+      this.#toH2(seen)
+      return
+    }
+    // Consumed first, then this read parsed: the parser sees the bytes in the order they came
+    // (the consumed handle delivers nothing before this event returns).
+    this.#read()
+    this.#onData(seen)
+  }
+
+  /** The socket leaves this front for the HTTP/2 one, with the bytes read so far. */
+  #toH2(head: Buffer): void {
+    this.upgraded = true
+    this.socket.off('end', this.#onEnd)
+    this.socket.off('drain', this.#onDrain)
+    this.socket.off('error', this.#onError)
+    this.socket.off('close', this.#onClose)
+    this.closed = true
+    this.#server.forget(this)
+    // Never consumed: freed on the next turn (rule 1), nothing else to undo.
+    this.#parser.close()
+    this.#server.h2(this.socket, head)
   }
 
   get draining(): boolean {

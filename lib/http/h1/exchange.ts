@@ -178,6 +178,11 @@ export class Exchange {
     return this.#conn.closed
   }
 
+  /** The access log's and the metrics' protocol (a getter: nothing per request). */
+  get protocol(): 'http/1.1' {
+    return 'http/1.1'
+  }
+
   /** The listener's port the client connected to (X-Forwarded-Port). */
   get localPort(): number {
     return this.#conn.socket.localPort ?? 0

@@ -16,6 +16,7 @@
 import { performance } from 'node:perf_hooks'
 import net from 'node:net'
 import tls from 'node:tls'
+import type { Buffer } from 'node:buffer'
 import type { AddressInfo, Socket } from 'node:net'
 import { listen } from '../../listen.js'
 import { DEFAULT_LIMITS } from '../../limits.js'
@@ -35,6 +36,10 @@ export interface FrontOptions {
   readonly limits?: FrontLimits
   /** HTTPS only: the listener's certificate and key. */
   readonly tls?: tls.SecureContextOptions
+  /** HTTPS only: the protocols offered in ALPN, in order (default http/1.1 alone); h2 sockets go to `handlers.h2`. */
+  readonly alpn?: readonly ('h2' | 'http/1.1')[]
+  /** Plain only: a connection whose first bytes are the HTTP/2 preface goes to `handlers.h2` (default false). */
+  readonly h2c?: boolean
   /** Told once, with the reason, when sockets are read through their stream for their handle's shape. */
   readonly onStreamReading?: (reason: string) => void
   /** Told what a handler threw (the request got a 502, or its connection was cut). */
@@ -47,6 +52,7 @@ export class H1Server implements ConnectionOwner {
   readonly handlers: H1Handlers
   readonly limits: FrontLimits
   readonly requestIds = new RequestIds()
+  readonly h2c: boolean
   readonly #server: net.Server
   readonly #connections = new Set<Connection>()
   /** TCP sockets of a TLS listener whose handshake is not done yet. */
@@ -62,6 +68,7 @@ export class H1Server implements ConnectionOwner {
     const { limits = DEFAULT_LIMITS, tls: secure } = options
     this.handlers = handlers
     this.limits = limits
+    this.h2c = secure === undefined && options.h2c === true && handlers.h2 !== undefined
     this.#onStreamReading = options.onStreamReading
     this.#onHandlerError = options.onHandlerError
     this.#onTlsRefused = options.onTlsRefused
@@ -71,7 +78,15 @@ export class H1Server implements ConnectionOwner {
       this.#connections.add(new Connection(socket, this))
     }
     if (secure === undefined) this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, accept)
-    else this.#server = tlsListener(secure, this.#handshaking, accept)
+    else {
+      const alpn = options.alpn ?? ['http/1.1']
+      // A socket whose client chose h2 in ALPN never meets the HTTP/1.1 parser.
+      const acceptTls = (socket: Socket): void => {
+        if ((socket as tls.TLSSocket).alpnProtocol === 'h2') this.h2(socket, null)
+        else accept(socket)
+      }
+      this.#server = tlsListener(secure, alpn, this.#handshaking, acceptTls)
+    }
     // Once a second: idle keep-alive connections past their timeout, and heads that take too
     // long to arrive (slowloris), are closed. One timer for all instead of one per socket.
     this.#sweeper = setInterval(() => this.#sweep(), Math.min(1_000, Math.max(50, limits.clientBodyTimeoutMs / 4))).unref()
@@ -101,6 +116,21 @@ export class H1Server implements ConnectionOwner {
   /** An upgrade handler threw (upgrade-hand-over.ts answered or cut its socket): whoever listens is told the cause. */
   upgradeFailed(err: unknown): void {
     this.#onHandlerError?.(err, 'upgrade')
+  }
+
+  /** A socket that speaks HTTP/2 goes to whoever serves it; with nobody (or a throw), it is closed. */
+  h2(socket: Socket, head: Buffer | null): void {
+    const serve = this.handlers.h2
+    if (serve === undefined || this.draining) {
+      socket.destroy()
+      return
+    }
+    try {
+      serve(socket, head)
+    } catch (err) {
+      this.#onHandlerError?.(err, 'request')
+      socket.destroy()
+    }
   }
 
   tlsRefused(code: string, client: string | undefined): void {

@@ -8,14 +8,15 @@ import type { Socket } from 'node:net'
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
 
 /**
- * HTTPS only on this port; ALPN says http/1.1 (a client asking for h2 alone is refused). Sockets
- * still in their handshake are kept in `handshaking` until it ends; `accept` gets the rest.
+ * HTTPS only on this port; ALPN offers `alpn` in that order (a client that offers none of them is
+ * refused in the handshake; one that offers no ALPN at all gets HTTP/1.1). Sockets still in their
+ * handshake are kept in `handshaking` until it ends; `accept` gets the rest.
  */
-export function tlsListener(secure: tls.SecureContextOptions, handshaking: Set<Socket>, accept: (socket: Socket) => void): tls.Server {
+export function tlsListener(secure: tls.SecureContextOptions, alpn: readonly string[], handshaking: Set<Socket>, accept: (socket: Socket) => void): tls.Server {
   // allowHalfOpen: a client that sends its request and then shuts down its sending side still
   // gets its answer (node:http does the same).
   const server = tls.createServer(
-    { ...secure, allowHalfOpen: true, noDelay: true, ALPNProtocols: ['http/1.1'], handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS },
+    { ...secure, allowHalfOpen: true, noDelay: true, ALPNProtocols: [...alpn], handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS },
     (socket) => {
       handshaking.delete(socket)
       // Client-initiated renegotiation refused, as nginx does: each one is a full handshake's
