@@ -10,57 +10,12 @@ import { readFileSync } from 'node:fs'
 import tls from 'node:tls'
 import { useCerts } from '../support/certs.js'
 import { makeConfig, putNode, send, startProxy, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
+import { FLAG, FRAME, block, frame, u32 } from '../support/h2-frames.js'
 
 const { NGHTTP2_INTERNAL_ERROR } = http2.constants
 
-const DATA = 0
-const HEADERS = 1
-const RST_STREAM = 3
-const SETTINGS = 4
-const PING = 6
-const GOAWAY = 7
-const WINDOW_UPDATE = 8
-const CONTINUATION = 9
-const END_STREAM = 1
-const END_HEADERS = 4
-
-function frame(type: number, flags: number, streamId: number, payload: Uint8Array = Buffer.alloc(0)): Buffer {
-  const head = Buffer.alloc(9)
-  head.writeUIntBE(payload.length, 0, 3)
-  head[3] = type
-  head[4] = flags
-  head.writeUInt32BE(streamId & 0x7fffffff, 5)
-  return Buffer.concat([head, payload])
-}
-
-/** An HPACK integer with an n-bit prefix (RFC 7541 §5.1). */
-function hpackInt(value: number, prefixBits: number, first: number): number[] {
-  const max = (1 << prefixBits) - 1
-  if (value < max) return [first | value]
-  const out = [first | max]
-  value -= max
-  while (value >= 128) {
-    out.push((value % 128) + 128)
-    value = Math.floor(value / 128)
-  }
-  out.push(value)
-  return out
-}
-
-/** A header block of literal fields without indexing (RFC 7541 §6.2.2), no Huffman. */
-function block(fields: [string, string][]): Buffer {
-  const parts: Buffer[] = []
-  for (const [name, value] of fields) {
-    parts.push(Buffer.from([0x00, ...hpackInt(name.length, 7, 0)]), Buffer.from(name), Buffer.from(hpackInt(value.length, 7, 0)), Buffer.from(value))
-  }
-  return Buffer.concat(parts)
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4)
-  b.writeUInt32BE(n >>> 0, 0)
-  return b
-}
+const { DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION } = FRAME
+const { END_STREAM, END_HEADERS } = FLAG
 
 type Answer = (socket: net.Socket, streamId: number) => void
 

@@ -12,6 +12,7 @@ import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { useCerts } from '../support/certs.js'
 import { makeConfig, putNode, send, startProxy, uniquePath, useClosers, useZooKeeper, waitFor } from '../support/helpers.js'
+import { frame } from '../support/h2-frames.js'
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants
 
@@ -20,16 +21,6 @@ interface Seen {
   path: string
   body: string
   userAgent: string | undefined
-}
-
-/** One HTTP/2 frame (RFC 9113 §4.1). */
-function frame(type: number, flags: number, streamId: number, payload = Buffer.alloc(0)): Buffer {
-  const head = Buffer.alloc(9)
-  head.writeUIntBE(payload.length, 0, 3)
-  head[3] = type
-  head[4] = flags
-  head.writeUInt32BE(streamId & 0x7fffffff, 5)
-  return Buffer.concat([head, payload])
 }
 
 const PREFACE_BYTES = 24
