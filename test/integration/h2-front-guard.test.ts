@@ -174,6 +174,11 @@ describe('the HTTP/2 front guard on a bare node:http2 server (raw frames)', func
       await expectCalm(c, b, 'pings')
     })
 
+    // nghttp2 1.61 (Node 20) builds RFC 7540's priority tree from PRIORITY frames and node:http2
+    // reports each one, so the guard counts them. Newer nghttp2 (1.69 in Node 22 and later) follows
+    // RFC 9113, which deprecates that scheme: it keeps no tree, node:http2 reports nothing, and a
+    // flood costs a frame parse each, like an unknown frame type. There the test shows the flood
+    // is harmless instead: no GOAWAY, and the connection still serves.
     it('PRIORITY flood on idle streams and on an open one (CVE-2019-9513)', async function () {
       for (const open of [false, true]) {
         const b = await bare()
@@ -183,7 +188,16 @@ describe('the HTTP/2 front guard on a bare node:http2 server (raw frames)', func
           await c.roundTrip()
         }
         c.write(...Array.from({ length: 5 * DEFAULT_GUARD.maxPrioritiesPerSecond }, (_, i) => build.priority(open ? 1 : 2 * i + 3, 0, i % 256)))
-        await expectCalm(c, b, 'priorities')
+        // Every frame before the PING is parsed (and, where reported, counted) once its ACK is back;
+        // on Node 20 the guard may close first, which is the other outcome.
+        await c.roundTrip().catch(() => {})
+        if (b.trips.length > 0) {
+          await expectCalm(c, b, 'priorities')
+          continue
+        }
+        assert.equal(c.frames.some((f) => f.type === FRAME.GOAWAY), false, c.describe())
+        await freshGet(b)
+        c.close()
       }
     })
 
