@@ -207,6 +207,8 @@ class H2Run {
   readonly unexpected = new Map<string, { count: number; example: string }>()
   readonly leaks: string[] = []
   readonly harnessErrors: string[] = []
+  /** Cases that ended just after a malformed request reached an upstream. */
+  readonly malformedCases: string[] = []
   readonly port: number
   crossed = 0
   corrupt = 0
@@ -532,6 +534,7 @@ export async function runH2Fuzz(opts: H2FuzzOptions): Promise<H2FuzzResult> {
     log(`PROXY CHILD EXITED (h2, seed ${seed}): code ${crash.code}, signal ${crash.signal}`)
     run.stopped = true
   }
+  const malformedCount = () => Object.values(upstreamStats.malformed).reduce((a, b) => a + b, 0)
   const numbers = opts.only ?? Array.from({ length: opts.cases }, (_, k) => k)
   const started = performance.now()
   let next = 0
@@ -539,8 +542,11 @@ export async function runH2Fuzz(opts: H2FuzzOptions): Promise<H2FuzzResult> {
     Array.from({ length: concurrency }, async () => {
       while (next < numbers.length && !run.stopped) {
         const k = numbers[next++]!
+        const before = malformedCount()
         try {
           await runCase(run, k)
+          // Which case it was (or one of the cases open beside it), to replay.
+          if (malformedCount() > before && run.malformedCases.length < 10) run.malformedCases.push(`h#${k}`)
         } catch (err) {
           if (!run.stopped) run.harnessErrors.push(`h#${k}: ${(err as Error)?.stack ?? String(err)}`)
         }
@@ -573,7 +579,7 @@ export async function runH2Fuzz(opts: H2FuzzOptions): Promise<H2FuzzResult> {
   for (const u of unexpected) f.push(`${u.count} x ${u.what}`)
   if (finalStatus !== 200) f.push(`a GET on a fresh HTTP/2 connection afterwards got ${finalStatus ?? 'no answer'}`)
   if (run.harnessErrors.length > 0) f.push(`${run.harnessErrors.length} harness errors`)
-  if (Object.keys(upstreamStats.malformed).length > 0) f.push(`the proxy sent malformed requests upstream: ${JSON.stringify(upstreamStats.malformed)}`)
+  if (Object.keys(upstreamStats.malformed).length > 0) f.push(`the proxy sent malformed requests upstream: ${JSON.stringify(upstreamStats.malformed)} (cases ${run.malformedCases.join(' ')})`)
   if (crashed === null && proxySockets !== 0) f.push(`${proxySockets ?? 'unknown'} sockets still open in the proxy after the idle timeouts`)
   if (upstreamOpen > 0) f.push(`${upstreamOpen} upstream connections still open after the idle timeouts`)
   return {
