@@ -26,6 +26,7 @@ import { realpathSync } from 'node:fs'
 import process from 'node:process'
 import { fileURLToPath } from 'node:url'
 import { adminReport, runAdminFuzz } from '../fuzz-admin.js'
+import { h2Report, runH2Fuzz } from '../fuzz-h2.js'
 import { runZnodeFuzz, znodeReport } from '../fuzz-znode.js'
 import { FAMILIES } from './families.js'
 import { proxyChild } from './proxy-child.js'
@@ -47,16 +48,18 @@ function argValue(args: readonly string[], name: string): string | undefined {
  * The control side's families (issue 21): not requests through the proxy's listener but the admin
  * listener (scripts/fuzz-admin.ts) and znode data fed to the codecs (scripts/fuzz-znode.ts), each a
  * run of its own after the request families, from the same seed. Their cases are `a#N` and `z#N`.
+ * The HTTP/2 family (scripts/fuzz-h2.ts, issue 26 §4) runs the same way, with its own proxy child:
+ * its cases are `h#N`.
  */
-const CONTROL_FAMILIES = ['admin', 'znode']
+const CONTROL_FAMILIES = ['admin', 'znode', 'h2']
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2)
   if (args[0] === '--proxy-child') return proxyChild(Number(args[1]), args.slice(2).map(Number))
   if (args.includes('--help')) {
-    console.log('npm run fuzz -- [--requests N (1000000)] [--seed S (random)] [--concurrency C (128)] [--family F ...] [--case w<worker>#<case> | a#<case> | z#<case> ...]')
+    console.log('npm run fuzz -- [--requests N (1000000)] [--seed S (random)] [--concurrency C (128)] [--family F ...] [--case w<worker>#<case> | a#<case> | z#<case> | h#<case> ...]')
     console.log(`families: ${[...Object.keys(FAMILIES), ...CONTROL_FAMILIES].join(', ')}`)
-    console.log('admin and znode run after the others, requests/50 and requests/10 cases; alone (--family admin), --requests cases')
+    console.log('admin, znode and h2 run after the others, requests/50, requests/10 and requests/20 cases; alone (--family admin), --requests cases')
     return
   }
   const requests = Number(argValue(args, '--requests') ?? 1_000_000)
@@ -67,7 +70,7 @@ async function main(): Promise<void> {
   if (![requests, seed, concurrency].every((n) => Number.isInteger(n) && n >= 0)) throw new Error('--requests, --seed and --concurrency take whole numbers')
   const control = (f: string) => CONTROL_FAMILIES.includes(f)
   const families = allFamilies.filter((f) => !control(f))
-  const cases = allCases.filter((c) => !/^[az]#/.test(c))
+  const cases = allCases.filter((c) => !/^[azh]#/.test(c))
   const caseNumbers = (prefix: string) => allCases.flatMap((c) => (c.startsWith(`${prefix}#`) ? [Number(c.slice(2))] : []))
   // What runs: everything by default; else the families and cases named.
   const named = allFamilies.length > 0 || allCases.length > 0
@@ -90,6 +93,12 @@ async function main(): Promise<void> {
     const only = caseNumbers('z')
     const r = runZnodeFuzz({ cases: alone ? requests : Math.max(1000, Math.round(requests / 10)), seed, ...(only.length > 0 ? { only } : {}) })
     for (const line of znodeReport(r)) console.log(line)
+    ok &&= r.ok
+  }
+  if (runs('h2', 'h')) {
+    const only = caseNumbers('h')
+    const r = await runH2Fuzz({ cases: alone ? requests : Math.max(100, Math.round(requests / 20)), seed, ...(only.length > 0 ? { only } : {}), log: (line) => console.log(line) })
+    for (const line of h2Report(r)) console.log(line)
     ok &&= r.ok
   }
   process.exitCode = ok ? 0 : 1
