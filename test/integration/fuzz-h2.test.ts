@@ -44,9 +44,11 @@ describe(`the h2 front under 300 fuzzed connections (seed ${SEED})`, function ()
     expect(result.outcomes.bigHeaders?.['431'] ?? 0, why()).to.be.greaterThan(0)
   })
 
-  // Pending: a client that closes its h2c connection leaves the proxy's socket open until the
-  // session idle timeout (60 s). The plain listener is allowHalfOpen (for HTTP/1.1) and the h2
-  // session never ends its side on the client's FIN (lib/http/h2/front.ts, not this item's).
+  // Pending: a client that closed its h2c connection left the proxy's socket open until the
+  // session idle timeout (60 s), as the plain listener is allowHalfOpen for HTTP/1.1; the front
+  // now ends its side on the client's FIN (280 open sockets at this seed before, 78 after). The
+  // rest are sessions node:http2 gave up on after a GOAWAY of its own (a mutated frame): it stops
+  // reading, so the FIN is never seen, and the front's 60 s idle timer closes them.
   it.skip('leaves no socket open on either side once the idle timeouts have passed', () => {
     expect(result.proxySockets, why()).to.equal(0)
     expect(result.upstreamOpen, why()).to.equal(0)
