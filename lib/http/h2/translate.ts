@@ -10,6 +10,7 @@
 // Each refusal names a reason; the caller maps it to 400 (the client sent it) or 502 (the
 // instance did) with `refusalError`.
 
+import { METHODS } from 'node:http'
 import { ProxyError, UpstreamError } from '../../errors.js'
 import { FIELD, HOP_BY_HOP, MAX_HEADER_BYTES, ResponseHead, TOKEN } from '../h1/headers.js'
 import { DEFAULT_LIMITS } from '../../limits.js'
@@ -141,6 +142,9 @@ export interface ForwardRequest {
   readonly trailers: boolean
 }
 
+/** Methods a client may send (see translateRequest). */
+const CLIENT_METHODS: ReadonlySet<string> = new Set(METHODS)
+
 const REQUEST_PSEUDO = new Set([':method', ':path', ':scheme', ':authority', ':protocol'])
 
 /**
@@ -210,6 +214,10 @@ export function translateRequest(raw: readonly string[], limits: HeaderLimits = 
   if (method === 'CONNECT') return refuse('connect', 'CONNECT is not supported')
   if (pseudo.has(':protocol')) return refuse('pseudo-unknown', ':protocol without extended CONNECT')
   if (!isToken(method)) return refuse('invalid-method', `method ${JSON.stringify(method)}`)
+  // The methods the HTTP/1.1 front takes (llhttp's list, node:http's METHODS): a request is
+  // forwarded by the same rules whichever protocol it came in on, and an HTTP/1.1 instance's
+  // parser refuses any other (the h2 fuzz family sent a flipped-bit `GDT` upstream).
+  if (!CLIENT_METHODS.has(method)) return refuse('invalid-method', `method ${JSON.stringify(method)} is not one the proxy forwards`)
   const scheme = pseudo.get(':scheme')
   const path = pseudo.get(':path')
   if (scheme === undefined) return refuse('pseudo-missing', 'no :scheme')
